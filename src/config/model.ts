@@ -1,0 +1,162 @@
+/**
+ * The one validated configuration model. Both sources (the seed's YAML shape and the add-on's
+ * `/data/options.json`) are normalised by the loader into the input shape of `ConfigSchema`;
+ * everything else in the service consumes only `Config`.
+ *
+ * Defaults here are the documented defaults (DOCS.md): change them in both places.
+ */
+import { z } from "zod";
+
+export const LOG_LEVELS = ["trace", "debug", "info", "notice", "warning", "error", "fatal"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const VOICES = [
+  "alloy",
+  "ash",
+  "ballad",
+  "cedar",
+  "coral",
+  "echo",
+  "marin",
+  "sage",
+  "shimmer",
+  "verse",
+] as const;
+
+/** `always` | `never` | a per-tool map `{tool: always|never}` (the seed's form). */
+export const ApprovalModeSchema = z.enum(["always", "never"]);
+export type ApprovalMode = z.infer<typeof ApprovalModeSchema>;
+export const RequireApprovalSchema = z.union([
+  ApprovalModeSchema,
+  z.record(z.string().min(1), ApprovalModeSchema),
+]);
+export type RequireApproval = z.infer<typeof RequireApprovalSchema>;
+
+/** Server names become tool-name prefixes and metric labels: keep them short and plain. */
+export const SERVER_NAME_RE = /^[a-zA-Z0-9_-]{1,48}$/;
+
+export const McpServerSchema = z
+  .object({
+    name: z.string().regex(SERVER_NAME_RE, "letters, digits, _ and - only (1-48 characters)"),
+    mode: z.enum(["native", "client"]),
+    enabled: z.boolean().default(true),
+    /** Lower number wins a tool-name conflict. */
+    priority: z.number().int().min(0).max(100_000).default(100),
+    description: z.string().optional(),
+    /** native: the URL OpenAI connects to; client http/sse: the URL we connect to. */
+    server_url: z.url({ protocol: /^https?$/ }).optional(),
+    /** Value of the Authorization header, e.g. `Bearer abc`. Secret. */
+    authorization: z.string().min(1).optional(),
+    headers: z.record(z.string().min(1), z.string()).default({}),
+    require_approval: RequireApprovalSchema.default("always"),
+    /** When set, only these tools are exposed (both modes). */
+    allowed_tools: z.array(z.string().min(1)).optional(),
+    transport: z.enum(["stdio", "http", "sse"]).optional(),
+    command: z.string().min(1).optional(),
+    args: z.array(z.string()).default([]),
+    /** Extra environment for a stdio child, on top of a safe allow-list. Values are secret. */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+    cwd: z.string().min(1).optional(),
+    /** Seconds: connect timeout and per-call timeout. */
+    timeout: z.number().positive().max(3600).default(30),
+    /** native only: a client route (Streamable HTTP) used when OpenAI cannot list the tools. */
+    fallback_url: z.url({ protocol: /^https?$/ }).optional(),
+  })
+  .superRefine((s, ctx) => {
+    const need = (key: keyof typeof s, why: string): void => {
+      if (s[key] === undefined) ctx.addIssue({ code: "custom", path: [key], message: `required ${why}` });
+    };
+    if (s.mode === "native") {
+      need("server_url", "when mode is native");
+      if (s.transport === "stdio")
+        ctx.addIssue({ code: "custom", path: ["transport"], message: "stdio is only possible in client mode" });
+    } else {
+      need("transport", "when mode is client");
+      if (s.transport === "stdio") need("command", "when transport is stdio");
+      if (s.transport === "http" || s.transport === "sse") need("server_url", `when transport is ${s.transport}`);
+    }
+  });
+export type McpServerConfig = z.infer<typeof McpServerSchema>;
+
+export const SatelliteDeviceSchema = z.object({
+  id: z.string().regex(/^[a-zA-Z0-9_.:-]{1,64}$/, "letters, digits, _ . : - only (1-64 characters)"),
+  name: z.string().optional(),
+  token: z.string().min(16, "at least 16 characters"),
+});
+
+export const ConfigSchema = z
+  .object({
+    openai: z.object({
+      api_key: z.string().min(1, "required"),
+      model: z.string().min(1).default("gpt-realtime"),
+      voice: z.enum(VOICES).default("marin"),
+      /** WebSocket base URL; `?model=` is appended. */
+      base_url: z.url({ protocol: /^wss?$/ }).default("wss://api.openai.com/v1/realtime"),
+      instructions: z
+        .string()
+        .default(
+          "You are a helpful voice assistant for a smart home. Answer briefly and speak naturally. " +
+            "Use the tools you have to read and control the home.",
+        ),
+      turn_detection: z.enum(["server_vad", "semantic_vad"]).default("server_vad"),
+      transcription_model: z.string().min(1).default("gpt-4o-mini-transcribe"),
+      /** Sessions kept connected and configured before anyone speaks. */
+      pool_size: z.number().int().min(0).max(10).default(1),
+    }),
+    home_assistant: z
+      .object({
+        url: z.url({ protocol: /^https?$/ }).optional(),
+        /** Long-lived access token. Secret. */
+        token: z.string().min(1).optional(),
+        /** Internet-reachable URL of Home Assistant: makes HA a native server. */
+        public_url: z.url({ protocol: /^https$|^http$/ }).optional(),
+        /** Which HA MCP endpoint native mode uses: `sse` → /mcp_server/sse, `http` → /api/mcp. */
+        native_endpoint: z.enum(["sse", "http"]).default("sse"),
+      })
+      .default({ native_endpoint: "sse" }),
+    mcp_servers: z.array(McpServerSchema).default([]),
+    satellites: z
+      .object({
+        /** Shared token for every satellite. Secret. Generated into the data dir when unset. */
+        token: z.string().min(16, "at least 16 characters").optional(),
+        devices: z.array(SatelliteDeviceSchema).default([]),
+        /** A conversation ends after this many seconds without speech. */
+        conversation_idle_s: z.number().int().min(5).max(600).default(30),
+      })
+      .default({ devices: [], conversation_idle_s: 30 }),
+    listen: z
+      .object({
+        host: z.string().min(1).default("0.0.0.0"),
+        satellite_port: z.number().int().min(0).max(65535).default(8765),
+        ingress_port: z.number().int().min(0).max(65535).default(8099),
+      })
+      .default({ host: "0.0.0.0", satellite_port: 8765, ingress_port: 8099 }),
+    approvals: z
+      .object({ timeout_s: z.number().int().min(5).max(600).default(30) })
+      .default({ timeout_s: 30 }),
+    metrics: z
+      .object({
+        /** Bearer token required on /metrics when set. Secret. */
+        token: z.string().min(1).optional(),
+      })
+      .default({}),
+    log_level: z.enum(LOG_LEVELS).default("info"),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, number>();
+    c.mcp_servers.forEach((s, i) => {
+      const first = seen.get(s.name);
+      if (first !== undefined)
+        ctx.addIssue({ code: "custom", path: ["mcp_servers", i, "name"], message: `duplicate server name "${s.name}"` });
+      else seen.set(s.name, i);
+    });
+    const ids = new Set<string>();
+    c.satellites.devices.forEach((d, i) => {
+      if (ids.has(d.id))
+        ctx.addIssue({ code: "custom", path: ["satellites", "devices", i, "id"], message: `duplicate device id "${d.id}"` });
+      ids.add(d.id);
+    });
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;

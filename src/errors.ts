@@ -1,0 +1,60 @@
+/**
+ * The one error registry. Every satellite protocol error code and every HTTP API error is declared
+ * here once; DOCS.md lists them all (a test keeps the two in step).
+ */
+
+export interface ErrorSpec {
+  /** HTTP status for API errors; WebSocket close code for satellite errors that close. */
+  readonly status: number;
+  readonly message: string;
+  /** Satellite errors: whether the connection is closed after sending it. */
+  readonly fatal: boolean;
+}
+
+const def = (status: number, message: string, fatal = false): ErrorSpec => ({ status, message, fatal });
+
+/** Satellite wire protocol error codes (DESIGN §5). `status` is the close code when `fatal`. */
+export const SATELLITE_ERRORS = {
+  unauthorized: def(1008, "missing or invalid token", true),
+  bad_hello: def(1002, "the first message must be a valid hello", true),
+  hello_timeout: def(1002, "no hello within 10 seconds", true),
+  unsupported_protocol: def(1002, "unsupported protocol version", true),
+  bad_message: def(1007, "invalid JSON or an unknown/invalid message"),
+  bad_audio: def(1007, "audio frames must be PCM16: an even number of bytes"),
+  frame_too_large: def(1009, "frame larger than 64 KiB", true),
+  rate_limited: def(1008, "too many frames or bytes per second", true),
+  slow_consumer: def(1013, "the satellite is not reading what it is sent", true),
+  upstream_unavailable: def(1011, "the Realtime upstream cannot be reached"),
+  approval_unknown: def(1007, "no pending approval with that id"),
+  internal: def(1011, "internal error"),
+} as const satisfies Record<string, ErrorSpec>;
+export type SatelliteErrorCode = keyof typeof SATELLITE_ERRORS;
+
+/** HTTP API error codes (admin API behind ingress, /metrics). */
+export const API_ERRORS = {
+  not_found: def(404, "no such resource"),
+  unknown_server: def(404, "no MCP server with that name"),
+  unknown_approval: def(404, "no pending approval with that id"),
+  bad_request: def(400, "the request body is invalid"),
+  forbidden: def(403, "only Home Assistant ingress may use this endpoint"),
+  unauthorized: def(401, "missing or invalid bearer token"),
+  not_ready: def(503, "the service is not ready"),
+} as const satisfies Record<string, ErrorSpec>;
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+/** An API error carrying its registry code; the HTTP layer turns it into `{error:{code,message}}`. */
+export class ApiError extends Error {
+  readonly code: ApiErrorCode;
+  readonly status: number;
+  constructor(code: ApiErrorCode, message?: string) {
+    super(message ?? API_ERRORS[code].message);
+    this.name = "ApiError";
+    this.code = code;
+    this.status = API_ERRORS[code].status;
+  }
+}
+
+/** Wire shape of an API error body. */
+export function apiErrorBody(code: ApiErrorCode, message?: string): { error: { code: string; message: string } } {
+  return { error: { code, message: message ?? API_ERRORS[code].message } };
+}
