@@ -112,8 +112,12 @@ export const ConfigSchema = z
         public_url: z.url({ protocol: /^https$|^http$/ }).optional(),
         /** Which HA MCP endpoint native mode uses: `sse` → /mcp_server/sse, `http` → /api/mcp. */
         native_endpoint: z.enum(["sse", "http"]).default("sse"),
+        /** Approval policy of the derived `home_assistant` server (zero-config, native or direct). */
+        require_approval: RequireApprovalSchema.default("always"),
+        /** When set, only these Home Assistant tools are exposed. */
+        allowed_tools: z.array(z.string().min(1)).optional(),
       })
-      .default({ native_endpoint: "sse" }),
+      .default({ native_endpoint: "sse", require_approval: "always" }),
     mcp_servers: z.array(McpServerSchema).default([]),
     satellites: z
       .object({
