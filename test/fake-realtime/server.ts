@@ -1,0 +1,1011 @@
+/**
+ * A fake OpenAI Realtime server (GA protocol) on 127.0.0.1 for tests and benchmarks.
+ *
+ * Usage:
+ *   const fake = await startFakeRealtime({ apiKey: "sk-test", sessionSetupDelayMs: 0 });
+ *   // point the engine at fake.url (ws://127.0.0.1:PORT/v1/realtime) with api key "sk-test"
+ *   const conn = await fake.nextConnection();           // one FakeConnection per upstream socket
+ *   await conn.waitFor("session.update");               // every client event is recorded in conn.received
+ *   fake.script({ kind: "function_call", name: "echo", arguments: '{"message":"hi"}' }); // next response.create
+ *   conn.drop();  conn.expire("close");  conn.expire("error");  conn.send({...GA server event...});
+ *   await fake.close();
+ *
+ * Behaviour: checks `Authorization: Bearer <apiKey>` (401 otherwise) and rejects an `OpenAI-Beta`
+ * header (400). Sends `session.created` (after `sessionSetupDelayMs`) and answers each `session.update`
+ * with `session.updated` carrying the merged session. Every `type:"mcp"` tool newly present in an
+ * update gets a `mcp_list_tools` item and `mcp_list_tools.in_progress → completed|failed` (scripted per
+ * server_label through `mcp`). Appended audio drives a simple server VAD (RMS over 10 ms frames of the
+ * appended PCM; audio time, not wall time): `speech_started` after `vad.speechMs` of loud audio,
+ * `speech_stopped` + commit + user transcript after `vad.silenceMs` of quiet, then a response when
+ * `create_response` is on. `response.create` plays the next scripted turn (default: a spoken reply of
+ * `replyAudio` in `response.output_audio.delta` chunks, `audioSpeed` times faster than real time).
+ * A second `response.create` while one is active gets `conversation_already_has_active_response`.
+ * A function call turn is answered, on `function_call_output` + `response.create`, by a spoken answer
+ * that quotes the output. An approval turn emits an `mcp_approval_request` item; an approving
+ * `mcp_approval_response` runs the `mcp_call` (its output scripted), after which `response.create` speaks.
+ * Every server event is typed with the `openai` package's `RealtimeServerEvent`, so drift breaks the build.
+ */
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { WebSocketServer, type WebSocket } from "ws";
+import type {
+  ConversationItem,
+  RealtimeClientEvent,
+  RealtimeMcpListTools,
+  RealtimeResponse,
+  RealtimeResponseUsage,
+  RealtimeServerEvent,
+  RealtimeSessionCreateRequest,
+} from "openai/resources/realtime/realtime";
+
+/** What `mcp_list_tools` does for one server_label. Default: completes at once with no tools. */
+export interface FakeMcpScript {
+  outcome: "completed" | "failed";
+  delayMs?: number;
+  tools?: RealtimeMcpListTools.Tool[];
+}
+
+/** One scripted reaction to a `response.create` (or to a VAD end of turn with create_response). */
+export type FakeTurn =
+  | { kind: "speak"; transcript?: string; audio?: Buffer }
+  | { kind: "function_call"; name: string; arguments: string; callId?: string }
+  | {
+      kind: "mcp_approval";
+      serverLabel: string;
+      name: string;
+      arguments: string;
+      /** Output of the mcp_call when approved. */
+      output?: string;
+      /** Make the approved mcp_call fail instead. */
+      fail?: boolean;
+    }
+  | { kind: "error"; code: string; message?: string; errorType?: string }
+  /** Starts a response and never finishes it (until cancelled or the socket ends). */
+  | { kind: "hang" }
+  /** Sends nothing at all. */
+  | { kind: "silent" };
+
+export interface FakeRealtimeOptions {
+  /** Expected bearer key. Default `sk-test`. */
+  apiKey?: string;
+  /** Delay before `session.created` (a realistic upstream takes a few hundred ms). Default 0. */
+  sessionSetupDelayMs?: number;
+  /** Delay before each `session.updated`. Default 0. */
+  sessionUpdateDelayMs?: number;
+  /** Per server_label list-tools behaviour. */
+  mcp?: Record<string, FakeMcpScript>;
+  /** Reply audio, PCM16 24 kHz mono. Default: 400 ms of a 440 Hz tone. */
+  replyAudio?: Buffer;
+  /** Transcript of spoken replies. Default "Sure, done." */
+  replyTranscript?: string;
+  /** Transcript the fake "hears" for each committed user turn. Default "turn on the kitchen light". */
+  userTranscript?: string;
+  /** Audio chunk size in ms. Default 100. */
+  chunkMs?: number;
+  /** Multiple of real time at which reply audio is sent; Infinity sends all at once. Default 4. */
+  audioSpeed?: number;
+  /** Server VAD tuning (audio time). */
+  vad?: { threshold?: number; speechMs?: number; silenceMs?: number };
+  /** Usage reported in every `response.done`. */
+  usage?: RealtimeResponseUsage;
+  /** Ends every session with `session_expired` + close 1001 after this many ms. */
+  maxSessionMs?: number;
+}
+
+export const DEFAULT_USAGE: RealtimeResponseUsage = {
+  total_tokens: 180,
+  input_tokens: 120,
+  output_tokens: 60,
+  input_token_details: { text_tokens: 40, audio_tokens: 80, cached_tokens: 16 },
+  output_token_details: { text_tokens: 12, audio_tokens: 48 },
+};
+
+const SAMPLE_RATE = 24_000;
+const FRAME_SAMPLES = 240; // 10 ms
+
+/** A tone, PCM16 24 kHz mono. */
+export function tone(ms: number, hz = 440, amplitude = 0.3): Buffer {
+  const n = Math.round((SAMPLE_RATE * ms) / 1000);
+  const out = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++)
+    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / SAMPLE_RATE) * amplitude * 32767), i * 2);
+  return out;
+}
+
+/** RMS of PCM16 samples, 0..1. */
+export function rms(pcm: Buffer, start = 0, end = pcm.length): number {
+  let sum = 0;
+  let n = 0;
+  for (let i = start; i + 1 < end; i += 2) {
+    const s = pcm.readInt16LE(i) / 32768;
+    sum += s * s;
+    n++;
+  }
+  return n === 0 ? 0 : Math.sqrt(sum / n);
+}
+
+interface ActiveResponse {
+  readonly id: string;
+  readonly output: ConversationItem[];
+  timer?: NodeJS.Timeout;
+  finish: (status: "completed" | "cancelled", reason?: "turn_detected" | "client_cancelled") => void;
+}
+
+type EventType = RealtimeClientEvent["type"];
+type EventOf<T extends EventType> = Extract<RealtimeClientEvent, { type: T }>;
+
+let idCounter = 0;
+const nextId = (prefix: string): string =>
+  `${prefix}_${(++idCounter).toString(36)}${randomBytes(3).toString("hex")}`;
+
+/** One upstream socket as the fake sees it. */
+export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent]; close: [] }> {
+  /** Every client event received, in order. */
+  readonly received: RealtimeClientEvent[] = [];
+  /** The merged session config (what `session.updated` reports). */
+  session: RealtimeSessionCreateRequest;
+  readonly model: string | null;
+  readonly headers: IncomingMessage["headers"];
+  readonly id = nextId("sess");
+  /** Server labels whose tools were listed (or are being listed), with the list item id. */
+  readonly listed = new Map<string, string>();
+  closed = false;
+
+  readonly #ws: WebSocket;
+  readonly #server: FakeRealtimeServer;
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #active: ActiveResponse | null = null;
+  #lastItemId: string | null = null;
+  #pendingOutput: { callId: string; output: string } | null = null;
+  #pendingMcpAnswer: string | null = null;
+  readonly #approvals = new Map<string, Extract<FakeTurn, { kind: "mcp_approval" }>>();
+  // input buffer + VAD state (audio time)
+  #buffered = 0;
+  #audioMs = 0;
+  #speechMs = 0;
+  #silenceMs = 0;
+  #inSpeech = false;
+  #speechStartMs = 0;
+  #speechItemId = "";
+
+  constructor(ws: WebSocket, req: IncomingMessage, server: FakeRealtimeServer) {
+    super();
+    this.#ws = ws;
+    this.#server = server;
+    this.headers = req.headers;
+    this.model = new URL(req.url ?? "/", "http://x").searchParams.get("model");
+    this.session = {
+      type: "realtime",
+      model: this.model ?? "gpt-realtime",
+      output_modalities: ["audio"],
+      instructions: "",
+      audio: {
+        input: {
+          format: { type: "audio/pcm", rate: 24000 },
+          turn_detection: {
+            type: "server_vad",
+            threshold: 0.5,
+            prefix_padding_ms: 300,
+            silence_duration_ms: 500,
+          },
+        },
+        output: { format: { type: "audio/pcm", rate: 24000 }, voice: "marin" },
+      },
+      tools: [],
+      tool_choice: "auto",
+    };
+    ws.on("message", (data, isBinary) => {
+      if (isBinary)
+        return this.#error(
+          "invalid_request_error",
+          "binary_not_supported",
+          "Binary frames are not supported.",
+        );
+      this.#onMessage(Buffer.isBuffer(data) ? data.toString("utf8") : "");
+    });
+    ws.on("close", () => {
+      this.closed = true;
+      for (const t of this.#timers) clearTimeout(t);
+      this.#timers.clear();
+      if (this.#active?.timer) clearTimeout(this.#active.timer);
+      this.emit("close");
+    });
+    this.#later(server.opts.sessionSetupDelayMs ?? 0, () =>
+      this.send({ type: "session.created", event_id: nextId("event"), session: this.session }),
+    );
+    if (server.opts.maxSessionMs !== undefined)
+      this.#later(server.opts.maxSessionMs, () => this.expire("error"));
+  }
+
+  /** Sends any GA server event. */
+  send(event: RealtimeServerEvent): void {
+    if (this.closed || this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#ws.send(JSON.stringify(event));
+  }
+
+  /** Sends an `error` event. */
+  sendError(code: string, message = code, errorType = "invalid_request_error"): void {
+    this.#error(errorType, code, message);
+  }
+
+  /** Kills the socket without a close frame (a network drop). */
+  drop(): void {
+    this.#ws.terminate();
+  }
+
+  /** Session limit: `close` → close 1001 "maximum duration"; `error` → `session_expired` then close 1001. */
+  expire(how: "close" | "error"): void {
+    if (how === "error")
+      this.#error(
+        "invalid_request_error",
+        "session_expired",
+        "Your session hit the maximum duration of 60 minutes.",
+      );
+    this.#ws.close(1001, "maximum duration reached");
+  }
+
+  /** Resolves with the first received event of that type (already received or future) matching `pred`. */
+  waitFor<T extends EventType>(
+    type: T,
+    pred: (e: EventOf<T>) => boolean = () => true,
+    timeoutMs = 5000,
+  ): Promise<EventOf<T>> {
+    const match = (e: RealtimeClientEvent): e is EventOf<T> => e.type === type && pred(e as EventOf<T>);
+    const found = this.received.find(match);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off("event", on);
+        reject(new Error(`fake realtime: no ${type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = (e: RealtimeClientEvent): void => {
+        if (!match(e)) return;
+        clearTimeout(timer);
+        this.off("event", on);
+        resolve(e);
+      };
+      this.on("event", on);
+    });
+  }
+
+  /** Received events of one type. */
+  all<T extends EventType>(type: T): EventOf<T>[] {
+    return this.received.filter((e): e is EventOf<T> => e.type === type);
+  }
+
+  get responseActive(): boolean {
+    return this.#active !== null;
+  }
+
+  #later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      if (!this.closed) fn();
+    }, ms);
+    this.#timers.add(t);
+  }
+
+  #error(type: string, code: string, message: string, eventId: string | null = null): void {
+    this.send({
+      type: "error",
+      event_id: nextId("event"),
+      error: { type, code, message, param: null, event_id: eventId },
+    });
+  }
+
+  #onMessage(text: string): void {
+    let ev: RealtimeClientEvent;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (
+        typeof parsed !== "object" ||
+        parsed === null ||
+        typeof (parsed as { type?: unknown }).type !== "string"
+      )
+        throw new Error("no type");
+      ev = parsed as RealtimeClientEvent;
+    } catch {
+      return this.#error(
+        "invalid_request_error",
+        "invalid_json",
+        "The event is not a JSON object with a type.",
+      );
+    }
+    this.received.push(ev);
+    this.emit("event", ev);
+    switch (ev.type) {
+      case "session.update":
+        return this.#onSessionUpdate(ev);
+      case "input_audio_buffer.append":
+        return this.#onAppend(ev);
+      case "input_audio_buffer.commit":
+        if (this.#buffered === 0)
+          return this.#error(
+            "invalid_request_error",
+            "input_audio_buffer_commit_empty",
+            "Buffer too small.",
+            ev.event_id,
+          );
+        return this.#commit();
+      case "input_audio_buffer.clear":
+        this.#buffered = 0;
+        return this.send({ type: "input_audio_buffer.cleared", event_id: nextId("event") });
+      case "response.create":
+        return this.#onResponseCreate(ev.event_id);
+      case "response.cancel":
+        if (!this.#active)
+          return this.#error(
+            "invalid_request_error",
+            "response_cancel_not_active",
+            "No active response.",
+            ev.event_id,
+          );
+        return this.#active.finish("cancelled", "client_cancelled");
+      case "conversation.item.create":
+        return this.#onItemCreate(ev);
+      case "conversation.item.truncate":
+        return this.send({
+          type: "conversation.item.truncated",
+          event_id: nextId("event"),
+          item_id: ev.item_id,
+          content_index: ev.content_index,
+          audio_end_ms: ev.audio_end_ms,
+        });
+      default:
+        return;
+    }
+  }
+
+  #onSessionUpdate(ev: EventOf<"session.update">): void {
+    const s = ev.session;
+    if (s.type !== "realtime")
+      return this.#error(
+        "invalid_request_error",
+        "invalid_value",
+        "session.type must be realtime.",
+        ev.event_id,
+      );
+    for (const tool of s.tools ?? []) {
+      if (tool.type === "function" && !/^[a-zA-Z0-9_-]{1,64}$/.test(tool.name ?? ""))
+        return this.#error(
+          "invalid_request_error",
+          "invalid_value",
+          `Invalid function name ${tool.name}.`,
+          ev.event_id,
+        );
+      if (
+        tool.type === "mcp" &&
+        typeof tool.require_approval === "object" &&
+        tool.require_approval !== null
+      ) {
+        const bad = Object.keys(tool.require_approval).filter((k) => k !== "always" && k !== "never");
+        if (bad.length > 0)
+          return this.#error(
+            "invalid_request_error",
+            "unknown_parameter",
+            `Unknown require_approval key ${bad[0]}.`,
+            ev.event_id,
+          );
+      }
+    }
+    const prev = this.session;
+    this.session = {
+      ...prev,
+      ...s,
+      audio: {
+        input: { ...prev.audio?.input, ...s.audio?.input },
+        output: { ...prev.audio?.output, ...s.audio?.output },
+      },
+    };
+    this.#later(this.#server.opts.sessionUpdateDelayMs ?? 0, () => {
+      this.send({ type: "session.updated", event_id: nextId("event"), session: this.session });
+      this.#listTools();
+    });
+  }
+
+  #listTools(): void {
+    const labels = new Set<string>();
+    for (const tool of this.session.tools ?? []) {
+      if (tool.type !== "mcp") continue;
+      labels.add(tool.server_label);
+      if (this.listed.has(tool.server_label)) continue;
+      const itemId = nextId("mcpl");
+      this.listed.set(tool.server_label, itemId);
+      const script = this.#server.opts.mcp?.[tool.server_label] ?? { outcome: "completed" };
+      const item: RealtimeMcpListTools = {
+        type: "mcp_list_tools",
+        id: itemId,
+        server_label: tool.server_label,
+        tools: [],
+      };
+      this.send({
+        type: "conversation.item.added",
+        event_id: nextId("event"),
+        item,
+        previous_item_id: this.#lastItemId,
+      });
+      this.#lastItemId = itemId;
+      this.send({ type: "mcp_list_tools.in_progress", event_id: nextId("event"), item_id: itemId });
+      this.#later(script.delayMs ?? 0, () => {
+        if (script.outcome === "failed") {
+          this.send({ type: "mcp_list_tools.failed", event_id: nextId("event"), item_id: itemId });
+          this.#error(
+            "server_error",
+            "mcp_list_tools_failed",
+            `Could not list tools of ${tool.server_label}.`,
+          );
+          return;
+        }
+        this.send({ type: "mcp_list_tools.completed", event_id: nextId("event"), item_id: itemId });
+        this.send({
+          type: "conversation.item.done",
+          event_id: nextId("event"),
+          item: { ...item, tools: script.tools ?? [] },
+        });
+      });
+    }
+    for (const label of [...this.listed.keys()]) if (!labels.has(label)) this.listed.delete(label);
+  }
+
+  #onAppend(ev: EventOf<"input_audio_buffer.append">): void {
+    const pcm = Buffer.from(ev.audio, "base64");
+    if (pcm.length % 2 !== 0)
+      return this.#error(
+        "invalid_request_error",
+        "invalid_audio",
+        "PCM16 audio must have an even byte count.",
+        ev.event_id,
+      );
+    this.#buffered += pcm.length;
+    const td = this.session.audio?.input?.turn_detection;
+    const vad = this.#server.opts.vad ?? {};
+    const threshold = vad.threshold ?? 0.02;
+    const speechMs = vad.speechMs ?? 60;
+    const silenceMs = vad.silenceMs ?? 300;
+    for (let off = 0; off < pcm.length; off += FRAME_SAMPLES * 2) {
+      const end = Math.min(pcm.length, off + FRAME_SAMPLES * 2);
+      const frameMs = (end - off) / 2 / (SAMPLE_RATE / 1000);
+      this.#audioMs += frameMs;
+      if (!td) continue;
+      const loud = rms(pcm, off, end) >= threshold;
+      if (!this.#inSpeech) {
+        this.#speechMs = loud ? this.#speechMs + frameMs : 0;
+        if (this.#speechMs >= speechMs) {
+          this.#inSpeech = true;
+          this.#silenceMs = 0;
+          this.#speechStartMs = Math.max(0, this.#audioMs - this.#speechMs);
+          this.#speechItemId = nextId("item");
+          this.send({
+            type: "input_audio_buffer.speech_started",
+            event_id: nextId("event"),
+            audio_start_ms: Math.round(this.#speechStartMs),
+            item_id: this.#speechItemId,
+          });
+          if (this.#active && td.interrupt_response !== false)
+            this.#active.finish("cancelled", "turn_detected");
+        }
+      } else {
+        this.#silenceMs = loud ? 0 : this.#silenceMs + frameMs;
+        if (this.#silenceMs >= silenceMs) {
+          this.#inSpeech = false;
+          this.#speechMs = 0;
+          this.send({
+            type: "input_audio_buffer.speech_stopped",
+            event_id: nextId("event"),
+            audio_end_ms: Math.round(this.#audioMs),
+            item_id: this.#speechItemId,
+          });
+          this.#commit(this.#speechItemId);
+          if (td.create_response !== false) this.#onResponseCreate(undefined);
+        }
+      }
+    }
+  }
+
+  #commit(itemId = nextId("item")): void {
+    this.#buffered = 0;
+    const transcript = this.#server.opts.userTranscript ?? "turn on the kitchen light";
+    this.send({
+      type: "input_audio_buffer.committed",
+      event_id: nextId("event"),
+      item_id: itemId,
+      previous_item_id: this.#lastItemId,
+    });
+    const item: ConversationItem = {
+      type: "message",
+      role: "user",
+      id: itemId,
+      object: "realtime.item",
+      status: "completed",
+      content: [{ type: "input_audio" }],
+    };
+    this.send({
+      type: "conversation.item.added",
+      event_id: nextId("event"),
+      item,
+      previous_item_id: this.#lastItemId,
+    });
+    this.send({
+      type: "conversation.item.done",
+      event_id: nextId("event"),
+      item,
+      previous_item_id: this.#lastItemId,
+    });
+    this.#lastItemId = itemId;
+    this.#later(5, () =>
+      this.send({
+        type: "conversation.item.input_audio_transcription.completed",
+        event_id: nextId("event"),
+        item_id: itemId,
+        content_index: 0,
+        transcript,
+        usage: { type: "duration", seconds: 1 },
+      }),
+    );
+  }
+
+  #onItemCreate(ev: EventOf<"conversation.item.create">): void {
+    const item = { ...ev.item, id: ev.item.id ?? nextId("item") };
+    this.send({
+      type: "conversation.item.added",
+      event_id: nextId("event"),
+      item,
+      previous_item_id: this.#lastItemId,
+    });
+    this.send({
+      type: "conversation.item.done",
+      event_id: nextId("event"),
+      item,
+      previous_item_id: this.#lastItemId,
+    });
+    this.#lastItemId = item.id;
+    if (item.type === "function_call_output")
+      this.#pendingOutput = { callId: item.call_id, output: item.output };
+    if (item.type === "mcp_approval_response") {
+      const req = this.#approvals.get(item.approval_request_id);
+      if (!req)
+        return this.#error(
+          "invalid_request_error",
+          "invalid_value",
+          "Unknown approval_request_id.",
+          ev.event_id,
+        );
+      this.#approvals.delete(item.approval_request_id);
+      if (item.approve) this.#runMcpCall(item.approval_request_id, req);
+    }
+  }
+
+  #runMcpCall(approvalId: string, req: Extract<FakeTurn, { kind: "mcp_approval" }>): void {
+    this.#startResponse((r, done) => {
+      const callId = nextId("mcp");
+      const call: ConversationItem = {
+        type: "mcp_call",
+        id: callId,
+        server_label: req.serverLabel,
+        name: req.name,
+        arguments: req.arguments,
+        approval_request_id: approvalId,
+        output: null,
+        error: null,
+      };
+      this.send({
+        type: "response.output_item.added",
+        event_id: nextId("event"),
+        response_id: r.id,
+        output_index: 0,
+        item: call,
+      });
+      this.send({
+        type: "response.mcp_call_arguments.done",
+        event_id: nextId("event"),
+        response_id: r.id,
+        item_id: callId,
+        output_index: 0,
+        arguments: req.arguments,
+      });
+      this.send({
+        type: "response.mcp_call.in_progress",
+        event_id: nextId("event"),
+        item_id: callId,
+        output_index: 0,
+      });
+      this.#later(10, () => {
+        const final: ConversationItem = req.fail
+          ? { ...call, error: { type: "tool_execution_error", message: "the tool failed" } }
+          : { ...call, output: req.output ?? "ok" };
+        this.send({
+          type: req.fail ? "response.mcp_call.failed" : "response.mcp_call.completed",
+          event_id: nextId("event"),
+          item_id: callId,
+          output_index: 0,
+        });
+        this.send({
+          type: "response.output_item.done",
+          event_id: nextId("event"),
+          response_id: r.id,
+          output_index: 0,
+          item: final,
+        });
+        r.output.push(final);
+        this.#pendingMcpAnswer = req.fail ? "the tool failed" : (req.output ?? "ok");
+        done();
+      });
+    });
+  }
+
+  #onResponseCreate(eventId: string | undefined): void {
+    if (this.#active)
+      return this.#error(
+        "invalid_request_error",
+        "conversation_already_has_active_response",
+        `Conversation already has an active response in progress: ${this.#active.id}. Wait until the response is finished before creating a new one.`,
+        eventId ?? null,
+      );
+    if (this.#pendingOutput) {
+      const { output } = this.#pendingOutput;
+      this.#pendingOutput = null;
+      return this.#speak(`The tool said: ${output}`);
+    }
+    if (this.#pendingMcpAnswer !== null) {
+      const answer = this.#pendingMcpAnswer;
+      this.#pendingMcpAnswer = null;
+      return this.#speak(`The tool said: ${answer}`);
+    }
+    const turn = this.#server.takeTurn() ?? { kind: "speak" };
+    switch (turn.kind) {
+      case "speak":
+        return this.#speak(turn.transcript, turn.audio);
+      case "error":
+        return this.#error(
+          turn.errorType ?? "invalid_request_error",
+          turn.code,
+          turn.message ?? turn.code,
+          eventId ?? null,
+        );
+      case "silent":
+        return;
+      case "hang":
+        return this.#startResponse(() => undefined);
+      case "function_call":
+        return this.#startResponse((r, done) => {
+          const itemId = nextId("item");
+          const callId = turn.callId ?? nextId("call");
+          const item: ConversationItem = {
+            type: "function_call",
+            id: itemId,
+            call_id: callId,
+            name: turn.name,
+            arguments: "",
+            status: "in_progress",
+          };
+          this.send({
+            type: "response.output_item.added",
+            event_id: nextId("event"),
+            response_id: r.id,
+            output_index: 0,
+            item,
+          });
+          this.send({
+            type: "conversation.item.added",
+            event_id: nextId("event"),
+            item,
+            previous_item_id: this.#lastItemId,
+          });
+          this.#lastItemId = itemId;
+          this.send({
+            type: "response.function_call_arguments.delta",
+            event_id: nextId("event"),
+            response_id: r.id,
+            item_id: itemId,
+            output_index: 0,
+            call_id: callId,
+            delta: turn.arguments,
+          });
+          this.send({
+            type: "response.function_call_arguments.done",
+            event_id: nextId("event"),
+            response_id: r.id,
+            item_id: itemId,
+            output_index: 0,
+            call_id: callId,
+            name: turn.name,
+            arguments: turn.arguments,
+          });
+          const final: ConversationItem = { ...item, arguments: turn.arguments, status: "completed" };
+          this.send({
+            type: "response.output_item.done",
+            event_id: nextId("event"),
+            response_id: r.id,
+            output_index: 0,
+            item: final,
+          });
+          this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+          r.output.push(final);
+          done();
+        });
+      case "mcp_approval":
+        return this.#startResponse((r, done) => {
+          const id = nextId("mcpr");
+          const item: ConversationItem = {
+            type: "mcp_approval_request",
+            id,
+            server_label: turn.serverLabel,
+            name: turn.name,
+            arguments: turn.arguments,
+          };
+          this.#approvals.set(id, turn);
+          this.send({
+            type: "response.output_item.added",
+            event_id: nextId("event"),
+            response_id: r.id,
+            output_index: 0,
+            item,
+          });
+          this.send({
+            type: "conversation.item.added",
+            event_id: nextId("event"),
+            item,
+            previous_item_id: this.#lastItemId,
+          });
+          this.#lastItemId = id;
+          this.send({
+            type: "response.output_item.done",
+            event_id: nextId("event"),
+            response_id: r.id,
+            output_index: 0,
+            item,
+          });
+          this.send({ type: "conversation.item.done", event_id: nextId("event"), item });
+          r.output.push(item);
+          done();
+        });
+    }
+  }
+
+  /** Starts a response; `body` plays it and calls `done()` to finish with status completed. */
+  #startResponse(body: (r: ActiveResponse, done: () => void) => void): void {
+    const id = nextId("resp");
+    const base = (): RealtimeResponse => ({
+      id,
+      object: "realtime.response",
+      conversation_id: "conv_fake",
+      output_modalities: ["audio"],
+    });
+    const r: ActiveResponse = {
+      id,
+      output: [],
+      finish: (status, reason) => {
+        if (this.#active !== r) return;
+        this.#active = null;
+        if (r.timer) clearTimeout(r.timer);
+        this.send({
+          type: "response.done",
+          event_id: nextId("event"),
+          response: {
+            ...base(),
+            status,
+            status_details:
+              status === "cancelled"
+                ? { type: "cancelled", reason: reason ?? "client_cancelled" }
+                : { type: "completed" },
+            output: r.output,
+            usage: this.#server.opts.usage ?? DEFAULT_USAGE,
+          },
+        });
+      },
+    };
+    this.#active = r;
+    this.send({
+      type: "response.created",
+      event_id: nextId("event"),
+      response: { ...base(), status: "in_progress", output: [] },
+    });
+    body(r, () => r.finish("completed"));
+  }
+
+  #speak(
+    transcript = this.#server.opts.replyTranscript ?? "Sure, done.",
+    audio = this.#server.replyAudio,
+  ): void {
+    this.#startResponse((r, done) => {
+      const itemId = nextId("item");
+      const item: ConversationItem = {
+        type: "message",
+        role: "assistant",
+        id: itemId,
+        status: "in_progress",
+        content: [],
+      };
+      const ids = { response_id: r.id, item_id: itemId, output_index: 0 };
+      this.send({
+        type: "response.output_item.added",
+        event_id: nextId("event"),
+        response_id: r.id,
+        output_index: 0,
+        item,
+      });
+      this.send({
+        type: "conversation.item.added",
+        event_id: nextId("event"),
+        item,
+        previous_item_id: this.#lastItemId,
+      });
+      this.#lastItemId = itemId;
+      this.send({
+        type: "response.content_part.added",
+        event_id: nextId("event"),
+        ...ids,
+        content_index: 0,
+        part: { type: "audio", transcript: "" },
+      });
+      this.send({
+        type: "response.output_audio_transcript.delta",
+        event_id: nextId("event"),
+        ...ids,
+        content_index: 0,
+        delta: transcript,
+      });
+      const chunkMs = this.#server.opts.chunkMs ?? 100;
+      const chunkBytes = Math.max(2, Math.round((SAMPLE_RATE * chunkMs) / 1000) * 2);
+      const speed = this.#server.opts.audioSpeed ?? 4;
+      const interval = Number.isFinite(speed) && speed > 0 ? chunkMs / speed : 0;
+      let off = 0;
+      const step = (): void => {
+        if (this.#active !== r || this.closed) return;
+        do {
+          const chunk = audio.subarray(off, off + chunkBytes);
+          off += chunkBytes;
+          if (chunk.length > 0)
+            this.send({
+              type: "response.output_audio.delta",
+              event_id: nextId("event"),
+              ...ids,
+              content_index: 0,
+              delta: chunk.toString("base64"),
+            });
+        } while (interval === 0 && off < audio.length);
+        if (off < audio.length) {
+          r.timer = setTimeout(step, interval);
+          return;
+        }
+        this.send({
+          type: "response.output_audio.done",
+          event_id: nextId("event"),
+          ...ids,
+          content_index: 0,
+        });
+        this.send({
+          type: "response.output_audio_transcript.done",
+          event_id: nextId("event"),
+          ...ids,
+          content_index: 0,
+          transcript,
+        });
+        this.send({
+          type: "response.content_part.done",
+          event_id: nextId("event"),
+          ...ids,
+          content_index: 0,
+          part: { type: "audio", transcript },
+        });
+        const final: ConversationItem = {
+          ...item,
+          status: "completed",
+          content: [{ type: "output_audio", transcript }],
+        };
+        this.send({
+          type: "response.output_item.done",
+          event_id: nextId("event"),
+          response_id: r.id,
+          output_index: 0,
+          item: final,
+        });
+        this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+        r.output.push(final);
+        done();
+      };
+      step();
+    });
+  }
+}
+
+export class FakeRealtimeServer extends EventEmitter<{ connection: [FakeConnection] }> {
+  readonly opts: FakeRealtimeOptions;
+  readonly connections: FakeConnection[] = [];
+  /** Upgrade requests refused (bad key, beta header, wrong path). */
+  readonly rejected: { status: number; reason: string }[] = [];
+  readonly replyAudio: Buffer;
+  readonly #wss: WebSocketServer;
+  readonly #turns: FakeTurn[] = [];
+  #taken = 0;
+
+  constructor(wss: WebSocketServer, opts: FakeRealtimeOptions) {
+    super();
+    this.#wss = wss;
+    this.opts = opts;
+    this.replyAudio = opts.replyAudio ?? tone(400);
+  }
+
+  /** `ws://127.0.0.1:PORT/v1/realtime` (the engine appends `?model=`). */
+  get url(): string {
+    const { port } = this.#wss.address() as AddressInfo;
+    return `ws://127.0.0.1:${port}/v1/realtime`;
+  }
+
+  /** Queues turns played by the next `response.create`s (any connection), in order. */
+  script(...turns: FakeTurn[]): void {
+    this.#turns.push(...turns);
+  }
+
+  takeTurn(): FakeTurn | undefined {
+    return this.#turns.shift();
+  }
+
+  /** Resolves with the next connection not yet handed out by this method (waits if needed). */
+  nextConnection(timeoutMs = 5000): Promise<FakeConnection> {
+    const existing = this.connections[this.#taken];
+    if (existing) {
+      this.#taken++;
+      return Promise.resolve(existing);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off("connection", on);
+        reject(new Error(`fake realtime: no connection within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = (c: FakeConnection): void => {
+        clearTimeout(timer);
+        this.off("connection", on);
+        this.#taken++;
+        resolve(c);
+      };
+      this.on("connection", on);
+    });
+  }
+
+  /** Connections still open. */
+  get open(): FakeConnection[] {
+    return this.connections.filter((c) => !c.closed);
+  }
+
+  /** Terminates every socket and stops listening. */
+  async close(): Promise<void> {
+    for (const c of this.connections) if (!c.closed) c.drop();
+    await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+  }
+}
+
+/** Starts the fake on 127.0.0.1, port 0. */
+export async function startFakeRealtime(opts: FakeRealtimeOptions = {}): Promise<FakeRealtimeServer> {
+  const apiKey = opts.apiKey ?? "sk-test";
+  const wss = new WebSocketServer({
+    host: "127.0.0.1",
+    port: 0,
+    verifyClient: (info, cb) => {
+      const req = info.req;
+      const path = new URL(req.url ?? "/", "http://x").pathname;
+      const refuse = (status: number, reason: string): void => {
+        server.rejected.push({ status, reason });
+        cb(false, status, reason);
+      };
+      if (path !== "/v1/realtime") return refuse(404, "Not Found");
+      if (req.headers["openai-beta"] !== undefined)
+        return refuse(400, "OpenAI-Beta header is not accepted by the GA API");
+      if (req.headers.authorization !== `Bearer ${apiKey}`) return refuse(401, "Unauthorized");
+      cb(true);
+    },
+  });
+  const server = new FakeRealtimeServer(wss, opts);
+  wss.on("connection", (ws, req) => {
+    const conn = new FakeConnection(ws, req, server);
+    server.connections.push(conn);
+    server.emit("connection", conn);
+  });
+  await new Promise<void>((resolve, reject) => {
+    wss.once("listening", resolve);
+    wss.once("error", reject);
+  });
+  return server;
+}
