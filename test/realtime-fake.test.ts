@@ -119,7 +119,11 @@ describe("fake realtime server", () => {
       },
     });
     const updated = await c.waitFor("session.updated");
-    expect(updated.type === "session.updated" && updated.session.instructions).toBe("hi");
+    expect(
+      updated.type === "session.updated" &&
+        updated.session.type === "realtime" &&
+        updated.session.instructions,
+    ).toBe("hi");
     await c.waitFor("mcp_list_tools.completed");
     await c.waitFor("mcp_list_tools.failed");
     const added = c.events.filter((e) => e.type === "conversation.item.added");
