@@ -39,6 +39,7 @@ export const API_ERRORS = {
   forbidden: def(403, "only Home Assistant ingress may use this endpoint"),
   unauthorized: def(401, "missing or invalid bearer token"),
   not_ready: def(503, "the service is not ready"),
+  internal: def(500, "internal error"),
 } as const satisfies Record<string, ErrorSpec>;
 export type ApiErrorCode = keyof typeof API_ERRORS;
 
