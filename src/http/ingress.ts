@@ -1,0 +1,252 @@
+/**
+ * The ingress admin UI and API, a Fastify plugin for the ingress instance.
+ *
+ * Home Assistant's Supervisor proxies `/api/hassio_ingress/<token>/…` to this instance with the
+ * prefix stripped and passed as `X-Ingress-Path`. Every URL in the UI is relative, so the same
+ * files work under any prefix; pages also get a `<base href>` from `X-Ingress-Path` so they work
+ * when opened without a trailing slash.
+ *
+ * API (JSON; errors are `{error:{code,message}}` from the registry in `src/errors.ts`):
+ * - `GET  /api/status`          upstream, sessions, satellites, servers, pending approvals
+ * - `GET  /api/servers`         `{servers: ServerStatus[]}`
+ * - `POST /api/servers/:name`   `{enabled: boolean}` → `{server}`; applied live, persisted
+ * - `GET  /api/approvals`       `{now, approvals: [...]}` pending, oldest first
+ * - `POST /api/approvals/:id`   `{approve: boolean}` → `{id, approve}`; answered with source `ingress`
+ * - `GET  /api/satellite`       `{protocol, path, token}` what the talk page and a satellite need
+ *
+ * Bodies must be `application/json`, so a cross-site form cannot post here (a JSON post from another
+ * origin needs a CORS preflight, which this plugin never grants).
+ */
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
+import { z } from "zod";
+import type { ApprovalQueue, PendingApproval } from "../approvals/queue.js";
+import { ApiError, apiErrorBody, type ApiErrorCode } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { ServerStatus } from "../mcp/types.js";
+import type { ServerAdmin } from "../state/server-admin.js";
+
+export type { ServerAdmin } from "../state/server-admin.js";
+
+/** What the status page shows besides the servers; the composition root fills it from the engine. */
+export interface StatusSnapshot {
+  readonly upstream: {
+    /** e.g. `connected` | `connecting` | `disconnected` | `error`. */
+    readonly state: string;
+    readonly url?: string;
+    readonly lastError?: string;
+  };
+  /** Realtime sessions by state (e.g. `{warm: 1, active: 2}`). */
+  readonly sessions: Readonly<Record<string, number>>;
+  readonly satellites: {
+    readonly connected: number;
+    readonly conversations?: number;
+    /** Connected satellites, when known (`id`, optional `name`). */
+    readonly list?: readonly { readonly id: string; readonly name?: string }[];
+  };
+  readonly version?: string;
+}
+
+export interface IngressOptions {
+  readonly servers: ServerAdmin;
+  readonly approvals: ApprovalQueue;
+  readonly status: () => StatusSnapshot;
+  /** The satellite token shown in the UI and used by the talk page's hello. */
+  readonly satelliteToken: () => string;
+  readonly logger: Logger;
+  /**
+   * When set, requests from any other address get 403 `forbidden` (as an add-on: `["172.30.32.2"]`).
+   * The ingress server may enforce this itself for the whole instance; this covers the plugin's routes.
+   */
+  readonly allowedAddresses?: readonly string[];
+  /** Directory of the UI files; defaults to `src/http/ui` of this package. */
+  readonly uiDir?: string;
+}
+
+const NameParams = z.object({ name: z.string().min(1).max(200) });
+const IdParams = z.object({ id: z.string().min(1).max(200) });
+const ToggleBody = z.object({ enabled: z.boolean() }).strict();
+const AnswerBody = z.object({ approve: z.boolean() }).strict();
+
+/** `X-Ingress-Path` values we put into a page: a plain absolute path, nothing that could break out. */
+const INGRESS_PATH_RE = /^\/[A-Za-z0-9._~/-]{0,200}$/;
+
+const CONTENT_TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".svg": "image/svg+xml",
+};
+
+/** Files served from the UI directory, by URL path. `/` and `/talk` are the two pages. */
+const UI_ROUTES: Readonly<Record<string, string>> = {
+  "/": "index.html",
+  "/index.html": "index.html",
+  "/talk": "talk.html",
+  "/talk.html": "talk.html",
+  "/style.css": "style.css",
+  "/common.js": "common.js",
+  "/admin.js": "admin.js",
+  "/talk.js": "talk.js",
+  "/mic-worklet.js": "mic-worklet.js",
+  "/icon.svg": "icon.svg",
+};
+
+const SECURITY_HEADERS = {
+  "content-security-policy":
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "media-src 'self' blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'self'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-cache",
+} as const;
+
+/** `::ffff:172.30.32.2` → `172.30.32.2`. */
+export function normaliseAddress(addr: string | undefined): string {
+  if (!addr) return "";
+  return addr.startsWith("::ffff:") ? addr.slice(7) : addr;
+}
+
+/** An `onRequest` hook that answers 403 `forbidden` to every peer not in `allowed`. */
+export function restrictToAddresses(allowed: readonly string[]): onRequestHookHandler {
+  const set = new Set(allowed.map(normaliseAddress));
+  return (request, reply, done) => {
+    if (set.has(normaliseAddress(request.socket.remoteAddress))) {
+      done();
+      return;
+    }
+    void reply.code(403).send(apiErrorBody("forbidden"));
+  };
+}
+
+function defaultUiDir(): string {
+  const candidates = [
+    new URL("./ui/", import.meta.url),
+    // built: dist/http/ingress.js → src/http/ui
+    new URL("../../src/http/ui/", import.meta.url),
+  ];
+  for (const c of candidates) {
+    const p = fileURLToPath(c);
+    if (existsSync(`${p}index.html`)) return p;
+  }
+  throw new Error("ingress UI files not found (expected src/http/ui next to the build)");
+}
+
+async function loadUi(dir: string): Promise<Map<string, { body: Buffer; type: string }>> {
+  const files = new Map<string, { body: Buffer; type: string }>();
+  const base = dir.endsWith("/") ? dir : `${dir}/`;
+  for (const file of new Set(Object.values(UI_ROUTES))) {
+    const ext = file.slice(file.lastIndexOf("."));
+    files.set(file, {
+      body: await readFile(`${base}${file}`),
+      type: CONTENT_TYPES[ext] ?? "application/octet-stream",
+    });
+  }
+  return files;
+}
+
+function withBase(html: Buffer, ingressPath: string | undefined): Buffer {
+  if (ingressPath === undefined || !INGRESS_PATH_RE.test(ingressPath)) return html;
+  const href = ingressPath.endsWith("/") ? ingressPath : `${ingressPath}/`;
+  return Buffer.from(html.toString("utf8").replace("<head>", `<head>\n    <base href="${href}" />`), "utf8");
+}
+
+function approvalView(p: PendingApproval, now: number) {
+  return {
+    id: p.id,
+    server: p.server,
+    tool: p.tool,
+    arguments: p.arguments,
+    mode: p.mode,
+    ...(p.satelliteId === undefined ? {} : { satelliteId: p.satelliteId }),
+    createdAt: p.createdAt,
+    expiresAt: p.expiresAt,
+    remainingS: Math.max(0, Math.ceil((p.expiresAt - now) / 1000)),
+  };
+}
+
+function parseOr400<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const detail = r.error.issues.map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message));
+  throw new ApiError("bad_request", `${what}: ${detail.join("; ")}`);
+}
+
+/** Maps whatever a handler threw to a registry error body. */
+function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, log: Logger): FastifyReply {
+  if (err instanceof ApiError) return reply.code(err.status).send(apiErrorBody(err.code, err.message));
+  const fst = err as { statusCode?: number; code?: string; message?: string };
+  if (typeof fst.statusCode === "number" && fst.statusCode >= 400 && fst.statusCode < 500) {
+    const code: ApiErrorCode = fst.statusCode === 404 ? "not_found" : "bad_request";
+    return reply.code(code === "not_found" ? 404 : 400).send(apiErrorBody(code, fst.message));
+  }
+  log.error({ err, url: request.url }, "admin API request failed");
+  return reply.code(500).send(apiErrorBody("internal"));
+}
+
+/**
+ * Registers the admin API and the UI. Register it on the ingress instance (no prefix: the
+ * Supervisor strips the ingress path before forwarding).
+ */
+export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions): Promise<void> {
+  const log = opts.logger;
+  const ui = await loadUi(opts.uiDir ?? defaultUiDir());
+
+  if (opts.allowedAddresses) app.addHook("onRequest", restrictToAddresses(opts.allowedAddresses));
+  app.setErrorHandler((err, request, reply) => sendError(err, request, reply, log));
+
+  for (const [path, file] of Object.entries(UI_ROUTES)) {
+    app.get(path, (request, reply) => {
+      const f = ui.get(file);
+      if (!f) throw new ApiError("not_found");
+      const header = request.headers["x-ingress-path"];
+      const body = f.type.startsWith("text/html")
+        ? withBase(f.body, typeof header === "string" ? header : undefined)
+        : f.body;
+      return reply.headers(SECURITY_HEADERS).type(f.type).send(body);
+    });
+  }
+
+  const servers = (): readonly ServerStatus[] => opts.servers.list();
+
+  app.get("/api/status", () => {
+    const snap = opts.status();
+    return {
+      ...snap,
+      servers: servers(),
+      approvals: { pending: opts.approvals.size, timeoutS: opts.approvals.timeoutS },
+      now: Date.now(),
+    };
+  });
+
+  app.get("/api/servers", () => ({ servers: servers() }));
+
+  app.post("/api/servers/:name", async (request) => {
+    const { name } = parseOr400(NameParams, request.params, "path");
+    const { enabled } = parseOr400(ToggleBody, request.body, "body");
+    const server = await opts.servers.setEnabled(name, enabled);
+    return { server };
+  });
+
+  app.get("/api/approvals", () => {
+    const now = Date.now();
+    return { now, approvals: opts.approvals.list().map((p) => approvalView(p, now)) };
+  });
+
+  app.post("/api/approvals/:id", (request) => {
+    const { id } = parseOr400(IdParams, request.params, "path");
+    const { approve } = parseOr400(AnswerBody, request.body, "body");
+    const pending = opts.approvals.get(id);
+    if (!pending || !opts.approvals.answer(id, approve, "ingress"))
+      throw new ApiError("unknown_approval", `no pending approval with id "${id}" (answered or expired?)`);
+    log.info(
+      { approval: id, server: pending.server, tool: pending.tool, approve },
+      "approval answered in the UI",
+    );
+    return { id, approve };
+  });
+
+  app.get("/api/satellite", () => ({ protocol: 1, path: "api/v1/satellite", token: opts.satelliteToken() }));
+}

@@ -1,0 +1,245 @@
+// Status, servers, approvals and the satellite token. Polls the admin API; rows are keyed and
+// updated in place so a click never lands on a row that was just replaced.
+import { api, el, toast, copyText } from "./common.js";
+
+const POLL_MS = 1500;
+/** Server clock minus ours, from the last API answer: countdowns follow the server's deadline. */
+let clockSkewMs = 0;
+const serverRows = new Map();
+const approvalRows = new Map();
+let token = "";
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+function renderStatus(s) {
+  const up = byId("upstream-state");
+  up.textContent = s.upstream.state;
+  up.className = `badge ${s.upstream.state}`;
+  byId("upstream-error").textContent = s.upstream.lastError ?? "";
+  const sessions = Object.entries(s.sessions);
+  byId("sessions").textContent = sessions.length ? sessions.map(([k, v]) => `${v} ${k}`).join(", ") : "none";
+  const sat = s.satellites;
+  const names = (sat.list ?? []).map((d) => d.name ?? d.id).join(", ");
+  byId("satellites").textContent =
+    `${sat.connected} connected` +
+    (sat.conversations !== undefined ? `, ${sat.conversations} in conversation` : "") +
+    (names ? ` (${names})` : "");
+  byId("pending-count").textContent = String(s.approvals.pending);
+}
+
+function serverRow(name) {
+  const input = el("input", { type: "checkbox", role: "switch", "aria-label": `Enable ${name}` });
+  const sw = el(
+    "label",
+    { class: "switch" },
+    input,
+    el("span", { class: "track" }),
+    el("span", { class: "thumb" }),
+  );
+  const dot = el("span", { class: "dot" });
+  const state = el("span", { class: "badge" });
+  const secondary = el("div", { class: "secondary" });
+  const error = el("div", { class: "error" });
+  const row = el(
+    "div",
+    { class: "row server", "data-server": name },
+    dot,
+    el("div", { class: "main" }, el("div", { class: "name" }, name, " ", state), secondary, error),
+    sw,
+  );
+  const entry = { row, input, dot, state, secondary, error, busy: false };
+  input.addEventListener("change", async () => {
+    const enabled = input.checked;
+    entry.busy = true;
+    input.disabled = true;
+    try {
+      const { server } = await api(`./api/servers/${encodeURIComponent(name)}`, {
+        method: "POST",
+        body: { enabled },
+      });
+      updateServer(entry, server, true);
+      toast(`${name} ${enabled ? "enabled" : "disabled"}`);
+    } catch (err) {
+      input.checked = !enabled;
+      toast(`Could not change ${name}: ${err.message}`);
+    } finally {
+      entry.busy = false;
+      input.disabled = false;
+    }
+  });
+  return entry;
+}
+
+function updateServer(entry, s, force = false) {
+  if (entry.busy && !force) return;
+  entry.input.checked = s.enabled;
+  entry.row.dataset.enabled = String(s.enabled);
+  entry.row.dataset.state = s.state;
+  entry.dot.className = `dot ${s.state}`;
+  entry.state.textContent = s.state;
+  entry.state.className = `badge ${s.state}`;
+  const parts = [
+    s.mode + (s.transport ? ` · ${s.transport}` : ""),
+    `${s.toolCount} tool${s.toolCount === 1 ? "" : "s"}`,
+  ];
+  if (s.restarts) parts.push(`${s.restarts} restart${s.restarts === 1 ? "" : "s"}`);
+  entry.secondary.textContent = parts.join(" · ");
+  entry.error.textContent = s.lastError ? `Last error: ${s.lastError}` : "";
+}
+
+function renderServers(list) {
+  const box = byId("servers");
+  const seen = new Set();
+  for (const s of list) {
+    seen.add(s.name);
+    let entry = serverRows.get(s.name);
+    if (!entry) {
+      entry = serverRow(s.name);
+      serverRows.set(s.name, entry);
+    }
+    updateServer(entry, s);
+    box.append(entry.row); // keeps API order (sorted by name); moving an attached node is cheap
+  }
+  for (const [name, entry] of serverRows)
+    if (!seen.has(name)) {
+      entry.row.remove();
+      serverRows.delete(name);
+    }
+  box.querySelector(".empty")?.remove();
+  if (list.length === 0) box.append(el("div", { class: "empty" }, "No MCP servers are configured."));
+}
+
+function prettyArgs(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+function approvalRow(a) {
+  const countdown = el("span", { class: "countdown" });
+  const approve = el("button", { type: "button", class: "raised approve" }, "Approve");
+  const deny = el("button", { type: "button", class: "danger deny" }, "Deny");
+  const row = el(
+    "div",
+    { class: "row approval", "data-approval": a.id },
+    el(
+      "div",
+      { class: "main" },
+      el("div", { class: "name" }, `${a.server} → ${a.tool}`),
+      el(
+        "div",
+        { class: "secondary" },
+        a.satelliteId ? `asked by ${a.satelliteId} · ` : "",
+        countdown,
+        " left",
+      ),
+      el("pre", {}, prettyArgs(a.arguments)),
+    ),
+    deny,
+    approve,
+  );
+  const entry = { row, countdown, expiresAt: a.expiresAt };
+  const answer = async (yes) => {
+    approve.disabled = deny.disabled = true;
+    try {
+      await api(`./api/approvals/${encodeURIComponent(a.id)}`, { method: "POST", body: { approve: yes } });
+      toast(`${yes ? "Approved" : "Denied"}: ${a.tool}`);
+      row.remove();
+      approvalRows.delete(a.id);
+      showApprovalsEmpty();
+    } catch (err) {
+      toast(err.code === "unknown_approval" ? "Already answered or expired" : `Failed: ${err.message}`);
+      row.remove();
+      approvalRows.delete(a.id);
+      showApprovalsEmpty();
+    }
+  };
+  approve.addEventListener("click", () => void answer(true));
+  deny.addEventListener("click", () => void answer(false));
+  return entry;
+}
+
+function showApprovalsEmpty() {
+  const box = byId("approvals");
+  const empty = box.querySelector(".empty");
+  if (approvalRows.size === 0 && !empty)
+    box.append(el("div", { class: "empty" }, "Nothing is waiting for a decision."));
+  if (approvalRows.size > 0 && empty) empty.remove();
+}
+
+function renderApprovals(body) {
+  clockSkewMs = body.now - Date.now();
+  const box = byId("approvals");
+  const seen = new Set();
+  for (const a of body.approvals) {
+    seen.add(a.id);
+    if (!approvalRows.has(a.id)) {
+      const entry = approvalRow(a);
+      approvalRows.set(a.id, entry);
+      box.append(entry.row);
+    }
+  }
+  for (const [id, entry] of approvalRows)
+    if (!seen.has(id)) {
+      entry.row.remove();
+      approvalRows.delete(id);
+    }
+  showApprovalsEmpty();
+  tickCountdowns();
+}
+
+function tickCountdowns() {
+  const now = Date.now() + clockSkewMs;
+  for (const [id, entry] of approvalRows) {
+    const left = Math.max(0, Math.ceil((entry.expiresAt - now) / 1000));
+    entry.countdown.textContent = `${left} s`;
+    if (left === 0) {
+      entry.row.remove();
+      approvalRows.delete(id);
+      showApprovalsEmpty();
+    }
+  }
+}
+
+async function poll() {
+  try {
+    const [status, approvals] = await Promise.all([api("./api/status"), api("./api/approvals")]);
+    renderStatus(status);
+    renderServers(status.servers);
+    renderApprovals(approvals);
+    byId("load-error").hidden = true;
+  } catch (err) {
+    const e = byId("load-error");
+    e.textContent = `Cannot reach the add-on: ${err.message}`;
+    e.hidden = false;
+  }
+}
+
+async function setupToken() {
+  const show = byId("token-show");
+  const copy = byId("token-copy");
+  try {
+    token = (await api("./api/satellite")).token;
+  } catch (err) {
+    byId("token").textContent = `unavailable (${err.message})`;
+    show.disabled = copy.disabled = true;
+    return;
+  }
+  show.addEventListener("click", () => {
+    const shown = show.textContent === "Hide";
+    byId("token").textContent = shown ? "••••••••••••••••" : token;
+    show.textContent = shown ? "Show" : "Hide";
+  });
+  copy.addEventListener("click", async () => {
+    toast((await copyText(token)) ? "Token copied" : "Copy failed: select the token and copy it by hand");
+  });
+}
+
+void setupToken();
+void poll();
+setInterval(() => void poll(), POLL_MS);
+setInterval(tickCountdowns, 250);

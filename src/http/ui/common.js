@@ -1,0 +1,64 @@
+// Shared by the UI pages. Every URL is relative to the page so the UI works under any ingress prefix.
+
+/** Calls the admin API; resolves with the JSON body, rejects with an Error carrying the API error code. */
+export async function api(path, init = {}) {
+  const headers = { accept: "application/json" };
+  const opts = { ...init, headers };
+  if (init.body !== undefined) {
+    headers["content-type"] = "application/json";
+    opts.body = JSON.stringify(init.body);
+  }
+  const res = await fetch(new URL(path, document.baseURI), opts);
+  let body;
+  try {
+    body = await res.json();
+  } catch {
+    body = undefined;
+  }
+  if (!res.ok) {
+    const err = new Error(body?.error?.message ?? `${res.status} ${res.statusText}`);
+    err.code = body?.error?.code ?? "http_" + res.status;
+    throw err;
+  }
+  return body;
+}
+
+/** Creates an element: el("div", {class: "x"}, "text", child). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
+    else if (v === true) node.setAttribute(k, "");
+    else node.setAttribute(k, String(v));
+  }
+  for (const c of children) if (c !== undefined && c !== null) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+let toastTimer;
+/** A short message at the bottom of the page. */
+export function toast(text) {
+  const t = document.getElementById("toast");
+  if (!t) return;
+  t.textContent = text;
+  t.classList.add("show");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => t.classList.remove("show"), 2500);
+}
+
+/** Copies text to the clipboard, falling back to a selection when the Clipboard API is unavailable. */
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = el("textarea", { style: "position:fixed;opacity:0" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok;
+  }
+}
