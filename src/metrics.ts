@@ -1,19 +1,78 @@
 /**
  * Every metric of the service, declared once on an injected Registry (DESIGN §7).
- * Names carry the `openvoice_` prefix, base units, `_total` for counters; labels stay low-cardinality.
+ * Names carry the `openvoice_` prefix, base units, `_total` for counters; labels stay low-cardinality
+ * (server, tool, mode, outcome, state, code — never free text). The output passes
+ * `promtool check metrics` with no findings, Node.js process metrics included.
  */
+import type { EventEmitter } from "node:events";
+import type { RealtimeResponseUsage } from "openai/resources/realtime/realtime";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { ApprovalQueueEvents } from "./approvals/queue.js";
+import { SATELLITE_ERRORS } from "./errors.js";
+import type { ToolCallOutcome } from "./mcp/types.js";
 
 /** Buckets for voice latency: 10 ms … 10 s. */
 export const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
 
+/**
+ * `tokens_total{kind}` values. `input_text`/`input_audio`/`input_image` count uncached input only,
+ * `input_cached` counts cached input of every modality, so the kinds add up to the response's
+ * `input_tokens + output_tokens` and each kind has one price.
+ */
+export const TOKEN_KINDS = [
+  "input_text",
+  "input_audio",
+  "input_image",
+  "input_cached",
+  "output_text",
+  "output_audio",
+] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
+/** `audio_seconds_total{direction}`: `in` microphone → upstream, `out` reply → satellite. */
+export const AUDIO_DIRECTIONS = ["in", "out"] as const;
+
+/** `tool_calls_total{outcome}` values: the outcomes of a tool call. */
+export const TOOL_CALL_OUTCOMES = [
+  "success",
+  "error",
+  "timeout",
+  "crash",
+  "bad_arguments",
+  "unknown_tool",
+  "denied",
+] as const satisfies readonly ToolCallOutcome["outcome"][];
+
+/** `approvals_total{decision}` values. */
+export type ApprovalDecisionLabel = "approved" | "denied";
+
+export type ToolMode = "native" | "client";
+
 const P = "openvoice_";
 
-export function createMetrics(registry: Registry = new Registry(), opts: { defaults?: boolean } = {}) {
-  if (opts.defaults ?? true) collectDefaultMetrics({ register: registry, prefix: P });
+export interface MetricsOptions {
+  /** Node.js process metrics (`openvoice_process_*`, `openvoice_nodejs_*`). Default true. */
+  readonly defaults?: boolean;
+  /** Sets `openvoice_build_info{version} 1` when given. */
+  readonly version?: string;
+}
+
+/**
+ * Declares every metric on `registry`. Call once per registry (prom-client rejects a second
+ * registration of a name). Label sets whose values are known up front (token kinds, audio
+ * directions, satellite error codes) start at 0 so rates and dashboards see them from the first scrape.
+ */
+export function createMetrics(registry: Registry = new Registry(), opts: MetricsOptions = {}) {
+  if (opts.defaults ?? true) collectProcessMetrics(registry);
   const r = [registry];
-  return {
+  const metrics = {
     registry,
+    buildInfo: new Gauge({
+      name: `${P}build_info`,
+      help: "Always 1; the version label names the running release.",
+      labelNames: ["version"] as const,
+      registers: r,
+    }),
     satellitesConnected: new Gauge({
       name: `${P}satellites_connected`,
       help: "Satellites connected and past hello.",
@@ -48,7 +107,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     }),
     turnFirstAudio: new Histogram({
       name: `${P}turn_first_audio_seconds`,
-      help: "End of user speech to the first reply audio frame sent to the satellite.",
+      help: "End of user speech (speech_stopped or turn.end) to the first reply audio frame sent to the satellite.",
       buckets: LATENCY_BUCKETS,
       registers: r,
     }),
@@ -85,7 +144,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     }),
     approvals: new Counter({
       name: `${P}approvals_total`,
-      help: "Approval decisions by server, decision and source.",
+      help: "Approval decisions by server, decision (approved, denied) and source.",
       labelNames: ["server", "decision", "source"] as const,
       registers: r,
     }),
@@ -102,7 +161,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     }),
     tokens: new Counter({
       name: `${P}tokens_total`,
-      help: "Tokens used, from response.done usage, by kind.",
+      help: "Tokens used, from response.done usage, by kind (input_* uncached, input_cached, output_*).",
       labelNames: ["kind"] as const,
       registers: r,
     }),
@@ -113,6 +172,123 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
       registers: r,
     }),
   };
+  if (opts.version !== undefined) metrics.buildInfo.set({ version: opts.version }, 1);
+  for (const kind of TOKEN_KINDS) metrics.tokens.inc({ kind }, 0);
+  for (const direction of AUDIO_DIRECTIONS) metrics.audioSeconds.inc({ direction }, 0);
+  for (const code of Object.keys(SATELLITE_ERRORS)) metrics.errors.inc({ code }, 0);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * prom-client's default process metrics, minus the gauges it names `*_total`
+ * (`nodejs_active_{handles,requests,resources}_total`), which `promtool check metrics` rejects:
+ * their labelled siblings (`nodejs_active_handles{type}` …) remain, and `sum()` over them gives the total.
+ */
+function collectProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry, prefix: P });
+  for (const metric of registry.getMetricsAsArray()) {
+    if (metric instanceof Gauge && metric.name.endsWith("_total")) registry.removeSingleMetric(metric.name);
+  }
+}
+
+/**
+ * Adds one `response.done` usage to `tokens_total` and returns what was added per kind.
+ * Cached tokens are a subset of input tokens: they are taken out of their modality (by
+ * `cached_tokens_details`, or text first, then audio, then image when the details are missing) and
+ * counted as `input_cached`. Tokens a side's total has beyond its breakdown count as text.
+ */
+export function recordTokenUsage(metrics: Metrics, usage: RealtimeResponseUsage): Record<TokenKind, number> {
+  const inDetails = usage.input_token_details ?? {};
+  const outDetails = usage.output_token_details ?? {};
+  const n = (v: number | undefined): number => (v !== undefined && Number.isFinite(v) && v > 0 ? v : 0);
+
+  const text = n(inDetails.text_tokens);
+  const audio = n(inDetails.audio_tokens);
+  const image = n(inDetails.image_tokens);
+  const cached = n(inDetails.cached_tokens);
+  const split = inDetails.cached_tokens_details;
+  let cachedText: number;
+  let cachedAudio: number;
+  let cachedImage: number;
+  if (split !== undefined) {
+    cachedText = Math.min(text, n(split.text_tokens));
+    cachedAudio = Math.min(audio, n(split.audio_tokens));
+    cachedImage = Math.min(image, n(split.image_tokens));
+  } else {
+    cachedText = Math.min(text, cached);
+    cachedAudio = Math.min(audio, cached - cachedText);
+    cachedImage = Math.min(image, cached - cachedText - cachedAudio);
+  }
+  const cachedByModality = cachedText + cachedAudio + cachedImage;
+  const cachedTotal = Math.max(cached, cachedByModality);
+  // Input tokens beyond the modality breakdown; cached tokens of no known modality come out of them.
+  const inputRest = Math.max(
+    0,
+    n(usage.input_tokens) - text - audio - image - (cachedTotal - cachedByModality),
+  );
+  const outText = n(outDetails.text_tokens);
+  const outAudio = n(outDetails.audio_tokens);
+  const outputRest = Math.max(0, n(usage.output_tokens) - outText - outAudio);
+
+  const added: Record<TokenKind, number> = {
+    input_text: text - cachedText + inputRest,
+    input_audio: audio - cachedAudio,
+    input_image: image - cachedImage,
+    input_cached: cachedTotal,
+    output_text: outText + outputRest,
+    output_audio: outAudio,
+  };
+  for (const kind of TOKEN_KINDS) if (added[kind] > 0) metrics.tokens.inc({ kind }, added[kind]);
+  return added;
+}
+
+/**
+ * Creates the series of one configured MCP server at 0 (`mcp_server_up`, restarts, failovers,
+ * and an empty `tool_call_duration_seconds`), so a server that never answered still shows as down.
+ * Never lowers a value that is already set; safe to call again after a reconfiguration.
+ */
+export function initialiseServerSeries(metrics: Metrics, server: string, mode: ToolMode): void {
+  metrics.mcpServerUp.inc({ server, mode }, 0);
+  metrics.mcpServerRestarts.inc({ server }, 0);
+  metrics.mcpFailovers.inc({ server }, 0);
+  metrics.toolCallDuration.zero({ server, mode });
+}
+
+/**
+ * Creates `tool_calls_total` at 0 for one tool and every outcome, so `rate()` sees the first call.
+ * Call when a server's tool list is known. Never lowers a value that is already set.
+ */
+export function initialiseToolSeries(metrics: Metrics, server: string, tool: string, mode: ToolMode): void {
+  for (const outcome of TOOL_CALL_OUTCOMES) metrics.toolCalls.inc({ server, tool, mode, outcome }, 0);
+}
+
+/** The part of `ApprovalQueue` the metrics observe. */
+export type ApprovalEventSource = Pick<EventEmitter<ApprovalQueueEvents>, "on" | "off"> & {
+  readonly size: number;
+};
+
+/**
+ * Keeps `approvals_pending` (the queue's size) and `approvals_total{server,decision,source}` in step
+ * with a queue: every request the queue settles is counted once, with the queue's source (satellite,
+ * ingress, timeout, cancelled). Approvals granted by policy never reach the queue: count those where
+ * the policy is applied, with `source: "policy"`. Returns a function that stops observing.
+ */
+export function observeApprovals(metrics: Metrics, queue: ApprovalEventSource): () => void {
+  const onAdded = (): void => {
+    metrics.approvalsPending.set(queue.size);
+  };
+  const onResolved = (...[pending, decision]: ApprovalQueueEvents["resolved"]): void => {
+    metrics.approvalsPending.set(queue.size);
+    const label: ApprovalDecisionLabel = decision.approve ? "approved" : "denied";
+    metrics.approvals.inc({ server: pending.server, decision: label, source: decision.source });
+  };
+  metrics.approvalsPending.set(queue.size);
+  queue.on("added", onAdded);
+  queue.on("resolved", onResolved);
+  return () => {
+    queue.off("added", onAdded);
+    queue.off("resolved", onResolved);
+  };
+}
