@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { ConfigSchema, type ConfigInput } from "../src/config/model.js";
 import { deriveMcpServers, supervisorRoute, HA_SERVER_NAME } from "../src/ha/derive.js";
 
-const config = (extra: Partial<ConfigInput> = {}) => ConfigSchema.parse({ openai: { api_key: "sk-test" }, ...extra });
+const config = (extra: Partial<ConfigInput> = {}) =>
+  ConfigSchema.parse({ openai: { api_key: "sk-test" }, ...extra });
 const ADDON = { SUPERVISOR_TOKEN: "sup-token-123" };
 
 describe("deriveMcpServers", () => {
@@ -37,7 +38,9 @@ describe("deriveMcpServers", () => {
 
   it("honours OPENVOICE_SUPERVISOR_URL (trailing slash tolerated) and the HA approval policy", () => {
     const d = deriveMcpServers(
-      config({ home_assistant: { require_approval: { GetLiveContext: "never" }, allowed_tools: ["GetLiveContext"] } }),
+      config({
+        home_assistant: { require_approval: { GetLiveContext: "never" }, allowed_tools: ["GetLiveContext"] },
+      }),
       { ...ADDON, OPENVOICE_SUPERVISOR_URL: "http://127.0.0.1:4567/" },
     );
     expect(d.servers[0]).toMatchObject({
@@ -93,7 +96,10 @@ describe("deriveMcpServers", () => {
       {},
     );
     expect(d.source).toBe("native");
-    expect(d.servers[0]).toMatchObject({ server_url: "https://home.example.com/api/mcp", authorization: "Bearer llat" });
+    expect(d.servers[0]).toMatchObject({
+      server_url: "https://home.example.com/api/mcp",
+      authorization: "Bearer llat",
+    });
     expect(d.failover.get(HA_SERVER_NAME)).toMatchObject({
       mode: "client",
       server_url: "http://homeassistant.local:8123/api/mcp",
