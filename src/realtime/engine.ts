@@ -1,0 +1,438 @@
+/**
+ * The realtime engine: a warm pool of configured upstream sessions, conversations on top of them,
+ * the tool catalog that merges native and client tools (with per-session failover), and runtime
+ * changes pushed to every live session.
+ */
+import type { ApprovalQueue } from "../approvals/queue.js";
+import type { Config, McpServerConfig, RequireApproval } from "../config/model.js";
+import type { Logger } from "../log.js";
+import type { RoutedTool, ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
+import type { Metrics } from "../metrics.js";
+import type { Conversation, ConversationOptions, ConversationSource } from "./conversation.js";
+import { LiveConversation, type SessionSource } from "./live-conversation.js";
+import { RealtimeSession, type NativeListState, type SessionState, type ToolCatalog } from "./session.js";
+import type { TurnMode } from "./session-config.js";
+import { realtimeUrl, type RealtimeTransportFactory } from "./transport.js";
+import { createWsTransport } from "./ws-transport.js";
+
+export interface RealtimeLimits {
+  /** The upstream's session limit (60 minutes). */
+  sessionMaxMs: number;
+  /** Conversations move to a fresh session this long before the limit (between turns). */
+  rotateBeforeMs: number;
+  /** Warm sessions nobody took are replaced after this long. */
+  idleRecycleMs: number;
+  connectTimeoutMs: number;
+  /** Bound for `session.updated` plus native tool listing. */
+  readyTimeoutMs: number;
+  /** Waits before each reconnect attempt of a conversation. */
+  reconnectDelaysMs: number[];
+}
+
+export const DEFAULT_LIMITS: RealtimeLimits = {
+  sessionMaxMs: 60 * 60_000,
+  rotateBeforeMs: 5 * 60_000,
+  idleRecycleMs: 45 * 60_000,
+  connectTimeoutMs: 10_000,
+  readyTimeoutMs: 15_000,
+  reconnectDelaysMs: [0, 500, 1000, 2000, 4000],
+};
+
+/** What the client MCP manager offers beyond `ToolProvider`: adding a server at runtime (failover). */
+export interface FailoverTarget {
+  addServer(cfg: McpServerConfig): Promise<unknown>;
+}
+
+export interface RealtimeEngineOptions {
+  config: Config;
+  tools: ToolProvider & Partial<FailoverTarget>;
+  approvals: ApprovalQueue;
+  logger: Logger;
+  metrics: Metrics;
+  transportFactory?: RealtimeTransportFactory;
+  now?: () => number;
+  limits?: Partial<RealtimeLimits>;
+  /** The effective server list (e.g. `deriveMcpServers().servers`); only `mode: native` ones are used. Default `config.mcp_servers`. */
+  nativeServers?: McpServerConfig[];
+  /**
+   * Client routes by native server name, used when upstream cannot list its tools (e.g. Home
+   * Assistant through the Supervisor). A native server's `fallback_url` is a route too.
+   */
+  failoverRoutes?: ReadonlyMap<string, McpServerConfig>;
+}
+
+export type UpstreamState = "idle" | "connecting" | "connected" | "unreachable";
+
+export interface RealtimeStatus {
+  upstream: { state: UpstreamState; lastError?: string };
+  pool: { target: number; ready: number; warming: number };
+  conversations: number;
+  sessions: Record<SessionState, number>;
+  native: {
+    name: string;
+    enabled: boolean;
+    /** Sessions per list-tools state. */
+    sessions: Partial<Record<NativeListState, number>>;
+    failedOver: boolean;
+  }[];
+}
+
+export class RealtimeEngine implements ConversationSource, SessionSource {
+  readonly #o: RealtimeEngineOptions;
+  readonly #limits: RealtimeLimits;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #factory: RealtimeTransportFactory;
+  readonly #sessions = new Set<RealtimeSession>();
+  readonly #pool: RealtimeSession[] = [];
+  readonly #recycleTimers = new Map<RealtimeSession, NodeJS.Timeout>();
+  readonly #conversations = new Set<LiveConversation>();
+  #native: McpServerConfig[];
+  readonly #enabled = new Map<string, boolean>();
+  readonly #failovers = new Map<string, Promise<boolean>>();
+  #warming = 0;
+  #poolFailures = 0;
+  #poolRetry: NodeJS.Timeout | undefined;
+  #upstream: { state: UpstreamState; lastError?: string } = { state: "idle" };
+  #closed = false;
+  readonly #unsubscribe: () => void;
+  readonly #catalog: ToolCatalog;
+
+  constructor(opts: RealtimeEngineOptions) {
+    this.#o = opts;
+    this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.#log = opts.logger.child({ component: "realtime" });
+    this.#now = opts.now ?? Date.now;
+    this.#factory = opts.transportFactory ?? createWsTransport;
+    this.#native = (opts.nativeServers ?? opts.config.mcp_servers).filter((s) => s.mode === "native");
+    for (const s of this.#native) this.#enabled.set(s.name, s.enabled);
+    this.#catalog = {
+      nativeServers: () => this.#native.filter((s) => this.#enabled.get(s.name) ?? s.enabled),
+      functionTools: (failedOver) => this.#functionTools(failedOver),
+      policyOf: (server) => this.#policyOf(server),
+      failover: (server) => this.#failover(server),
+    };
+    this.#unsubscribe = opts.tools.onToolsChanged(() => this.#refreshAll());
+  }
+
+  get limits(): Readonly<RealtimeLimits> {
+    return this.#limits;
+  }
+
+  /**
+   * Fills the warm pool (`openai.pool_size`) and resolves when the first fill attempt settled.
+   * Never rejects: an unreachable upstream shows in `status()` and is retried with backoff.
+   */
+  async warmUp(): Promise<void> {
+    await Promise.all(this.#fillPool());
+  }
+
+  /** Takes a warm session when one is ready, otherwise connects a new one. */
+  async start(opts: ConversationOptions): Promise<Conversation> {
+    if (this.#closed) throw new Error("the realtime engine is closed");
+    const session = await this.acquire({
+      turn: opts.turn,
+      ...(opts.satelliteId !== undefined ? { satelliteId: opts.satelliteId } : {}),
+    });
+    if (this.#closed) {
+      session.close(1000, "shutdown");
+      throw new Error("the realtime engine is closed");
+    }
+    const conv = new LiveConversation({
+      source: this,
+      session,
+      opts,
+      limits: this.#limits,
+      logger: this.#log,
+      metrics: this.#o.metrics,
+      now: this.#now,
+      onEnd: (c) => {
+        if (this.#conversations.delete(c)) this.#o.metrics.conversationsActive.dec();
+      },
+    });
+    this.#conversations.add(conv);
+    this.#o.metrics.conversationsActive.inc();
+    return conv;
+  }
+
+  /** A ready session for a conversation: warm when possible. Used for starts, reconnects and rotation. */
+  async acquire(opts: { turn: TurnMode; context?: string; satelliteId?: string }): Promise<RealtimeSession> {
+    let session: RealtimeSession | undefined;
+    while ((session = this.#pool.shift())) {
+      clearTimeout(this.#recycleTimers.get(session));
+      this.#recycleTimers.delete(session);
+      if (session.state === "ready") break;
+    }
+    void this.#fillPool();
+    if (session) {
+      session.configure({ turn: opts.turn, ...(opts.context ? { context: opts.context } : {}) });
+      return session;
+    }
+    return this.#openSession(opts.turn, opts.context);
+  }
+
+  /**
+   * Enables or disables a native server at runtime; live sessions get a new `session.update`.
+   * Returns false when no native server has that name (client servers are the manager's).
+   */
+  setServerEnabled(name: string, enabled: boolean): boolean {
+    if (!this.#native.some((s) => s.name === name)) return false;
+    if (this.#enabled.get(name) === enabled) return true;
+    this.#enabled.set(name, enabled);
+    this.#refreshAll();
+    return true;
+  }
+
+  /** Replaces the native server list (config reload); live sessions get a new `session.update`. */
+  setNativeServers(servers: McpServerConfig[]): void {
+    this.#native = servers.filter((s) => s.mode === "native");
+    for (const s of this.#native) if (!this.#enabled.has(s.name)) this.#enabled.set(s.name, s.enabled);
+    this.#refreshAll();
+  }
+
+  status(): RealtimeStatus {
+    const sessions: Record<SessionState, number> = {
+      connecting: 0,
+      configuring: 0,
+      ready: 0,
+      active: 0,
+      closed: 0,
+    };
+    for (const s of this.#sessions) sessions[s.state]++;
+    const native = this.#native.map((cfg) => {
+      const per: Partial<Record<NativeListState, number>> = {};
+      for (const s of this.#sessions) {
+        const st = s.nativeStates().get(cfg.name);
+        if (st) per[st] = (per[st] ?? 0) + 1;
+      }
+      return {
+        name: cfg.name,
+        enabled: this.#enabled.get(cfg.name) ?? cfg.enabled,
+        sessions: per,
+        failedOver: this.#failovers.has(cfg.name),
+      };
+    });
+    return {
+      upstream: { ...this.#upstream },
+      pool: { target: this.#o.config.openai.pool_size, ready: this.#pool.length, warming: this.#warming },
+      conversations: this.#conversations.size,
+      sessions,
+      native,
+    };
+  }
+
+  /**
+   * The native servers as the admin API lists them (`ServerToggleTarget` of `src/state/server-admin.ts`):
+   * `up` when a session listed its tools, `down` when every session failed to, else `connecting`.
+   */
+  readonly serverTarget = {
+    status: (): ServerStatus[] =>
+      this.status().native.map((n) => {
+        const s = n.sessions;
+        const state: ServerState = !n.enabled
+          ? "disabled"
+          : (s.listed ?? 0) > 0
+            ? "up"
+            : (s.failed ?? 0) + (s.failed_over ?? 0) > 0 && !s.pending && !s.listing
+              ? "down"
+              : "connecting";
+        return {
+          name: n.name,
+          mode: "native",
+          enabled: n.enabled,
+          state,
+          toolCount: 0,
+          restarts: 0,
+          ...(state === "down" ? { lastError: "OpenAI could not list its tools" } : {}),
+        };
+      }),
+    setEnabled: (name: string, enabled: boolean): void => {
+      this.setServerEnabled(name, enabled);
+    },
+  };
+
+  /** Ends every conversation and closes every session; resolves within ~3 s. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unsubscribe();
+    clearTimeout(this.#poolRetry);
+    for (const t of this.#recycleTimers.values()) clearTimeout(t);
+    this.#recycleTimers.clear();
+    await Promise.all([...this.#conversations].map((c) => c.end("shutdown")));
+    const closing = [...this.#sessions].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.state === "closed") return resolve();
+          s.once("closed", () => resolve());
+          s.close(1001, "shutting down");
+        }),
+    );
+    this.#pool.length = 0;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(closing),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 3000);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  // ── sessions and pool ─────────────────────────────────────────────────────────────────────────
+
+  async #openSession(turn: TurnMode, context?: string): Promise<RealtimeSession> {
+    const { openai } = this.#o.config;
+    const transport = this.#factory({
+      url: realtimeUrl(openai.base_url, openai.model),
+      apiKey: openai.api_key,
+      connectTimeoutMs: this.#limits.connectTimeoutMs,
+      logger: this.#log,
+    });
+    const session = new RealtimeSession({
+      openai,
+      tools: this.#o.tools,
+      catalog: this.#catalog,
+      approvals: this.#o.approvals,
+      logger: this.#log,
+      metrics: this.#o.metrics,
+      transport,
+      turn,
+      ...(context ? { context } : {}),
+      readyTimeoutMs: this.#limits.readyTimeoutMs,
+      now: this.#now,
+    });
+    this.#sessions.add(session);
+    session.once("closed", () => this.#sessions.delete(session));
+    if (this.#upstream.state !== "connected") this.#upstream = { state: "connecting" };
+    try {
+      await session.open();
+      this.#upstream = { state: "connected" };
+      return session;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.#upstream = { state: "unreachable", lastError: message };
+      this.#log.warn({ err: message }, "could not open a realtime session");
+      throw err;
+    }
+  }
+
+  #fillPool(): Promise<void>[] {
+    const started: Promise<void>[] = [];
+    const target = this.#o.config.openai.pool_size;
+    while (!this.#closed && this.#pool.length + this.#warming < target && this.#poolRetry === undefined) {
+      this.#warming++;
+      started.push(
+        this.#openSession("server_vad").then(
+          (s) => {
+            this.#warming--;
+            this.#poolFailures = 0;
+            if (this.#closed) return void s.close(1000, "shutdown");
+            this.#addToPool(s);
+          },
+          () => {
+            this.#warming--;
+            this.#poolFailures++;
+            this.#retryPoolLater();
+          },
+        ),
+      );
+    }
+    return started;
+  }
+
+  #retryPoolLater(): void {
+    if (this.#closed || this.#poolRetry !== undefined) return;
+    const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.#poolFailures - 1));
+    this.#poolRetry = setTimeout(() => {
+      this.#poolRetry = undefined;
+      void this.#fillPool();
+    }, delay);
+    this.#poolRetry.unref();
+  }
+
+  #addToPool(s: RealtimeSession): void {
+    this.#pool.push(s);
+    const age = this.#now() - s.openedAt;
+    const timer = setTimeout(
+      () => {
+        const i = this.#pool.indexOf(s);
+        if (i < 0) return;
+        this.#pool.splice(i, 1);
+        this.#recycleTimers.delete(s);
+        this.#log.debug("recycling an idle warm session");
+        s.close(1000, "recycled");
+        void this.#fillPool();
+      },
+      Math.max(0, this.#limits.idleRecycleMs - age),
+    );
+    timer.unref();
+    this.#recycleTimers.set(s, timer);
+    s.once("closed", () => {
+      const i = this.#pool.indexOf(s);
+      if (i < 0) return;
+      this.#pool.splice(i, 1);
+      clearTimeout(this.#recycleTimers.get(s));
+      this.#recycleTimers.delete(s);
+      this.#poolFailures++;
+      this.#retryPoolLater();
+    });
+  }
+
+  #refreshAll(): void {
+    for (const s of this.#sessions) s.refreshTools();
+  }
+
+  // ── tool catalog ──────────────────────────────────────────────────────────────────────────────
+
+  #functionTools(failedOver: ReadonlySet<string>): readonly RoutedTool[] {
+    const all = this.#o.tools.tools();
+    if (this.#failovers.size === 0) return all;
+    return all.filter((t) => !this.#failovers.has(t.server) || failedOver.has(t.server));
+  }
+
+  #policyOf(server: string): RequireApproval {
+    return (
+      this.#native.find((s) => s.name === server)?.require_approval ??
+      this.#o.config.mcp_servers.find((s) => s.name === server)?.require_approval ??
+      this.#o.failoverRoutes?.get(server)?.require_approval ??
+      "always"
+    );
+  }
+
+  #routeOf(server: string): McpServerConfig | undefined {
+    const route = this.#o.failoverRoutes?.get(server);
+    if (route) return { ...route, name: server, mode: "client" };
+    const native = this.#native.find((s) => s.name === server);
+    if (!native?.fallback_url) return undefined;
+    const { fallback_url: url, ...rest } = native;
+    return { ...rest, mode: "client", transport: "http", server_url: url };
+  }
+
+  #failover(server: string): Promise<boolean> {
+    const existing = this.#failovers.get(server);
+    if (existing) return existing;
+    const route = this.#routeOf(server);
+    const add = this.#o.tools.addServer?.bind(this.#o.tools);
+    if (!route || !add) {
+      this.#log.warn({ server }, "native MCP server has no client route; its tools stay unavailable");
+      return Promise.resolve(false);
+    }
+    this.#log.info({ server, transport: route.transport }, "moving native MCP server to client mode");
+    const timeoutMs = Math.min(this.#limits.readyTimeoutMs, route.timeout * 1000);
+    const p = Promise.race([
+      add(route).then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref()),
+    ]).catch((err: unknown) => {
+      this.#log.warn(
+        { server, err: err instanceof Error ? err.message : String(err) },
+        "failover route failed",
+      );
+      this.#failovers.delete(server);
+      return false;
+    });
+    this.#failovers.set(server, p);
+    return p;
+  }
+}

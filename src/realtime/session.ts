@@ -1,0 +1,665 @@
+/**
+ * One upstream Realtime session (one socket): configuration, event dispatch, native list-tools tracking
+ * and failover, client function calls, approvals for both kinds, usage metrics and error handling.
+ * It speaks to its owner (a conversation, or the warm pool) through conversation-shaped events.
+ */
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { RealtimeClientEvent } from "openai/resources/realtime/realtime";
+import { evaluatePolicy } from "../approvals/policy.js";
+import type { ApprovalDecision, ApprovalQueue, ApprovalRequest } from "../approvals/queue.js";
+import type { Config, McpServerConfig, RequireApproval } from "../config/model.js";
+import type { Logger } from "../log.js";
+import type { RoutedTool, ToolProvider } from "../mcp/types.js";
+import { recordTokenUsage, type Metrics } from "../metrics.js";
+import type { ConversationEvents, ResponseEndReason } from "./conversation.js";
+import type { HandledEvent, ServerEventOf } from "./events.js";
+import {
+  buildSessionUpdate,
+  buildToolsUpdate,
+  instructionsWithContext,
+  turnDetection,
+  type TurnMode,
+} from "./session-config.js";
+import { UpstreamConnectError, type RealtimeTransport, type TransportClose } from "./transport.js";
+
+/** What a session needs to know about tools beyond the client provider; the engine implements it. */
+export interface ToolCatalog {
+  /** Enabled native servers, config order. */
+  nativeServers(): readonly McpServerConfig[];
+  /** Function tools for a session that has failed over the given native servers. */
+  functionTools(failedOver: ReadonlySet<string>): readonly RoutedTool[];
+  /** Approval policy of a server by name; unknown servers are `always`. */
+  policyOf(server: string): RequireApproval;
+  /**
+   * Gives a native server a client route (idempotent across sessions). Resolves true once its client
+   * tools can be offered, false when it has no route.
+   */
+  failover(server: string): Promise<boolean>;
+}
+
+export type SessionState = "connecting" | "configuring" | "ready" | "active" | "closed";
+
+/** Per native server: `pending` until upstream starts listing its tools. */
+export type NativeListState = "pending" | "listing" | "listed" | "failed" | "failed_over";
+
+export interface SessionClose extends TransportClose {
+  /** The upstream ended the session at its time limit (close 1001 or `session_expired`). */
+  readonly expired: boolean;
+  /** We closed it (end of conversation, rotation, shutdown, fatal error). */
+  readonly byUs: boolean;
+  readonly fatal: boolean;
+}
+
+export type SessionEvents = Omit<ConversationEvents, "closed"> & {
+  /** No response, tool call, approval or user speech in progress: a safe point to rotate. */
+  idle: [];
+  /** Exactly once, after `open()` resolved or rejected. */
+  closed: [SessionClose];
+};
+
+export interface SessionOptions {
+  readonly openai: Config["openai"];
+  readonly tools: ToolProvider;
+  readonly catalog: ToolCatalog;
+  readonly approvals: ApprovalQueue;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly transport: RealtimeTransport;
+  readonly turn: TurnMode;
+  readonly context?: string;
+  /** Bound for `session.updated` and every native list-tools outcome. */
+  readonly readyTimeoutMs: number;
+  readonly now?: () => number;
+}
+
+/** Upstream error codes that are part of normal operation. */
+const TOLERATED = new Set([
+  "conversation_already_has_active_response",
+  "response_cancel_not_active",
+  "input_audio_buffer_commit_empty",
+]);
+/** Upstream error codes after which the session cannot go on. */
+const FATAL = new Set([
+  "invalid_api_key",
+  "insufficient_quota",
+  "model_not_found",
+  "session_not_found",
+  "account_deactivated",
+]);
+const EXPIRY = new Set(["session_expired"]);
+
+interface OpenResponse {
+  readonly id: string;
+  started: boolean;
+  endReason: ResponseEndReason | null;
+}
+
+interface NativeCall {
+  readonly server: string;
+  readonly tool: string;
+  readonly startedAt: number;
+}
+
+export class RealtimeSession extends EventEmitter<SessionEvents> {
+  readonly id = randomUUID();
+  readonly #o: SessionOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #abort = new AbortController();
+  #state: SessionState = "connecting";
+  #openedAt = 0;
+  #turn: TurnMode;
+  #closing = false;
+  #expired = false;
+  #fatal = false;
+  #closeEmitted = false;
+  #stateCounted = false;
+  /** Set by the conversation: the device that is asked first for approvals. */
+  satelliteId: string | undefined;
+
+  readonly #native = new Map<string, NativeListState>();
+  readonly #failedOver = new Set<string>();
+  readonly #listItems = new Map<string, string>();
+  #lastToolsJson = "";
+  #updated = false;
+  #readyWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
+
+  #response: OpenResponse | null = null;
+  #callsInFlight = 0;
+  #needResponse = false;
+  #speaking = false;
+  readonly #approvalIds = new Set<string>();
+  readonly #seenApprovalRequests = new Set<string>();
+  readonly #approvedRequests = new Set<string>();
+  readonly #nativeCalls = new Map<string, NativeCall>();
+
+  constructor(opts: SessionOptions) {
+    super();
+    this.#o = opts;
+    this.#turn = opts.turn;
+    this.#now = opts.now ?? Date.now;
+    this.#log = opts.logger.child({ session: this.id });
+    this.#setState("connecting");
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** When `open()` connected (engine clock), 0 before. */
+  get openedAt(): number {
+    return this.#openedAt;
+  }
+
+  get turn(): TurnMode {
+    return this.#turn;
+  }
+
+  /** List-tools state per native server of this session. */
+  nativeStates(): ReadonlyMap<string, NativeListState> {
+    return this.#native;
+  }
+
+  get isIdle(): boolean {
+    return (
+      this.#response === null &&
+      this.#callsInFlight === 0 &&
+      !this.#needResponse &&
+      !this.#speaking &&
+      this.#approvalIds.size === 0
+    );
+  }
+
+  /**
+   * Connects, configures and waits until the session is usable: `session.updated` received and every
+   * native server listed, failed, or failed over. Rejects (and closes) on connect failure, a fatal
+   * upstream error, a close, or no `session.updated` within `readyTimeoutMs`.
+   */
+  async open(): Promise<void> {
+    const t = this.#o.transport;
+    t.onevent = (e) => this.#dispatch(e);
+    t.onclose = (info) => this.#onClose(info);
+    try {
+      await t.connect();
+      this.#o.metrics.realtimeConnects.inc({ outcome: "ok" });
+    } catch (err) {
+      const outcome = err instanceof UpstreamConnectError ? err.outcome : "network";
+      this.#o.metrics.realtimeConnects.inc({ outcome });
+      this.#setState("closed");
+      this.#emitClosed({ code: 1006, reason: err instanceof Error ? err.message : String(err) });
+      throw err;
+    }
+    this.#openedAt = this.#now();
+    this.#setState("configuring");
+    const native = this.#nativeServers();
+    for (const s of native) this.#native.set(s.name, "pending");
+    const update = buildSessionUpdate({
+      openai: this.#o.openai,
+      turn: this.#turn,
+      native,
+      functions: this.#functionTools(),
+      ...(this.#o.context ? { context: this.#o.context } : {}),
+    });
+    this.#lastToolsJson = JSON.stringify(update.session.type === "realtime" ? update.session.tools : []);
+    this.#send(update);
+    const ready = new Promise<void>((resolve, reject) => {
+      this.#readyWaiters = { resolve, reject };
+    });
+    const timer = setTimeout(() => this.#onReadyTimeout(), this.#o.readyTimeoutMs);
+    timer.unref();
+    try {
+      this.#checkReady();
+      await ready;
+    } catch (err) {
+      this.close(1000, "not ready");
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.#state === "configuring") this.#setState("ready");
+  }
+
+  /** Marks the session as serving a conversation. */
+  activate(): void {
+    if (this.#state === "ready") this.#setState("active");
+  }
+
+  /** Adapts a warm session to a conversation: turn mode and carried-over context. */
+  configure(opts: { turn: TurnMode; context?: string }): void {
+    const session: Extract<RealtimeClientEvent, { type: "session.update" }>["session"] = { type: "realtime" };
+    let changed = false;
+    if (opts.turn !== this.#turn) {
+      this.#turn = opts.turn;
+      session.audio = { input: { turn_detection: turnDetection(opts.turn, this.#o.openai.turn_detection) } };
+      changed = true;
+    }
+    if (opts.context) {
+      session.instructions = instructionsWithContext(this.#o.openai.instructions, opts.context);
+      changed = true;
+    }
+    if (changed) this.#send({ type: "session.update", session });
+  }
+
+  /** Re-sends the tools when the native list or the client tools changed. */
+  refreshTools(): void {
+    if (this.#state === "closed" || this.#state === "connecting") return;
+    const native = this.#nativeServers();
+    const update = buildToolsUpdate(native, this.#functionTools());
+    const json = JSON.stringify(update.session.type === "realtime" ? update.session.tools : []);
+    if (json === this.#lastToolsJson) return;
+    this.#lastToolsJson = json;
+    const names = new Set(native.map((s) => s.name));
+    for (const name of [...this.#native.keys()])
+      if (!names.has(name) && this.#native.get(name) !== "failed_over") this.#native.delete(name);
+    for (const name of names) if (!this.#native.has(name)) this.#native.set(name, "pending");
+    this.#log.debug({ tools: native.length }, "re-sending session tools");
+    this.#send(update);
+  }
+
+  appendAudio(pcm: Buffer): void {
+    if (pcm.length === 0) return;
+    this.#send({ type: "input_audio_buffer.append", audio: pcm.toString("base64") });
+  }
+
+  commitAndRespond(): void {
+    this.#send({ type: "input_audio_buffer.commit" });
+    this.#needResponse = true;
+    this.#maybeRespond();
+  }
+
+  cancelResponse(): void {
+    if (!this.#response) return;
+    this.#response.endReason ??= "cancelled";
+    this.#send({ type: "response.cancel" });
+  }
+
+  interrupt(itemId: string, audioEndMs: number): void {
+    if (this.#response) {
+      this.#response.endReason = "interrupted";
+      this.#send({ type: "response.cancel" });
+    }
+    this.#send({
+      type: "conversation.item.truncate",
+      item_id: itemId,
+      content_index: 0,
+      audio_end_ms: Math.max(0, Math.round(audioEndMs)),
+    });
+  }
+
+  /** Closes the upstream socket. Idempotent; `closed` follows once. */
+  close(code = 1000, reason = "closing"): void {
+    if (this.#closing || this.#state === "closed") return;
+    this.#closing = true;
+    this.#abort.abort();
+    this.#o.approvals.cancel((p) => this.#approvalIds.has(p.id), "The conversation ended.");
+    this.#o.transport.close(code, reason);
+  }
+
+  #nativeServers(): McpServerConfig[] {
+    return this.#o.catalog.nativeServers().filter((s) => !this.#failedOver.has(s.name));
+  }
+
+  #functionTools(): readonly RoutedTool[] {
+    return this.#o.catalog.functionTools(this.#failedOver);
+  }
+
+  #send(event: RealtimeClientEvent): void {
+    if (!this.#o.transport.send(event))
+      this.#log.debug({ type: event.type }, "event dropped: upstream not open");
+  }
+
+  #setState(next: SessionState): void {
+    const g = this.#o.metrics.realtimeSessions;
+    if (this.#stateCounted) g.dec({ state: this.#state });
+    this.#state = next;
+    this.#stateCounted = next !== "closed";
+    if (this.#stateCounted) g.inc({ state: next });
+  }
+
+  #dispatch(e: HandledEvent): void {
+    switch (e.type) {
+      case "session.created":
+        return;
+      case "session.updated":
+        this.#updated = true;
+        return this.#checkReady();
+      case "error":
+        return this.#onError(e);
+      case "conversation.item.added":
+        if (e.item.type === "mcp_list_tools" && e.item.id) {
+          this.#listItems.set(e.item.id, e.item.server_label);
+          if (this.#native.has(e.item.server_label)) this.#native.set(e.item.server_label, "listing");
+        }
+        return;
+      case "conversation.item.done":
+        if (e.item.type === "mcp_approval_request") void this.#onApprovalRequest(e.item);
+        return;
+      case "mcp_list_tools.in_progress":
+        return;
+      case "mcp_list_tools.completed":
+        return this.#onListed(e.item_id, true);
+      case "mcp_list_tools.failed":
+        return this.#onListed(e.item_id, false);
+      case "response.output_item.added":
+        if (e.item.type === "mcp_call") this.#onNativeCallStart(e.item.id, e.item.server_label, e.item.name);
+        return;
+      case "response.output_item.done":
+        if (e.item.type === "mcp_call") this.#onNativeCallDone(e.item);
+        return;
+      case "response.mcp_call.in_progress":
+      case "response.mcp_call.completed":
+      case "response.mcp_call.failed":
+        return;
+      case "response.created":
+        this.#response = { id: e.response.id ?? "", started: false, endReason: null };
+        return;
+      case "response.output_audio.delta":
+        this.#startResponse(e.response_id);
+        this.emit("audio", {
+          responseId: e.response_id,
+          itemId: e.item_id,
+          pcm: Buffer.from(e.delta, "base64"),
+        });
+        return;
+      case "response.output_audio_transcript.delta":
+        this.#startResponse(e.response_id);
+        this.emit("transcript", { role: "assistant", text: e.delta, final: false });
+        return;
+      case "response.output_audio_transcript.done":
+        this.emit("transcript", { role: "assistant", text: e.transcript, final: true });
+        return;
+      case "response.done":
+        return this.#onResponseDone(e);
+      case "response.function_call_arguments.done":
+        void this.#runFunctionCall(e.call_id, e.name, e.arguments);
+        return;
+      case "input_audio_buffer.speech_started":
+        this.#speaking = true;
+        this.emit("speech.started");
+        return;
+      case "input_audio_buffer.speech_stopped":
+        this.#speaking = false;
+        this.emit("speech.stopped");
+        return;
+      case "conversation.item.input_audio_transcription.completed":
+        this.emit("transcript", { role: "user", text: e.transcript, final: true });
+        return this.#emitIdle();
+    }
+  }
+
+  #startResponse(id: string): void {
+    const r = this.#response;
+    if (!r || r.id !== id || r.started) return;
+    r.started = true;
+    this.emit("response.start", { id });
+  }
+
+  #onResponseDone(e: ServerEventOf<"response.done">): void {
+    const res = e.response;
+    if (res.usage) recordTokenUsage(this.#o.metrics, res.usage);
+    const r = this.#response;
+    this.#response = null;
+    if (r?.started) {
+      let reason: ResponseEndReason = "done";
+      if (res.status === "cancelled")
+        reason =
+          r.endReason ?? (res.status_details?.reason === "turn_detected" ? "interrupted" : "cancelled");
+      else if (res.status === "failed" || res.status === "incomplete") reason = "failed";
+      this.emit("response.end", { id: r.id, reason });
+    }
+    this.#maybeRespond();
+    this.#emitIdle();
+  }
+
+  #maybeRespond(): void {
+    if (!this.#needResponse || this.#callsInFlight > 0 || this.#response !== null || this.#state === "closed")
+      return;
+    this.#needResponse = false;
+    this.#send({ type: "response.create" });
+  }
+
+  #emitIdle(): void {
+    if (this.isIdle && this.#state !== "closed") this.emit("idle");
+  }
+
+  #onError(e: ServerEventOf<"error">): void {
+    const code = e.error.code ?? e.error.type;
+    this.#o.metrics.errors.inc({ code: `upstream_${code}` });
+    if (TOLERATED.has(code)) {
+      this.#log.debug({ code }, "upstream error tolerated");
+      return;
+    }
+    if (EXPIRY.has(code)) {
+      this.#log.info("upstream session expired");
+      this.#expired = true;
+      // The upstream closes the socket itself; make sure it does not linger.
+      const timer = setTimeout(() => this.#o.transport.close(1000, "expired"), 2000);
+      timer.unref();
+      return;
+    }
+    if (FATAL.has(code) || e.error.type === "authentication_error") {
+      this.#log.error({ code, message: e.error.message }, "fatal upstream error");
+      this.#fatal = true;
+      this.emit("error", { code: "upstream_unavailable", message: e.error.message, fatal: true });
+      this.#readyWaiters?.reject(new Error(`upstream error ${code}: ${e.error.message}`));
+      this.close(1000, "fatal error");
+      return;
+    }
+    this.#log.warn({ code, message: e.error.message }, "upstream error");
+  }
+
+  // ── native servers ────────────────────────────────────────────────────────────────────────────
+
+  #onListed(itemId: string, ok: boolean): void {
+    const server = this.#listItems.get(itemId);
+    if (server === undefined || !this.#native.has(server)) return;
+    this.#o.metrics.mcpServerUp.set({ server, mode: "native" }, ok ? 1 : 0);
+    if (ok) {
+      this.#native.set(server, "listed");
+      return this.#checkReady();
+    }
+    this.#native.set(server, "failed");
+    this.#log.warn({ server }, "upstream could not list the tools of a native MCP server");
+    void this.#failover(server);
+  }
+
+  async #failover(server: string): Promise<void> {
+    let moved = false;
+    try {
+      moved = await this.#o.catalog.failover(server);
+    } catch (err) {
+      this.#log.warn({ server, err: err instanceof Error ? err.message : String(err) }, "failover failed");
+    }
+    if (this.#state === "closed") return;
+    if (moved) {
+      this.#failedOver.add(server);
+      this.#native.set(server, "failed_over");
+      this.#o.metrics.mcpFailovers.inc({ server });
+      this.#log.info({ server }, "native MCP server moved to client mode for this session");
+      this.refreshTools();
+    }
+    this.#checkReady();
+  }
+
+  #onReadyTimeout(): void {
+    if (!this.#updated) {
+      this.#readyWaiters?.reject(new Error(`no session.updated within ${this.#o.readyTimeoutMs} ms`));
+      return;
+    }
+    for (const [server, st] of this.#native)
+      if (st === "pending" || st === "listing") {
+        this.#native.set(server, "failed");
+        this.#o.metrics.mcpServerUp.set({ server, mode: "native" }, 0);
+        this.#log.warn({ server }, "native MCP server not listed in time");
+        void this.#failover(server);
+      }
+  }
+
+  #checkReady(): void {
+    if (!this.#readyWaiters || !this.#updated) return;
+    for (const st of this.#native.values()) if (st === "pending" || st === "listing") return;
+    // A failed server whose failover is still being decided keeps `failed` until #failover settles;
+    // we do not wait for it longer than the ready timeout.
+    const w = this.#readyWaiters;
+    this.#readyWaiters = null;
+    w.resolve();
+  }
+
+  // ── tool calls and approvals ─────────────────────────────────────────────────────────────────
+
+  async #ask(req: Omit<ApprovalRequest, "satelliteId">, id?: string): Promise<ApprovalDecision> {
+    const full: ApprovalRequest = {
+      ...req,
+      ...(this.satelliteId !== undefined ? { satelliteId: this.satelliteId } : {}),
+    };
+    const q = this.#o.approvals;
+    const { id: approvalId, decision } = q.request(full, id);
+    this.#approvalIds.add(approvalId);
+    const pending = q.get(approvalId);
+    if (pending) this.emit("approval.request", pending);
+    try {
+      return await decision;
+    } finally {
+      this.#approvalIds.delete(approvalId);
+    }
+  }
+
+  async #onApprovalRequest(item: {
+    id: string;
+    server_label: string;
+    name: string;
+    arguments: string;
+  }): Promise<void> {
+    if (this.#seenApprovalRequests.has(item.id)) return;
+    this.#seenApprovalRequests.add(item.id);
+    const server = item.server_label;
+    let d: ApprovalDecision;
+    if (evaluatePolicy(this.#o.catalog.policyOf(server), item.name) === "allow") {
+      d = { approve: true, source: "policy" };
+      // Decisions of the queue are counted by its observer (observeApprovals); policy ones here.
+      this.#o.metrics.approvals.inc({ server, decision: "approved", source: "policy" });
+    } else {
+      try {
+        d = await this.#ask({ server, tool: item.name, arguments: item.arguments, mode: "native" }, item.id);
+      } catch (err) {
+        d = { approve: false, source: "cancelled", reason: err instanceof Error ? err.message : String(err) };
+      }
+    }
+    if (this.#state === "closed") return;
+    if (d.approve) this.#approvedRequests.add(item.id);
+    this.#send({
+      type: "conversation.item.create",
+      previous_item_id: item.id,
+      item: {
+        type: "mcp_approval_response",
+        id: `apr_${randomUUID().replace(/-/g, "").slice(0, 24)}`,
+        approval_request_id: item.id,
+        approve: d.approve,
+        ...(d.approve ? {} : { reason: d.reason ?? "Not approved." }),
+      },
+    });
+    if (!d.approve) {
+      this.emit("tool", { name: item.name, server, status: "failed" });
+      this.#needResponse = true;
+      this.#maybeRespond();
+    }
+  }
+
+  #onNativeCallDone(item: {
+    id: string;
+    server_label: string;
+    name: string;
+    approval_request_id?: string | null;
+    error?: unknown;
+  }): void {
+    const startedAt = this.#nativeCalls.get(item.id)?.startedAt;
+    this.#nativeCalls.delete(item.id);
+    const ok = item.error === null || item.error === undefined;
+    const server = item.server_label;
+    this.#o.metrics.toolCalls.inc({
+      server,
+      tool: item.name,
+      mode: "native",
+      outcome: ok ? "success" : "error",
+    });
+    if (startedAt !== undefined)
+      this.#o.metrics.toolCallDuration.observe({ server, mode: "native" }, (this.#now() - startedAt) / 1000);
+    this.emit("tool", { name: item.name, server, status: ok ? "completed" : "failed" });
+    if (item.approval_request_id && this.#approvedRequests.delete(item.approval_request_id)) {
+      this.#needResponse = true;
+      this.#maybeRespond();
+    }
+  }
+
+  #onNativeCallStart(id: string, server: string, tool: string): void {
+    this.#nativeCalls.set(id, { server, tool, startedAt: this.#now() });
+    this.emit("tool", { name: tool, server, status: "started" });
+  }
+
+  async #runFunctionCall(callId: string, name: string, args: string): Promise<void> {
+    this.#callsInFlight++;
+    let output: string;
+    try {
+      const routed = this.#functionTools().find((t) => t.name === name);
+      const server = routed?.server ?? "unknown";
+      const tool = routed?.tool ?? name;
+      this.emit("tool", { name: tool, server, status: "started" });
+      let allowed = true;
+      let denial = "";
+      if (routed && evaluatePolicy(this.#o.catalog.policyOf(server), tool) === "ask") {
+        const d = await this.#ask({ server, tool, arguments: args, mode: "client" });
+        allowed = d.approve;
+        denial = d.reason ?? "Not approved.";
+      }
+      if (!allowed) {
+        this.#o.metrics.toolCalls.inc({ server, tool, mode: "client", outcome: "denied" });
+        output = JSON.stringify({ error: "not_approved", message: denial });
+        this.emit("tool", { name: tool, server, status: "failed" });
+      } else {
+        const outcome = await this.#o.tools.callTool(name, args, { signal: this.#abort.signal });
+        output = outcome.output;
+        this.emit("tool", {
+          name: tool,
+          server: outcome.server ?? server,
+          status: outcome.ok ? "completed" : "failed",
+        });
+      }
+    } catch (err) {
+      output = JSON.stringify({
+        error: "internal",
+        message: err instanceof Error ? err.message : String(err),
+      });
+    }
+    this.#callsInFlight--;
+    if (this.#state === "closed") return;
+    this.#send({
+      type: "conversation.item.create",
+      item: { type: "function_call_output", call_id: callId, output },
+    });
+    this.#needResponse = true;
+    this.#maybeRespond();
+  }
+
+  #onClose(info: TransportClose): void {
+    this.#abort.abort();
+    this.#o.approvals.cancel((p) => this.#approvalIds.has(p.id), "The connection to the assistant ended.");
+    const r = this.#response;
+    this.#response = null;
+    if (r?.started) this.emit("response.end", { id: r.id, reason: "failed" });
+    this.#readyWaiters?.reject(
+      new Error(`upstream closed (${info.code}${info.reason ? ` ${info.reason}` : ""})`),
+    );
+    this.#readyWaiters = null;
+    this.#setState("closed");
+    this.#emitClosed(info);
+  }
+
+  #emitClosed(info: TransportClose): void {
+    if (this.#closeEmitted) return;
+    this.#closeEmitted = true;
+    const expired = this.#expired || info.code === 1001;
+    this.#log.debug({ code: info.code, expired, byUs: this.#closing }, "upstream session closed");
+    this.emit("closed", { ...info, expired, byUs: this.#closing, fatal: this.#fatal });
+  }
+}
