@@ -69,11 +69,16 @@ export const McpServerSchema = z
     if (s.mode === "native") {
       need("server_url", "when mode is native");
       if (s.transport === "stdio")
-        ctx.addIssue({ code: "custom", path: ["transport"], message: "stdio is only possible in client mode" });
+        ctx.addIssue({
+          code: "custom",
+          path: ["transport"],
+          message: "stdio is only possible in client mode",
+        });
     } else {
       need("transport", "when mode is client");
       if (s.transport === "stdio") need("command", "when transport is stdio");
-      if (s.transport === "http" || s.transport === "sse") need("server_url", `when transport is ${s.transport}`);
+      if (s.transport === "http" || s.transport === "sse")
+        need("server_url", `when transport is ${s.transport}`);
     }
   });
 export type McpServerConfig = z.infer<typeof McpServerSchema>;
@@ -151,13 +156,21 @@ export const ConfigSchema = z
     c.mcp_servers.forEach((s, i) => {
       const first = seen.get(s.name);
       if (first !== undefined)
-        ctx.addIssue({ code: "custom", path: ["mcp_servers", i, "name"], message: `duplicate server name "${s.name}"` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["mcp_servers", i, "name"],
+          message: `duplicate server name "${s.name}"`,
+        });
       else seen.set(s.name, i);
     });
     const ids = new Set<string>();
     c.satellites.devices.forEach((d, i) => {
       if (ids.has(d.id))
-        ctx.addIssue({ code: "custom", path: ["satellites", "devices", i, "id"], message: `duplicate device id "${d.id}"` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["satellites", "devices", i, "id"],
+          message: `duplicate device id "${d.id}"`,
+        });
       ids.add(d.id);
     });
   });

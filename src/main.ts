@@ -1,0 +1,178 @@
+#!/usr/bin/env node
+/**
+ * The command line:
+ *
+ *   openvoice-mcp [--config FILE.yaml | --options FILE.json] [--check-config] [--port-file FILE]
+ *                 [--log-format line|json]
+ *
+ * Configuration source, first match wins: `--config`, `--options`, `OPENVOICE_CONFIG` (YAML),
+ * `/data/options.json` when running as an add-on (`SUPERVISOR_TOKEN` set).
+ *
+ * Exit codes: 0 clean exit (or `--check-config` passed); 1 runtime failure or unclean shutdown;
+ * 2 invalid configuration or usage.
+ */
+import { realpathSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { createApp, isAddon, type App, type Env } from "./app.js";
+import { loadConfig, type ConfigSource } from "./config/load.js";
+import { renderEffectiveConfig } from "./config/mask.js";
+import { formatProblem } from "./config/problems.js";
+import { createLogger, type LogFormat } from "./log.js";
+
+export const ADDON_OPTIONS_PATH = "/data/options.json";
+
+export const USAGE = `usage: openvoice-mcp [--config FILE.yaml | --options FILE.json] [--check-config]
+                     [--port-file FILE] [--log-format line|json]
+
+  --config FILE      configuration in YAML (the seed's shape); or set OPENVOICE_CONFIG
+  --options FILE     the add-on's options.json (default when running as an add-on)
+  --check-config     validate, print the effective configuration (secrets masked) and exit:
+                     0 when valid, 2 with one line per problem otherwise
+  --port-file FILE   once listening, write {"satellite":PORT,"ingress":PORT} to FILE
+  --log-format FMT   line (readable, the default) or json
+`;
+
+export interface CliOptions {
+  readonly source: ConfigSource;
+  readonly checkConfig: boolean;
+  readonly portFile?: string;
+  readonly logFormat: LogFormat;
+}
+
+export type CliParse =
+  { readonly ok: true; readonly options: CliOptions } | { readonly ok: false; readonly error: string };
+
+/** Parses the arguments (without `node` and the script) against the environment. */
+export function parseCli(argv: readonly string[], env: Env): CliParse {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string" },
+        options: { type: "string" },
+        "check-config": { type: "boolean", default: false },
+        "port-file": { type: "string" },
+        "log-format": { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+    }));
+  } catch (e) {
+    return { ok: false, error: (e as Error).message };
+  }
+  if (values.help) return { ok: false, error: "" };
+  if (values.config !== undefined && values.options !== undefined)
+    return { ok: false, error: "--config and --options exclude each other" };
+  const logFormat = values["log-format"] ?? "line";
+  if (logFormat !== "line" && logFormat !== "json")
+    return { ok: false, error: "--log-format must be line or json" };
+
+  let source: ConfigSource;
+  if (values.config !== undefined) source = { form: "yaml", path: values.config };
+  else if (values.options !== undefined) source = { form: "options", path: values.options };
+  else if (env.OPENVOICE_CONFIG) source = { form: "yaml", path: env.OPENVOICE_CONFIG };
+  else if (isAddon(env)) source = { form: "options", path: ADDON_OPTIONS_PATH };
+  else return { ok: false, error: "no configuration: pass --config FILE.yaml or set OPENVOICE_CONFIG" };
+
+  const portFile = values["port-file"];
+  return {
+    ok: true,
+    options: { source, checkConfig: values["check-config"], logFormat, ...(portFile ? { portFile } : {}) },
+  };
+}
+
+const writeErr = (line: string): void => void process.stderr.write(`${line}\n`);
+
+/** Runs the service (or the config check); resolves with the exit code once it should exit. */
+export async function main(argv: readonly string[], env: Env): Promise<number> {
+  const cli = parseCli(argv, env);
+  if (!cli.ok) {
+    if (cli.error !== "") writeErr(`openvoice-mcp: ${cli.error}`);
+    process.stderr.write(USAGE);
+    return cli.error === "" ? 0 : 2;
+  }
+  const { source, checkConfig, portFile, logFormat } = cli.options;
+  const loaded = await loadConfig(source, env);
+  for (const w of loaded.warnings) writeErr(`warning: ${formatProblem(w)}`);
+  if (!loaded.ok) {
+    for (const p of loaded.problems) writeErr(formatProblem(p));
+    writeErr(`openvoice-mcp: ${loaded.problems.length} configuration problem(s) in ${source.path}`);
+    return 2;
+  }
+  if (checkConfig) {
+    process.stdout.write(renderEffectiveConfig(loaded.config));
+    return 0;
+  }
+
+  const logger = createLogger({ level: loaded.config.log_level, format: logFormat });
+  logger.info({ source: source.path, form: source.form }, "configuration loaded");
+  let app: App | undefined;
+  try {
+    app = await createApp({ config: loaded.config, env, logger });
+  } catch (e) {
+    logger.fatal({ err: e }, "start-up failed");
+    return 1;
+  }
+  const running = app;
+
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = (why: string, code: number): void => {
+      if (stopping) {
+        logger.warn({ why }, "second stop request: exiting now");
+        resolveExit(1);
+        return;
+      }
+      stopping = true;
+      logger.info({ why }, "shutting down");
+      void running.close().then((report) => {
+        logger.info({ clean: report.clean, failed: report.failed, timedOut: report.timedOut }, "stopped");
+        resolveExit(report.clean ? code : 1);
+      });
+    };
+    process.on("SIGTERM", () => stop("SIGTERM", 0));
+    process.on("SIGINT", () => stop("SIGINT", 0));
+    process.on("uncaughtException", (err) => {
+      logger.fatal({ err }, "uncaught exception");
+      stop("uncaught exception", 1);
+    });
+    process.on("unhandledRejection", (err) => {
+      logger.fatal({ err }, "unhandled rejection");
+      stop("unhandled rejection", 1);
+    });
+
+    running
+      .listen()
+      .then(async (ports) => {
+        if (portFile !== undefined)
+          await writeFile(
+            portFile,
+            JSON.stringify({ satellite: ports.satellitePort, ingress: ports.ingressPort }),
+          );
+        running.setReady(true);
+        logger.info({ dataDir: running.dataDir, addon: running.addon }, "ready");
+      })
+      .catch((err: unknown) => {
+        logger.fatal({ err }, "cannot listen");
+        stop("listen failed", 1);
+      });
+  });
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  void main(process.argv.slice(2), process.env).then((code) => process.exit(code));
+}
