@@ -1,0 +1,346 @@
+/**
+ * Test helpers around the real Prometheus tools (Debian package `prometheus`): `promtool` checks of
+ * exposition text and PromQL, and a throwaway `prometheus` server on 127.0.0.1 with a temp scrape
+ * config and temp storage. Every wait is bounded; every process started here is killed by `stop()`
+ * and, as a last resort, when the test process exits.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { stringify } from "yaml";
+import { z } from "zod";
+
+/** Absolute path of an executable on PATH (or the Debian location), or undefined. */
+export function findBinary(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/bin", "/usr/local/bin"];
+  for (const dir of dirs) {
+    if (dir === "") continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Like `findBinary`, but throws a message that says how to install it. */
+export function requireBinary(name: "promtool" | "prometheus"): string {
+  const path = findBinary(name);
+  if (path === undefined) {
+    throw new Error(
+      `${name} not found on PATH: install the Debian package "prometheus" (apt-get install prometheus)`,
+    );
+  }
+  return path;
+}
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command to completion with optional stdin; SIGKILLs it after `timeoutMs` and rejects. */
+export function run(
+  command: string,
+  args: readonly string[],
+  input?: string,
+  timeoutMs = 15_000,
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${command} ${args.join(" ")} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(input ?? "");
+  });
+}
+
+export interface PromtoolReport {
+  /** Exit code 0 and nothing reported. */
+  readonly ok: boolean;
+  readonly code: number | null;
+  /** One line per finding (lint problem or parse error). */
+  readonly findings: readonly string[];
+}
+
+function report(r: RunResult): PromtoolReport {
+  const findings = `${r.stdout}\n${r.stderr}`
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !/^SUCCESS\b|^Checking\b/.test(l));
+  return { ok: r.code === 0 && findings.length === 0, code: r.code, findings };
+}
+
+/** `promtool check metrics` over an exposition text (lint included). */
+export async function checkMetrics(exposition: string): Promise<PromtoolReport> {
+  return report(await run(requireBinary("promtool"), ["check", "metrics"], exposition));
+}
+
+/**
+ * Parses PromQL expressions with `promtool check rules` (each becomes a recording rule).
+ * Grafana's `$__rate_interval`/`$__interval`/`$__range` must be replaced before.
+ */
+export async function checkExpressions(exprs: readonly string[]): Promise<PromtoolReport> {
+  const dir = await mkdtemp(join(tmpdir(), "openvoice-rules-"));
+  try {
+    const file = join(dir, "rules.yml");
+    const rules = exprs.map((expr, i) => ({ record: `dashboard:expr_${i}`, expr }));
+    await writeFile(file, stringify({ groups: [{ name: "dashboard", rules }] }));
+    return report(await run(requireBinary("promtool"), ["check", "rules", file]));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** One scrape job of the test Prometheus. */
+export interface ScrapeTarget {
+  readonly job: string;
+  /** `http://127.0.0.1:PORT/metrics` */
+  readonly url: string;
+  readonly bearerToken?: string;
+}
+
+const SampleSchema = z.object({
+  metric: z.record(z.string(), z.string()),
+  value: z.tuple([z.number(), z.string()]),
+});
+export type PromSample = z.infer<typeof SampleSchema>;
+
+const ApiResponseSchema = z.discriminatedUnion("status", [
+  z.object({ status: z.literal("success"), data: z.unknown() }),
+  z.object({ status: z.literal("error"), errorType: z.string(), error: z.string() }),
+]);
+
+const VectorSchema = z.object({ resultType: z.literal("vector"), result: z.array(SampleSchema) });
+
+const TargetsSchema = z.object({
+  activeTargets: z.array(
+    z.object({
+      labels: z.record(z.string(), z.string()),
+      health: z.string(),
+      lastError: z.string(),
+      lastScrape: z.string(),
+    }),
+  ),
+});
+export type ActiveTarget = z.infer<typeof TargetsSchema>["activeTargets"][number];
+
+/** Prometheus API failure (`status:"error"` or a non-JSON answer). */
+export class PrometheusApiError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(`${path}: ${message}`);
+    this.name = "PrometheusApiError";
+  }
+}
+
+export interface PrometheusServer {
+  /** `http://127.0.0.1:PORT` */
+  readonly baseUrl: string;
+  /** GET an API path (`/api/v1/...`) and return `data`, or throw `PrometheusApiError`. */
+  api(path: string, params?: Record<string, string>): Promise<unknown>;
+  /** Instant query; throws on PromQL errors; rejects non-vector results. */
+  query(expr: string): Promise<PromSample[]>;
+  targets(): Promise<ActiveTarget[]>;
+  /** Polls `query(expr)` until `accept` holds; throws after `timeoutMs` with the last result. */
+  waitFor(
+    expr: string,
+    accept: (samples: PromSample[]) => boolean,
+    timeoutMs?: number,
+  ): Promise<PromSample[]>;
+  /** Polls until every job has been scraped at least once; returns their targets. */
+  waitForScrapes(timeoutMs?: number): Promise<ActiveTarget[]>;
+  /** SIGTERM, then SIGKILL after 5 s; removes the temp directory. Idempotent. */
+  stop(): Promise<void>;
+  /** Everything the server logged so far (for failure messages). */
+  log(): string;
+}
+
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Starts `prometheus` on 127.0.0.1 (a free port it picks itself) scraping `targets` every
+ * `scrapeIntervalS`, with storage in a temp dir. Resolves once `/-/ready` answers 200.
+ */
+export async function startPrometheus(opts: {
+  targets: readonly ScrapeTarget[];
+  scrapeIntervalS?: number;
+  startTimeoutMs?: number;
+}): Promise<PrometheusServer> {
+  const binary = requireBinary("prometheus");
+  const interval = `${opts.scrapeIntervalS ?? 1}s`;
+  const dir = await mkdtemp(join(tmpdir(), "openvoice-prometheus-"));
+  const config = {
+    global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
+    scrape_configs: opts.targets.map((t) => {
+      const url = new URL(t.url);
+      return {
+        job_name: t.job,
+        scheme: url.protocol.replace(":", ""),
+        metrics_path: url.pathname,
+        static_configs: [{ targets: [url.host] }],
+        ...(t.bearerToken === undefined
+          ? {}
+          : { authorization: { type: "Bearer", credentials: t.bearerToken } }),
+      };
+    }),
+  };
+  const configFile = join(dir, "prometheus.yml");
+  await writeFile(configFile, stringify(config));
+
+  const child = spawn(
+    binary,
+    [
+      `--config.file=${configFile}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      "--web.listen-address=127.0.0.1:0",
+      "--log.level=info",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  live.add(child);
+  let output = "";
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.once("exit", () => live.delete(child));
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(killer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  const listening = new Promise<string>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      output += d.toString("utf8");
+      const m = /msg="Listening on" address=(127\.0\.0\.1:\d+)/.exec(output);
+      if (m?.[1] !== undefined) resolve(m[1]);
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.once("error", reject);
+    child.once("exit", (code) =>
+      reject(new Error(`prometheus exited (${code}) before listening:\n${output}`)),
+    );
+  });
+
+  const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
+  const deadline = Date.now() + startTimeoutMs;
+  let baseUrl: string;
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`prometheus did not listen within ${startTimeoutMs} ms`)),
+        startTimeoutMs,
+      );
+    });
+    try {
+      baseUrl = `http://${await Promise.race([listening, timeout])}`;
+    } finally {
+      clearTimeout(timer);
+    }
+    for (;;) {
+      const ready = await fetch(`${baseUrl}/-/ready`, { signal: AbortSignal.timeout(2_000) }).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ready) break;
+      if (Date.now() > deadline)
+        throw new Error(`prometheus not ready within ${startTimeoutMs} ms:\n${output}`);
+      await sleep(100);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  const api = async (path: string, params: Record<string, string> = {}): Promise<unknown> => {
+    const url = new URL(path, baseUrl);
+    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+    const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    const parsed = ApiResponseSchema.safeParse(await res.json().catch(() => undefined));
+    if (!parsed.success) throw new PrometheusApiError(path, `unexpected answer (HTTP ${res.status})`);
+    if (parsed.data.status === "error")
+      throw new PrometheusApiError(path, `${parsed.data.errorType}: ${parsed.data.error}`);
+    return parsed.data.data;
+  };
+
+  const query = async (expr: string): Promise<PromSample[]> => {
+    const data = VectorSchema.safeParse(await api("/api/v1/query", { query: expr }));
+    if (!data.success) throw new PrometheusApiError("/api/v1/query", `not a vector result for ${expr}`);
+    return data.data.result;
+  };
+
+  const targets = async (): Promise<ActiveTarget[]> => {
+    const data = TargetsSchema.safeParse(await api("/api/v1/targets", { state: "active" }));
+    if (!data.success) throw new PrometheusApiError("/api/v1/targets", "unexpected shape");
+    return data.data.activeTargets;
+  };
+
+  const waitFor = async (
+    expr: string,
+    accept: (samples: PromSample[]) => boolean,
+    timeoutMs = 20_000,
+  ): Promise<PromSample[]> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const samples = await query(expr);
+      if (accept(samples)) return samples;
+      if (Date.now() > until) {
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting on ${expr}; last: ${JSON.stringify(samples)}`,
+        );
+      }
+      await sleep(250);
+    }
+  };
+
+  const waitForScrapes = async (timeoutMs = 20_000): Promise<ActiveTarget[]> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const active = await targets();
+      const scraped = active.filter((t) => t.health !== "unknown" && !t.lastScrape.startsWith("0001-"));
+      if (active.length >= opts.targets.length && scraped.length === active.length) return active;
+      if (Date.now() > until) {
+        throw new Error(`targets not scraped within ${timeoutMs} ms: ${JSON.stringify(active)}`);
+      }
+      await sleep(250);
+    }
+  };
+
+  return { baseUrl, api, query, targets, waitFor, waitForScrapes, stop, log: () => output };
+}
