@@ -307,7 +307,28 @@ describe("ingress admin API", () => {
 
   it("GET /api/satellite gives the talk page its endpoint and token", async () => {
     const res = await h.app.inject({ url: "/api/satellite" });
-    expect(res.json()).toEqual({ protocol: 1, path: "api/v1/satellite", token: TOKEN });
+    expect(res.json()).toEqual({ protocol: 1, path: "api/v1/satellite", token: TOKEN, talkToken: TOKEN });
+  });
+
+  it("GET /api/satellite with per-device tokens only: no shared token, an ingress-only talk token", async () => {
+    await h.app.close();
+    const app = Fastify();
+    await app.register(ingressPlugin, {
+      servers: { list: () => [], setEnabled: () => Promise.reject(new Error("unused")) },
+      approvals: h.approvals,
+      status: () => snapshot,
+      satelliteToken: () => undefined,
+      talkToken: () => "ingress-only-talk-token-0001",
+      logger,
+    });
+    const res = await app.inject({ url: "/api/satellite" });
+    expect(res.json()).toEqual({
+      protocol: 1,
+      path: "api/v1/satellite",
+      token: null,
+      talkToken: "ingress-only-talk-token-0001",
+    });
+    await app.close();
   });
 
   it("every API error code used here is in the registry", () => {

@@ -12,7 +12,8 @@
  * - `POST /api/servers/:name`   `{enabled: boolean}` → `{server}`; applied live, persisted
  * - `GET  /api/approvals`       `{now, approvals: [...]}` pending, oldest first
  * - `POST /api/approvals/:id`   `{approve: boolean}` → `{id, approve}`; answered with source `ingress`
- * - `GET  /api/satellite`       `{protocol, path, token}` what the talk page and a satellite need
+ * - `GET  /api/satellite`       `{protocol, path, token, talkToken}`: the shared satellite token (null
+ *                                with per-device tokens only) and the talk page's token
  *
  * Bodies must be `application/json`, so a cross-site form cannot post here (a JSON post from another
  * origin needs a CORS preflight, which this plugin never grants).
@@ -53,8 +54,16 @@ export interface IngressOptions {
   readonly servers: ServerAdmin;
   readonly approvals: ApprovalQueue;
   readonly status: () => StatusSnapshot;
-  /** The satellite token shown in the UI and used by the talk page's hello. */
-  readonly satelliteToken: () => string;
+  /**
+   * The shared satellite token shown in the UI for setting up devices; undefined when only
+   * per-device tokens are configured.
+   */
+  readonly satelliteToken: () => string | undefined;
+  /**
+   * The token the talk page puts in its `hello` to the satellite route mounted on the ingress
+   * instance. Default: `satelliteToken()`. See DOCS.md (ingress) for why an ingress-only token is enough.
+   */
+  readonly talkToken?: () => string;
   readonly logger: Logger;
   /**
    * When set, requests from any other address get 403 `forbidden` (as an add-on: `["172.30.32.2"]`).
@@ -248,5 +257,9 @@ export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions):
     return { id, approve };
   });
 
-  app.get("/api/satellite", () => ({ protocol: 1, path: "api/v1/satellite", token: opts.satelliteToken() }));
+  app.get("/api/satellite", () => {
+    const token = opts.satelliteToken() ?? null;
+    const talkToken = opts.talkToken?.() ?? token;
+    return { protocol: 1, path: "api/v1/satellite", token, talkToken };
+  });
 }

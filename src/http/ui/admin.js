@@ -229,6 +229,12 @@ async function setupToken() {
     show.disabled = copy.disabled = true;
     return;
   }
+  if (token === null) {
+    byId("token").textContent =
+      "Per-device tokens are configured (satellites.devices); there is no shared token.";
+    show.disabled = copy.disabled = true;
+    return;
+  }
   show.addEventListener("click", () => {
     const shown = show.textContent === "Hide";
     byId("token").textContent = shown ? "••••••••••••••••" : token;

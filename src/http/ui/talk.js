@@ -264,7 +264,7 @@ async function connect() {
         protocol: 1,
         client_id: clientId,
         name: "Talk page",
-        token: info.token,
+        token: info.talkToken,
         audio: { in: { rate: IN_RATE }, out: { rate: OUT_RATE } },
         turn: "client",
       });
