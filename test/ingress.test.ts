@@ -8,6 +8,7 @@ import { ApprovalQueue } from "../src/approvals/queue.js";
 import { ConfigSchema } from "../src/config/model.js";
 import { API_ERRORS } from "../src/errors.js";
 import { ingressPlugin, type StatusSnapshot } from "../src/http/ingress.js";
+import { createIngressServer, INGRESS_PROXY_ADDRESS } from "../src/http/server.js";
 import type { ServerStatus } from "../src/mcp/types.js";
 import { RuntimeState, applyServerOverrides, STATE_FILE } from "../src/state/runtime-state.js";
 import {
@@ -448,6 +449,41 @@ describe("ingress address restriction (as an add-on)", () => {
     expect(post.statusCode).toBe(403);
     expect(h.native.calls).toEqual([]);
     expect((await h.app.inject({ url: "/", remoteAddress: "10.0.0.9" })).statusCode).toBe(403);
+  });
+
+  it("registered on the service's ingress instance (createIngressServer as an add-on), foreign peers get 403", async () => {
+    h = await harness();
+    const ingress = createIngressServer({ logger, allowedAddresses: [INGRESS_PROXY_ADDRESS] });
+    await ingress.register(ingressPlugin, {
+      servers: new PersistentServerAdmin({ targets: [h.client, h.native], state: h.state }),
+      approvals: h.approvals,
+      status: () => snapshot,
+      satelliteToken: () => TOKEN,
+      logger,
+    });
+    try {
+      const ok = await ingress.inject({ url: "/api/servers", remoteAddress: INGRESS_PROXY_ADDRESS });
+      expect(ok.statusCode).toBe(200);
+      expect(ok.json().servers).toHaveLength(3);
+      const page = await ingress.inject({ url: "/", remoteAddress: INGRESS_PROXY_ADDRESS });
+      expect(page.statusCode).toBe(200);
+      for (const remoteAddress of ["192.168.1.20", "127.0.0.1"]) {
+        const res = await ingress.inject({
+          method: "POST",
+          url: "/api/servers/search",
+          remoteAddress,
+          payload: { enabled: false },
+        });
+        expect(res.statusCode, remoteAddress).toBe(403);
+        expect(res.json().error.code).toBe("forbidden");
+      }
+      expect(h.native.calls).toEqual([]);
+      const res = await ingress.inject({ url: "/api/satellite", remoteAddress: "10.1.2.3" });
+      expect(res.statusCode).toBe(403);
+      expect(res.body).not.toContain(TOKEN);
+    } finally {
+      await ingress.close();
+    }
   });
 
   it("refuses a real connection from loopback when only the Supervisor may connect", async () => {
