@@ -1,0 +1,284 @@
+/**
+ * Test helpers for the satellite bridge: an in-memory recording fake of the Conversation seam, a real
+ * Fastify app with the satellite route on 127.0.0.1:0, and a `ws` client that records what it gets.
+ */
+import { EventEmitter } from "node:events";
+import Fastify, { type FastifyInstance } from "fastify";
+import { Registry } from "prom-client";
+import { WebSocket, type ClientOptions } from "ws";
+import { ApprovalQueue } from "../src/approvals/queue.js";
+import { createLogger, type Logger } from "../src/log.js";
+import { createMetrics, type Metrics } from "../src/metrics.js";
+import type {
+  Conversation,
+  ConversationEvents,
+  ConversationOptions,
+  ConversationSource,
+} from "../src/realtime/conversation.js";
+import { SatelliteAuth } from "../src/satellite/auth.js";
+import type { SatelliteLimits } from "../src/satellite/limits.js";
+import { ServerMessageSchema, type ServerMessage } from "../src/satellite/protocol.js";
+import { SatelliteRegistry, satelliteRoute } from "../src/satellite/route.js";
+
+export const SHARED_TOKEN = "shared-token-0123456789abcdef";
+export const DEVICE = { id: "kitchen", token: "kitchen-token-0123456789" };
+
+/** Records every call the bridge makes; tests drive its events with `emit`. */
+export class FakeConversation extends EventEmitter<ConversationEvents> implements Conversation {
+  static #n = 0;
+  readonly id = `conv_${++FakeConversation.#n}`;
+  readonly appended: Buffer[] = [];
+  readonly calls: (
+    | { kind: "commit" }
+    | { kind: "cancel" }
+    | { kind: "interrupt"; itemId: string; audioEndMs: number; at: number }
+    | { kind: "end"; reason: string }
+  )[] = [];
+  ended = false;
+
+  constructor(readonly opts: ConversationOptions) {
+    super();
+  }
+
+  appendAudio(pcm: Buffer): void {
+    if (!this.ended) this.appended.push(Buffer.from(pcm));
+  }
+  commitAndRespond(): void {
+    this.calls.push({ kind: "commit" });
+  }
+  cancelResponse(): void {
+    this.calls.push({ kind: "cancel" });
+  }
+  interrupt(itemId: string, audioEndMs: number): void {
+    this.calls.push({ kind: "interrupt", itemId, audioEndMs, at: performance.now() });
+  }
+  end(reason: string): Promise<void> {
+    if (!this.ended) {
+      this.ended = true;
+      this.calls.push({ kind: "end", reason });
+      this.emit("closed", { reason });
+    }
+    return Promise.resolve();
+  }
+  appendedBytes(): number {
+    return this.appended.reduce((n, b) => n + b.byteLength, 0);
+  }
+}
+
+export class FakeConversationSource implements ConversationSource {
+  readonly started: FakeConversation[] = [];
+  /** When set, `start` rejects with it. */
+  failWith: Error | null = null;
+  /** Delay before `start` resolves. */
+  delayMs = 0;
+
+  async start(opts: ConversationOptions): Promise<Conversation> {
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    if (this.failWith) throw this.failWith;
+    const c = new FakeConversation(opts);
+    this.started.push(c);
+    return c;
+  }
+
+  /** The n-th (0-based) conversation, polling until it has started (bounded). */
+  async nth(n: number, timeoutMs = 3000): Promise<FakeConversation> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.started.length <= n) {
+      if (Date.now() > deadline) throw new Error(`conversation #${n} did not start`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return this.started[n]!;
+  }
+}
+
+export interface TestApp {
+  app: FastifyInstance;
+  url: string;
+  source: FakeConversationSource;
+  approvals: ApprovalQueue;
+  metrics: Metrics;
+  registry: SatelliteRegistry;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export async function startApp(
+  opts: {
+    limits?: Partial<SatelliteLimits>;
+    conversationIdleS?: number;
+    source?: ConversationSource;
+    auth?: SatelliteAuth;
+  } = {},
+): Promise<TestApp> {
+  const source = new FakeConversationSource();
+  const approvals = new ApprovalQueue({ timeoutS: 30 });
+  const metrics = createMetrics(new Registry(), { defaults: false });
+  const logger = createLogger({ level: "fatal" });
+  const registry = new SatelliteRegistry();
+  const app = Fastify();
+  await app.register(satelliteRoute, {
+    conversations: opts.source ?? source,
+    approvals,
+    auth: opts.auth ?? new SatelliteAuth({ token: SHARED_TOKEN, devices: [DEVICE] }),
+    logger,
+    metrics,
+    registry,
+    limits: opts.limits ?? {},
+    conversationIdleS: opts.conversationIdleS ?? 30,
+    shutdownTimeoutMs: 2000,
+  });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const addr = app.server.address();
+  if (addr === null || typeof addr === "string") throw new Error("no address");
+  return {
+    app,
+    url: `ws://127.0.0.1:${addr.port}/api/v1/satellite`,
+    source,
+    approvals,
+    metrics,
+    registry,
+    logger,
+    close: () => app.close(),
+  };
+}
+
+export interface Received {
+  at: number;
+  json?: ServerMessage;
+  binary?: Buffer;
+}
+
+/** A satellite: a real `ws` client that records every frame with its arrival time. */
+export class TestSatellite {
+  readonly ws: WebSocket;
+  readonly frames: Received[] = [];
+  closed: { code: number; reason: string } | null = null;
+  readonly #opened: Promise<void>;
+  readonly #closedP: Promise<{ code: number; reason: string }>;
+  #notify: (() => void)[] = [];
+
+  constructor(url: string, opts: ClientOptions = {}) {
+    this.ws = new WebSocket(url, opts);
+    this.#opened = new Promise((resolve, reject) => {
+      this.ws.once("open", () => resolve());
+      this.ws.once("error", reject);
+    });
+    this.#closedP = new Promise((resolve) => {
+      this.ws.once("close", (code, reason) => {
+        this.closed = { code, reason: reason.toString() };
+        this.#wake();
+        resolve(this.closed);
+      });
+    });
+    this.ws.on("error", () => undefined);
+    this.ws.on("message", (data, isBinary) => {
+      const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+      const at = performance.now();
+      if (isBinary) this.frames.push({ at, binary: buf });
+      else {
+        const parsed = ServerMessageSchema.safeParse(JSON.parse(buf.toString("utf8")));
+        if (!parsed.success) throw new Error(`server sent an invalid message: ${buf.toString("utf8")}`);
+        this.frames.push({ at, json: parsed.data });
+      }
+      this.#wake();
+    });
+  }
+
+  static async connect(url: string, opts: ClientOptions = {}): Promise<TestSatellite> {
+    const s = new TestSatellite(url, opts);
+    await s.#opened;
+    return s;
+  }
+
+  #wake(): void {
+    for (const n of this.#notify.splice(0)) n();
+  }
+
+  send(msg: unknown): void {
+    this.ws.send(typeof msg === "string" ? msg : JSON.stringify(msg));
+  }
+
+  sendAudio(pcm: Buffer): void {
+    this.ws.send(pcm, { binary: true });
+  }
+
+  /** Sends a hello with defaults and waits for `session_ready`. */
+  async hello(over: Record<string, unknown> = {}): Promise<ServerMessage> {
+    this.send({
+      type: "hello",
+      protocol: 1,
+      client_id: "kitchen",
+      token: SHARED_TOKEN,
+      audio: { in: { rate: 16000 }, out: { rate: 16000 } },
+      ...over,
+    });
+    return this.waitJson("session_ready");
+  }
+
+  messages(): ServerMessage[] {
+    return this.frames.flatMap((f) => (f.json ? [f.json] : []));
+  }
+
+  audio(): Received[] {
+    return this.frames.filter((f) => f.binary !== undefined);
+  }
+
+  /** Waits until `pred` holds for some frame at or after index `from`. */
+  async waitFor(pred: (f: Received) => boolean, timeoutMs = 3000, from = 0): Promise<Received> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const hit = this.frames.slice(from).find(pred);
+      if (hit) return hit;
+      if (this.closed) throw new Error(`closed (${this.closed.code}) before the expected frame arrived`);
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`timed out; got ${JSON.stringify(this.messages())}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.#notify.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async waitJson<T extends ServerMessage["type"]>(
+    type: T,
+    pred: (m: Extract<ServerMessage, { type: T }>) => boolean = () => true,
+    timeoutMs = 3000,
+  ): Promise<Extract<ServerMessage, { type: T }>> {
+    const f = await this.waitFor(
+      (f) => f.json?.type === type && pred(f.json as Extract<ServerMessage, { type: T }>),
+      timeoutMs,
+    );
+    return f.json as Extract<ServerMessage, { type: T }>;
+  }
+
+  /** Waits for the close (bounded). */
+  async waitClose(timeoutMs = 3000): Promise<{ code: number; reason: string }> {
+    let t: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error("socket did not close in time")), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.#closedP, timeout]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  close(): void {
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.terminate();
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A sine tone as PCM16 mono. */
+export function tonePcm(ms: number, rate: number, hz = 440, amplitude = 0.3): Buffer {
+  const n = Math.round((rate * ms) / 1000);
+  const out = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++)
+    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * amplitude * 32767), i * 2);
+  return out;
+}
