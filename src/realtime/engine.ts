@@ -421,18 +421,24 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
     }
     this.#log.info({ server, transport: route.transport }, "moving native MCP server to client mode");
     const timeoutMs = Math.min(this.#limits.readyTimeoutMs, route.timeout * 1000);
-    const p = Promise.race([
-      add(route).then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref()),
-    ]).catch((err: unknown) => {
-      this.#log.warn(
-        { server, err: err instanceof Error ? err.message : String(err) },
-        "failover route failed",
-      );
-      this.#failovers.delete(server);
-      return false;
-    });
+    let settle!: (moved: boolean) => void;
+    const p = new Promise<boolean>((resolve) => (settle = resolve));
+    // Registered before the manager hears of the route, so its tools never show in other sessions.
     this.#failovers.set(server, p);
+    const timer = setTimeout(() => settle(true), timeoutMs);
+    timer.unref();
+    add(route).then(
+      () => settle(true),
+      (err: unknown) => {
+        this.#log.warn(
+          { server, err: err instanceof Error ? err.message : String(err) },
+          "failover route failed",
+        );
+        this.#failovers.delete(server);
+        settle(false);
+      },
+    );
+    void p.finally(() => clearTimeout(timer));
     return p;
   }
 }

@@ -152,6 +152,8 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   /** Server labels whose tools were listed (or are being listed), with the list item id. */
   readonly listed = new Map<string, string>();
   closed = false;
+  /** Close code and reason as received from the client (1006 when the socket just died). */
+  closeInfo: { code: number; reason: string } | null = null;
 
   readonly #ws: WebSocket;
   readonly #server: FakeRealtimeServer;
@@ -205,8 +207,9 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         );
       this.#onMessage(Buffer.isBuffer(data) ? data.toString("utf8") : "");
     });
-    ws.on("close", () => {
+    ws.on("close", (code, reason) => {
       this.closed = true;
+      this.closeInfo = { code, reason: reason.toString("utf8") };
       for (const t of this.#timers) clearTimeout(t);
       this.#timers.clear();
       if (this.#active?.timer) clearTimeout(this.#active.timer);
