@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { stringify } from "yaml";
@@ -343,4 +343,241 @@ export async function startPrometheus(opts: {
   };
 
   return { baseUrl, api, query, targets, waitFor, waitForScrapes, stop, log: () => output };
+}
+
+/** The service as a real process (`src/main.ts`), listening on 127.0.0.1 with ports picked by the OS. */
+export interface ServiceProcess {
+  readonly satellitePort: number;
+  readonly ingressPort: number;
+  /** `http://127.0.0.1:PORT/metrics` on the satellite port. */
+  readonly metricsUrl: string;
+  /** SIGTERM, then SIGKILL after 10 s; removes the temp directory. Idempotent. Resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** Everything the process wrote so far. */
+  log(): string;
+}
+
+const REPO_ROOT = new URL("../../", import.meta.url);
+
+/** JSON.parse that answers undefined for missing or partial text. */
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts the service from source (`node --import tsx src/main.ts`) with `config` written to a temp
+ * YAML file, `OPENVOICE_DATA_DIR` in the same temp dir and `--port-file`; resolves once the ports are
+ * written. The environment carries no Supervisor token, so it never runs as an add-on.
+ */
+export async function startService(
+  config: Record<string, unknown>,
+  startTimeoutMs = 30_000,
+): Promise<ServiceProcess> {
+  const dir = await mkdtemp(join(tmpdir(), "openvoice-service-"));
+  const configFile = join(dir, "openvoice.yaml");
+  const portFile = join(dir, "ports.json");
+  await writeFile(configFile, stringify(config));
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: dir,
+    LANG: "C.UTF-8",
+    OPENVOICE_DATA_DIR: join(dir, "data"),
+  };
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "src/main.ts",
+      "--config",
+      configFile,
+      "--port-file",
+      portFile,
+      "--log-format",
+      "json",
+    ],
+    { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  live.add(child);
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (output += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (output += d));
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => {
+      exitCode = code;
+      live.delete(child);
+      resolve(code);
+    }),
+  );
+
+  let stopped: Promise<number | null> | undefined;
+  const stop = (): Promise<number | null> => {
+    stopped ??= (async () => {
+      if (exitCode === undefined) {
+        child.kill("SIGTERM");
+        const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(killer);
+      }
+      await rm(dir, { recursive: true, force: true });
+      return exitCode ?? null;
+    })();
+    return stopped;
+  };
+
+  const PortsSchema = z.object({
+    satellite: z.number().int().positive(),
+    ingress: z.number().int().positive(),
+  });
+  const deadline = Date.now() + startTimeoutMs;
+  try {
+    for (;;) {
+      if (exitCode !== undefined)
+        throw new Error(`the service exited (${exitCode}) before listening:\n${output}`);
+      const text = await readFile(portFile, "utf8").catch(() => undefined);
+      const ports = PortsSchema.safeParse(parseJson(text));
+      if (ports.success) {
+        const { satellite, ingress } = ports.data;
+        return {
+          satellitePort: satellite,
+          ingressPort: ingress,
+          metricsUrl: `http://127.0.0.1:${satellite}/metrics`,
+          stop,
+          log: () => output,
+        };
+      }
+      if (Date.now() > deadline)
+        throw new Error(`the service did not listen within ${startTimeoutMs} ms:\n${output}`);
+      await sleep(100);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** A service configuration that never leaves loopback: no warm upstream session, a closed upstream port. */
+export function loopbackServiceConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    openai: { api_key: "sk-metrics-test-key", base_url: "ws://127.0.0.1:9/v1/realtime", pool_size: 0 },
+    listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
+    log_level: "warning",
+    ...extra,
+  };
+}
+
+/** The Grafana dashboard shipped with the add-on. */
+export const DASHBOARD_URL = new URL("../../grafana/openvoice-dashboard.json", import.meta.url);
+
+/** One PromQL query of the dashboard and where it comes from. */
+export interface DashboardQuery {
+  /** Panel title, or `variable NAME`. */
+  readonly where: string;
+  readonly expr: string;
+}
+
+/** Every panel target `expr` and every query variable of a dashboard JSON model. */
+export function dashboardQueries(dashboard: unknown): DashboardQuery[] {
+  const Target = z.object({ expr: z.string().optional() });
+  const Panel = z.object({
+    title: z.string().default(""),
+    targets: z.array(Target).default([]),
+    panels: z.array(z.unknown()).default([]),
+  });
+  const Variable = z.object({
+    name: z.string(),
+    type: z.string(),
+    query: z.union([z.string(), z.object({ query: z.string() })]).optional(),
+  });
+  const Model = z.object({
+    panels: z.array(z.unknown()).default([]),
+    templating: z.object({ list: z.array(Variable).default([]) }).default({ list: [] }),
+  });
+  const model = Model.parse(dashboard);
+  const out: DashboardQuery[] = [];
+  const visit = (raw: unknown): void => {
+    const panel = Panel.parse(raw);
+    for (const t of panel.targets) if (t.expr !== undefined) out.push({ where: panel.title, expr: t.expr });
+    panel.panels.forEach(visit);
+  };
+  model.panels.forEach(visit);
+  for (const v of model.templating.list) {
+    if (v.type !== "query" || v.query === undefined) continue;
+    out.push({ where: `variable ${v.name}`, expr: typeof v.query === "string" ? v.query : v.query.query });
+  }
+  return out;
+}
+
+/**
+ * A dashboard expression as plain PromQL: Grafana's interval variables become fixed durations and
+ * template variables match everything. `label_values(expr, label)` becomes `expr`.
+ */
+export function toPromQL(
+  expr: string,
+  durations: { rate: string; range: string } = { rate: "1m", range: "5m" },
+): string {
+  const labelValues = /^\s*label_values\(\s*(.+?)\s*,\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\)\s*$/.exec(expr);
+  const plain = labelValues?.[1] ?? expr;
+  return plain
+    .replaceAll("$__rate_interval", durations.rate)
+    .replaceAll("$__interval", durations.rate)
+    .replaceAll("$__range", durations.range)
+    .replace(/=~"\$\{?[a-zA-Z_][a-zA-Z0-9_]*\}?"/g, '=~".*"');
+}
+
+const PROMQL_KEYWORDS = new Set([
+  "and",
+  "or",
+  "unless",
+  "bool",
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "offset",
+  "inf",
+  "nan",
+]);
+
+/** Metric names a PromQL expression selects (functions, keywords, labels and literals excluded). */
+export function metricNamesIn(expr: string): string[] {
+  const stripped = toPromQL(expr)
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, " ")
+    .replace(/\{[^}]*\}/g, " ")
+    .replace(/\[[^\]]*\]/g, " ")
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ")
+    .replace(/\boffset\s+-?[0-9a-z]+/g, " ")
+    .replace(/(?<![a-zA-Z0-9_:])[0-9][0-9a-zA-Z.+_]*/g, " ");
+  const names = new Set<string>();
+  for (const m of stripped.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
+    const name = m[0];
+    const end = (m.index ?? 0) + name.length;
+    if (/^\s*\(/.test(stripped.slice(end))) continue;
+    if (!PROMQL_KEYWORDS.has(name.toLowerCase())) names.add(name);
+  }
+  return [...names];
+}
+
+/** `# TYPE` of every metric family in an exposition text. */
+export function metricTypes(exposition: string): Map<string, string> {
+  const types = new Map<string, string>();
+  for (const m of exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1]!, m[2]!);
+  return types;
+}
+
+/** Whether `name` is a family of the exposition, or a `_bucket`/`_sum`/`_count` series of a histogram/summary. */
+export function exposes(types: ReadonlyMap<string, string>, name: string): boolean {
+  if (types.has(name)) return true;
+  const m = /^(.*)_(bucket|sum|count)$/.exec(name);
+  if (m?.[1] === undefined) return false;
+  const type = types.get(m[1]);
+  return type === "histogram" || (type === "summary" && m[2] !== "bucket");
 }
