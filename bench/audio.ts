@@ -80,7 +80,7 @@ function toPcm(f: Float32Array, n = f.length): Int16Array {
 }
 
 /** Best SNR (dB) of `out` against `ref` over integer lags in [0, maxLag]. */
-export function alignedSnr(ref: Int16Array, out: Int16Array, maxLag: number): { snr: number; lag: number } {
+function alignedSnr(ref: Int16Array, out: Int16Array, maxLag: number): { snr: number; lag: number } {
   let best = { snr: -Infinity, lag: 0 };
   for (let lag = 0; lag <= maxLag; lag++) {
     let signal = 0;

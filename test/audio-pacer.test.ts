@@ -213,6 +213,24 @@ describe("PlaybackPacer", () => {
     expect(sent.length).toBe(10);
   });
 
+  it("stops at once when the sender clears it mid-burst, without a drain", () => {
+    const clock = new ManualClock();
+    let frames = 0;
+    let drained = false;
+    const pacer: PlaybackPacer = new PlaybackPacer(
+      () => {
+        if (++frames === 3) pacer.clear();
+      },
+      { sampleRate: 16000, clock },
+    );
+    pacer.on("drain", () => (drained = true));
+    pacer.push(ramp(0, 16000));
+    clock.advance(1000);
+    expect(frames).toBe(3);
+    expect(drained).toBe(false);
+    expect(clock.tickers).toBe(0);
+  });
+
   it("rejects bad options", () => {
     const send = (): void => {};
     expect(() => new PlaybackPacer(send, { sampleRate: 16000, frameMs: 10 })).toThrow(RangeError);

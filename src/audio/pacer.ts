@@ -71,7 +71,7 @@ const INITIAL_QUEUE_MS = 1_000;
 /**
  * One per satellite connection. `send` receives each frame as a fresh Buffer (PCM16 LE) that it may
  * keep; it is called synchronously from `push`/`end` (the lead goes out at once) and then from the
- * clock's ticks, and must not throw. A frame may go out when, once sent, the device would hold at
+ * clock's ticks; it must not throw, and may call `clear()`/`close()` (no frame follows). A frame may go out when, once sent, the device would hold at
  * most `leadMs` (± half a frame) of unplayed audio; the device is assumed to start playing on receipt.
  */
 export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
@@ -226,6 +226,8 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
       const bufferedAfter = this.#toMs(this.#unplayedAt(now) + length);
       if (bufferedAfter > this.leadMs + halfFrameMs) break;
       this.#send(this.#takeFrame(length));
+      // `send` may have cleared or closed us.
+      if (this.#playback.status !== "playing") return;
       if (this.#queued === 0) {
         this.#ended = false;
         this.#stop();
