@@ -5,7 +5,8 @@
  *   (the add-on options form) becomes a list with `name`, in source order;
  * - list forms of free-form maps, which the add-on options UI needs, become maps:
  *   `env: ["KEY=value"]`, `headers: ["Name: value"]`, and `approval_always: [tool]` /
- *   `approval_never: [tool]` next to `require_approval` for a per-tool policy;
+ *   `approval_never: [tool]` next to `require_approval` for a per-tool policy (servers and
+ *   `home_assistant`);
  * - `null` values (an empty YAML key) count as absent; in the options form empty strings and an empty
  *   `allowed_tools` list do too, because the add-on UI cannot leave a field unset otherwise;
  * - the legacy v0.1 `home_assistant.mcp` block becomes an `mcp_servers.home_assistant` entry.
@@ -132,10 +133,20 @@ function normalizeServer(
   if (s.env !== undefined) s.env = listToMap(s.env, "=", "KEY=value", [...path, "env"], problems);
   if (s.headers !== undefined)
     s.headers = listToMap(s.headers, ":", "Name: value", [...path, "headers"], problems);
-  foldApprovalLists(s, path, problems);
-  if (form === "options" && Array.isArray(s.allowed_tools) && s.allowed_tools.length === 0)
-    delete s.allowed_tools;
+  foldToolPolicy(s, form, path, problems);
   return s;
+}
+
+/** `approval_always`/`approval_never` into `require_approval`; an empty options-form `allowed_tools` is unset. */
+function foldToolPolicy(
+  target: Record<string, unknown>,
+  form: ConfigForm,
+  path: readonly PathSegment[],
+  problems: Finding[],
+): void {
+  foldApprovalLists(target, path, problems);
+  if (form === "options" && Array.isArray(target.allowed_tools) && target.allowed_tools.length === 0)
+    delete target.allowed_tools;
 }
 
 /** Map or list → list with `name`; problems for entries that are not objects or have a conflicting name. */
@@ -236,6 +247,11 @@ export function normalizeConfig(raw: Record<string, unknown>, form: ConfigForm):
   const listed = serverList(value.mcp_servers, problems);
   const servers = (listed ?? []).map((s, i) => normalizeServer(s, form, ["mcp_servers", i], problems));
   migrateLegacy(value, servers, problems, warnings);
+  if (isRecord(value.home_assistant)) {
+    const ha = { ...value.home_assistant };
+    foldToolPolicy(ha, form, ["home_assistant"], problems);
+    value.home_assistant = ha;
+  }
   if (listed !== undefined || servers.length > 0) value.mcp_servers = servers;
   else delete value.mcp_servers;
   return { value, problems, warnings };

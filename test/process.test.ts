@@ -1,0 +1,168 @@
+/**
+ * The real process: `node dist/main.js` (built by `npm test` before vitest runs).
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const mainJs = join(root, "dist", "main.js");
+const fixture = (name: string): string => join(root, "test", "fixtures", "configs", name);
+
+/** Environment without anything that would make the child think it is an add-on. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: process.env.HOME, ...extra };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+}
+
+beforeAll(() => {
+  if (!existsSync(mainJs)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does)");
+});
+
+describe("the service process", () => {
+  let dir: string | undefined;
+  let child: ChildProcess | undefined;
+
+  afterEach(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exitOf(child);
+    }
+    child = undefined;
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it("boots, becomes ready, and exits 0 within 5 s of SIGTERM", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
+    const portFile = join(dir, "ports.json");
+    const dataDir = join(dir, "data");
+    let output = "";
+    child = spawn(process.execPath, [mainJs, "--config", fixture("boot.yaml"), "--port-file", portFile], {
+      env: childEnv({ OPENVOICE_DATA_DIR: dataDir }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr!.on("data", (b: Buffer) => (output += b.toString()));
+
+    const ports = await waitFor(
+      "the port file",
+      async () => JSON.parse(await readFile(portFile, "utf8")) as { satellite: number; ingress: number },
+      15_000,
+    );
+    const base = `http://127.0.0.1:${ports.satellite}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    await waitFor(
+      "/readyz",
+      async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined),
+      10_000,
+    );
+    expect((await fetch(`${base}/metrics`)).status).toBe(200);
+    // the ingress instance is up on loopback
+    expect((await fetch(`http://127.0.0.1:${ports.ingress}/nope`)).status).toBe(404);
+    expect((await stat(dataDir)).isDirectory()).toBe(true);
+
+    const t0 = Date.now();
+    child.kill("SIGTERM");
+    const exit = await Promise.race([exitOf(child), sleep(8_000).then(() => undefined)]);
+    const elapsed = Date.now() - t0;
+    expect(exit, `no exit after SIGTERM; output:\n${output}`).toEqual({ code: 0, signal: null });
+    expect(elapsed).toBeLessThan(5_000);
+    // readable log lines, and the API key never printed
+    expect(output).toMatch(/^\S+Z INFO configuration loaded /m);
+    expect(output).toMatch(/ INFO shutting down why=SIGTERM/);
+    expect(output).not.toContain("sk-process-test-key");
+    await expect(fetch(`${base}/healthz`)).rejects.toThrow();
+  });
+
+  it("--check-config prints the masked effective config and exits 0", () => {
+    const r = spawnSync(process.execPath, [mainJs, "--config", fixture("hybrid.yaml"), "--check-config"], {
+      env: childEnv({ OPENAI_API_KEY: "sk-visible-if-broken", HA_TOKEN: "ha-visible-if-broken" }),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain("filesystem:");
+    expect(r.stdout).toContain('api_key: "********"');
+    expect(r.stdout + r.stderr).not.toContain("visible-if-broken");
+  });
+
+  it("--check-config prints every problem with its path and exits 2", () => {
+    const r = spawnSync(process.execPath, [mainJs, "--config", fixture("invalid.yaml"), "--check-config"], {
+      env: childEnv({}),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(r.status).toBe(2);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        "openai.api_key: environment variable OPENAI_API_KEY is not set",
+        "mcp_servers.filesystem.command: required when transport is stdio",
+        expect.stringMatching(/^log_level: /),
+        "warning: openai.voise: unknown key, ignored (did you mean voice?)",
+      ]),
+    );
+    expect(r.stdout).toBe("");
+  });
+
+  it("OPENVOICE_CONFIG is an alternative to --config; no source at all is a usage error", () => {
+    const viaEnv = spawnSync(process.execPath, [mainJs, "--check-config"], {
+      env: childEnv({ OPENVOICE_CONFIG: fixture("boot.yaml") }),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(viaEnv.status, viaEnv.stderr).toBe(0);
+    expect(viaEnv.stdout).toContain("satellite_port: 0");
+    const none = spawnSync(process.execPath, [mainJs, "--check-config"], {
+      env: childEnv({}),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(none.status).toBe(2);
+    expect(none.stderr).toContain("no configuration");
+  });
+
+  it("reads the add-on options form with --options", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-opts-"));
+    const file = join(dir, "options.json");
+    await writeFile(
+      file,
+      JSON.stringify({
+        openai: { api_key: "sk-opt", model: "gpt-realtime", voice: "marin" },
+        mcp_servers: [{ name: "files", mode: "client", transport: "stdio", command: "npx", env: ["A=1"] }],
+        satellites: { devices: [] },
+        log_level: "info",
+      }),
+    );
+    const r = spawnSync(process.execPath, [mainJs, "--options", file, "--check-config"], {
+      env: childEnv({}),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/files:\n\s+mode: client/);
+    expect(r.stdout).toMatch(/env:\n\s+A: "\*\*\*\*\*\*\*\*"/);
+  });
+});
