@@ -128,6 +128,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   #response: OpenResponse | null = null;
   #callsInFlight = 0;
   #needResponse = false;
+  /** A `response.create` was sent and its `response.created` has not arrived yet. */
+  #awaitingResponse = false;
   #speaking = false;
   readonly #approvalIds = new Set<string>();
   readonly #seenApprovalRequests = new Set<string>();
@@ -164,6 +166,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   get isIdle(): boolean {
     return (
       this.#response === null &&
+      !this.#awaitingResponse &&
       this.#callsInFlight === 0 &&
       !this.#needResponse &&
       !this.#speaking &&
@@ -352,6 +355,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       case "response.mcp_call.failed":
         return;
       case "response.created":
+        this.#awaitingResponse = false;
         this.#response = { id: e.response.id ?? "", started: false, endReason: null };
         return;
       case "response.output_audio.delta":
@@ -416,6 +420,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     if (!this.#needResponse || this.#callsInFlight > 0 || this.#response !== null || this.#state === "closed")
       return;
     this.#needResponse = false;
+    this.#awaitingResponse = true;
     this.#send({ type: "response.create" });
   }
 
@@ -427,6 +432,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     const code = e.error.code ?? e.error.type;
     this.#o.metrics.errors.inc({ code: `upstream_${code}` });
     if (TOLERATED.has(code)) {
+      if (code === "conversation_already_has_active_response") this.#awaitingResponse = false;
       this.#log.debug({ code }, "upstream error tolerated");
       return;
     }
