@@ -121,6 +121,41 @@ function note(...children) {
   return n;
 }
 
+// ── approvals asked on this page ────────────────────────────────────────────────────────────
+/** Open prompts by approval id: {server, tool, node, timer}. */
+const prompts = new Map();
+
+function settleApproval(match, verdict) {
+  for (const [id, p] of prompts)
+    if (match(p)) {
+      clearInterval(p.timer);
+      p.node.textContent = `${verdict} ${p.tool}`;
+      prompts.delete(id);
+    }
+}
+
+function askApproval(msg) {
+  const yes = el("button", { type: "button", class: "raised" }, "Approve");
+  const no = el("button", { type: "button", class: "danger" }, "Deny");
+  const left = el("span", { class: "countdown" });
+  const node = note(`Allow ${msg.server} → ${msg.tool}? `, left, " ", no, yes);
+  const deadline = Date.now() + msg.timeout_s * 1000;
+  const tick = () => {
+    const s = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+    left.textContent = `${s} s`;
+    if (s === 0) settleApproval((p) => p.id === msg.id, "No answer, not run:");
+  };
+  const prompt = { id: msg.id, server: msg.server, tool: msg.tool, node, timer: setInterval(tick, 250) };
+  prompts.set(msg.id, prompt);
+  tick();
+  const reply = (approve) => {
+    send({ type: "approval.reply", id: msg.id, approve });
+    settleApproval((p) => p.id === msg.id, approve ? "Approved" : "Denied");
+  };
+  yes.addEventListener("click", () => reply(true));
+  no.addEventListener("click", () => reply(false));
+}
+
 // ── protocol ────────────────────────────────────────────────────────────────────────────────
 function send(msg) {
   if (link?.ws.readyState === WebSocket.OPEN) link.ws.send(JSON.stringify(msg));
@@ -150,22 +185,16 @@ function onMessage(msg) {
       say(msg.role, msg.text, msg.final);
       break;
     case "tool":
+      // A tool that starts was approved (here, on a device or in the admin page): settle its prompt.
+      if (msg.status === "started")
+        settleApproval((a) => a.server === msg.server && a.tool === msg.name, "Approved");
       note(
         `${msg.status === "started" ? "Using" : msg.status === "completed" ? "Used" : "Failed"} ${msg.name} (${msg.server})`,
       );
       break;
-    case "approval.request": {
-      const yes = el("button", { type: "button", class: "raised" }, "Approve");
-      const no = el("button", { type: "button", class: "danger" }, "Deny");
-      const n = note(`Allow ${msg.server} → ${msg.tool}? `, no, yes);
-      const reply = (approve) => {
-        send({ type: "approval.reply", id: msg.id, approve });
-        n.textContent = `${approve ? "Approved" : "Denied"} ${msg.tool}`;
-      };
-      yes.addEventListener("click", () => reply(true));
-      no.addEventListener("click", () => reply(false));
+    case "approval.request":
+      askApproval(msg);
       break;
-    }
     case "error":
       note(`Error: ${msg.message} (${msg.code})`);
       if (msg.fatal) toast(msg.message);

@@ -1,0 +1,290 @@
+/**
+ * The ingress UI in a real headless Chromium (Debian's `chromium-headless-shell`, driven by
+ * playwright-core), opened through a prefix-stripping proxy that plays the Supervisor's ingress:
+ * toggle a server, answer a pending approval, and talk on the talk page with a fixture WAV as the
+ * microphone — through the real satellite route and realtime engine to the fake Realtime server,
+ * which hears the audio and answers with speech the page plays.
+ *
+ * Screenshots go to `test-artifacts/`.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { FastifyInstance } from "fastify";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApprovalQueue, type ApprovalDecision } from "../src/approvals/queue.js";
+import { parseWav } from "../src/audio/wav.js";
+import { ConfigSchema } from "../src/config/model.js";
+import { ingressPlugin, type StatusSnapshot } from "../src/http/ingress.js";
+import { createIngressServer } from "../src/http/server.js";
+import type { ToolProvider } from "../src/mcp/types.js";
+import { createMetrics } from "../src/metrics.js";
+import { RealtimeEngine } from "../src/realtime/engine.js";
+import { SatelliteAuth } from "../src/satellite/auth.js";
+import { SatelliteRegistry, satelliteRoute } from "../src/satellite/route.js";
+import { RuntimeState, STATE_FILE } from "../src/state/runtime-state.js";
+import { PersistentServerAdmin } from "../src/state/server-admin.js";
+import {
+  rms,
+  startFakeRealtime,
+  type FakeConnection,
+  type FakeRealtimeServer,
+} from "./fake-realtime/server.js";
+import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
+
+const AUDIO = (name: string) =>
+  fileURLToPath(new URL(`../../shared/fixtures/audio/${name}`, import.meta.url));
+const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
+const SATELLITE_TOKEN = "shared-satellite-token-0123456789";
+const TALK_TOKEN = "ingress-talk-token-abcdefghijklmnop";
+
+/** Debian's headless shell first, then full Chromium; CHROMIUM_PATH overrides. */
+function findChromium(): string {
+  const candidates = [
+    process.env.CHROMIUM_PATH,
+    "/usr/lib/chromium/chromium-headless-shell",
+    "/usr/bin/chromium-headless-shell",
+    "/usr/lib/chromium/chromium",
+    "/usr/bin/chromium",
+  ];
+  const found = candidates.find((p): p is string => p !== undefined && p !== "" && existsSync(p));
+  if (!found)
+    throw new Error(
+      "no Chromium found: install Debian's chromium-headless-shell (or chromium), or set CHROMIUM_PATH",
+    );
+  return found;
+}
+
+/** A ToolProvider with no client tools: this suite is about the UI, not client MCP. */
+const noClientTools: ToolProvider = {
+  tools: () => [],
+  callTool: () =>
+    Promise.resolve({ ok: false, output: "no such tool", durationMs: 0, outcome: "unknown_tool" as const }),
+  onToolsChanged: () => () => undefined,
+  status: () => [],
+};
+
+const mcpLabels = (conn: FakeConnection): string[] =>
+  (conn.session.tools ?? []).flatMap((t) => (t.type === "mcp" ? [t.server_label] : [])).sort();
+
+async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("ingress UI in a real browser", () => {
+  let fake: FakeRealtimeServer;
+  let engine: RealtimeEngine;
+  let ingress: FastifyInstance;
+  let proxy: IngressProxy;
+  let browser: Browser;
+  let dataDir: string;
+  let approvals: ApprovalQueue;
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+  beforeAll(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    dataDir = await mkdtemp(join(tmpdir(), "browser-test-"));
+    const reply = parseWav(await readFile(AUDIO("living_room_24k_sox_vhq.wav")));
+    fake = await startFakeRealtime({
+      replyAudio: Buffer.from(reply.samples.buffer, reply.samples.byteOffset, reply.samples.byteLength),
+      replyTranscript: "The living room light is on.",
+      audioSpeed: 4,
+    });
+    const config = ConfigSchema.parse({
+      openai: { api_key: "sk-test", base_url: fake.url, pool_size: 1 },
+      mcp_servers: [
+        {
+          name: "search",
+          mode: "native",
+          server_url: "https://search.example.com/sse",
+          require_approval: "always",
+        },
+        {
+          name: "weather",
+          mode: "native",
+          server_url: "https://weather.example.com/sse",
+          require_approval: "never",
+        },
+      ],
+    });
+    const metrics = createMetrics(new Registry(), { defaults: false });
+    approvals = new ApprovalQueue({ timeoutS: config.approvals.timeout_s });
+    engine = new RealtimeEngine({ config, tools: noClientTools, approvals, logger, metrics });
+    await engine.warmUp();
+
+    const state = await RuntimeState.load(dataDir, logger);
+    const satellites = new SatelliteRegistry();
+    // The proxy connects from 127.0.0.1 the way the Supervisor connects from 172.30.32.2.
+    ingress = createIngressServer({ logger, allowedAddresses: ["127.0.0.1"] });
+    await ingress.register(satelliteRoute, {
+      conversations: engine,
+      approvals,
+      auth: new SatelliteAuth({ token: TALK_TOKEN }),
+      logger,
+      metrics,
+      registry: satellites,
+    });
+    await ingress.register(ingressPlugin, {
+      servers: new PersistentServerAdmin({ targets: [engine.serverTarget], state, logger }),
+      approvals,
+      status: (): StatusSnapshot => {
+        const s = engine.status();
+        return {
+          upstream: s.upstream,
+          sessions: Object.fromEntries(
+            Object.entries(s.sessions).filter(([k, n]) => n > 0 && k !== "closed"),
+          ),
+          satellites: { connected: satellites.size, conversations: s.conversations },
+        };
+      },
+      satelliteToken: () => SATELLITE_TOKEN,
+      talkToken: () => TALK_TOKEN,
+      logger,
+    });
+    await ingress.listen({ host: "127.0.0.1", port: 0 });
+    const { port } = ingress.server.address() as { port: number };
+    proxy = await startIngressProxy({ target: `http://127.0.0.1:${port}` });
+
+    browser = await chromium.launch({
+      executablePath: findChromium(),
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        `--use-file-for-fake-audio-capture=${AUDIO("kitchen_light_16k.wav")}`,
+        "--autoplay-policy=no-user-gesture-required",
+      ],
+      timeout: 20_000,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await proxy?.close();
+    await ingress?.close();
+    await engine?.close();
+    approvals?.cancel();
+    await fake?.close();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  }, 30_000);
+
+  async function openAdmin(): Promise<Page> {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    page.setDefaultTimeout(15_000);
+    await page.goto(`${proxy.url}/`);
+    await page.locator('[data-server="search"][data-state="up"]').waitFor();
+    return page;
+  }
+
+  it("toggles a native server from the UI: applied live to the upstream session and persisted", async () => {
+    const conn = fake.connections[0]!;
+    expect(mcpLabels(conn)).toEqual(["search", "weather"]);
+    const page = await openAdmin();
+    await expect(page.locator("#upstream-state").textContent()).resolves.toBe("connected");
+    await page.getByRole("switch", { name: "Enable weather" }).uncheck();
+    await page.locator('[data-server="weather"][data-enabled="false"]').waitFor();
+    await until("a session.update without weather", () =>
+      mcpLabels(conn).includes("weather") ? undefined : true,
+    );
+    expect(mcpLabels(conn)).toEqual(["search"]);
+    const saved = JSON.parse(await readFile(join(dataDir, STATE_FILE), "utf8"));
+    expect(saved.servers).toEqual({ weather: { enabled: false } });
+    expect(proxy.forwarded).toContain("/api/servers/weather");
+    await page.locator("#token-show").click();
+    await expect(page.locator("#token").textContent()).resolves.toBe(SATELLITE_TOKEN);
+    await page.screenshot({ path: join(ARTIFACTS, "ingress-status.png"), fullPage: true });
+    await page.close();
+  });
+
+  it("talk page: the fixture WAV reaches upstream; the approval asked on the way is approved in the UI; the reply plays", async () => {
+    const conn = fake.connections[0]!;
+    // The first response asks to run a native tool that needs a person; after approval, a spoken answer.
+    fake.script(
+      {
+        kind: "mcp_approval",
+        serverLabel: "search",
+        name: "find",
+        arguments: '{"query":"living room"}',
+        output: "on",
+      },
+      { kind: "speak" },
+    );
+    const admin = await openAdmin();
+    const talk = await browser.newPage({ viewport: { width: 800, height: 900 } });
+    talk.setDefaultTimeout(15_000);
+    await talk.goto(`${proxy.url}/talk`);
+    await talk.locator("#connect").click();
+    await talk.locator("#conn.ready").waitFor();
+
+    const ptt = talk.locator("#ptt");
+    await ptt.hover();
+    await talk.mouse.down();
+    await new Promise((r) => setTimeout(r, 2500));
+    await talk.mouse.up();
+
+    // Upstream heard real speech from the page's microphone (the fixture), not silence.
+    const commit = await conn.waitFor("input_audio_buffer.commit", () => true, 10_000);
+    expect(commit).toBeDefined();
+    const appended = Buffer.concat(
+      conn.received.flatMap((e) =>
+        e.type === "input_audio_buffer.append" ? [Buffer.from(e.audio, "base64")] : [],
+      ),
+    );
+    const sentMs = (appended.length / 2 / 24_000) * 1000;
+    expect(sentMs).toBeGreaterThan(1500);
+    expect(rms(appended)).toBeGreaterThan(0.02);
+
+    // The approval shows in the admin page with a countdown; approving it there lets the tool run.
+    const row = admin.locator("[data-approval]").first();
+    await row.waitFor();
+    await expect(row.locator(".name").textContent()).resolves.toBe("search → find");
+    expect(await row.locator(".countdown").textContent()).toMatch(/^\d+ s$/);
+    const decided = new Promise<ApprovalDecision>((resolve) =>
+      approvals.once("resolved", (_p, d) => resolve(d)),
+    );
+    await admin.screenshot({ path: join(ARTIFACTS, "ingress-approval.png"), fullPage: true });
+    await row.locator("button.approve").click();
+    await expect(decided).resolves.toEqual({ approve: true, source: "ingress" });
+    await row.waitFor({ state: "detached" });
+    const response = await conn.waitFor(
+      "conversation.item.create",
+      (e) => e.item.type === "mcp_approval_response",
+      10_000,
+    );
+    expect(response.item).toMatchObject({ type: "mcp_approval_response", approve: true });
+
+    // The spoken answer comes back and the page plays it.
+    await talk.waitForFunction(
+      () => Number(document.querySelector("#played")?.getAttribute("data-ms")) > 1000,
+      null,
+      {
+        timeout: 20_000,
+      },
+    );
+    // The fake speaks the tool's output after an approved mcp_call.
+    await talk.locator(".bubble.assistant", { hasText: "The tool said: on" }).waitFor();
+    await talk.locator(".bubble.user", { hasText: "turn on the kitchen light" }).waitFor();
+    // The page's own approval prompt was settled by the answer given in the admin page.
+    await talk.locator(".bubble.system", { hasText: "Approved find" }).waitFor();
+    expect(Number(await talk.locator("#sent").getAttribute("data-ms"))).toBeGreaterThan(1500);
+    await talk.screenshot({ path: join(ARTIFACTS, "talk-page.png"), fullPage: true });
+    await talk.close();
+    await admin.close();
+  });
+});
