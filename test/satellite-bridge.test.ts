@@ -265,7 +265,7 @@ describe("conversation lifecycle", () => {
     await s.waitJson("state", (m) => m.value === "listening");
     const conv = await app!.source.nth(0);
     expect(conv.opts).toEqual({ turn: "server_vad", satelliteId: "kitchen" });
-    
+
     const sent = tonePcm(1000, 16000); // 32000 bytes
     for (let i = 0; i < sent.length; i += 640) s.sendAudio(sent.subarray(i, i + 640));
     // 16000 samples in → 24000 out, minus at most one 3-sample cycle still in the resampler.
@@ -355,7 +355,7 @@ describe("conversation lifecycle", () => {
     await expect.poll(() => conv.ended, { timeout: 2000 }).toBe(true);
     expect(conv.calls).toContainEqual({ kind: "end", reason: "idle" });
     await s.waitJson("state", (m) => m.value === "idle", 2000);
-    
+
     s.send({ type: "turn.start" });
     await app!.source.nth(1);
   });
@@ -398,7 +398,6 @@ describe("conversation lifecycle", () => {
     s.ws.close(1000);
     await expect.poll(() => conv.ended).toBe(true);
     await expect.poll(() => metric("openvoice_satellites_connected")).toBe(0);
-    
   });
 
   it("a newer connection with the same client_id replaces the older one", async () => {

@@ -55,4 +55,3 @@ export class AudioPipe {
     return view;
   }
 }
-
