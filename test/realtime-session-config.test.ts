@@ -15,7 +15,17 @@ import {
   summariseTurns,
   type SessionConfigInput,
 } from "../src/realtime/session-config.js";
+import { loadConfig } from "../src/config/load.js";
 import { tool } from "./fake-realtime/helpers.js";
+
+const ENV = { OPENAI_API_KEY: "sk-test-123", HA_TOKEN: "ha-token-456" };
+
+async function seedExample(name: string): Promise<Config> {
+  const path = new URL(`./fixtures/configs/${name}.yaml`, import.meta.url).pathname;
+  const r = await loadConfig({ form: "yaml", path }, ENV);
+  if (!r.ok) throw new Error(`${name}: ${JSON.stringify(r.problems)}`);
+  return r.config;
+}
 
 /** 1: Home Assistant reachable from the internet: native, two tools need no approval. */
 const haNative = ConfigSchema.parse({
@@ -88,7 +98,56 @@ function session(config: SessionConfigInput): RealtimeSessionCreateRequest {
 const mcpEntries = (s: RealtimeSessionCreateRequest): RealtimeToolsConfigUnion.Mcp[] =>
   (s.tools ?? []).filter((t): t is RealtimeToolsConfigUnion.Mcp => t.type === "mcp");
 
-describe("buildSessionUpdate", () => {
+describe("buildSessionUpdate: the seed's three example configurations", () => {
+  const clientTools = {
+    "client-only": [tool("filesystem", "read_file"), tool("filesystem", "list_directory")],
+  };
+
+  it("native-only: Home Assistant as a type:mcp entry, no function tools", async () => {
+    const config = await seedExample("native-only");
+    const s = session(input(config, config.mcp_servers, []));
+    expect(s).toMatchSnapshot();
+    expect(s.audio?.output?.voice).toBe("coral");
+    expect(s.tools).toEqual([
+      {
+        type: "mcp",
+        server_label: "home_assistant",
+        server_url: "https://homeassistant.local/mcp_server/sse",
+        authorization: "Bearer ha-token-456",
+        server_description: "Control smart home devices",
+        allowed_tools: ["get_state", "call_service", "list_entities"],
+        require_approval: "never",
+      },
+    ]);
+  });
+
+  it("client-only: function tools only", async () => {
+    const config = await seedExample("client-only");
+    const s = session(input(config, config.mcp_servers, clientTools["client-only"]));
+    expect(s).toMatchSnapshot();
+    expect((s.tools ?? []).every((t) => t.type === "function")).toBe(true);
+    expect((s.tools ?? []).map((t) => (t.type === "function" ? t.name : ""))).toEqual([
+      "read_file",
+      "list_directory",
+    ]);
+  });
+
+  it("hybrid: the native entry and the client function tools together", async () => {
+    const config = await seedExample("hybrid");
+    const functions = [tool("filesystem", "read_file"), tool("git", "git_status")];
+    const s = session(input(config, config.mcp_servers, functions));
+    expect(s).toMatchSnapshot();
+    expect(
+      (s.tools ?? []).map((t) => (t.type === "mcp" ? `mcp:${t.server_label}` : `function:${t.name}`)),
+    ).toEqual(["mcp:home_assistant", "function:read_file", "function:git_status"]);
+    expect(mcpEntries(s)[0]).toMatchObject({
+      require_approval: "never",
+      server_description: "Smart home control",
+    });
+  });
+});
+
+describe("buildSessionUpdate: more configurations", () => {
   it("example 1 — Home Assistant native with a per-tool approval map", () => {
     const derived = deriveMcpServers(haNative, {});
     const s = session(input(haNative, derived.servers, []));
