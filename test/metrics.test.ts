@@ -3,6 +3,9 @@
  * with zero findings (process metrics included), token usage by kind, zero-initialised series and
  * the approval observer driven by a real ApprovalQueue.
  */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { RealtimeResponseUsage } from "openai/resources/realtime/realtime";
 import { Registry, type Counter, type Gauge, type Histogram } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
@@ -20,7 +23,7 @@ import {
   recordTokenUsage,
   type Metrics,
 } from "../src/metrics.js";
-import { checkMetrics } from "./helpers/promtool.js";
+import { checkMetrics, metricTypes, requireBinary, run } from "./helpers/promtool.js";
 
 /** DESIGN §7: the metrics every deployment can rely on, with their types and label names. */
 const REQUIRED: Record<string, { type: string; labels: string[] }> = {
@@ -81,13 +84,6 @@ async function histogramCount(metric: Histogram<string>, labels: Labels = {}): P
       want.every(([k, val]) => String(v.labels[k]) === String(val)),
   );
   return hit?.value;
-}
-
-/** `# TYPE name type` lines of an exposition. */
-function typesOf(exposition: string): Map<string, string> {
-  const types = new Map<string, string>();
-  for (const m of exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1]!, m[2]!);
-  return types;
 }
 
 let queues: ApprovalQueue[] = [];
@@ -171,7 +167,7 @@ describe("metric declarations", () => {
 describe("process metrics", () => {
   it("keeps the Node.js process metrics but no gauge named *_total", async () => {
     const text = await createMetrics().registry.metrics();
-    const types = typesOf(text);
+    const types = metricTypes(text);
     for (const name of [
       "openvoice_process_cpu_seconds_total",
       "openvoice_process_resident_memory_bytes",
@@ -409,5 +405,48 @@ describe("observeApprovals", () => {
     queue.answer(c.id, true, "ingress");
     await c.decision;
     expect(await valueOf(m.approvals, { server: "ha", decision: "approved", source: "ingress" })).toBe(1);
+  });
+});
+
+describe("DOCS.md metrics section", () => {
+  const section = async (): Promise<string> => {
+    const docs = await readFile(new URL("../DOCS.md", import.meta.url), "utf8");
+    const start = docs.indexOf("## Metrics");
+    expect(start).toBeGreaterThanOrEqual(0);
+    const end = docs.indexOf("\n## ", start + 1);
+    return docs.slice(start, end === -1 ? undefined : end);
+  };
+
+  it("documents every metric of the service with its type and labels", async () => {
+    const text = await section();
+    const m = createMetrics(new Registry(), { defaults: false });
+    for (const metric of await m.registry.getMetricsAsJSON()) {
+      const row = text.split("\n").find((l) => l.startsWith(`| \`${metric.name}\` |`));
+      expect(row, metric.name).toBeDefined();
+      expect(row, metric.name).toContain(`| ${String(metric.type)} |`);
+      const single = m.registry.getSingleMetric(metric.name) as unknown as { labelNames: string[] };
+      for (const label of single.labelNames)
+        expect(row, `${metric.name}{${label}}`).toContain(`\`${label}\``);
+    }
+    for (const kind of TOKEN_KINDS) expect(text).toContain(`\`${kind}\``);
+    for (const outcome of TOOL_CALL_OUTCOMES) expect(text).toContain(`\`${outcome}\``);
+    expect(text).toContain("metrics.token");
+  });
+
+  it("shows a scrape configuration that promtool accepts", async () => {
+    const text = await section();
+    const block = /```yaml\n(scrape_configs:[\s\S]*?)```/.exec(text)?.[1];
+    expect(block).toBeDefined();
+    expect(block).toMatch(/authorization:\s*#[^\n]*\n\s+type: Bearer/);
+    const dir = await mkdtemp(join(tmpdir(), "openvoice-docs-"));
+    try {
+      const file = join(dir, "prometheus.yml");
+      await writeFile(file, block!);
+      const result = await run(requireBinary("promtool"), ["check", "config", file]);
+      expect(result.stdout + result.stderr).toMatch(/SUCCESS/);
+      expect(result.code).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
