@@ -1,0 +1,26 @@
+ARG BUILD_FROM=ghcr.io/home-assistant/base:3.24
+
+# Build stage: compile TypeScript, then keep only the runtime dependencies.
+FROM ${BUILD_FROM} AS build
+RUN apk add --no-cache nodejs npm
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --ignore-scripts
+
+# Runtime: Node from Alpine, s6-overlay from the base image (init: false).
+FROM ${BUILD_FROM}
+RUN apk add --no-cache nodejs
+WORKDIR /app
+COPY --from=build /build/package.json ./
+COPY --from=build /build/node_modules ./node_modules
+COPY --from=build /build/dist ./dist
+COPY run.sh /run.sh
+RUN chmod a+x /run.sh
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD wget -q -O /dev/null http://127.0.0.1:8765/healthz || exit 1
+
+CMD ["/run.sh"]

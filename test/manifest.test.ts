@@ -1,0 +1,286 @@
+/**
+ * The add-on packaging: `config.yaml` against the add-on linter's schema and rules, and options /
+ * schema / translations / DOCS.md / the config model kept in lockstep. `UPDATE_DOCS=1` rewrites the
+ * generated error list in DOCS.md from `src/errors.ts`.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Ajv } from "ajv";
+import addFormats from "ajv-formats";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { z } from "zod";
+import { parseConfig } from "../src/config/load.js";
+import { ConfigSchema } from "../src/config/model.js";
+import { API_ERRORS, SATELLITE_ERRORS, type ErrorSpec } from "../src/errors.js";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const read = (p: string): string => readFileSync(join(root, p), "utf8");
+const linterDir = join(root, "..", "shared", "addon-linter");
+
+type Yaml = Record<string, unknown>;
+const manifest = parse(read("config.yaml")) as Yaml;
+const translations = parse(read("translations/en.yaml")) as {
+  configuration: Record<
+    string,
+    { name?: string; description?: string; fields?: Record<string, { name?: string; description?: string }> }
+  >;
+  network: Record<string, string>;
+};
+const docs = read("DOCS.md");
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Option paths: `a.b` for dicts, `a[].b` for lists of dicts. */
+function schemaPaths(schema: unknown, prefix = ""): string[] {
+  if (!isRecord(schema)) return [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(schema)) {
+    const p = prefix ? `${prefix}.${k}` : k;
+    if (isRecord(v)) out.push(...schemaPaths(v, p));
+    else if (Array.isArray(v) && isRecord(v[0])) out.push(...schemaPaths(v[0], `${p}[]`));
+    else out.push(p);
+  }
+  return out;
+}
+
+function unwrap(s: z.ZodType): z.ZodType {
+  let t = s;
+  while (t instanceof z.ZodDefault || t instanceof z.ZodOptional) t = t.unwrap() as z.ZodType;
+  return t;
+}
+
+/** The same paths, from the zod model. */
+function modelPaths(schema: z.ZodType, prefix = ""): string[] {
+  const s = unwrap(schema);
+  if (s instanceof z.ZodObject) {
+    return Object.entries(s.shape as Record<string, z.ZodType>).flatMap(([k, v]) =>
+      modelPaths(v, prefix ? `${prefix}.${k}` : k),
+    );
+  }
+  if (s instanceof z.ZodArray && unwrap(s.element as z.ZodType) instanceof z.ZodObject)
+    return modelPaths(s.element as z.ZodType, `${prefix}[]`);
+  return [prefix];
+}
+
+/** Keys that only exist in the options form (folded into `require_approval` by the loader). */
+const OPTIONS_FORM_ONLY = /\.approval_(always|never)$/;
+/** Model options the add-on UI does not offer: its ports are fixed in the container. */
+const YAML_ONLY = /^listen\./;
+
+const schemaList = schemaPaths(manifest.schema);
+const modelList = modelPaths(ConfigSchema);
+
+function docsSection(startHeading: string): string {
+  const start = docs.indexOf(`\n## ${startHeading}\n`);
+  expect(start, `DOCS.md has no "## ${startHeading}"`).toBeGreaterThanOrEqual(0);
+  const end = docs.indexOf("\n## ", start + 4);
+  return docs.slice(start, end === -1 ? undefined : end);
+}
+
+/** How DOCS.md names an option: lists of servers by `<name>`, devices as `devices[]`. */
+const docName = (p: string): string => p.replace(/^mcp_servers\[\]/, "mcp_servers.<name>");
+
+describe("config.yaml against the add-on linter", () => {
+  const schema = JSON.parse(
+    readFileSync(join(linterDir, "config.schema.json"), "utf8").replaceAll("(?P<", "(?<"),
+  ) as { properties: Record<string, { default?: unknown }> };
+
+  it("validates against config.schema.json", () => {
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    addFormats.default(ajv);
+    const validate = ajv.compile(schema);
+    const valid = validate(manifest);
+    expect(validate.errors ?? [], JSON.stringify(validate.errors, null, 2)).toEqual([]);
+    expect(valid).toBe(true);
+  });
+
+  it("sets no key to its schema default", () => {
+    const redundant = Object.entries(manifest).filter(([k, v]) => {
+      const prop = schema.properties[k];
+      return prop !== undefined && "default" in prop && JSON.stringify(prop.default) === JSON.stringify(v);
+    });
+    expect(redundant.map(([k]) => k)).toEqual([]);
+  });
+
+  it("follows the linter's extra rules", () => {
+    expect(manifest).not.toHaveProperty("watchdog");
+    expect(manifest.ingress && "webui" in manifest).toBe(false);
+    if ("ingress_port" in manifest && manifest.ingress_port !== 8099)
+      expect(manifest.host_network).toBe(true);
+    expect(manifest.arch).toEqual(["aarch64", "amd64"]);
+  });
+
+  it("declares what the service needs", () => {
+    expect(manifest).toMatchObject({ ingress: true, init: false, homeassistant_api: true });
+    expect(manifest.ports).toEqual({ "8765/tcp": 8765 });
+    expect(manifest.map).toEqual(expect.arrayContaining([expect.objectContaining({ type: "addon_config" })]));
+  });
+
+  it("has the package's version, and a CHANGELOG entry for it", () => {
+    const pkg = JSON.parse(read("package.json")) as { version: string };
+    expect(manifest.version).toBe(pkg.version);
+    expect(read("CHANGELOG.md")).toContain(`\n## ${pkg.version}\n`);
+  });
+
+  it("is the only file named config.{yaml,yml,json} in the repository", () => {
+    const files = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard"], {
+      cwd: root,
+      encoding: "utf8",
+    })
+      .split("\n")
+      .filter((f) => /(^|\/)config\.(ya?ml|json)$/.test(f));
+    expect(files).toEqual(["config.yaml"]);
+  });
+});
+
+describe("options, schema, translations, DOCS.md and the model in lockstep", () => {
+  const SUPERVISOR_TYPE =
+    /^(str|password|bool|email|url|port|device|int(\(-?\d*,-?\d*\))?|float(\([-\d.]*,[-\d.]*\))?|list\([^()|]+(\|[^()|]+)*\)|match\(.+\))\??$/;
+
+  it("uses only Supervisor schema types", () => {
+    const bad: string[] = [];
+    const walk = (s: unknown, p: string): void => {
+      if (isRecord(s)) for (const [k, v] of Object.entries(s)) walk(v, p ? `${p}.${k}` : k);
+      else if (Array.isArray(s)) walk(s[0], `${p}[]`);
+      else if (typeof s !== "string" || !SUPERVISOR_TYPE.test(s)) bad.push(`${p}: ${String(s)}`);
+    };
+    walk(manifest.schema, "");
+    expect(bad).toEqual([]);
+  });
+
+  it("gives every option in options a schema entry", () => {
+    const missing = schemaPaths(manifest.options).filter(
+      (p) => !schemaList.some((s) => s === p || s.startsWith(`${p}.`) || s.startsWith(`${p}[]`)),
+    );
+    expect(missing).toEqual([]);
+  });
+
+  it("offers every model option in the UI, except the YAML-only ones", () => {
+    const offered = new Set(schemaList);
+    expect(modelList.filter((p) => !offered.has(p) && !YAML_ONLY.test(p))).toEqual([]);
+    expect(schemaList.filter((p) => !modelList.includes(p) && !OPTIONS_FORM_ONLY.test(p))).toEqual([]);
+  });
+
+  it("names and describes every option and port in translations/en.yaml", () => {
+    const expected = new Set(schemaList.map((p) => p.replaceAll("[]", "").split(".").slice(0, 2).join(".")));
+    const translated = new Set<string>();
+    for (const [k, v] of Object.entries(translations.configuration)) {
+      expect(v.name && v.description, `translation of ${k}`).toBeTruthy();
+      if (!v.fields) translated.add(k);
+      for (const [f, fv] of Object.entries(v.fields ?? {})) {
+        expect(fv.name && fv.description, `translation of ${k}.${f}`).toBeTruthy();
+        translated.add(`${k}.${f}`);
+      }
+    }
+    expect([...translated].sort()).toEqual([...expected].sort());
+    expect(Object.keys(translations.network).sort()).toEqual(Object.keys(manifest.ports as Yaml).sort());
+  });
+
+  it("documents every option (UI and YAML-only) in DOCS.md", () => {
+    const section = docsSection("Configuration");
+    const all = [...new Set([...schemaList, ...modelList])];
+    expect(all.filter((p) => !section.includes(`\`${docName(p)}\``))).toEqual([]);
+  });
+
+  it("the options defaults load once an API key is entered, without warnings", () => {
+    const options = structuredClone(manifest.options) as { openai: { api_key: string } };
+    options.openai.api_key = "sk-entered-in-the-ui";
+    const r = parseConfig(JSON.stringify(options), "options", {});
+    expect(r.ok ? [] : r.problems).toEqual([]);
+    expect(r.warnings).toEqual([]);
+  });
+
+  it("the loader knows every key the UI can send", () => {
+    const sample = (t: unknown): unknown => {
+      if (isRecord(t)) return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, sample(v)]));
+      if (Array.isArray(t)) return [sample(t[0])];
+      return "x";
+    };
+    const r = parseConfig(JSON.stringify(sample(manifest.schema)), "options", {});
+    expect(r.warnings.filter((w) => w.message.startsWith("unknown key"))).toEqual([]);
+  });
+});
+
+function errorTable(errors: Record<string, ErrorSpec>, kind: "satellite" | "api"): string {
+  const rows = Object.entries(errors).map(([code, e]) =>
+    kind === "satellite"
+      ? `| \`${code}\` | ${e.fatal ? `yes (${e.status})` : "no"} | ${e.message} |`
+      : `| \`${code}\` | ${e.status} | ${e.message} |`,
+  );
+  const head =
+    kind === "satellite"
+      ? "| code | closes the connection (close code) | meaning |\n|---|---|---|"
+      : "| code | HTTP status | meaning |\n|---|---|---|";
+  return `${head}\n${rows.join("\n")}`;
+}
+
+/** The generated part of the "Error codes" section. */
+function renderErrors(): string {
+  return [
+    'Satellites receive `{"type":"error","code","message","fatal"}`; when `fatal` is true the',
+    "connection is closed with the close code shown.",
+    "",
+    errorTable(SATELLITE_ERRORS, "satellite"),
+    "",
+    'The admin API and `/metrics` answer errors with `{"error":{"code","message"}}` and the HTTP status shown.',
+    "",
+    errorTable(API_ERRORS, "api"),
+  ].join("\n");
+}
+
+describe("DOCS.md error codes", () => {
+  const BEGIN = /<!-- errors:begin[^>]*-->\n/;
+  const END = "<!-- errors:end -->";
+
+  it("match src/errors.ts (UPDATE_DOCS=1 regenerates them)", () => {
+    const begin = BEGIN.exec(docs);
+    const end = docs.indexOf(END);
+    expect(begin, "DOCS.md lacks the errors:begin marker").not.toBeNull();
+    const current = docs.slice(begin!.index + begin![0].length, end).trim();
+    const expected = renderErrors();
+    if (process.env.UPDATE_DOCS === "1" && current !== expected) {
+      writeFileSync(
+        join(root, "DOCS.md"),
+        docs.slice(0, begin!.index + begin![0].length) + `${expected}\n` + docs.slice(end),
+      );
+      return;
+    }
+    expect(current).toBe(expected);
+  });
+
+  it("document every code", () => {
+    const section = docsSection("Error codes");
+    const codes = [...Object.keys(SATELLITE_ERRORS), ...Object.keys(API_ERRORS)];
+    expect(codes.filter((c) => !section.includes(`\`${c}\``))).toEqual([]);
+  });
+});
+
+describe("Dockerfile and run.sh", () => {
+  const dockerfile = read("Dockerfile");
+  const runSh = read("run.sh");
+
+  it("builds from the Home Assistant base with Node from Alpine and a healthcheck on /healthz", () => {
+    expect(dockerfile.split("\n")[0]).toBe("ARG BUILD_FROM=ghcr.io/home-assistant/base:3.24");
+    expect(dockerfile.match(/^FROM \$\{BUILD_FROM\}/gm)?.length).toBe(2);
+    expect(dockerfile).toMatch(/^RUN apk add --no-cache nodejs$/m);
+    expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*http:\/\/127\.0\.0\.1:8765\/healthz/);
+    expect(dockerfile).toContain('CMD ["/run.sh"]');
+  });
+
+  it("run.sh uses bashio and execs node", () => {
+    expect(runSh.split("\n")[0]).toBe("#!/usr/bin/with-contenv bashio");
+    expect(runSh).toMatch(/^exec node \/app\/dist\/main\.js --options \/data\/options\.json$/m);
+    expect(runSh).not.toMatch(/config\.(ya?ml|json)/);
+  });
+
+  const shellcheck = spawnSync("shellcheck", ["--version"]).status === 0;
+  it.skipIf(!shellcheck)("run.sh and .ci/run pass shellcheck", () => {
+    const r = spawnSync("shellcheck", ["-s", "bash", "run.sh", ".ci/run"], { cwd: root, encoding: "utf8" });
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+});
