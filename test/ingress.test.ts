@@ -523,6 +523,32 @@ describe("runtime state file", () => {
     );
   });
 
+  it("reconcile at startup applies toggles and forgets those the configuration caught up with", async () => {
+    const state = await RuntimeState.load(dir);
+    await state.setServerEnabled("a", false);
+    await state.setServerEnabled("b", true);
+    await state.setServerEnabled("gone", false);
+    const cfg = ConfigSchema.parse({
+      openai: { api_key: "k" },
+      mcp_servers: [
+        { name: "a", mode: "client", transport: "stdio", command: "x" },
+        { name: "b", mode: "client", transport: "stdio", command: "x", enabled: true },
+        { name: "c", mode: "client", transport: "stdio", command: "x", enabled: false },
+      ],
+    });
+    const reloaded = await RuntimeState.load(dir);
+    const effective = await reloaded.reconcile(cfg.mcp_servers);
+    expect(effective.map((s) => [s.name, s.enabled])).toEqual([
+      ["a", false],
+      ["b", true],
+      ["c", false],
+    ]);
+    // b's toggle equals the configuration now: forgotten, so a later edit of the configuration rules.
+    const onDisk = JSON.parse(await readFile(join(dir, STATE_FILE), "utf8"));
+    expect(onDisk.servers).toEqual({ a: { enabled: false }, gone: { enabled: false } });
+    expect(cfg.mcp_servers[0]!.enabled).toBe(true);
+  });
+
   it("sets an invalid file aside and starts from the configuration", async () => {
     await writeFile(join(dir, STATE_FILE), '{"version": 9, "servers": 1}');
     const state = await RuntimeState.load(dir, logger);

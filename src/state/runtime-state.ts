@@ -83,6 +83,22 @@ export class RuntimeState {
   }
 
   /**
+   * At startup: applies the toggles to the configured servers and forgets every toggle the
+   * configuration now agrees with, so a later edit of the configuration decides again. Persists
+   * when something was forgotten. Toggles of servers missing from `servers` are kept.
+   */
+  async reconcile(servers: readonly McpServerConfig[]): Promise<McpServerConfig[]> {
+    let forgot = false;
+    for (const s of servers)
+      if (this.#servers.get(s.name) === s.enabled) {
+        this.#servers.delete(s.name);
+        forgot = true;
+      }
+    if (forgot) await this.#persist();
+    return applyServerOverrides(servers, this.#servers);
+  }
+
+  /**
    * Records a toggle and persists it. Writes are serialised in call order; the promise resolves
    * once this change (and every earlier one) is on disk, and rejects when this write failed.
    */
