@@ -50,7 +50,7 @@ export const DEFAULT_LIMITS: Readonly<SatelliteLimits> = Object.freeze({
   sendBufferDropBytes: 256 * 1024,
   sendBufferCloseBytes: 1024 * 1024,
   pendingMicMs: 5_000,
-  maxQueuedReplyMs: 300_000,
+  maxQueuedReplyMs: 60_000,
   playbackDoneWaitMs: 150,
   restartGuardMs: 2_000,
   closeGraceMs: 2_000,
