@@ -5,9 +5,16 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigSchema } from "../src/config/model.js";
 import { deriveMcpServers, HA_SERVER_NAME } from "../src/ha/derive.js";
+import { ClientMcpManager } from "../src/mcp/manager.js";
+import { Registry } from "prom-client";
+import { ApprovalQueue } from "../src/approvals/queue.js";
+import { createMetrics } from "../src/metrics.js";
+import { RealtimeEngine } from "../src/realtime/engine.js";
+import { startFakeRealtime } from "./fake-realtime/server.js";
 import { startFakeSupervisor, type FakeSupervisor } from "./fixtures/supervisor/fake-supervisor.js";
 
 const SUPERVISOR_TOKEN = "supervisor-token-for-tests-5f2c";
@@ -56,6 +63,106 @@ describe("zero-config Home Assistant through the Supervisor", () => {
     expect(sup.sessionsOpened()).toBe(1);
     expect(sup.requests.length).toBeGreaterThan(0);
     expect(sup.requests.every((r) => r.authorized && r.path === "/core/api/mcp")).toBe(true);
+  });
+
+  it("ClientMcpManager built from the derived servers lists and calls Home Assistant's tools", async () => {
+    const d = derive();
+    const manager = new ClientMcpManager({
+      servers: d.servers,
+      logger: pino({ level: "silent" }),
+      callTimeoutMs: 10_000,
+    });
+    try {
+      await manager.connectAll();
+      expect(manager.status()).toEqual([
+        expect.objectContaining({
+          name: HA_SERVER_NAME,
+          mode: "client",
+          transport: "http",
+          state: "up",
+          enabled: true,
+        }),
+      ]);
+      const names = manager.tools().map((t) => t.name);
+      expect(names).toEqual(expect.arrayContaining(["echo", "get-sum"]));
+      expect(manager.tools().every((t) => t.server === HA_SERVER_NAME)).toBe(true);
+      const out = await manager.callTool("echo", JSON.stringify({ message: "lights on" }));
+      expect(out).toMatchObject({ ok: true, outcome: "success", server: HA_SERVER_NAME, tool: "echo" });
+      expect(out.output).toContain("lights on");
+      const sum = await manager.callTool("get-sum", JSON.stringify({ a: 19, b: 23 }));
+      expect(sum.ok).toBe(true);
+      expect(sum.output).toContain("42");
+      expect(sup.requests.filter((r) => r.path === "/core/api/mcp").every((r) => r.authorized)).toBe(true);
+
+      // Disabled from the UI: its tools disappear; enabled again: they come back through the Supervisor.
+      await manager.setEnabled(HA_SERVER_NAME, false);
+      expect(manager.tools()).toEqual([]);
+      await manager.setEnabled(HA_SERVER_NAME, true);
+      expect(manager.tools().map((t) => t.name)).toEqual(expect.arrayContaining(["echo"]));
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it("native HA whose tools OpenAI cannot list fails over to the Supervisor route (client tools)", async () => {
+    const fake = await startFakeRealtime({ mcp: { [HA_SERVER_NAME]: { outcome: "failed" } } });
+    const cfg = ConfigSchema.parse({
+      openai: { api_key: "sk-test", base_url: fake.url, pool_size: 1 },
+      home_assistant: { public_url: "https://home.example.com", token: "long-lived-token" },
+    });
+    const d = deriveMcpServers(cfg, { SUPERVISOR_TOKEN, OPENVOICE_SUPERVISOR_URL: sup.url });
+    expect(d.source).toBe("native");
+    const logger = pino({ level: "silent" });
+    const manager = new ClientMcpManager({ servers: d.servers, logger, callTimeoutMs: 10_000 });
+    const metrics = createMetrics(new Registry(), { defaults: false });
+    const approvals = new ApprovalQueue({ timeoutS: 30 });
+    const engine = new RealtimeEngine({
+      config: cfg,
+      tools: manager,
+      approvals,
+      logger,
+      metrics,
+      nativeServers: d.servers,
+      failoverRoutes: d.failover,
+    });
+    try {
+      await manager.connectAll();
+      expect(manager.tools()).toEqual([]); // native: nothing of ours until failover
+      await engine.warmUp();
+      const conn = await fake.nextConnection();
+      const first = await conn.waitFor("session.update", (e) =>
+        (e.session.tools ?? []).some((t) => t.type === "mcp" && t.server_label === HA_SERVER_NAME),
+      );
+      expect(first.session.tools).toContainEqual(
+        expect.objectContaining({
+          type: "mcp",
+          server_label: HA_SERVER_NAME,
+          server_url: "https://home.example.com/mcp_server/sse",
+          authorization: "Bearer long-lived-token",
+        }),
+      );
+      // mcp_list_tools.failed → the engine adds the Supervisor route and re-sends the tools as functions.
+      const after = await conn.waitFor(
+        "session.update",
+        (e) => (e.session.tools ?? []).some((t) => t.type === "function" && t.name === "get-sum"),
+        15_000,
+      );
+      expect(
+        (after.session.tools ?? []).some((t) => t.type === "mcp" && t.server_label === HA_SERVER_NAME),
+      ).toBe(false);
+      expect(manager.status()).toContainEqual(
+        expect.objectContaining({ name: HA_SERVER_NAME, mode: "client", state: "up" }),
+      );
+      const sum = await manager.callTool("get-sum", JSON.stringify({ a: 40, b: 2 }));
+      expect(sum.output).toContain("42");
+      expect(sup.sessionsOpened()).toBeGreaterThanOrEqual(1);
+      expect(sup.requests.every((r) => r.authorized)).toBe(true);
+    } finally {
+      await engine.close();
+      await manager.close();
+      approvals.cancel();
+      await fake.close();
+    }
   });
 
   it("a wrong token is refused by the Supervisor (401) and no MCP session opens", async () => {
