@@ -160,6 +160,8 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   readonly #timers = new Set<NodeJS.Timeout>();
   #active: ActiveResponse | null = null;
   #lastItemId: string | null = null;
+  /** Client events that arrived before `session.created` wait here, as on a real upstream. */
+  #early: string[] | null = [];
   #pendingOutput: { callId: string; output: string } | null = null;
   #pendingMcpAnswer: string | null = null;
   readonly #approvals = new Map<string, Extract<FakeTurn, { kind: "mcp_approval" }>>();
@@ -215,9 +217,12 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       if (this.#active?.timer) clearTimeout(this.#active.timer);
       this.emit("close");
     });
-    this.#later(server.opts.sessionSetupDelayMs ?? 0, () =>
-      this.send({ type: "session.created", event_id: nextId("event"), session: this.session }),
-    );
+    this.#later(server.opts.sessionSetupDelayMs ?? 0, () => {
+      this.send({ type: "session.created", event_id: nextId("event"), session: this.session });
+      const early = this.#early ?? [];
+      this.#early = null;
+      for (const text of early) this.#onMessage(text);
+    });
     if (server.opts.maxSessionMs !== undefined)
       this.#later(server.opts.maxSessionMs, () => this.expire("error"));
   }
@@ -299,6 +304,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   }
 
   #onMessage(text: string): void {
+    if (this.#early) return void this.#early.push(text);
     let ev: RealtimeClientEvent;
     try {
       const parsed: unknown = JSON.parse(text);
