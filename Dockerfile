@@ -17,6 +17,8 @@ WORKDIR /app
 COPY --from=build /build/package.json ./
 COPY --from=build /build/node_modules ./node_modules
 COPY --from=build /build/dist ./dist
+# The ingress UI files are served from src/http/ui (dist/http/ingress.js looks there).
+COPY --from=build /build/src/http/ui ./src/http/ui
 COPY run.sh /run.sh
 RUN chmod a+x /run.sh
 

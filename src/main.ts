@@ -97,7 +97,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   }
   const { source, checkConfig, portFile, logFormat } = cli.options;
   const loaded = await loadConfig(source, env);
-  for (const w of loaded.warnings) writeErr(`warning: ${formatProblem(w)}`);
+  if (checkConfig || !loaded.ok) for (const w of loaded.warnings) writeErr(`warning: ${formatProblem(w)}`);
   if (!loaded.ok) {
     for (const p of loaded.problems) writeErr(formatProblem(p));
     writeErr(`openvoice-mcp: ${loaded.problems.length} configuration problem(s) in ${source.path}`);
@@ -110,6 +110,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
 
   const logger = createLogger({ level: loaded.config.log_level, format: logFormat });
   logger.info({ source: source.path, form: source.form }, "configuration loaded");
+  for (const w of loaded.warnings) logger.warn(formatProblem(w));
   let app: App | undefined;
   try {
     app = await createApp({ config: loaded.config, env, logger });

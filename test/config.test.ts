@@ -71,6 +71,13 @@ describe("the seed's example configurations", () => {
     expect(c.mcp_servers[2]!.args).toEqual(["mcp-server-git", "--repository", "/Users/username/projects"]);
   });
 
+  it("the README's example loads with only OPENAI_API_KEY set", async () => {
+    const path = new URL("../examples/openvoice.yaml", import.meta.url).pathname;
+    const r = await loadConfig({ form: "yaml", path }, { OPENAI_API_KEY: "sk-x" });
+    expect(ok(r).mcp_servers.map((s) => s.name)).toEqual(["everything"]);
+    expect(r.warnings).toEqual([]);
+  });
+
   it("documented defaults apply to a minimal configuration", () => {
     const c = ok(yaml("openai: {api_key: k}"));
     expect(c.listen).toEqual({ host: "0.0.0.0", satellite_port: 8765, ingress_port: 8099 });

@@ -269,6 +269,8 @@ describe("Dockerfile and run.sh", () => {
     expect(dockerfile).toMatch(/^RUN apk add --no-cache nodejs$/m);
     expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*http:\/\/127\.0\.0\.1:8765\/healthz/);
     expect(dockerfile).toContain('CMD ["/run.sh"]');
+    // the ingress plugin serves its static files from src/http/ui next to dist/
+    expect(dockerfile).toMatch(/^COPY --from=build \/build\/src\/http\/ui \.\/src\/http\/ui$/m);
   });
 
   it("run.sh uses bashio and execs node", () => {

@@ -10,7 +10,12 @@
  * Both answer unknown routes and errors with the registry's `{error:{code,message}}` body.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+} from "fastify";
 import type { Registry } from "prom-client";
 import { ApiError, apiErrorBody } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -42,6 +47,9 @@ export function plainAddress(address: string | undefined): string | undefined {
   return address?.startsWith("::ffff:") ? address.slice(7) : address;
 }
 
+/** No per-request log lines (health probes and scrapes would flood the add-on log); errors still log. */
+const quietRequests = (): LogController => new LogController({ disableRequestLogging: true });
+
 /** Registry error bodies for unknown routes, `ApiError`s, validation errors and everything else. */
 function useApiErrors(app: FastifyInstance): void {
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(apiErrorBody("not_found")));
@@ -68,7 +76,7 @@ export interface SatelliteServerOptions {
 /** The satellite-port instance with its health, readiness and metrics routes (not listening yet). */
 export function createSatelliteServer(opts: SatelliteServerOptions): FastifyInstance {
   const loggerInstance: FastifyBaseLogger = opts.logger.child({ server: "satellite" });
-  const app = Fastify({ loggerInstance, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance, logController: quietRequests() });
   useApiErrors(app);
 
   app.get("/healthz", (_req, reply) => reply.send({ status: "ok" }));
@@ -106,7 +114,7 @@ export interface IngressServerOptions {
 /** The ingress instance (not listening yet); the admin UI/API plugins are registered on it. */
 export function createIngressServer(opts: IngressServerOptions): FastifyInstance {
   const loggerInstance: FastifyBaseLogger = opts.logger.child({ server: "ingress" });
-  const app = Fastify({ loggerInstance, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance, logController: quietRequests() });
   useApiErrors(app);
   const allowed = opts.allowedAddresses;
   if (allowed !== undefined) {
