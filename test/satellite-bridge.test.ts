@@ -83,6 +83,7 @@ describe("auth", () => {
     });
     expect((await s.waitClose()).code).toBe(1008);
     expect(await metric("openvoice_errors_total", { code: "unauthorized" })).toBe(1);
+    expect(app!.registry.all()).toHaveLength(0);
   });
 
   it("closes 1008 on a bad ?token=, a bad hello.token, no token, or another device's token", async () => {
@@ -398,6 +399,7 @@ describe("conversation lifecycle", () => {
     s.ws.close(1000);
     await expect.poll(() => conv.ended).toBe(true);
     await expect.poll(() => metric("openvoice_satellites_connected")).toBe(0);
+    expect(app!.registry.all()).toHaveLength(0);
   });
 
   it("a newer connection with the same client_id replaces the older one", async () => {
@@ -424,6 +426,31 @@ describe("conversation lifecycle", () => {
     await closing;
     app = null;
     expect(conv.ended).toBe(true);
+  });
+});
+
+describe("failures stay local", () => {
+  it("a handler that throws closes only that satellite with internal (1011)", async () => {
+    await setup();
+    const other = await sat();
+    await other.hello({ client_id: "other" });
+    const s = await sat();
+    await s.hello();
+    s.send({ type: "turn.start" });
+    const conv = await app!.source.nth(0);
+    // Not a Buffer, and reading it throws: stands in for any bug on the audio path.
+    const poisoned = Object.defineProperty({}, "byteLength", {
+      get() {
+        throw new Error("boom");
+      },
+    }) as Buffer;
+    conv.emit("audio", { responseId: "r", itemId: "i", pcm: poisoned });
+    expect(await s.waitJson("error")).toMatchObject({ code: "internal", fatal: true });
+    expect((await s.waitClose()).code).toBe(1011);
+    await expect.poll(() => conv.ended).toBe(true);
+    other.send({ type: "turn.start" });
+    await other.waitJson("state", (m) => m.value === "listening");
+    expect(other.closed).toBeNull();
   });
 });
 

@@ -74,8 +74,9 @@ describe("reply playback", () => {
     expect(span).toBeGreaterThan(650);
     expect(span).toBeLessThan(2000);
     const early = frames.filter((f) => f.at - frames[0]!.at < 50).length;
-    expect(early).toBeGreaterThanOrEqual(8);
-    expect(early).toBeLessThanOrEqual(13);
+    expect(early).toBeGreaterThanOrEqual(8); // the lead goes out at once
+    // …and then no faster than real time (10 lead frames + 15 in 300 ms, with slack for a loaded machine).
+    expect(frames.filter((f) => f.at - frames[0]!.at < 300).length).toBeLessThanOrEqual(32);
     // Order: response.start, state speaking, audio…, response.end, state listening.
     const iStart = indexOf(s, (m) => m.type === "response.start");
     const iSpeaking = indexOf(s, (m) => m.type === "state" && m.value === "speaking");

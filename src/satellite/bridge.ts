@@ -164,6 +164,11 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
     return this.#state;
   }
 
+  /** True once the bridge has shut down (`closed` has been or is being emitted). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   // ── inbound ──────────────────────────────────────────────────────────────────────────────
 
   /** A text frame arrived (`byteLength` is its size on the wire). */
@@ -201,6 +206,12 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
   /** The socket is gone (any reason). Ends the conversation; idempotent. */
   handleClosed(): void {
     void this.#teardown("satellite disconnected");
+  }
+
+  /** A bug surfaced while handling this satellite: `internal` error, close 1011; others are unaffected. */
+  internalError(err: unknown): void {
+    this.#log.error({ err }, "satellite bridge failed");
+    this.#fail("internal", "internal error", true);
   }
 
   /** Server-side end (shutdown, replaced by a newer connection): `session.end`, then close. */
@@ -399,45 +410,48 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
     this.#armIdle();
   }
 
-  /** Subscribes to a conversation; every handler drops events from an older generation. */
+  /**
+   * Subscribes to a conversation. Every handler drops events from an older generation, and a
+   * handler that throws closes only this satellite (`internal`), never the conversation's emitter.
+   */
   #attach(c: Conversation, generation: number): () => void {
     const live = (): boolean => this.#slot.status === "active" && this.#slot.generation === generation;
-    const on = {
-      "speech.started": (): void => {
-        if (live()) this.#onSpeechStarted();
-      },
-      "speech.stopped": (): void => {
+    const guard =
+      <A extends unknown[]>(fn: (...args: A) => void) =>
+      (...args: A): void => {
         if (!live()) return;
+        try {
+          fn(...args);
+        } catch (err) {
+          this.internalError(err);
+        }
+      };
+    const on = {
+      "speech.started": guard(() => this.#onSpeechStarted()),
+      "speech.stopped": guard(() => {
         this.#turnEndAt = this.#now();
         this.#setState("thinking");
         this.#armIdle();
-      },
-      "response.start": ({ id }: { id: string }): void => {
-        if (live()) this.#onResponseStart(id);
-      },
-      audio: (a: { responseId: string; itemId: string; pcm: Buffer }): void => {
-        if (live()) this.#onReplyAudio(a.responseId, a.itemId, a.pcm);
-      },
-      "response.end": ({ id, reason }: { id: string; reason: ResponseEndReason }): void => {
-        if (live()) this.#onResponseEnd(id, reason);
-      },
-      transcript: (t: { role: "user" | "assistant"; text: string; final: boolean }): void => {
-        if (live()) this.#send({ type: "transcript", role: t.role, text: t.text, final: t.final });
-      },
-      tool: (t: { name: string; server: string; status: "started" | "completed" | "failed" }): void => {
-        if (live()) this.#send({ type: "tool", name: t.name, server: t.server, status: t.status });
-      },
-      "approval.request": (p: PendingApproval): void => {
-        if (live()) this.#onApprovalRequest(p);
-      },
-      error: (e: { code: string; message: string; fatal: boolean }): void => {
-        if (!live()) return;
+      }),
+      "response.start": guard(({ id }: { id: string }) => this.#onResponseStart(id)),
+      audio: guard((a: { responseId: string; itemId: string; pcm: Buffer }) =>
+        this.#onReplyAudio(a.responseId, a.itemId, a.pcm),
+      ),
+      "response.end": guard(({ id, reason }: { id: string; reason: ResponseEndReason }) =>
+        this.#onResponseEnd(id, reason),
+      ),
+      transcript: guard((t: { role: "user" | "assistant"; text: string; final: boolean }) =>
+        this.#send({ type: "transcript", role: t.role, text: t.text, final: t.final }),
+      ),
+      tool: guard((t: { name: string; server: string; status: "started" | "completed" | "failed" }) =>
+        this.#send({ type: "tool", name: t.name, server: t.server, status: t.status }),
+      ),
+      "approval.request": guard((p: PendingApproval) => this.#onApprovalRequest(p)),
+      error: guard((e: { code: string; message: string; fatal: boolean }) => {
         this.#log.warn({ upstream_code: e.code, fatal: e.fatal }, `conversation error: ${e.message}`);
         if (e.fatal) this.#sendError("upstream_unavailable", `${e.code}: ${e.message}`);
-      },
-      closed: ({ reason }: { reason: string }): void => {
-        if (live()) this.#onConversationClosed(reason);
-      },
+      }),
+      closed: guard(({ reason }: { reason: string }) => this.#onConversationClosed(reason)),
     };
     c.on("speech.started", on["speech.started"]);
     c.on("speech.stopped", on["speech.stopped"]);

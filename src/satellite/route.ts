@@ -54,6 +54,7 @@ export class SatelliteRegistry {
   }
 
   add(bridge: SatelliteBridge): void {
+    if (bridge.closed) return; // refused at connect (bad token)
     this.#all.add(bridge);
     bridge.on("ready", ({ clientId }) => {
       const previous = this.#byClient.get(clientId);
@@ -117,9 +118,13 @@ export const satelliteRoute: FastifyPluginAsync<SatelliteRouteOptions> = async (
     );
     registry.add(bridge);
     socket.on("message", (data: RawData, isBinary: boolean) => {
-      const buf = toBuffer(data);
-      if (isBinary) bridge.handleBinary(buf);
-      else bridge.handleText(buf.toString("utf8"), buf.byteLength);
+      try {
+        const buf = toBuffer(data);
+        if (isBinary) bridge.handleBinary(buf);
+        else bridge.handleText(buf.toString("utf8"), buf.byteLength);
+      } catch (err) {
+        bridge.internalError(err);
+      }
     });
     socket.on("pong", () => bridge.handlePong());
     socket.on("error", (err) => opts.logger.debug({ err }, "satellite socket error"));
