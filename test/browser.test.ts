@@ -210,7 +210,7 @@ describe("ingress UI in a real browser", () => {
     await expect(page.locator("#token").textContent()).resolves.toBe(SATELLITE_TOKEN);
     await page.screenshot({ path: join(ARTIFACTS, "ingress-status.png"), fullPage: true });
     await page.close();
-  });
+  }, 60_000);
 
   it("talk page: the fixture WAV reaches upstream; the approval asked on the way is approved in the UI; the reply plays", async () => {
     const conn = fake.connections[0]!;
@@ -286,5 +286,5 @@ describe("ingress UI in a real browser", () => {
     await talk.screenshot({ path: join(ARTIFACTS, "talk-page.png"), fullPage: true });
     await talk.close();
     await admin.close();
-  });
+  }, 90_000);
 });
