@@ -82,7 +82,9 @@ function updateServer(entry, s, force = false) {
   entry.state.className = `badge ${s.state}`;
   const parts = [
     s.mode + (s.transport ? ` · ${s.transport}` : ""),
-    `${s.toolCount} tool${s.toolCount === 1 ? "" : "s"}`,
+    s.mode === "native" && s.toolCount === 0
+      ? "tools listed by OpenAI"
+      : `${s.toolCount} tool${s.toolCount === 1 ? "" : "s"}`,
   ];
   if (s.restarts) parts.push(`${s.restarts} restart${s.restarts === 1 ? "" : "s"}`);
   entry.secondary.textContent = parts.join(" · ");
