@@ -19,9 +19,7 @@ export function evaluatePolicy(policy: RequireApproval, tool: string): PolicyDec
  * Tools not listed there fall to the API default (`always`), which matches `evaluatePolicy`.
  */
 export type ApiRequireApproval =
-  | "always"
-  | "never"
-  | { always?: { tool_names: string[] }; never?: { tool_names: string[] } };
+  "always" | "never" | { always?: { tool_names: string[] }; never?: { tool_names: string[] } };
 
 export function toApiRequireApproval(policy: RequireApproval): ApiRequireApproval {
   if (policy === "always" || policy === "never") return policy;

@@ -61,7 +61,10 @@ export class ApprovalQueue extends EventEmitter<ApprovalQueueEvents> {
    * Adds a request and resolves with the first answer, a timeout denial, or a cancellation denial.
    * `id` may be given (e.g. the upstream's approval_request_id); it must be unique among pending.
    */
-  request(req: ApprovalRequest, id: string = randomUUID()): { id: string; decision: Promise<ApprovalDecision> } {
+  request(
+    req: ApprovalRequest,
+    id: string = randomUUID(),
+  ): { id: string; decision: Promise<ApprovalDecision> } {
     if (this.#entries.has(id)) throw new Error(`approval ${id} is already pending`);
     const createdAt = this.#now();
     const pending: PendingApproval = { ...req, id, createdAt, expiresAt: createdAt + this.#timeoutMs };
