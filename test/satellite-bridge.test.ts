@@ -245,7 +245,7 @@ describe("keepalive", () => {
     const good = await sat();
     let pings = 0;
     good.ws.on("ping", () => pings++);
-    await good.hello({ client_id: "good" });
+    await good.hello({ client_id: "good", name: "Good one" });
     const mute = await sat(app!.url, { autoPong: false });
     await mute.hello({ client_id: "mute" });
     const closed = await mute.waitClose(3000);
@@ -253,7 +253,9 @@ describe("keepalive", () => {
     await sleep(300);
     expect(good.closed).toBeNull();
     expect(pings).toBeGreaterThanOrEqual(3);
-    expect(app!.registry.connected().map((c) => c.clientId)).toEqual(["good"]);
+    expect(app!.registry.connected()).toEqual([
+      { clientId: "good", name: "Good one", sessionId: expect.any(String), state: "idle" },
+    ]);
   });
 });
 
@@ -370,9 +372,17 @@ describe("conversation lifecycle", () => {
     expect(await s.waitJson("error")).toMatchObject({ code: "upstream_unavailable", fatal: false });
     await s.waitJson("state", (m) => m.value === "error");
     await s.waitJson("state", (m) => m.value === "idle");
+    // Streamed audio right after the failure does not hammer the upstream with new attempts.
+    let attempts = 0;
+    const start = app!.source.start.bind(app!.source);
+    app!.source.start = (o) => (attempts++, start(o));
+    for (let i = 0; i < 10; i++) s.sendAudio(tonePcm(20, 16000));
+    await sleep(200);
+    expect(attempts).toBe(0);
     app!.source.failWith = null;
     s.send({ type: "turn.start" });
     await app!.source.nth(0);
+    expect(attempts).toBe(1);
     expect(s.closed).toBeNull();
   });
 

@@ -160,6 +160,11 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
     return this.#clientId;
   }
 
+  /** The hello's display `name`, if it gave one. */
+  get name(): string | undefined {
+    return this.#phase.status === "ready" ? this.#phase.hello.name : undefined;
+  }
+
   get state(): SatelliteState | null {
     return this.#state;
   }
@@ -390,7 +395,8 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
       conversation = await this.#deps.conversations.start({ turn: hello.turn, satelliteId: clientId });
     } catch (err) {
       if (this.#slot.status !== "starting" || this.#slot.generation !== generation) return;
-      this.#slot = { status: "none", endedAt: -Infinity };
+      // endedAt = now: streamed audio does not retry before restartGuardMs (turn.start does).
+      this.#slot = { status: "none", endedAt: this.#now() };
       this.#clearIdle();
       this.#log.warn({ err }, "could not start a conversation");
       this.#sendError("upstream_unavailable", `could not start a conversation: ${errorText(err)}`);

@@ -40,8 +40,13 @@ export class SatelliteRegistry {
   readonly #byClient = new Map<string, SatelliteBridge>();
 
   /** Ready satellites (past hello), one per `client_id`. */
-  connected(): { clientId: string; sessionId: string; state: string | null }[] {
-    return [...this.#byClient].map(([clientId, b]) => ({ clientId, sessionId: b.sessionId, state: b.state }));
+  connected(): { clientId: string; name?: string; sessionId: string; state: string | null }[] {
+    return [...this.#byClient].map(([clientId, b]) => ({
+      clientId,
+      ...(b.name === undefined ? {} : { name: b.name }),
+      sessionId: b.sessionId,
+      state: b.state,
+    }));
   }
 
   get size(): number {
