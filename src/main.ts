@@ -20,6 +20,7 @@ import { loadConfig, type ConfigSource } from "./config/load.js";
 import { renderEffectiveConfig } from "./config/mask.js";
 import { formatProblem } from "./config/problems.js";
 import { createLogger, type LogFormat } from "./log.js";
+import { wireService } from "./service.js";
 
 export const ADDON_OPTIONS_PATH = "/data/options.json";
 
@@ -114,8 +115,10 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   let app: App | undefined;
   try {
     app = await createApp({ config: loaded.config, env, logger });
+    await wireService(app);
   } catch (e) {
     logger.fatal({ err: e }, "start-up failed");
+    await app?.close();
     return 1;
   }
   const running = app;
