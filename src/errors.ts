@@ -56,6 +56,9 @@ export class ApiError extends Error {
 }
 
 /** Wire shape of an API error body. */
-export function apiErrorBody(code: ApiErrorCode, message?: string): { error: { code: string; message: string } } {
+export function apiErrorBody(
+  code: ApiErrorCode,
+  message?: string,
+): { error: { code: string; message: string } } {
   return { error: { code, message: message ?? API_ERRORS[code].message } };
 }
