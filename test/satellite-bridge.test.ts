@@ -321,6 +321,21 @@ describe("conversation lifecycle", () => {
     expect(conv.calls).toContainEqual({ kind: "commit" });
   });
 
+  it("with client turns, a turn.end that arrives while the conversation starts commits once it is up", async () => {
+    await setup();
+    app!.source.delayMs = 200;
+    const s = await sat();
+    await s.hello({ turn: "client" });
+    s.send({ type: "turn.start" });
+    for (let i = 0; i < 5; i++) s.sendAudio(tonePcm(20, 16000));
+    s.send({ type: "turn.end" });
+    await s.waitJson("state", (m) => m.value === "thinking");
+    const conv = await app!.source.nth(0);
+    await expect.poll(() => conv.calls.filter((c) => c.kind === "commit").length, { timeout: 2000 }).toBe(1);
+    // The audio sent while starting went up before the commit.
+    expect(conv.appendedBytes()).toBeGreaterThanOrEqual(4800 - 6);
+  });
+
   it("forwards transcripts and tool events", async () => {
     await setup();
     const s = await sat();

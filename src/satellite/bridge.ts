@@ -67,7 +67,14 @@ type Phase =
 
 type ConversationSlot =
   | { status: "none"; endedAt: number }
-  | { status: "starting"; generation: number; mic: Buffer[]; micBytes: number }
+  | {
+      status: "starting";
+      generation: number;
+      mic: Buffer[];
+      micBytes: number;
+      /** A client-turn `turn.end` arrived before the upstream was ready: commit once it is. */
+      turnEnded: boolean;
+    }
   | { status: "active"; generation: number; conversation: Conversation; detach: () => void };
 
 interface Reply {
@@ -349,9 +356,13 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
   }
 
   #onTurnEnd(): void {
-    if (this.#slot.status !== "active" || this.#phase.status !== "ready") return;
+    const slot = this.#slot;
+    if (slot.status === "none" || this.#phase.status !== "ready") return;
     this.#turnEndAt = this.#now();
-    if (this.#phase.hello.turn === "client") this.#slot.conversation.commitAndRespond();
+    if (this.#phase.hello.turn === "client") {
+      if (slot.status === "active") slot.conversation.commitAndRespond();
+      else slot.turnEnded = true;
+    }
     this.#setState("thinking");
   }
 
@@ -389,7 +400,7 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
 
   async #startConversation(hello: Hello, clientId: string): Promise<void> {
     const generation = ++this.#generation;
-    this.#slot = { status: "starting", generation, mic: [], micBytes: 0 };
+    this.#slot = { status: "starting", generation, mic: [], micBytes: 0, turnEnded: false };
     let conversation: Conversation;
     try {
       conversation = await this.#deps.conversations.start({ turn: hello.turn, satelliteId: clientId });
@@ -413,6 +424,7 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
     this.#slot = { status: "active", generation, conversation, detach };
     this.#log.info({ conversation: conversation.id }, "conversation started");
     for (const pcm of slot.mic) conversation.appendAudio(pcm);
+    if (slot.turnEnded) conversation.commitAndRespond();
     this.#armIdle();
   }
 
