@@ -38,6 +38,8 @@ function manager(opts: Partial<ConstructorParameters<typeof ClientMcpManager>[0]
 }
 
 async function metricValue(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
+  // Call metrics are applied on the next turn of the event loop.
+  await new Promise((resolve) => setImmediate(resolve));
   const metric = metrics.registry.getSingleMetric(name);
   if (!metric) throw new Error(`no metric ${name}`);
   const data = await metric.get();

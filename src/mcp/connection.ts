@@ -25,8 +25,6 @@ export const DEFAULT_BACKOFF: Backoff = { initialMs: 1000, maxMs: 60_000 };
 const MAX_TOOL_PAGES = 100;
 /** Time given to a graceful close (stdin end → SIGTERM → SIGKILL in the SDK) before survivors are killed. */
 const CLOSE_GRACE_MS = 4500;
-/** A call is abandoned this long after its timeout even if the SDK has not given up yet. */
-const CALL_GUARD_MS = 1000;
 /** Coalesces bursts of `tools/list_changed`. */
 const LIST_CHANGED_DEBOUNCE_MS = 25;
 
@@ -167,7 +165,7 @@ export class ServerConnection {
   }
 
   /**
-   * Calls `tool` with `args`. Resolves within `timeoutMs` plus a small guard; never rejects.
+   * Calls `tool` with `args`. Resolves within `timeoutMs` (the SDK's request timeout); never rejects.
    * A lost connection during the call answers `crash` and starts a reconnect.
    */
   async call(
@@ -181,31 +179,22 @@ export class ServerConnection {
       const why = this.#lastError !== undefined ? `: ${this.#lastError}` : "";
       return { ok: false, outcome: "crash", output: `The server "${this.name}" is not connected${why}.` };
     }
-    let guard: NodeJS.Timeout | undefined;
-    const guarded = new Promise<CallResult>((resolve) => {
-      guard = setTimeout(() => resolve(this.#timeoutResult(tool, timeoutMs)), timeoutMs + CALL_GUARD_MS);
-    });
-    const request = s.client
-      .callTool({ name: tool, arguments: args }, undefined, {
-        timeout: timeoutMs,
-        ...(signal !== undefined ? { signal } : {}),
-      })
-      .then(
-        (result): CallResult => {
-          const text = resultText(result);
-          return result.isError === true
-            ? { ok: false, outcome: "error", output: `The tool "${tool}" failed: ${stripMcpPrefix(text)}` }
-            : { ok: true, outcome: "success", output: text };
-        },
-        (err: unknown): CallResult =>
-          signal?.aborted === true
-            ? { ok: false, outcome: "error", output: `The call to "${tool}" was cancelled.` }
-            : this.#callFailure(s.gen, tool, timeoutMs, err),
-      );
     try {
-      return await Promise.race([request, guarded]);
-    } finally {
-      clearTimeout(guard);
+      // The SDK's request timeout starts before the request is written, so it also bounds a
+      // transport that never accepts the write.
+      const result = await s.client.callTool(
+        { name: tool, arguments: args },
+        undefined,
+        signal !== undefined ? { timeout: timeoutMs, signal } : { timeout: timeoutMs },
+      );
+      const text = resultText(result);
+      return result.isError === true
+        ? { ok: false, outcome: "error", output: `The tool "${tool}" failed: ${stripMcpPrefix(text)}` }
+        : { ok: true, outcome: "success", output: text };
+    } catch (err) {
+      return signal?.aborted === true
+        ? { ok: false, outcome: "error", output: `The call to "${tool}" was cancelled.` }
+        : this.#callFailure(s.gen, tool, timeoutMs, err);
     }
   }
 

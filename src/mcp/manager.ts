@@ -28,6 +28,13 @@ export interface ClientMcpManagerOptions {
 }
 
 const MODE = "client";
+
+interface PendingCall {
+  readonly server: string;
+  readonly tool: string;
+  readonly outcome: ToolCallOutcome["outcome"];
+  readonly seconds: number | null;
+}
 /** Longest `close()` may take, whatever the servers do. */
 const CLOSE_BOUND_MS = 6000;
 
@@ -70,6 +77,7 @@ export class ClientMcpManager implements ToolProvider {
   #registry = new ToolRegistry();
   #fingerprint = "";
   #closed = false;
+  #pendingCalls: PendingCall[] = [];
 
   constructor(opts: ClientMcpManagerOptions) {
     this.#log = opts.logger;
@@ -196,6 +204,7 @@ export class ClientMcpManager implements ToolProvider {
       }),
     ]);
     clearTimeout(timer);
+    this.#flushCalls();
     this.#rebuild();
   }
 
@@ -247,13 +256,39 @@ export class ClientMcpManager implements ToolProvider {
     }
   }
 
+  /**
+   * Queues one call for `tool_calls_total` / `tool_call_duration_seconds`; the queue is applied on
+   * the next turn of the event loop, so label hashing stays off the caller's critical path. Series
+   * lag a call by at most one tick. `seconds` null: no duration (the call was never routed).
+   */
+  #recordCall(
+    server: string,
+    tool: string,
+    outcome: ToolCallOutcome["outcome"],
+    seconds: number | null,
+  ): void {
+    this.#pendingCalls.push({ server, tool, outcome, seconds });
+    if (this.#pendingCalls.length === 1) setImmediate(this.#flushCalls);
+  }
+
+  readonly #flushCalls = (): void => {
+    const metrics = this.#metrics;
+    const calls = this.#pendingCalls;
+    this.#pendingCalls = [];
+    if (!metrics) return;
+    for (const c of calls) {
+      metrics.toolCalls.inc({ server: c.server, tool: c.tool, mode: MODE, outcome: c.outcome });
+      if (c.seconds !== null) metrics.toolCallDuration.observe({ server: c.server, mode: MODE }, c.seconds);
+    }
+  };
+
   #unknown(name: string, t0: number): ToolCallOutcome {
     const down = this.status().filter((s) => s.state !== "up" && s.enabled);
     const hint =
       down.length > 0
         ? ` Unavailable right now: ${down.map((s) => `"${s.name}" (${s.state})`).join(", ")}.`
         : "";
-    this.#metrics?.toolCalls.inc({ server: "", tool: "", mode: MODE, outcome: "unknown_tool" });
+    if (this.#metrics) this.#recordCall("", "", "unknown_tool", null);
     return {
       ok: false,
       outcome: "unknown_tool",
@@ -264,13 +299,16 @@ export class ClientMcpManager implements ToolProvider {
 
   #finish(tool: RoutedTool, t0: number, result: CallResult): ToolCallOutcome {
     const durationMs = performance.now() - t0;
-    const metrics = this.#metrics;
-    if (metrics) {
-      metrics.toolCalls.inc({ server: tool.server, tool: tool.tool, mode: MODE, outcome: result.outcome });
-      metrics.toolCallDuration.observe({ server: tool.server, mode: MODE }, durationMs / 1000);
-    }
+    if (this.#metrics) this.#recordCall(tool.server, tool.tool, result.outcome, durationMs / 1000);
     if (!result.ok)
       this.#log.info({ server: tool.server, tool: tool.tool, outcome: result.outcome }, "tool call failed");
-    return { ...result, server: tool.server, tool: tool.tool, durationMs };
+    return {
+      ok: result.ok,
+      output: result.output,
+      outcome: result.outcome,
+      server: tool.server,
+      tool: tool.tool,
+      durationMs,
+    };
   }
 }
