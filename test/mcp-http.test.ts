@@ -96,6 +96,37 @@ describe.each(cases)("server-everything over $transport", ({ mode, transport, pa
   });
 });
 
+describe("health check", () => {
+  it("marks an idle Streamable HTTP server down when it goes away, and up when it is back", async () => {
+    let server = await startEverythingHttp("streamableHttp");
+    const m = new ClientMcpManager({
+      servers: [
+        clientServer({ name: "idle", transport: "http", server_url: `http://127.0.0.1:${server.port}/mcp` }),
+      ],
+      logger: memoryLogger("warn").logger,
+      backoff: FAST_BACKOFF,
+      healthCheckMs: 200,
+    });
+    try {
+      await m.connectAll();
+      expect(m.status()[0]!.state).toBe("up");
+      // Stays up while the server answers its pings.
+      await new Promise((r) => setTimeout(r, 700));
+      expect(m.status()[0]!.state).toBe("up");
+      const port = server.port;
+      await server.stop();
+      await waitFor(() => m.status()[0]!.state !== "up", 10_000, "down without any call");
+      expect(m.tools()).toEqual([]);
+      server = await startEverythingHttp("streamableHttp", port);
+      await waitFor(() => m.status()[0]!.state === "up", 20_000, "up again");
+      expect((await m.callTool("echo", '{"message":"hi"}')).ok).toBe(true);
+    } finally {
+      await m.close();
+      await server.stop();
+    }
+  });
+});
+
 describe("HTTP headers and authorization", () => {
   let http: HttpServer;
   let url: string;

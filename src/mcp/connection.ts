@@ -25,6 +25,7 @@ export const DEFAULT_BACKOFF: Backoff = { initialMs: 1000, maxMs: 60_000 };
 const MAX_TOOL_PAGES = 100;
 /** Time given to a graceful close (stdin end → SIGTERM → SIGKILL in the SDK) before survivors are killed. */
 const CLOSE_GRACE_MS = 4500;
+const DEFAULT_HEALTH_CHECK_MS = 30_000;
 /** Coalesces bursts of `tools/list_changed`. */
 const LIST_CHANGED_DEBOUNCE_MS = 25;
 
@@ -70,6 +71,11 @@ export interface ServerConnectionOptions {
   readonly onRestart?: () => void;
   readonly transportOptions?: Omit<TransportOptions, "logger">;
   readonly random?: () => number;
+  /**
+   * While up, the server is pinged this often; a failed ping counts as a lost connection (an HTTP
+   * server that went away while nobody called it). 0 turns it off. Default 30 s.
+   */
+  readonly healthCheckMs?: number;
 }
 
 /**
@@ -88,6 +94,7 @@ export class ServerConnection {
   #lastError: string | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #refreshTimer: NodeJS.Timeout | undefined;
+  #healthTimer: NodeJS.Timeout | undefined;
   #firstAttempt: Promise<void> | undefined;
 
   constructor(opts: ServerConnectionOptions) {
@@ -281,6 +288,7 @@ export class ServerConnection {
       this.#failures = 0;
       this.#lastError = undefined;
       this.#log.info({ tools: tools.length, transport: cfg.transport }, "MCP server connected");
+      this.#startHealthCheck(gen, client);
       this.#opts.onChange();
     } catch (err) {
       if (gen !== this.#gen) return;
@@ -309,6 +317,7 @@ export class ServerConnection {
     // While connecting, the attempt itself reports the failure.
     if (gen !== this.#gen || s.status !== "up") return;
     this.#gen++;
+    this.#stopHealthCheck();
     this.#lastError = message;
     this.#state = { status: "down", gen: this.#gen, error: message };
     this.#log.warn({ err: message }, "MCP server connection lost");
@@ -329,6 +338,35 @@ export class ServerConnection {
       void this.#attempt();
     }, delay);
     this.#retryTimer.unref();
+  }
+
+  #startHealthCheck(gen: number, client: Client): void {
+    this.#stopHealthCheck();
+    const every = this.#opts.healthCheckMs ?? DEFAULT_HEALTH_CHECK_MS;
+    if (every <= 0) return;
+    const timeout = Math.min(this.config.timeout * 1000, every, 10_000);
+    let inFlight = false;
+    this.#healthTimer = setInterval(() => {
+      if (inFlight || gen !== this.#gen) return;
+      inFlight = true;
+      client.ping({ timeout }).then(
+        () => {
+          inFlight = false;
+        },
+        (err: unknown) => {
+          inFlight = false;
+          // A server without ping support is still a working server.
+          if (err instanceof McpError && err.code === Number(ErrorCode.MethodNotFound)) return;
+          this.#lost(gen, `health check failed: ${errorText(err)}`);
+        },
+      );
+    }, every);
+    this.#healthTimer.unref();
+  }
+
+  #stopHealthCheck(): void {
+    if (this.#healthTimer !== undefined) clearInterval(this.#healthTimer);
+    this.#healthTimer = undefined;
   }
 
   #clearRetry(): void {
@@ -365,6 +403,7 @@ export class ServerConnection {
     const s = this.#state;
     this.#gen++;
     this.#clearRetry();
+    this.#stopHealthCheck();
     if (this.#refreshTimer !== undefined) clearTimeout(this.#refreshTimer);
     this.#refreshTimer = undefined;
     this.#state = next;

@@ -25,6 +25,8 @@ export interface ClientMcpManagerOptions {
   readonly clientInfo?: { readonly name: string; readonly version: string };
   /** Environment the stdio allow-list reads from. Default `process.env`. */
   readonly parentEnv?: NodeJS.ProcessEnv;
+  /** Ping interval for servers that are up (0: off). Default 30 s. */
+  readonly healthCheckMs?: number;
 }
 
 const MODE = "client";
@@ -72,6 +74,7 @@ export class ClientMcpManager implements ToolProvider {
   readonly #backoff: Backoff;
   readonly #clientInfo: { readonly name: string; readonly version: string };
   readonly #transportOptions: Omit<TransportOptions, "logger">;
+  readonly #healthCheckMs: number | undefined;
   readonly #servers = new Map<string, ServerConnection>();
   readonly #listeners = new Set<() => void>();
   #registry = new ToolRegistry();
@@ -86,6 +89,7 @@ export class ClientMcpManager implements ToolProvider {
     this.#backoff = opts.backoff ?? DEFAULT_BACKOFF;
     this.#clientInfo = opts.clientInfo ?? { name: "openvoice-mcp", version: "0.1.0" };
     this.#transportOptions = opts.parentEnv !== undefined ? { parentEnv: opts.parentEnv } : {};
+    this.#healthCheckMs = opts.healthCheckMs;
     for (const cfg of opts.servers) if (cfg.mode === MODE) this.#register(cfg);
   }
 
@@ -217,6 +221,7 @@ export class ClientMcpManager implements ToolProvider {
       backoff: this.#backoff,
       clientInfo: this.#clientInfo,
       transportOptions: this.#transportOptions,
+      ...(this.#healthCheckMs !== undefined ? { healthCheckMs: this.#healthCheckMs } : {}),
       onChange: () => {
         if (this.#servers.get(cfg.name) === conn) this.#rebuild();
         metrics?.mcpServerUp.set({ server: cfg.name, mode: MODE }, conn.isUp ? 1 : 0);
