@@ -24,7 +24,7 @@ export const DEFAULT_BACKOFF: Backoff = { initialMs: 1000, maxMs: 60_000 };
 /** Pages of `tools/list` read at most (a server whose cursor never ends is cut off). */
 const MAX_TOOL_PAGES = 100;
 /** Time given to a graceful close (stdin end → SIGTERM → SIGKILL in the SDK) before survivors are killed. */
-const CLOSE_GRACE_MS = 4500;
+const CLOSE_GRACE_MS = 3500;
 const DEFAULT_HEALTH_CHECK_MS = 30_000;
 /** Coalesces bursts of `tools/list_changed`. */
 const LIST_CHANGED_DEBOUNCE_MS = 25;

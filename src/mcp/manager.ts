@@ -37,8 +37,8 @@ interface PendingCall {
   readonly outcome: ToolCallOutcome["outcome"];
   readonly seconds: number | null;
 }
-/** Longest `close()` may take, whatever the servers do. */
-const CLOSE_BOUND_MS = 6000;
+/** Longest `close()` may take, whatever the servers do: inside the service's 5 s shutdown budget. */
+const CLOSE_BOUND_MS = 4000;
 
 /** `argsJson` as an argument object, or why it is not one. */
 export function parseArguments(
