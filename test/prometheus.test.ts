@@ -7,6 +7,7 @@ import type { FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { createSatelliteServer } from "../src/http/server.js";
 import { createLogger } from "../src/log.js";
 import {
@@ -35,6 +36,10 @@ const valueOf = (samples: PromSample[], labels: Record<string, string> = {}): nu
   const hit = samples.find((s) => Object.entries(labels).every(([k, v]) => s.metric[k] === v));
   return hit === undefined ? undefined : Number(hit.value[1]);
 };
+
+const EVERYTHING_SCRIPT = fileURLToPath(
+  new URL("../node_modules/@modelcontextprotocol/server-everything/dist/index.js", import.meta.url),
+);
 
 describe("a real Prometheus scraping the satellite-port /metrics", () => {
   let metrics: Metrics;
@@ -159,7 +164,21 @@ describe("a real Prometheus scraping the service process", () => {
   let prometheus: PrometheusServer | undefined;
 
   beforeAll(async () => {
-    service = await startService(loopbackServiceConfig({ metrics: { token: TOKEN } }));
+    service = await startService(
+      loopbackServiceConfig({
+        metrics: { token: TOKEN },
+        // A real stdio tool server, so the running service declares its tool-call series.
+        mcp_servers: {
+          everything: {
+            mode: "client",
+            transport: "stdio",
+            command: process.execPath,
+            args: [EVERYTHING_SCRIPT, "stdio"],
+            require_approval: "never",
+          },
+        },
+      }),
+    );
     prometheus = await startPrometheus({
       targets: [
         { job: "openvoice", url: service.metricsUrl, bearerToken: TOKEN },
@@ -192,5 +211,19 @@ describe("a real Prometheus scraping the service process", () => {
     expect(valueOf(started)).toBeGreaterThan(Date.now() / 1000 - 600);
     const satellites = await prometheus!.query('openvoice_satellites_connected{job="openvoice"}');
     expect(valueOf(satellites)).toBe(0);
+  });
+
+  it("answers openvoice_tool_calls_total for every tool of the connected stdio server, at zero", async () => {
+    const up = await prometheus!.waitFor(
+      'openvoice_mcp_server_up{job="openvoice",server="everything",mode="client"} == 1',
+      (s) => s.length === 1,
+    );
+    expect(up).toHaveLength(1);
+    const calls = await prometheus!.waitFor(
+      'openvoice_tool_calls_total{job="openvoice",server="everything",tool="echo"}',
+      (s) => s.length > 0,
+    );
+    expect(calls.map((c) => c.metric.outcome).sort()).toContain("success");
+    expect(calls.every((c) => Number(c.value[1]) === 0)).toBe(true);
   });
 });
