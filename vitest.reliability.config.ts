@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: "forks",
     maxWorkers: 1,
+    reporters: ["default", "./test/reliability/summary-reporter.ts"],
   },
 });

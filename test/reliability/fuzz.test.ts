@@ -69,7 +69,20 @@ const hello = (over: Record<string, unknown> = {}): Record<string, unknown> => (
   ...over,
 });
 
-const WRONG_VALUES: readonly unknown[] = [null, 0, -1, 1.5, "", "x", true, [], {}, [1, 2], 1e309, "1"];
+const WRONG_VALUES: readonly unknown[] = [
+  null,
+  0,
+  -1,
+  1.5,
+  "",
+  "x",
+  true,
+  [],
+  {},
+  [1, 2],
+  Number.MAX_VALUE,
+  "1",
+];
 
 function plan(r: SeededRandom): Plan {
   const kind = r.pick<Kind>([
@@ -120,10 +133,20 @@ function plan(r: SeededRandom): Plan {
       };
     case "oversized": {
       const frame = r.next() < 0.5 ? r.bytes(r.int(MAX_FRAME + 1, MAX_FRAME * 3)) : "x".repeat(MAX_FRAME + 1);
-      return { kind, frames: r.next() < 0.5 ? [frame] : [ok, frame], codes: ["frame_too_large"], bareCloses: [] };
+      return {
+        kind,
+        frames: r.next() < 0.5 ? [frame] : [ok, frame],
+        codes: ["frame_too_large"],
+        bareCloses: [],
+      };
     }
     case "huge":
-      return { kind, frames: [ok, Buffer.alloc(MAX_FRAME * 4 + r.int(1, 1000))], codes: [], bareCloses: [1009] };
+      return {
+        kind,
+        frames: [ok, Buffer.alloc(MAX_FRAME * 4 + r.int(1, 1000))],
+        codes: [],
+        bareCloses: [1009],
+      };
     case "flood":
       return {
         kind,
@@ -134,7 +157,8 @@ function plan(r: SeededRandom): Plan {
     case "junk_after_hello": {
       const junk = Array.from({ length: r.int(1, 12) }, () => {
         const v = r.int(0, 5);
-        if (v === 0) return JSON.stringify({ type: "approval.reply", id: r.pick(WRONG_VALUES), approve: "yes" });
+        if (v === 0)
+          return JSON.stringify({ type: "approval.reply", id: r.pick(WRONG_VALUES), approve: "yes" });
         if (v === 1) return JSON.stringify({ type: r.bytes(4).toString("hex") });
         if (v === 2) return JSON.stringify({ type: "playback.done", played_ms: r.pick(WRONG_VALUES) });
         if (v === 3) return '{"type":"turn.st'.slice(0, r.int(1, 15));
@@ -282,7 +306,10 @@ describe("malformed satellite input", () => {
     expect(svc.child.exitCode).toBeNull();
     expect((await fetch(`${svc.baseUrl}/healthz`)).status).toBe(200);
     expect(goodTurns.length).toBeGreaterThanOrEqual(3);
-    expect(goodTurns.every((t) => t === "done"), goodTurns.join(",")).toBe(true);
+    expect(
+      goodTurns.every((t) => t === "done"),
+      goodTurns.join(","),
+    ).toBe(true);
     expect(good.closed).toBeNull();
     expect(good.invalid).toEqual([]);
     good.close();

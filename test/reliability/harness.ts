@@ -271,8 +271,8 @@ export async function spawnService(
     },
   );
   let output = "";
-  child.stdout!.setEncoding("utf8").on("data", (d: string) => (output += d));
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => (output += d));
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (output += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (output += d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; atMs: number }>(
     (resolve) => child.once("exit", (code, signal) => resolve({ code, signal, atMs: performance.now() })),
   );

@@ -34,9 +34,15 @@ afterAll(async () => {
 describe("SIGTERM under load", () => {
   it(`exits 0 within 5 s with ${SATELLITES} satellites streaming and a stdio MCP child; no child left`, async () => {
     fake = await startFakeRealtime({ apiKey: secrets.apiKey, audioSpeed: 1, replyAudio: tone(20_000) });
-    svc = await spawnService(reliabilityConfig(fake.url, secrets, { stdio: true, poolSize: 2, logLevel: "info" }));
+    svc = await spawnService(
+      reliabilityConfig(fake.url, secrets, { stdio: true, poolSize: 2, logLevel: "info" }),
+    );
     await waitFor(() => descendants(svc!.pid).length > 0, 20_000, "the stdio MCP child");
-    await waitFor(() => /MCP server ready|tools listed|"server":"everything"/.test(svc!.log()), 20_000, "everything up");
+    await waitFor(
+      () => /MCP server ready|tools listed|"server":"everything"/.test(svc!.log()),
+      20_000,
+      "everything up",
+    );
 
     // One satellite's conversation is inside a long tool call…
     fake.script({

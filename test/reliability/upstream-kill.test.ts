@@ -93,7 +93,9 @@ describe("upstream killed during conversations", () => {
       `TCP sockets back to ${before.TCPSocketWrap} (now ${JSON.stringify(activeResources())})`,
     );
     // Timers: 20 recoveries must not leave 20 of anything behind (a little slack for timers in flight).
-    expect(after.Timeout ?? 0, JSON.stringify({ before, after })).toBeLessThanOrEqual((before.Timeout ?? 0) + 2);
+    expect(after.Timeout ?? 0, JSON.stringify({ before, after })).toBeLessThanOrEqual(
+      (before.Timeout ?? 0) + 2,
+    );
     expect(after.Immediate ?? 0).toBeLessThanOrEqual((before.Immediate ?? 0) + 1);
   });
 
