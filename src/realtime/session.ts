@@ -623,7 +623,17 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         output = JSON.stringify({ error: "not_approved", message: denial });
         this.emit("tool", { name: tool, server, status: "failed" });
       } else {
-        const outcome = await this.#o.tools.callTool(name, args, { signal: this.#abort.signal });
+        // One signal per call: the MCP SDK never removes its abort listener, so the session's own
+        // signal would collect one per call for the session's lifetime.
+        const call = new AbortController();
+        const forward = (): void => call.abort();
+        this.#abort.signal.addEventListener("abort", forward, { once: true });
+        let outcome;
+        try {
+          outcome = await this.#o.tools.callTool(name, args, { signal: call.signal });
+        } finally {
+          this.#abort.signal.removeEventListener("abort", forward);
+        }
         output = outcome.output;
         this.emit("tool", {
           name: tool,
