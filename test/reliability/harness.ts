@@ -187,6 +187,13 @@ export interface InProcessService {
   close(): Promise<void>;
 }
 
+/** Sum of every series of one metric in an in-process service's registry. */
+export async function metricTotal(svc: InProcessService, name: string): Promise<number> {
+  const m = svc.app.metrics.registry.getSingleMetric(name);
+  if (!m) throw new Error(`no metric ${name}`);
+  return (await m.get()).values.reduce((n, v) => n + v.value, 0);
+}
+
 /** The whole service in this process, listening on 127.0.0.1 with ports picked by the OS. */
 export async function startInProcess(
   input: ConfigInput,

@@ -9,6 +9,7 @@ import { startFakeRealtime, tone, type FakeRealtimeServer } from "../fake-realti
 import {
   TalkingSatellite,
   makeSecrets,
+  metricTotal,
   reliabilityConfig,
   scanForSecrets,
   startInProcess,
@@ -29,11 +30,7 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function metric(name: string): Promise<number> {
-  const m = svc!.app.metrics.registry.getSingleMetric(name);
-  if (!m) throw new Error(`no metric ${name}`);
-  return (await m.get()).values.reduce((n, v) => n + v.value, 0);
-}
+const metric = (name: string): Promise<number> => metricTotal(svc!, name);
 
 const instructionsOf = (s: unknown): string =>
   typeof s === "object" && s !== null && "instructions" in s && typeof s.instructions === "string"

@@ -10,6 +10,7 @@ import {
   TalkingSatellite,
   activeResources,
   makeSecrets,
+  metricTotal,
   reliabilityConfig,
   scanForSecrets,
   sleep,
@@ -31,11 +32,7 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function metric(name: string): Promise<number> {
-  const m = svc!.app.metrics.registry.getSingleMetric(name);
-  if (!m) throw new Error(`no metric ${name}`);
-  return (await m.get()).values.reduce((n, v) => n + v.value, 0);
-}
+const metric = (name: string): Promise<number> => metricTotal(svc!, name);
 
 describe("upstream killed during conversations", () => {
   it(`recovers ${KILLS} times out of ${KILLS}, then leaks no socket or timer`, async () => {
