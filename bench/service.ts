@@ -9,8 +9,9 @@
  *   at real time), and the RSS each active satellite adds;
  * - end-to-end turn overhead: satellite `turn.end` → first reply audio frame at the satellite, versus a
  *   client talking to the same fake upstream directly (`input_audio_buffer.commit` + `response.create`
- *   → first `response.output_audio.delta`). The fake answers at once, so the difference is what the
- *   service adds (commit, response, resampling, pacing, two extra loopback hops).
+ *   → first `response.output_audio.delta`). The fake takes a fixed 250 ms of "thinking" before each
+ *   reply (`replyDelayMs`) on both paths, so the difference is what the service adds (commit,
+ *   response, resampling, pacing, two extra loopback hops).
  *
  * Runnable alone: `npx tsx bench/service.ts` (after `npm run build`; BENCH_QUICK=1 for a smoke run).
  */
@@ -207,6 +208,9 @@ async function serviceTurns(svc: ServiceChild, token: string, count: number): Pr
   return times;
 }
 
+/** The fake upstream's fixed time to first reply output in the turn-overhead measurement. */
+const REPLY_DELAY_MS = 250;
+
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const secrets = makeSecrets("bench");
@@ -276,6 +280,8 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       }
 
       // ── end-to-end turn overhead ──────────────────────────────────────────────────────────
+      // A fixed upstream delay on both paths, as a real model takes time before it speaks.
+      fake.opts.replyDelayMs = REPLY_DELAY_MS;
       const count = ctx.quick ? 8 : 30;
       const direct = await directTurns(fake, secrets.apiKey, count);
       const through = await serviceTurns(svc, secrets.satelliteToken, count);
@@ -283,7 +289,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       const s = median(through);
       rows.push({
         group: GROUP,
-        name: `turn: end of speech → first reply audio (${count} turns)`,
+        name: `turn: end of speech → first reply audio (${count} turns, upstream replies after ${REPLY_DELAY_MS} ms)`,
         unit: "ms",
         ours: s,
         baseline: d,

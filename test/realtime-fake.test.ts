@@ -94,6 +94,30 @@ describe("fake realtime server", () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(140);
   });
 
+  it("holds a spoken reply's output for replyDelayMs after response.created; a cancel in between silences it", async () => {
+    fake = await startFakeRealtime({ replyDelayMs: 150 });
+    const c = await connect(fake.url);
+    await c.waitFor("session.created");
+    c.send({ type: "response.create" });
+    await c.waitFor("response.created");
+    const created = performance.now();
+    await c.waitFor("response.output_audio.delta");
+    expect(performance.now() - created).toBeGreaterThanOrEqual(140);
+    await c.waitFor("response.done");
+
+    c.send({ type: "response.create" });
+    await c.waitFor("response.created", 2);
+    c.send({ type: "response.cancel" });
+    const done = await c.waitFor("response.done", 2);
+    expect(done.type === "response.done" && done.response.status).toBe("cancelled");
+    await new Promise((r) => setTimeout(r, 250));
+    const cancelledId = done.type === "response.done" ? done.response.id : "";
+    expect(
+      c.events.some((e) => e.type === "response.output_audio.delta" && e.response_id === cancelledId),
+    ).toBe(false);
+    expect(c.events.filter((e) => e.type === "response.output_item.added")).toHaveLength(1);
+  });
+
   it("answers session.update and lists mcp tools per server_label as scripted", async () => {
     fake = await startFakeRealtime({
       mcp: {

@@ -92,6 +92,11 @@ export interface FakeRealtimeOptions {
   usage?: RealtimeResponseUsage;
   /** Ends every session with `session_expired` + close 1001 after this many ms. */
   maxSessionMs?: number;
+  /**
+   * Model "thinking" time of a spoken reply: from `response.created` to its first output event.
+   * Default 0. A fixed delay makes end-to-end latency figures comparable with a real upstream.
+   */
+  replyDelayMs?: number;
 }
 
 export const DEFAULT_USAGE: RealtimeResponseUsage = {
@@ -819,104 +824,111 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
     audio = this.#server.replyAudio,
   ): void {
     this.#startResponse((r, done) => {
-      const itemId = nextId("item");
-      const item: ConversationItem = {
-        type: "message",
-        role: "assistant",
-        id: itemId,
-        status: "in_progress",
-        content: [],
-      };
-      const ids = { response_id: r.id, item_id: itemId, output_index: 0 };
+      const delay = this.#server.opts.replyDelayMs ?? 0;
+      if (delay > 0)
+        this.#later(delay, () => this.#active === r && this.#speakBody(r, done, transcript, audio));
+      else this.#speakBody(r, done, transcript, audio);
+    });
+  }
+
+  #speakBody(r: ActiveResponse, done: () => void, transcript: string, audio: Buffer): void {
+    const itemId = nextId("item");
+    const item: ConversationItem = {
+      type: "message",
+      role: "assistant",
+      id: itemId,
+      status: "in_progress",
+      content: [],
+    };
+    const ids = { response_id: r.id, item_id: itemId, output_index: 0 };
+    this.send({
+      type: "response.output_item.added",
+      event_id: nextId("event"),
+      response_id: r.id,
+      output_index: 0,
+      item,
+    });
+    this.send({
+      type: "conversation.item.added",
+      event_id: nextId("event"),
+      item,
+      previous_item_id: this.#lastItemId,
+    });
+    this.#lastItemId = itemId;
+    this.send({
+      type: "response.content_part.added",
+      event_id: nextId("event"),
+      ...ids,
+      content_index: 0,
+      part: { type: "audio", transcript: "" },
+    });
+    this.send({
+      type: "response.output_audio_transcript.delta",
+      event_id: nextId("event"),
+      ...ids,
+      content_index: 0,
+      delta: transcript,
+    });
+    const chunkMs = this.#server.opts.chunkMs ?? 100;
+    const chunkBytes = Math.max(2, Math.round((SAMPLE_RATE * chunkMs) / 1000) * 2);
+    const speed = this.#server.opts.audioSpeed ?? 4;
+    const interval = Number.isFinite(speed) && speed > 0 ? chunkMs / speed : 0;
+    let off = 0;
+    const step = (): void => {
+      if (this.#active !== r || this.closed) return;
+      do {
+        const chunk = audio.subarray(off, off + chunkBytes);
+        off += chunkBytes;
+        if (chunk.length > 0)
+          this.send({
+            type: "response.output_audio.delta",
+            event_id: nextId("event"),
+            ...ids,
+            content_index: 0,
+            delta: chunk.toString("base64"),
+          });
+      } while (interval === 0 && off < audio.length);
+      if (off < audio.length) {
+        r.timer = setTimeout(step, interval);
+        return;
+      }
       this.send({
-        type: "response.output_item.added",
+        type: "response.output_audio.done",
+        event_id: nextId("event"),
+        ...ids,
+        content_index: 0,
+      });
+      this.send({
+        type: "response.output_audio_transcript.done",
+        event_id: nextId("event"),
+        ...ids,
+        content_index: 0,
+        transcript,
+      });
+      this.send({
+        type: "response.content_part.done",
+        event_id: nextId("event"),
+        ...ids,
+        content_index: 0,
+        part: { type: "audio", transcript },
+      });
+      const final: ConversationItem = {
+        ...item,
+        status: "completed",
+        content: [{ type: "output_audio", transcript }],
+      };
+      this.send({
+        type: "response.output_item.done",
         event_id: nextId("event"),
         response_id: r.id,
         output_index: 0,
-        item,
+        item: final,
       });
-      this.send({
-        type: "conversation.item.added",
-        event_id: nextId("event"),
-        item,
-        previous_item_id: this.#lastItemId,
-      });
-      this.#lastItemId = itemId;
-      this.send({
-        type: "response.content_part.added",
-        event_id: nextId("event"),
-        ...ids,
-        content_index: 0,
-        part: { type: "audio", transcript: "" },
-      });
-      this.send({
-        type: "response.output_audio_transcript.delta",
-        event_id: nextId("event"),
-        ...ids,
-        content_index: 0,
-        delta: transcript,
-      });
-      const chunkMs = this.#server.opts.chunkMs ?? 100;
-      const chunkBytes = Math.max(2, Math.round((SAMPLE_RATE * chunkMs) / 1000) * 2);
-      const speed = this.#server.opts.audioSpeed ?? 4;
-      const interval = Number.isFinite(speed) && speed > 0 ? chunkMs / speed : 0;
-      let off = 0;
-      const step = (): void => {
-        if (this.#active !== r || this.closed) return;
-        do {
-          const chunk = audio.subarray(off, off + chunkBytes);
-          off += chunkBytes;
-          if (chunk.length > 0)
-            this.send({
-              type: "response.output_audio.delta",
-              event_id: nextId("event"),
-              ...ids,
-              content_index: 0,
-              delta: chunk.toString("base64"),
-            });
-        } while (interval === 0 && off < audio.length);
-        if (off < audio.length) {
-          r.timer = setTimeout(step, interval);
-          return;
-        }
-        this.send({
-          type: "response.output_audio.done",
-          event_id: nextId("event"),
-          ...ids,
-          content_index: 0,
-        });
-        this.send({
-          type: "response.output_audio_transcript.done",
-          event_id: nextId("event"),
-          ...ids,
-          content_index: 0,
-          transcript,
-        });
-        this.send({
-          type: "response.content_part.done",
-          event_id: nextId("event"),
-          ...ids,
-          content_index: 0,
-          part: { type: "audio", transcript },
-        });
-        const final: ConversationItem = {
-          ...item,
-          status: "completed",
-          content: [{ type: "output_audio", transcript }],
-        };
-        this.send({
-          type: "response.output_item.done",
-          event_id: nextId("event"),
-          response_id: r.id,
-          output_index: 0,
-          item: final,
-        });
-        this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
-        r.output.push(final);
-        done();
-      };
-      step();
-    });
+      this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+      r.output.push(final);
+      done();
+    };
+    step();
   }
 }
 
