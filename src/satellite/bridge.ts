@@ -11,7 +11,12 @@ import type { ApprovalQueue, PendingApproval } from "../approvals/queue.js";
 import { SATELLITE_ERRORS, type SatelliteErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import type { Conversation, ConversationSource, ResponseEndReason } from "../realtime/conversation.js";
+import type {
+  Conversation,
+  ConversationEvents,
+  ConversationSource,
+  ResponseEndReason,
+} from "../realtime/conversation.js";
 import type { SatelliteAuth, TokenMatch } from "./auth.js";
 import { TokenBucket, type SatelliteLimits } from "./limits.js";
 import { PlaybackPacer } from "../audio/pacer.js";
@@ -444,7 +449,8 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
           this.internalError(err);
         }
       };
-    const on = {
+    // Typed against ConversationEvents: every event is handled, each with the event's own arguments.
+    const on: { [E in keyof ConversationEvents]: (...args: ConversationEvents[E]) => void } = {
       "speech.started": guard(() => this.#onSpeechStarted()),
       "speech.stopped": guard(() => {
         this.#turnEndAt = this.#now();
@@ -471,27 +477,10 @@ export class SatelliteBridge extends EventEmitter<BridgeEvents> {
       }),
       closed: guard(({ reason }: { reason: string }) => this.#onConversationClosed(reason)),
     };
-    c.on("speech.started", on["speech.started"]);
-    c.on("speech.stopped", on["speech.stopped"]);
-    c.on("response.start", on["response.start"]);
-    c.on("audio", on.audio);
-    c.on("response.end", on["response.end"]);
-    c.on("transcript", on.transcript);
-    c.on("tool", on.tool);
-    c.on("approval.request", on["approval.request"]);
-    c.on("error", on.error);
-    c.on("closed", on.closed);
+    const names = Object.keys(on) as (keyof ConversationEvents)[];
+    for (const name of names) c.on(name, on[name]);
     return () => {
-      c.off("speech.started", on["speech.started"]);
-      c.off("speech.stopped", on["speech.stopped"]);
-      c.off("response.start", on["response.start"]);
-      c.off("audio", on.audio);
-      c.off("response.end", on["response.end"]);
-      c.off("transcript", on.transcript);
-      c.off("tool", on.tool);
-      c.off("approval.request", on["approval.request"]);
-      c.off("error", on.error);
-      c.off("closed", on.closed);
+      for (const name of names) c.off(name, on[name]);
     };
   }
 

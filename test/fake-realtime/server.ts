@@ -694,20 +694,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
             arguments: "",
             status: "in_progress",
           };
-          this.send({
-            type: "response.output_item.added",
-            event_id: nextId("event"),
-            response_id: r.id,
-            output_index: 0,
-            item,
-          });
-          this.send({
-            type: "conversation.item.added",
-            event_id: nextId("event"),
-            item,
-            previous_item_id: this.#lastItemId,
-          });
-          this.#lastItemId = itemId;
+          this.#addOutputItem(r.id, item);
           this.send({
             type: "response.function_call_arguments.delta",
             event_id: nextId("event"),
@@ -750,20 +737,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
             arguments: turn.arguments,
           };
           this.#approvals.set(id, turn);
-          this.send({
-            type: "response.output_item.added",
-            event_id: nextId("event"),
-            response_id: r.id,
-            output_index: 0,
-            item,
-          });
-          this.send({
-            type: "conversation.item.added",
-            event_id: nextId("event"),
-            item,
-            previous_item_id: this.#lastItemId,
-          });
-          this.#lastItemId = id;
+          this.#addOutputItem(r.id, item);
           this.send({
             type: "response.output_item.done",
             event_id: nextId("event"),
@@ -776,6 +750,24 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           done();
         });
     }
+  }
+
+  /** A new output item of response `responseId`: `response.output_item.added` + `conversation.item.added`. */
+  #addOutputItem(responseId: string, item: ConversationItem & { id?: string }): void {
+    this.send({
+      type: "response.output_item.added",
+      event_id: nextId("event"),
+      response_id: responseId,
+      output_index: 0,
+      item,
+    });
+    this.send({
+      type: "conversation.item.added",
+      event_id: nextId("event"),
+      item,
+      previous_item_id: this.#lastItemId,
+    });
+    this.#lastItemId = item.id ?? null;
   }
 
   /** Starts a response; `body` plays it and calls `done()` to finish with status completed. */
@@ -841,20 +833,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       content: [],
     };
     const ids = { response_id: r.id, item_id: itemId, output_index: 0 };
-    this.send({
-      type: "response.output_item.added",
-      event_id: nextId("event"),
-      response_id: r.id,
-      output_index: 0,
-      item,
-    });
-    this.send({
-      type: "conversation.item.added",
-      event_id: nextId("event"),
-      item,
-      previous_item_id: this.#lastItemId,
-    });
-    this.#lastItemId = itemId;
+    this.#addOutputItem(r.id, item);
     this.send({
       type: "response.content_part.added",
       event_id: nextId("event"),
