@@ -16,7 +16,7 @@ import { Resampler, type PcmRate } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
 import { median, type BenchContext, type BenchRow } from "./types.js";
 
-const FIXTURES = new URL("../../shared/fixtures/audio/", import.meta.url);
+const FIXTURES = new URL("../test/fixtures/audio/", import.meta.url);
 const SIGNAL_SECONDS = 60;
 const FRAME_MS = 20;
 const GROUP = "audio";

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { Resampler, type PcmRate } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
 
-const FIXTURES = new URL("../../shared/fixtures/audio/", import.meta.url);
+const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
 
 function fixture(name: string): { rate: number; samples: Int16Array } {
   const wav = parseWav(readFileSync(new URL(name, FIXTURES)));

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { encodeWav, parseWav, WavFormatError, type WavProblem } from "../src/audio/wav.js";
 
-const FIXTURES = new URL("../../shared/fixtures/audio/", import.meta.url);
+const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
 
 function chunk(id: string, body: Buffer): Buffer {
   const header = Buffer.alloc(8);

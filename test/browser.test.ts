@@ -38,7 +38,7 @@ import {
 import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
 
 const AUDIO = (name: string) =>
-  fileURLToPath(new URL(`../../shared/fixtures/audio/${name}`, import.meta.url));
+  fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const SATELLITE_TOKEN = "shared-satellite-token-0123456789";
 const TALK_TOKEN = "ingress-talk-token-abcdefghijklmnop";

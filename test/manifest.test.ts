@@ -18,8 +18,8 @@ import { API_ERRORS, SATELLITE_ERRORS, type ErrorSpec } from "../src/errors.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const read = (p: string): string => readFileSync(join(root, p), "utf8");
-/** The add-on linter's schema lives beside the repository (like the audio fixtures); override with ADDON_LINTER_DIR. */
-const linterDir = process.env.ADDON_LINTER_DIR ?? join(root, "..", "shared", "addon-linter");
+/** The add-on linter's schema is test data in test/fixtures/addon-linter; override with ADDON_LINTER_DIR. */
+const linterDir = process.env.ADDON_LINTER_DIR ?? join(root, "test", "fixtures", "addon-linter");
 
 type Yaml = Record<string, unknown>;
 const manifest = parse(read("config.yaml")) as Yaml;

@@ -1,6 +1,6 @@
 /**
  * End to end on loopback: a real `ws` satellite → the satellite route and bridge → the real
- * RealtimeEngine → the fake Realtime server (GA events). Fixture audio from ../shared/fixtures/audio.
+ * RealtimeEngine → the fake Realtime server (GA events). Fixture audio from test/fixtures/audio.
  */
 import { readFile } from "node:fs/promises";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -20,7 +20,7 @@ import {
 import { RecordingTools, freshMetrics, makeConfig, silentLogger } from "./fake-realtime/helpers.js";
 import { SHARED_TOKEN, TestSatellite, sleep, tonePcm } from "./satellite-helpers.js";
 
-const FIXTURES = new URL("../../shared/fixtures/audio/", import.meta.url);
+const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
 const fixture = async (name: string): Promise<Int16Array> =>
   parseWav(await readFile(new URL(name, FIXTURES))).samples;
 
