@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ClientMcpManager } from "../src/mcp/manager.js";
 import {
   clientServer,
@@ -16,6 +16,7 @@ import {
   waitFor,
   type HttpServerProcess,
 } from "./fixtures/mcp/helpers.js";
+import { startExpiringHttpServer, type ExpiringHttpServer } from "./fixtures/mcp/expiring-http.js";
 import { createToyServer } from "./fixtures/mcp/toy-server.js";
 
 const FAST_BACKOFF = { initialMs: 100, maxMs: 500 };
@@ -224,5 +225,95 @@ describe("unreachable HTTP servers", () => {
     } finally {
       await m.close();
     }
+  });
+});
+
+describe("Streamable HTTP session expiry (404 for our Mcp-Session-Id)", () => {
+  let server: ExpiringHttpServer;
+  let m: ClientMcpManager;
+  /** The tool names every tools-changed listener call saw. */
+  let changes: string[][];
+
+  beforeEach(async () => {
+    server = await startExpiringHttpServer();
+    m = new ClientMcpManager({
+      servers: [clientServer({ name: "expiring", transport: "http", server_url: server.url, timeout: 10 })],
+      logger: memoryLogger("warn").logger,
+      backoff: FAST_BACKOFF,
+      healthCheckMs: 0,
+    });
+    await m.connectAll();
+    expect(m.status()[0]!.state).toBe("up");
+    changes = [];
+    m.onToolsChanged(() => changes.push(m.tools().map((t) => t.name)));
+  });
+
+  afterEach(async () => {
+    await m.close();
+    await server.close();
+  });
+
+  it("re-initialises and retries the call once; the tool list does not churn", async () => {
+    await server.forgetSessions();
+    expect(await m.callTool("echo", '{"text":"still here"}')).toMatchObject({
+      ok: true,
+      output: "still here",
+    });
+    expect(server.initializations).toBe(2);
+    expect(server.notFound).toBeGreaterThanOrEqual(1);
+    expect(m.status()[0]).toMatchObject({ state: "up", restarts: 0 });
+    expect(m.status()[0]).not.toHaveProperty("lastError");
+    // Same tools after re-initialising: nobody is told anything changed.
+    expect(changes).toEqual([]);
+    expect(await m.callTool("echo", '{"text":"and again"}')).toMatchObject({ ok: true, output: "and again" });
+    expect(server.initializations).toBe(2);
+  });
+
+  it("calls that meet the expiry together share one re-initialisation", async () => {
+    await server.forgetSessions();
+    const results = await Promise.all(
+      ["a", "b", "c"].map((text) => m.callTool("echo", JSON.stringify({ text }))),
+    );
+    expect(results.map((r) => r.output)).toEqual(["a", "b", "c"]);
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(server.initializations).toBe(2);
+    expect(changes).toEqual([]);
+  });
+
+  it("a tool list that changed across the new session is announced once, never emptied on the way", async () => {
+    server.tools.push({ name: "ping", description: "Answers.", inputSchema: { type: "object" } });
+    await server.forgetSessions();
+    expect((await m.callTool("echo", '{"text":"x"}')).ok).toBe(true);
+    expect(changes).toEqual([["echo", "ping"]]);
+  });
+
+  it("a health-check ping that meets the expiry renews the session without any call", async () => {
+    const watched = new ClientMcpManager({
+      servers: [clientServer({ name: "watched", transport: "http", server_url: server.url, timeout: 10 })],
+      logger: memoryLogger("warn").logger,
+      backoff: FAST_BACKOFF,
+      healthCheckMs: 100,
+    });
+    try {
+      await watched.connectAll();
+      const seen: number[] = [];
+      watched.onToolsChanged(() => seen.push(watched.tools().length));
+      const before = server.initializations;
+      await server.forgetSessions();
+      await waitFor(() => server.initializations === before + 1, 10_000, "a new session");
+      expect(watched.status()[0]).toMatchObject({ state: "up", restarts: 0 });
+      expect(seen).toEqual([]);
+      expect(await watched.callTool("echo", '{"text":"renewed"}')).toMatchObject({ ok: true });
+    } finally {
+      await watched.close();
+    }
+  });
+
+  it("retries only once: a session that expires again fails the call with the reason", async () => {
+    server.expireOnCall = true;
+    const r = await m.callTool("echo", '{"text":"never"}');
+    expect(r).toMatchObject({ ok: false, outcome: "crash" });
+    expect(r.output).toContain("expiring");
+    expect(server.toolCalls).toBe(2);
   });
 });

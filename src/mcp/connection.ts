@@ -2,7 +2,9 @@
  * One client-mode MCP server: connect, list its tools (all pages), follow `tools/list_changed`,
  * call tools, notice a lost connection and reconnect with capped exponential backoff and jitter.
  */
+import { performance } from "node:perf_hooks";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ErrorCode, McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { McpServerConfig } from "../config/model.js";
 import type { Logger } from "../log.js";
@@ -57,6 +59,14 @@ type ConnState =
   | { readonly status: "disabled" }
   | { readonly status: "closed" };
 
+type UpState = Extract<ConnState, { status: "up" }>;
+
+/** One transport and the SDK client on it: one session with the server. */
+interface Link {
+  readonly opened: OpenedTransport;
+  readonly client: Client;
+}
+
 /** What a call produced, before the manager adds names, timing and metrics. */
 export type CallResult = Pick<ToolCallOutcome, "ok" | "output" | "outcome">;
 
@@ -96,6 +106,8 @@ export class ServerConnection {
   #refreshTimer: NodeJS.Timeout | undefined;
   #healthTimer: NodeJS.Timeout | undefined;
   #firstAttempt: Promise<void> | undefined;
+  /** A session renewal in progress, for the connection generation whose session expired. */
+  #renewal: { readonly from: number; readonly done: Promise<boolean> } | undefined;
 
   constructor(opts: ServerConnectionOptions) {
     this.config = opts.config;
@@ -172,8 +184,10 @@ export class ServerConnection {
   }
 
   /**
-   * Calls `tool` with `args`. Resolves within `timeoutMs` (the SDK's request timeout); never rejects.
-   * A lost connection during the call answers `crash` and starts a reconnect.
+   * Calls `tool` with `args`. Resolves within about `timeoutMs` (the SDK's request timeout); never
+   * rejects. A lost connection during the call answers `crash` and starts a reconnect. A Streamable
+   * HTTP server that answers 404 for our session (it expired) gets a new session and the call is
+   * retried once, within what is left of `timeoutMs`.
    */
   async call(
     tool: string,
@@ -186,6 +200,27 @@ export class ServerConnection {
       const why = this.#lastError !== undefined ? `: ${this.#lastError}` : "";
       return { ok: false, outcome: "crash", output: `The server "${this.name}" is not connected${why}.` };
     }
+    const deadline = performance.now() + timeoutMs;
+    const first = await this.#callOn(s, tool, args, timeoutMs, signal);
+    if (!("expired" in first)) return first;
+    const renewed = await raceDeadline(this.#renewSession(s.gen), deadline);
+    if (signal?.aborted === true) return cancelledResult(tool);
+    if (renewed === "late") return this.#timeoutResult(tool, timeoutMs);
+    const now = this.#state;
+    if (!renewed || now.status !== "up") return this.#callFailure(s.gen, tool, timeoutMs, first.expired);
+    const second = await this.#callOn(now, tool, args, Math.max(1, deadline - performance.now()), signal);
+    if (!("expired" in second)) return second;
+    return this.#callFailure(now.gen, tool, timeoutMs, second.expired);
+  }
+
+  /** One call on one session; `expired` when the server no longer knows that session (HTTP 404). */
+  async #callOn(
+    s: UpState,
+    tool: string,
+    args: Record<string, unknown>,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<CallResult | { readonly expired: unknown }> {
     try {
       // The SDK's request timeout starts before the request is written, so it also bounds a
       // transport that never accepts the write.
@@ -199,9 +234,9 @@ export class ServerConnection {
         ? { ok: false, outcome: "error", output: `The tool "${tool}" failed: ${stripMcpPrefix(text)}` }
         : { ok: true, outcome: "success", output: text };
     } catch (err) {
-      return signal?.aborted === true
-        ? { ok: false, outcome: "error", output: `The call to "${tool}" was cancelled.` }
-        : this.#callFailure(s.gen, tool, timeoutMs, err);
+      if (signal?.aborted === true) return cancelledResult(tool);
+      if (s.opened.kind === "http" && isSessionNotFound(err)) return { expired: err };
+      return this.#callFailure(s.gen, tool, timeoutMs, err);
     }
   }
 
@@ -242,15 +277,34 @@ export class ServerConnection {
 
   async #attempt(): Promise<void> {
     const gen = ++this.#gen;
-    const cfg = this.config;
-    const timeoutMs = cfg.timeout * 1000;
-    let opened: OpenedTransport;
+    let link: Link;
     try {
-      opened = createTransport(cfg, { ...this.#opts.transportOptions, logger: this.#log });
+      link = this.#createLink(gen);
     } catch (err) {
       this.#fail(gen, errorText(err));
       return;
     }
+    const { opened, client } = link;
+    this.#state = { status: "connecting", gen, opened, client };
+    this.#opts.onChange();
+    try {
+      const tools = await this.#handshake(link);
+      if (gen !== this.#gen) return;
+      this.#state = { status: "up", gen, opened, client, tools };
+      this.#failures = 0;
+      this.#lastError = undefined;
+      this.#log.info({ tools: tools.length, transport: this.config.transport }, "MCP server connected");
+      this.#startHealthCheck(gen, client);
+      this.#opts.onChange();
+    } catch (err) {
+      if (gen !== this.#gen) return;
+      this.#fail(gen, errorText(err));
+    }
+  }
+
+  /** A new transport and client tagged with `gen`; nothing is sent yet. Throws for a config it cannot use. */
+  #createLink(gen: number): Link {
+    const opened = createTransport(this.config, { ...this.#opts.transportOptions, logger: this.#log });
     const client = new Client(
       { name: this.#opts.clientInfo.name, version: this.#opts.clientInfo.version },
       { capabilities: {} },
@@ -268,37 +322,95 @@ export class ServerConnection {
       if (opened.kind === "sse" && err.name === "SseError")
         this.#lost(gen, `SSE stream lost: ${err.message}`);
     };
-    this.#state = { status: "connecting", gen, opened, client };
-    this.#opts.onChange();
+    return { opened, client };
+  }
 
+  /**
+   * `initialize` and every page of `tools/list`, within the server's `timeout`. On failure the
+   * link is closed and the error (with a stdio child's last stderr lines) is thrown.
+   */
+  async #handshake({ opened, client }: Link): Promise<readonly ListedTool[]> {
+    const timeoutMs = this.config.timeout * 1000;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${formatSeconds(timeoutMs)}`)), timeoutMs);
     });
     try {
-      const tools = await Promise.race([
+      return await Promise.race([
         (async () => {
           await client.connect(opened.transport, { timeout: timeoutMs });
           return listAllTools(client, timeoutMs);
         })(),
         deadline,
       ]);
-      if (gen !== this.#gen) return;
-      this.#state = { status: "up", gen, opened, client, tools };
-      this.#failures = 0;
-      this.#lastError = undefined;
-      this.#log.info({ tools: tools.length, transport: cfg.transport }, "MCP server connected");
-      this.#startHealthCheck(gen, client);
-      this.#opts.onChange();
     } catch (err) {
-      if (gen !== this.#gen) return;
       const tail = opened.stderrTail();
-      const message = `${errorText(err)}${tail !== "" ? ` (${tail})` : ""}`;
       await closeBounded(client, opened);
-      this.#fail(gen, message);
+      throw new Error(`${errorText(err)}${tail !== "" ? ` (${tail})` : ""}`);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The server answered 404 for our `Mcp-Session-Id` on connection `gen`: it forgot the session
+   * (restart, idle expiry). Opens a new session on a new link and swaps it in while the server
+   * stays `up`, so the tool list does not disappear and come back; listeners hear of a change only
+   * when the new session lists different tools. Concurrent callers share one renewal. Resolves
+   * true when the new session is up; false when `gen` is no longer current or the renewal failed
+   * (then the server goes `down` and is reconnected with backoff).
+   */
+  #renewSession(gen: number): Promise<boolean> {
+    if (this.#renewal?.from === gen) return this.#renewal.done;
+    const s = this.#upState(gen);
+    if (s === undefined) return Promise.resolve(false);
+    const next = ++this.#gen;
+    this.#stopHealthCheck();
+    this.#log.info("MCP server forgot our session; opening a new one");
+    const done = (async (): Promise<boolean> => {
+      let link: Link;
+      try {
+        link = this.#createLink(next);
+      } catch (err) {
+        return this.#renewalFailed(s, next, errorText(err));
+      }
+      try {
+        const tools = await this.#handshake(link);
+        if (next !== this.#gen) {
+          void closeBounded(link.client, link.opened);
+          return false;
+        }
+        const changed = JSON.stringify(tools) !== JSON.stringify(s.tools);
+        this.#state = { status: "up", gen: next, ...link, tools: changed ? tools : s.tools };
+        this.#startHealthCheck(next, link.client);
+        void closeBounded(s.client, s.opened);
+        if (changed) {
+          this.#log.info({ tools: tools.length }, "MCP server tool list changed in the new session");
+          this.#opts.onChange();
+        }
+        return true;
+      } catch (err) {
+        return this.#renewalFailed(s, next, errorText(err));
+      }
+    })();
+    this.#renewal = { from: gen, done };
+    void done.finally(() => {
+      if (this.#renewal?.done === done) this.#renewal = undefined;
+    });
+    return done;
+  }
+
+  #renewalFailed(old: UpState, next: number, message: string): false {
+    void closeBounded(old.client, old.opened);
+    if (next !== this.#gen) return false;
+    this.#fail(next, `session expired and a new one failed: ${message}`);
+    return false;
+  }
+
+  /** The up state of connection `gen`, if `gen` is current and up (not while its session is renewed). */
+  #upState(gen: number): UpState | undefined {
+    const s = this.#state;
+    return gen === this.#gen && s.status === "up" && s.gen === gen ? s : undefined;
   }
 
   /** The attempt `gen` failed before the server came up. */
@@ -313,9 +425,9 @@ export class ServerConnection {
 
   /** The connection `gen` was up (or connecting) and is gone. Idempotent per generation. */
   #lost(gen: number, message: string): void {
-    const s = this.#state;
-    // While connecting, the attempt itself reports the failure.
-    if (gen !== this.#gen || s.status !== "up") return;
+    // While connecting (or renewing its session), the attempt itself reports the failure.
+    const s = this.#upState(gen);
+    if (s === undefined) return;
     this.#gen++;
     this.#stopHealthCheck();
     this.#lastError = message;
@@ -357,6 +469,10 @@ export class ServerConnection {
           inFlight = false;
           // A server without ping support is still a working server.
           if (err instanceof McpError && err.code === Number(ErrorCode.MethodNotFound)) return;
+          if (isSessionNotFound(err)) {
+            void this.#renewSession(gen);
+            return;
+          }
           this.#lost(gen, `health check failed: ${errorText(err)}`);
         },
       );
@@ -385,12 +501,12 @@ export class ServerConnection {
 
   /** Re-reads the tool list after `tools/list_changed`. A failed read keeps the old list. */
   async #refresh(gen: number): Promise<void> {
-    const s = this.#state;
-    if (gen !== this.#gen || s.status !== "up") return;
+    const s = this.#upState(gen);
+    if (s === undefined) return;
     try {
       const tools = await listAllTools(s.client, this.config.timeout * 1000);
-      const now = this.#state;
-      if (gen !== this.#gen || now.status !== "up") return;
+      const now = this.#upState(gen);
+      if (now === undefined) return;
       this.#state = { ...now, tools };
       this.#log.info({ tools: tools.length }, "MCP server tool list changed");
       this.#opts.onChange();
@@ -449,6 +565,28 @@ async function closeBounded(client: Client, opened: OpenedTransport): Promise<vo
   ]);
   clearTimeout(timer);
   killSurvivors(tree);
+}
+
+/** The Streamable HTTP transport's error for an HTTP 404: the server does not know our session (any more). */
+function isSessionNotFound(err: unknown): boolean {
+  return err instanceof StreamableHTTPError && err.code === 404;
+}
+
+function cancelledResult(tool: string): CallResult {
+  return { ok: false, outcome: "error", output: `The call to "${tool}" was cancelled.` };
+}
+
+/** `work`'s value, or `"late"` when `deadline` (a `performance.now()` time) passes first. */
+async function raceDeadline<T>(work: Promise<T>, deadline: number): Promise<T | "late"> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), Math.max(0, deadline - performance.now()));
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function delay(ms: number): Promise<void> {
