@@ -7,15 +7,17 @@ import type {
   RealtimeSessionCreateRequest,
   RealtimeToolsConfigUnion,
 } from "openai/resources/realtime/realtime";
-import { ConfigSchema, type Config, type McpServerConfig } from "../src/config/model.js";
+import { ConfigSchema, McpServerSchema, type Config, type McpServerConfig } from "../src/config/model.js";
 import { deriveMcpServers } from "../src/ha/derive.js";
 import {
   buildSessionUpdate,
   buildToolsUpdate,
+  nativeMcpTool,
   summariseTurns,
   type SessionConfigInput,
 } from "../src/realtime/session-config.js";
 import { loadConfig } from "../src/config/load.js";
+import { requestHeaders } from "../src/mcp/transport.js";
 import { tool } from "./fake-realtime/helpers.js";
 
 const ENV = { OPENAI_API_KEY: "sk-test-123", HA_TOKEN: "ha-token-456" };
@@ -113,7 +115,7 @@ describe("buildSessionUpdate: the seed's three example configurations", () => {
         type: "mcp",
         server_label: "home_assistant",
         server_url: "https://homeassistant.local/mcp_server/sse",
-        authorization: "Bearer ha-token-456",
+        authorization: "ha-token-456",
         server_description: "Control smart home devices",
         allowed_tools: ["get_state", "call_service", "list_entities"],
         require_approval: "never",
@@ -164,7 +166,7 @@ describe("buildSessionUpdate: more configurations", () => {
       type: "mcp",
       server_label: "home_assistant",
       server_url: "https://home.example.org/mcp_server/sse",
-      authorization: "Bearer llat-example",
+      authorization: "llat-example",
       server_description: "Home Assistant",
     });
     // The seed's map is converted, never passed through.
@@ -220,7 +222,7 @@ describe("buildSessionUpdate: more configurations", () => {
     expect(s.audio?.input?.transcription).toEqual({ model: "gpt-4o-transcribe" });
     expect(mcpEntries(s)[0]).toMatchObject({
       server_label: "search",
-      authorization: "Bearer search-key",
+      authorization: "search-key",
       headers: { "X-Team": "home" },
       require_approval: "always",
     });
@@ -256,6 +258,45 @@ describe("buildSessionUpdate: more configurations", () => {
         ],
       },
     });
+  });
+});
+
+describe("native MCP authorization", () => {
+  const entry = (authorization: string, headers: Record<string, string> = {}) =>
+    nativeMcpTool(
+      McpServerSchema.parse({
+        name: "s",
+        mode: "native",
+        server_url: "https://s.example/mcp",
+        authorization,
+        headers,
+      }),
+    );
+
+  it("sends the bare access token: the API adds the scheme itself", () => {
+    expect(entry("Bearer abc.def").authorization).toBe("abc.def");
+    expect(entry("bearer abc").authorization).toBe("abc");
+    expect(entry("BEARER   abc ").authorization).toBe("abc");
+    expect(entry("abc").authorization).toBe("abc");
+    // Only a leading scheme is removed.
+    expect(entry("token-with-Bearer inside").authorization).toBe("token-with-Bearer inside");
+  });
+
+  it("keeps headers exactly as configured, an Authorization header included", () => {
+    const e = entry("Bearer abc", { Authorization: "Bearer other", "X-Home": "a" });
+    expect(e.authorization).toBe("abc");
+    expect(e.headers).toEqual({ Authorization: "Bearer other", "X-Home": "a" });
+  });
+
+  it("a client-mode server keeps the header value as written (it is an HTTP header there)", () => {
+    const cfg = McpServerSchema.parse({
+      name: "c",
+      mode: "client",
+      transport: "http",
+      server_url: "https://c.example/mcp",
+      authorization: "Bearer abc",
+    });
+    expect(requestHeaders(cfg)).toEqual({ Authorization: "Bearer abc" });
   });
 });
 

@@ -30,7 +30,16 @@ export interface SessionConfigInput {
 
 export type McpToolEntry = RealtimeToolsConfigUnion.Mcp;
 
-/** The `type:"mcp"` entry of one native server. */
+/**
+ * The API takes a native server's `authorization` as a bare OAuth access token and adds the scheme
+ * itself, while configs (and the seed's examples) often write the header value `Bearer <token>`:
+ * a leading `Bearer ` (any case) is removed, anything else is sent as written.
+ */
+export function bareAccessToken(authorization: string): string {
+  return authorization.replace(/^\s*bearer\s+/i, "").trim();
+}
+
+/** The `type:"mcp"` entry of one native server; `headers` are passed on exactly as configured. */
 export function nativeMcpTool(server: McpServerConfig): McpToolEntry {
   if (server.server_url === undefined) throw new Error(`native server ${server.name} has no server_url`);
   const entry: McpToolEntry = {
@@ -39,7 +48,8 @@ export function nativeMcpTool(server: McpServerConfig): McpToolEntry {
     server_url: server.server_url,
     require_approval: toApiRequireApproval(server.require_approval),
   };
-  if (server.authorization !== undefined) entry.authorization = server.authorization;
+  const token = server.authorization !== undefined ? bareAccessToken(server.authorization) : "";
+  if (token !== "") entry.authorization = token;
   if (Object.keys(server.headers).length > 0) entry.headers = { ...server.headers };
   if (server.description !== undefined) entry.server_description = server.description;
   if (server.allowed_tools !== undefined) entry.allowed_tools = [...server.allowed_tools];
