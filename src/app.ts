@@ -20,6 +20,7 @@ import {
   LOOPBACK_HOST,
   type Readiness,
 } from "./http/server.js";
+import { isLoopbackHostname } from "./http/origin.js";
 
 /** Whole-shutdown budget: listeners, sessions and subprocesses. */
 export const SHUTDOWN_TIMEOUT_MS = 5_000;
@@ -140,10 +141,18 @@ export async function createApp(opts: AppOptions): Promise<App> {
     registry: metrics.registry,
     metricsToken: config.metrics.token,
     readiness,
+    // Standalone, the ingress page may open the satellite WebSocket too; as an add-on it is served
+    // through Home Assistant's origin, which reaches only the ingress instance.
+    browserOrigin: (origin) =>
+      !addon &&
+      isLoopbackHostname(origin.hostname) &&
+      ingress.server.listening &&
+      Number(origin.port || (origin.protocol === "https:" ? 443 : 80)) === boundPort(ingress),
   });
   const ingress = createIngressServer({
     logger,
     allowedAddresses: opts.ingressAllowedAddresses ?? (addon ? [INGRESS_PROXY_ADDRESS] : undefined),
+    loopbackOnly: !addon,
   });
 
   const closables: { name: string; close: Close }[] = [];

@@ -37,6 +37,8 @@ export const API_ERRORS = {
   unknown_approval: def(404, "no pending approval with that id"),
   bad_request: def(400, "the request body is invalid"),
   forbidden: def(403, "only Home Assistant ingress may use this endpoint"),
+  forbidden_host: def(403, "the Host header must name this machine (localhost, 127.0.0.1 or [::1])"),
+  forbidden_origin: def(403, "requests from a web page on another origin are refused"),
   unauthorized: def(401, "missing or invalid bearer token"),
   not_ready: def(503, "the service is not ready"),
   internal: def(500, "internal error"),

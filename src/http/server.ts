@@ -19,6 +19,7 @@ import Fastify, {
 import type { Registry } from "prom-client";
 import { ApiError, apiErrorBody } from "../errors.js";
 import type { Logger } from "../log.js";
+import { browserOriginGuard, loopbackOnly } from "./origin.js";
 
 /** The address Home Assistant's ingress proxy connects from. */
 export const INGRESS_PROXY_ADDRESS = "172.30.32.2";
@@ -71,6 +72,11 @@ export interface SatelliteServerOptions {
   readonly metricsToken?: string | undefined;
   /** Evaluated on every `/readyz`. */
   readonly readiness: () => Readiness;
+  /**
+   * Browser pages allowed to open WebSockets here (the standalone ingress page). Upgrades without
+   * an `Origin` (devices) always pass; any other `Origin` gets 403 `forbidden_origin`. Default: none.
+   */
+  readonly browserOrigin?: (origin: URL) => boolean;
 }
 
 /** The satellite-port instance with its health, readiness and metrics routes (not listening yet). */
@@ -78,6 +84,7 @@ export function createSatelliteServer(opts: SatelliteServerOptions): FastifyInst
   const loggerInstance: FastifyBaseLogger = opts.logger.child({ server: "satellite" });
   const app = Fastify({ loggerInstance, logController: quietRequests() });
   useApiErrors(app);
+  app.addHook("onRequest", browserOriginGuard(opts.browserOrigin ?? (() => false)));
 
   app.get("/healthz", (_req, reply) => reply.send({ status: "ok" }));
 
@@ -109,6 +116,11 @@ export interface IngressServerOptions {
    * where the instance binds loopback only). As an add-on: `[INGRESS_PROXY_ADDRESS]`.
    */
   readonly allowedAddresses?: readonly string[] | undefined;
+  /**
+   * Outside an add-on: only loopback `Host` values, and state-changing requests and WebSocket
+   * upgrades only from the page's own origin (see `loopbackOnly` in `./origin.ts`).
+   */
+  readonly loopbackOnly?: boolean;
 }
 
 /** The ingress instance (not listening yet); the admin UI/API plugins are registered on it. */
@@ -116,6 +128,7 @@ export function createIngressServer(opts: IngressServerOptions): FastifyInstance
   const loggerInstance: FastifyBaseLogger = opts.logger.child({ server: "ingress" });
   const app = Fastify({ loggerInstance, logController: quietRequests() });
   useApiErrors(app);
+  if (opts.loopbackOnly === true) app.addHook("onRequest", loopbackOnly());
   const allowed = opts.allowedAddresses;
   if (allowed !== undefined) {
     app.addHook("onRequest", async (req, reply) => {
