@@ -203,6 +203,36 @@ describe("PlaybackPacer", () => {
     expect(ms(sent.reduce((n, f) => n + f.samples.length, 0))).toBe(1200);
   });
 
+  it("bookkeeping does not grow with the replies of a long connection", () => {
+    const { clock, sent, pacer, drains } = setup();
+    for (let reply = 0; reply < 2000; reply++) {
+      pacer.push(ramp(0, 800), `item_${reply}`); // 50 ms
+      pacer.end();
+      clock.advance(100); // played out
+      expect(pacer.bookkeeping().items, `reply ${reply}`).toBeLessThanOrEqual(2);
+    }
+    expect(drains()).toBe(2000);
+    expect(ms(sent.reduce((n, f) => n + f.samples.length, 0))).toBe(2000 * 50);
+    // Barge-in still reports the reply at the play head.
+    pacer.push(ramp(0, 16000), "last");
+    clock.advance(30);
+    expect(pacer.clear()).toMatchObject({ itemId: "last", playedMs: 30 });
+  });
+
+  it("gives back the queue memory of a long reply once it has been sent", () => {
+    const { clock, pacer } = setup();
+    pacer.push(ramp(0, 16000 * 30), "long"); // 30 s arrive at once
+    expect(pacer.bookkeeping().ringMs).toBeGreaterThanOrEqual(29_800);
+    pacer.end();
+    clock.advance(31_000);
+    expect(pacer.queuedMs).toBe(0);
+    expect(pacer.bookkeeping().ringMs).toBeLessThanOrEqual(1000);
+    pacer.push(ramp(0, 16000 * 2), "next"); // still works after shrinking
+    pacer.end();
+    clock.advance(3000);
+    expect(pacer.position()).toMatchObject({ itemId: "next", playedMs: 2000, sentMs: 2000 });
+  });
+
   it("ignores pushes after close()", () => {
     const { clock, sent, pacer } = setup();
     pacer.push(ramp(0, 16000));

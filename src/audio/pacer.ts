@@ -84,6 +84,7 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
   readonly #clock: PacerClock;
   readonly #frameSamples: number;
   readonly #maxQueueSamples: number;
+  readonly #initialRingSamples: number;
 
   #ring: Int16Array;
   #head = 0;
@@ -123,14 +124,25 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
     this.#clock = options.clock ?? systemClock;
     this.#frameSamples = frameSamples;
     this.#maxQueueSamples = Math.floor((options.sampleRate * maxQueueMs) / 1000);
-    this.#ring = new Int16Array(
-      Math.min(this.#maxQueueSamples, (options.sampleRate * INITIAL_QUEUE_MS) / 1000),
+    this.#initialRingSamples = Math.min(
+      this.#maxQueueSamples,
+      (options.sampleRate * INITIAL_QUEUE_MS) / 1000,
     );
+    this.#ring = new Int16Array(this.#initialRingSamples);
   }
 
   /** Milliseconds of audio waiting to be sent. */
   get queuedMs(): number {
     return this.#toMs(this.#queued);
+  }
+
+  /**
+   * What the pacer keeps per connection, for diagnostics: reply items whose position is still known
+   * and the queue's capacity. Neither grows with the number of replies: items behind the play head
+   * are forgotten as new ones arrive, and a queue grown for a long reply shrinks back once drained.
+   */
+  bookkeeping(): { items: number; ringMs: number } {
+    return { items: this.#spans.length, ringMs: this.#toMs(this.#ring.length) };
   }
 
   /** True while audio is queued or the device is estimated to be still playing what it was sent. */
@@ -149,7 +161,10 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
     if (accepted <= 0) return pcm.length;
     if (this.#playback.status === "idle") this.#playback = { status: "playing", origin: this.#clock.now() };
     const last = this.#spans[this.#spans.length - 1];
-    if (last?.itemId !== itemId) this.#spans.push({ itemId, start: this.#pushed });
+    if (last?.itemId !== itemId) {
+      this.#forgetPlayedSpans(this.#sent - this.#unplayed());
+      this.#spans.push({ itemId, start: this.#pushed });
+    }
     this.#enqueue(pcm, accepted);
     this.#pushed += accepted;
     this.#ended = false;
@@ -184,11 +199,8 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
   /** The current play-head estimate; see {@link PlaybackPosition}. */
   position(): PlaybackPosition {
     const played = this.#sent - this.#unplayed();
+    this.#forgetPlayedSpans(played);
     const spans = this.#spans;
-    let i = 0;
-    while (i + 1 < spans.length && spans[i + 1]!.start <= played && spans[i + 1]!.start < this.#sent) i++;
-    // Spans behind the play head are never asked about again.
-    if (i > 0) spans.splice(0, i);
     const span = spans[0];
     if (!span) return { itemId: undefined, playedMs: 0, sentMs: 0 };
     const next = spans[1];
@@ -211,6 +223,14 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
     this.#closed = true;
   }
 
+  /** Drops the spans wholly behind the play head `played` (they are never asked about again). */
+  #forgetPlayedSpans(played: number): void {
+    const spans = this.#spans;
+    let i = 0;
+    while (i + 1 < spans.length && spans[i + 1]!.start <= played && spans[i + 1]!.start < this.#sent) i++;
+    if (i > 0) spans.splice(0, i);
+  }
+
   /** Sends every frame that is due; keeps the ticker running only while a frame is waiting. */
   #pump(): void {
     if (this.#playback.status !== "playing") return;
@@ -230,6 +250,7 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
       if (this.#playback.status !== "playing") return;
       if (this.#queued === 0) {
         this.#ended = false;
+        this.#shrinkRing();
         this.#stop();
         this.emit("drain");
         return;
@@ -265,6 +286,13 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
     ring.set(pcm.subarray(0, first), tail);
     if (first < count) ring.set(pcm.subarray(first, count), 0);
     this.#queued += count;
+  }
+
+  /** With the queue empty, a ring grown for a long reply goes back to its initial size. */
+  #shrinkRing(): void {
+    if (this.#ring.length <= this.#initialRingSamples) return;
+    this.#ring = new Int16Array(this.#initialRingSamples);
+    this.#head = 0;
   }
 
   #grow(needed: number): void {
