@@ -610,7 +610,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       const routed = this.#functionTools().find((t) => t.name === name);
       const server = routed?.server ?? "unknown";
       const tool = routed?.tool ?? name;
-      this.emit("tool", { name: tool, server, status: "started" });
       let allowed = true;
       let denial = "";
       if (routed && evaluatePolicy(this.#o.catalog.policyOf(server), tool) === "ask") {
@@ -623,6 +622,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         output = JSON.stringify({ error: "not_approved", message: denial });
         this.emit("tool", { name: tool, server, status: "failed" });
       } else {
+        // "started" only once it may run: a call waiting for a person is not running yet.
+        this.emit("tool", { name: tool, server, status: "started" });
         // One signal per call: the MCP SDK never removes its abort listener, so the session's own
         // signal would collect one per call for the session's lifetime.
         const call = new AbortController();
