@@ -26,6 +26,8 @@ export const SATELLITE_ERRORS = {
   slow_consumer: def(1013, "the satellite is not reading what it is sent", true),
   upstream_unavailable: def(1011, "the Realtime upstream cannot be reached"),
   approval_unknown: def(1007, "no pending approval with that id"),
+  too_many_conversations: def(1013, "too many conversations at once; try again when one ends"),
+  too_many_connections: def(1008, "too many connections with this device token", true),
   internal: def(1011, "internal error"),
 } as const satisfies Record<string, ErrorSpec>;
 export type SatelliteErrorCode = keyof typeof SATELLITE_ERRORS;
@@ -54,6 +56,22 @@ export class ApiError extends Error {
     this.name = "ApiError";
     this.code = code;
     this.status = API_ERRORS[code].status;
+  }
+}
+
+/** The satellite codes of a limit that refused something. */
+export type LimitErrorCode = "too_many_conversations" | "too_many_connections";
+
+/**
+ * A limit refused a request (a conversation beyond `satellites.max_conversations`, a connection
+ * beyond the per-device-token cap). Front ends pass `code` and `message` on to the device.
+ */
+export class LimitError extends Error {
+  readonly code: LimitErrorCode;
+  constructor(code: LimitErrorCode, message?: string) {
+    super(message ?? SATELLITE_ERRORS[code].message);
+    this.name = "LimitError";
+    this.code = code;
   }
 }
 

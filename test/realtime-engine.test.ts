@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import type { ConfigInput, McpServerConfig } from "../src/config/model.js";
 import { McpServerSchema } from "../src/config/model.js";
+import { LimitError } from "../src/errors.js";
 import type { Conversation } from "../src/realtime/conversation.js";
 import { RealtimeEngine, type RealtimeEngineOptions } from "../src/realtime/engine.js";
 import { UpstreamConnectError } from "../src/realtime/transport.js";
@@ -170,6 +171,42 @@ describe("realtime engine: turns and pool", () => {
   });
 });
 
+describe("realtime engine: the conversation cap (satellites.max_conversations)", () => {
+  it("refuses a start beyond the cap with a typed error, counting starts still connecting, and admits again once one ends", async () => {
+    const { engine, fake } = await setup({
+      config: { satellites: { max_conversations: 2 } },
+      fakeOpts: { sessionSetupDelayMs: 300 },
+    });
+    // Two starts in flight at once take both places before either has a session.
+    const first = engine.start({ turn: "client", satelliteId: "a" });
+    const second = engine.start({ turn: "client", satelliteId: "b" });
+    const refused = await engine.start({ turn: "client", satelliteId: "c" }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(LimitError);
+    expect((refused as LimitError).code).toBe("too_many_conversations");
+    expect((refused as LimitError).message).toContain("2");
+    const [a, b] = await Promise.all([first, second]);
+    expect(engine.status().conversations).toBe(2);
+    expect(await engine.start({ turn: "client" }).catch((e: unknown) => e)).toBeInstanceOf(LimitError);
+    // Nothing was opened upstream for the refused starts.
+    expect(fake.connections.length).toBe(2);
+    await a.end("done");
+    const c = await engine.start({ turn: "client", satelliteId: "c" });
+    expect(engine.status().conversations).toBe(2);
+    await Promise.all([b.end("done"), c.end("done")]);
+  });
+
+  it("a start that fails upstream gives its place back", async () => {
+    const { engine } = await setup({
+      config: { satellites: { max_conversations: 1 } },
+      openai: { api_key: "sk-wrong" },
+    });
+    for (let i = 0; i < 3; i++)
+      expect(await engine.start({ turn: "client" }).catch((e: unknown) => e)).toBeInstanceOf(
+        UpstreamConnectError,
+      );
+  });
+});
+
 describe("realtime engine: client tools and approvals", () => {
   it("routes a function call to the client tools and speaks the answer (policy never)", async () => {
     const { fake, engine, tools } = await setup();
@@ -205,11 +242,18 @@ describe("realtime engine: client tools and approvals", () => {
       arguments: '{"a":1,"b":2}',
     });
     expect(tools.calls).toHaveLength(0);
+    // Waiting for a person is not running: no "started" before the answer.
+    expect(rec.of("tool")).toEqual([]);
     expect(approvals.list().map((p) => p.id)).toEqual([req.id]);
     expect(approvals.answer(req.id, true, "satellite")).toBe(true);
     expect(approvals.answer(req.id, false, "ingress")).toBe(false); // first answer wins
     await rec.waitFor("transcript", (t) => t.role === "assistant" && t.final);
     expect(tools.calls.map((c) => c.name)).toEqual(["add"]);
+    expect(
+      rec.events
+        .filter((e) => e.type === "approval.request" || e.type === "tool")
+        .map((e) => (e.type === "tool" ? `tool:${(e.args[0] as { status: string }).status}` : e.type)),
+    ).toEqual(["approval.request", "tool:started", "tool:completed"]);
   });
 
   it("answers the model with the reason when a person declines or nobody answers", async () => {
@@ -239,6 +283,8 @@ describe("realtime engine: client tools and approvals", () => {
     );
     expect(second.item.type === "function_call_output" && second.item.output).toContain("within 0.3 seconds");
     expect(tools.calls).toHaveLength(0);
+    // A denied call never ran: it fails without having "started", as a denied native call does.
+    expect(rec.of("tool").map((t) => t.status)).toEqual(["failed", "failed"]);
     expect(
       await metricValue(metrics, "openvoice_tool_calls_total", { outcome: "denied", mode: "client" }),
     ).toBe(2);

@@ -131,8 +131,10 @@ export const ConfigSchema = z
         devices: z.array(SatelliteDeviceSchema).default([]),
         /** A conversation ends after this many seconds without speech. */
         conversation_idle_s: z.number().int().min(5).max(600).default(30),
+        /** Conversations at once over every route (satellites, Wyoming, the talk page). */
+        max_conversations: z.number().int().min(1).max(100).default(8),
       })
-      .default({ devices: [], conversation_idle_s: 30 }),
+      .default({ devices: [], conversation_idle_s: 30, max_conversations: 8 }),
     listen: z
       .object({
         host: z.string().min(1).default("0.0.0.0"),

@@ -5,6 +5,7 @@
  */
 import type { ApprovalQueue } from "../approvals/queue.js";
 import type { Config, McpServerConfig, RequireApproval } from "../config/model.js";
+import { LimitError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RoutedTool, ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
 import type { Metrics } from "../metrics.js";
@@ -87,6 +88,8 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
   readonly #pool: RealtimeSession[] = [];
   readonly #recycleTimers = new Map<RealtimeSession, NodeJS.Timeout>();
   readonly #conversations = new Set<LiveConversation>();
+  /** Starts that hold a place under the conversation cap but have no session yet. */
+  #starting = 0;
   #native: McpServerConfig[];
   readonly #enabled = new Map<string, boolean>();
   readonly #failovers = new Map<string, Promise<boolean>>();
@@ -127,13 +130,33 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
     await Promise.all(this.#fillPool());
   }
 
-  /** Takes a warm session when one is ready, otherwise connects a new one. */
+  /**
+   * Takes a warm session when one is ready, otherwise connects a new one. Every route starts its
+   * conversations here, so `satellites.max_conversations` counts them all: a start beyond it (starts
+   * still connecting included) rejects at once with `LimitError("too_many_conversations")`, and a
+   * start that fails gives its place back.
+   */
   async start(opts: ConversationOptions): Promise<Conversation> {
     if (this.#closed) throw new Error("the realtime engine is closed");
-    const session = await this.acquire({
-      turn: opts.turn,
-      ...(opts.satelliteId !== undefined ? { satelliteId: opts.satelliteId } : {}),
-    });
+    const max = this.#o.config.satellites.max_conversations;
+    if (this.#conversations.size + this.#starting >= max) {
+      this.#log.warn({ max, satellite: opts.satelliteId }, "conversation refused: the cap is reached");
+      throw new LimitError(
+        "too_many_conversations",
+        `${max} conversations are running, the most allowed at once (satellites.max_conversations); ` +
+          "try again when one ends",
+      );
+    }
+    this.#starting++;
+    let session: RealtimeSession;
+    try {
+      session = await this.acquire({
+        turn: opts.turn,
+        ...(opts.satelliteId !== undefined ? { satelliteId: opts.satelliteId } : {}),
+      });
+    } finally {
+      this.#starting--;
+    }
     if (this.#closed) {
       session.close(1000, "shutdown");
       throw new Error("the realtime engine is closed");
