@@ -3,7 +3,7 @@
  * in-memory recording fake (the end-to-end tests with the real engine are in satellite-e2e.test.ts).
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { SATELLITE_ERRORS } from "../src/errors.js";
+import { LimitError, SATELLITE_ERRORS } from "../src/errors.js";
 import {
   DEVICE,
   SHARED_TOKEN,
@@ -401,6 +401,25 @@ describe("conversation lifecycle", () => {
     expect(s.closed).toBeNull();
   });
 
+  it("a conversation refused by the cap gives too_many_conversations (non-fatal) and the satellite stays usable", async () => {
+    await setup();
+    app!.source.failWith = new LimitError("too_many_conversations", "8 conversations are running");
+    const s = await sat();
+    await s.hello();
+    s.send({ type: "turn.start" });
+    expect(await s.waitJson("error")).toEqual({
+      type: "error",
+      code: "too_many_conversations",
+      message: "8 conversations are running",
+      fatal: false,
+    });
+    await s.waitJson("state", (m) => m.value === "idle");
+    app!.source.failWith = null;
+    s.send({ type: "turn.start" });
+    await app!.source.nth(0);
+    expect(s.closed).toBeNull();
+  });
+
   it("a conversation closed upstream returns the satellite to idle and the next turn starts a new one", async () => {
     await setup();
     const s = await sat();
@@ -524,5 +543,116 @@ describe("approvals", () => {
     await s.waitFor(() => s.messages().filter((m) => m.type === "error").length === 2);
     expect(app!.approvals.get(other.id)).toBeDefined();
     expect(s.closed).toBeNull();
+  });
+});
+
+describe("connections per device token", () => {
+  const device = { headers: { Authorization: `Bearer ${DEVICE.token}` } };
+
+  it("refuses connections beyond the cap with too_many_connections (1008); a closed one frees its place", async () => {
+    await setup({ limits: { maxConnectionsPerDeviceToken: 2 } });
+    const a = await sat(app!.url, device);
+    const b = await sat(app!.url, device);
+    const c = await sat(app!.url, device);
+    expect(await c.waitJson("error")).toMatchObject({ code: "too_many_connections", fatal: true });
+    expect((await c.waitClose()).code).toBe(1008);
+    // Through hello.token as well.
+    const d = await sat();
+    d.send({
+      type: "hello",
+      protocol: 1,
+      client_id: DEVICE.id,
+      token: DEVICE.token,
+      audio: { in: { rate: 16000 }, out: { rate: 16000 } },
+    });
+    expect(await d.waitJson("error")).toMatchObject({ code: "too_many_connections" });
+    expect((await d.waitClose()).code).toBe(1008);
+    expect(a.closed).toBeNull();
+    expect(b.closed).toBeNull();
+    a.close();
+    await a.waitClose();
+    await expect.poll(() => app!.registry.all().length).toBe(1);
+    const e = await sat(app!.url, device);
+    await e.hello({ client_id: DEVICE.id });
+    expect(e.closed).toBeNull();
+  });
+
+  it("the shared token is not capped per token", async () => {
+    await setup({ limits: { maxConnectionsPerDeviceToken: 1 } });
+    const all = await Promise.all([1, 2, 3].map(() => sat()));
+    await Promise.all(all.map((s, i) => s.hello({ client_id: `room-${i}` })));
+    expect(all.every((s) => s.closed === null)).toBe(true);
+  });
+});
+
+describe("approval.done", () => {
+  async function shown(s: TestSatellite) {
+    s.send({ type: "turn.start" });
+    const conv = await app!.source.nth(0);
+    const ask = () => {
+      const req = app!.approvals.request({
+        server: "ha",
+        tool: "unlock_door",
+        arguments: "{}",
+        mode: "client",
+        satelliteId: "kitchen",
+      });
+      conv.emit("approval.request", app!.approvals.get(req.id)!);
+      return req;
+    };
+    return { conv, ask };
+  }
+
+  it("tells the satellite how each approval it was shown ended, wherever it was answered", async () => {
+    await setup();
+    const s = await sat();
+    await s.hello();
+    const { ask } = await shown(s);
+    const elsewhere = ask();
+    await s.waitJson("approval.request", (m) => m.id === elsewhere.id);
+    app!.approvals.answer(elsewhere.id, false, "ingress");
+    expect(await s.waitJson("approval.done", (m) => m.id === elsewhere.id)).toEqual({
+      type: "approval.done",
+      id: elsewhere.id,
+      outcome: "denied",
+    });
+    // A stale prompt answered on the device afterwards is approval_unknown, as before.
+    s.send({ type: "approval.reply", id: elsewhere.id, approve: true });
+    expect(await s.waitJson("error")).toMatchObject({ code: "approval_unknown" });
+
+    const here = ask();
+    await s.waitJson("approval.request", (m) => m.id === here.id);
+    s.send({ type: "approval.reply", id: here.id, approve: true });
+    expect(await s.waitJson("approval.done", (m) => m.id === here.id)).toMatchObject({ outcome: "approved" });
+
+    const dropped = ask();
+    await s.waitJson("approval.request", (m) => m.id === dropped.id);
+    app!.approvals.cancel((p) => p.id === dropped.id, "The conversation ended.");
+    expect(await s.waitJson("approval.done", (m) => m.id === dropped.id)).toMatchObject({
+      outcome: "cancelled",
+    });
+    // One approval.done per approval.request, and none for approvals this satellite never saw.
+    app!.approvals.answer(
+      app!.approvals.request({ server: "ha", tool: "x", arguments: "{}", mode: "client" }).id,
+      true,
+      "ingress",
+    );
+    await sleep(100);
+    expect(s.messages().filter((m) => m.type === "approval.done")).toHaveLength(3);
+  });
+
+  it("a prompt nobody answers ends with outcome timeout", async () => {
+    await setup({ approvalTimeoutS: 0.3 });
+    const s = await sat();
+    await s.hello();
+    const { ask } = await shown(s);
+    const req = ask();
+    await s.waitJson("approval.request");
+    expect(await s.waitJson("approval.done")).toEqual({
+      type: "approval.done",
+      id: req.id,
+      outcome: "timeout",
+    });
+    expect((await req.decision).source).toBe("timeout");
   });
 });

@@ -108,10 +108,11 @@ export async function startApp(
     conversationIdleS?: number;
     source?: ConversationSource;
     auth?: SatelliteAuth;
+    approvalTimeoutS?: number;
   } = {},
 ): Promise<TestApp> {
   const source = new FakeConversationSource();
-  const approvals = new ApprovalQueue({ timeoutS: 30 });
+  const approvals = new ApprovalQueue({ timeoutS: opts.approvalTimeoutS ?? 30 });
   const metrics = createMetrics(new Registry(), { defaults: false });
   const logger = createLogger({ level: "fatal" });
   const registry = new SatelliteRegistry();

@@ -31,6 +31,8 @@ const digestOf = (token: string): Buffer => createHash("sha256").update(token, "
 
 export class SatelliteAuth {
   readonly #entries: readonly Entry[];
+  /** Open connections per device id, for `claimConnection`. */
+  readonly #connections = new Map<string, number>();
   readonly #sharedToken: string | undefined;
   readonly #generated: boolean;
 
@@ -65,6 +67,27 @@ export class SatelliteAuth {
     for (const e of this.#entries)
       if (timingSafeEqual(presented, e.digest) && found === null) found = e.match;
     return found;
+  }
+
+  /**
+   * Takes one of `max` connection places of a device token; the shared token is not counted. Returns
+   * the function that gives the place back (idempotent), or null when all `max` are taken. Every
+   * wire using this `SatelliteAuth` shares the count.
+   */
+  claimConnection(match: TokenMatch, max: number): (() => void) | null {
+    if (match.kind !== "device") return () => undefined;
+    const id = match.deviceId;
+    const open = this.#connections.get(id) ?? 0;
+    if (open >= max) return null;
+    this.#connections.set(id, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#connections.get(id) ?? 1) - 1;
+      if (left > 0) this.#connections.set(id, left);
+      else this.#connections.delete(id);
+    };
   }
 
   /** The shared token (configured or generated), for the ingress UI; undefined with device tokens only. */

@@ -13,10 +13,10 @@
  */
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
-import type { ApprovalQueue, PendingApproval } from "../approvals/queue.js";
+import type { ApprovalDecision, ApprovalQueue, PendingApproval } from "../approvals/queue.js";
 import type { PcmRate } from "../audio/resampler.js";
 import { PlaybackPacer } from "../audio/pacer.js";
-import type { SatelliteErrorCode } from "../errors.js";
+import { LimitError, type SatelliteErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type {
@@ -36,6 +36,9 @@ export type TurnMode = "server_vad" | "client";
 
 /** How a reply ended, as a satellite sees it (`failed` upstream is reported as `cancelled`). */
 export type ReplyEndReason = "done" | "cancelled" | "interrupted";
+
+/** How an approval ended: a person's answer (on any device or the UI), no answer in time, or withdrawn. */
+export type ApprovalOutcome = "approved" | "denied" | "timeout" | "cancelled";
 
 /** An approval to show on the device; answer it with `answerApproval`. */
 export interface ApprovalPrompt {
@@ -62,6 +65,11 @@ export interface CoreEvents {
   transcript: [{ role: "user" | "assistant"; text: string; final: boolean }];
   tool: [{ name: string; server: string; status: "started" | "completed" | "failed" }];
   approval: [ApprovalPrompt];
+  /**
+   * An approval this device was shown has ended, wherever it was answered (this device, another,
+   * the web UI), or it timed out or was withdrawn: take the prompt down. Exactly once per `approval`.
+   */
+  "approval.done": [{ id: string; outcome: ApprovalOutcome }];
   /**
    * Something the device should be told. With `close` the connection cannot go on (an internal
    * failure, a satellite that does not read): the wire sends it and closes with the code's status.
@@ -145,8 +153,10 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   /** End of the user's turn (speech stopped / `endTurn`), for turn_first_audio_seconds. */
   #turnEndAt: number | null = null;
   #idleTimer: NodeJS.Timeout | null = null;
-  /** Approvals shown on this satellite; pruned when the queue no longer has them. */
+  /** Approvals shown on this satellite and still pending; each leaves with an `approval.done`. */
   readonly #approvalIds = new Set<string>();
+  /** Listens to the queue only while this satellite shows an approval. */
+  #watchingApprovals = false;
   /** The satellite has reported `played` at least once, so a barge-in waits briefly for it. */
   #reportsPlayback = false;
   #playbackDone: ((playedMs: number) => void) | null = null;
@@ -253,7 +263,6 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       );
       return;
     }
-    this.#approvalIds.delete(id);
     this.#log.info({ approval: id, approve }, "approval answered on the satellite");
   }
 
@@ -261,6 +270,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   async close(reason: string): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unwatchApprovals();
     this.#playbackDone = null;
     this.#pacer.close();
     this.#replies = [];
@@ -292,7 +302,8 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       this.#slot = { status: "none", endedAt: this.#now() };
       this.#clearIdle();
       this.#log.warn({ err }, "could not start a conversation");
-      this.#error("upstream_unavailable", `could not start a conversation: ${errorText(err)}`);
+      if (err instanceof LimitError) this.#error(err.code, err.message);
+      else this.#error("upstream_unavailable", `could not start a conversation: ${errorText(err)}`);
       this.#setState("error");
       this.#setState("idle");
       return;
@@ -363,10 +374,38 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   }
 
   #onApprovalRequest(p: PendingApproval): void {
+    if (this.#deps.approvals.get(p.id) === undefined) return; // already settled
     this.#approvalIds.add(p.id);
+    this.#watchApprovals();
     const timeoutS = Math.max(0, Math.ceil((p.expiresAt - Date.now()) / 1000));
     this.#emit("approval", { id: p.id, server: p.server, tool: p.tool, arguments: p.arguments, timeoutS });
     this.#armIdle();
+  }
+
+  readonly #onApprovalResolved = (p: PendingApproval, d: ApprovalDecision): void => {
+    if (!this.#approvalIds.delete(p.id)) return;
+    if (this.#approvalIds.size === 0) this.#unwatchApprovals();
+    const outcome: ApprovalOutcome =
+      d.source === "timeout"
+        ? "timeout"
+        : d.source === "cancelled"
+          ? "cancelled"
+          : d.approve
+            ? "approved"
+            : "denied";
+    this.#emit("approval.done", { id: p.id, outcome });
+  };
+
+  #watchApprovals(): void {
+    if (this.#watchingApprovals) return;
+    this.#watchingApprovals = true;
+    this.#deps.approvals.on("resolved", this.#onApprovalResolved);
+  }
+
+  #unwatchApprovals(): void {
+    if (!this.#watchingApprovals) return;
+    this.#watchingApprovals = false;
+    this.#deps.approvals.off("resolved", this.#onApprovalResolved);
   }
 
   /** The conversation ended by itself (upstream gone, session expired). */

@@ -34,6 +34,11 @@ export interface SatelliteLimits {
   restartGuardMs: number;
   /** Grace between a close frame and terminating a socket that does not answer it. */
   closeGraceMs: number;
+  /**
+   * Open connections authenticated with one device token (`satellites.devices`), handshakes
+   * included; one more gets `too_many_connections`, close 1008. The shared token is not capped.
+   */
+  maxConnectionsPerDeviceToken: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<SatelliteLimits> = Object.freeze({
@@ -54,6 +59,7 @@ export const DEFAULT_LIMITS: Readonly<SatelliteLimits> = Object.freeze({
   playbackDoneWaitMs: 150,
   restartGuardMs: 2_000,
   closeGraceMs: 2_000,
+  maxConnectionsPerDeviceToken: 4,
 });
 
 export function resolveLimits(partial: Partial<SatelliteLimits> = {}): SatelliteLimits {

@@ -13,7 +13,7 @@ import { SATELLITE_ERRORS, type SatelliteErrorCode } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { Metrics } from "../../metrics.js";
 import type { ConversationSource } from "../../realtime/conversation.js";
-import type { SatelliteAuth } from "../auth.js";
+import type { SatelliteAuth, TokenMatch } from "../auth.js";
 import { SatelliteCore, type CoreSession, type SatelliteState } from "../core.js";
 import { TokenBucket, type SatelliteLimits } from "../limits.js";
 import type { SatelliteLink, SatelliteSocketHandler } from "./link.js";
@@ -66,6 +66,8 @@ export abstract class SatelliteConnection
   #handshakeTimer: NodeJS.Timeout | null = null;
   #pingTimer: NodeJS.Timeout | null = null;
   #pongTimer: NodeJS.Timeout | null = null;
+  /** Gives back this connection's place under its device token's cap. */
+  #releaseToken: (() => void) | null = null;
   #closed = false;
 
   constructor(link: SatelliteLink, deps: SatelliteDeps) {
@@ -150,6 +152,25 @@ export abstract class SatelliteConnection
   protected abstract farewell(reason: string): void;
 
   // ── for wires ────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Counts this connection against its token's cap (`maxConnectionsPerDeviceToken`, device tokens
+   * only) until teardown. Beyond the cap: `too_many_connections`, closed, and false. Call it once,
+   * right after the token is verified.
+   */
+  protected admitToken(match: TokenMatch): boolean {
+    if (this.#closed || this.#releaseToken !== null) return !this.#closed;
+    const release = this.deps.auth.claimConnection(match, this.limits.maxConnectionsPerDeviceToken);
+    if (release === null) {
+      this.fail(
+        "too_many_connections",
+        `this device token already has ${this.limits.maxConnectionsPerDeviceToken} open connections`,
+      );
+      return false;
+    }
+    this.#releaseToken = release;
+    return true;
+  }
 
   /** Fails with `timeoutCode` unless `open` is called within `ms`. */
   protected awaitHandshake(ms: number, timeoutCode: SatelliteErrorCode = "hello_timeout"): void {
@@ -258,6 +279,8 @@ export abstract class SatelliteConnection
     if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
     if (this.#pongTimer !== null) clearTimeout(this.#pongTimer);
     this.#handshakeTimer = this.#pingTimer = this.#pongTimer = null;
+    this.#releaseToken?.();
+    this.#releaseToken = null;
     const core = this.#core;
     if (core !== null) {
       this.deps.metrics.satellitesConnected.dec();

@@ -121,6 +121,12 @@ export const ApprovalRequestSchema = z.object({
   /** Whole seconds left before no answer counts as a denial. */
   timeout_s: z.number().int().min(0),
 });
+/** How an approval shown with `approval.request` ended, wherever it was answered. */
+export const ApprovalDoneSchema = z.object({
+  type: z.literal("approval.done"),
+  id: z.string(),
+  outcome: z.enum(["approved", "denied", "timeout", "cancelled"]),
+});
 export const ErrorMessageSchema = z.object({
   type: z.literal("error"),
   code: SatelliteErrorCodeSchema,
@@ -138,6 +144,7 @@ export const ServerMessageSchema = z.discriminatedUnion("type", [
   TranscriptSchema,
   ToolSchema,
   ApprovalRequestSchema,
+  ApprovalDoneSchema,
   ErrorMessageSchema,
   SessionEndSchema,
 ]);

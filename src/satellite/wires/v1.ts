@@ -34,6 +34,7 @@ export class V1Wire extends SatelliteConnection {
     if (connectToken !== undefined) {
       this.#preAuth = deps.auth.verify(connectToken);
       if (this.#preAuth === null) this.fail("unauthorized");
+      else this.admitToken(this.#preAuth);
     }
   }
 
@@ -67,6 +68,7 @@ export class V1Wire extends SatelliteConnection {
     }
     if (match.kind === "device" && match.deviceId !== hello.client_id)
       return this.fail("unauthorized", "this token belongs to another device");
+    if (!this.admitToken(match)) return;
     this.#hello = hello;
     const device = {
       satelliteId: hello.client_id,
@@ -119,6 +121,7 @@ export class V1Wire extends SatelliteConnection {
       this.#send({ type: "transcript", role: t.role, text: t.text, final: t.final }),
     );
     core.on("tool", (t) => this.#send({ type: "tool", name: t.name, server: t.server, status: t.status }));
+    core.on("approval.done", ({ id, outcome }) => this.#send({ type: "approval.done", id, outcome }));
     core.on("approval", (a) =>
       this.#send({
         type: "approval.request",
