@@ -37,8 +37,7 @@ import {
 } from "./fake-realtime/server.js";
 import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
 
-const AUDIO = (name: string) =>
-  fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
+const AUDIO = (name: string) => fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const SATELLITE_TOKEN = "shared-satellite-token-0123456789";
 const TALK_TOKEN = "ingress-talk-token-abcdefghijklmnop";
@@ -60,11 +59,29 @@ function findChromium(): string {
   return found;
 }
 
-/** A ToolProvider with no client tools: this suite is about the UI, not client MCP. */
-const noClientTools: ToolProvider = {
-  tools: () => [],
-  callTool: () =>
-    Promise.resolve({ ok: false, output: "no such tool", durationMs: 0, outcome: "unknown_tool" as const }),
+/**
+ * One client tool, `set_light` of a server "home" that no policy lets through (so a person is
+ * asked), answered in memory: this suite is about the UI, not client MCP.
+ */
+const lightTool: ToolProvider = {
+  tools: () => [
+    {
+      name: "set_light",
+      description: "Switches a light.",
+      parameters: { type: "object", properties: { on: { type: "boolean" } } },
+      server: "home",
+      tool: "set_light",
+    },
+  ],
+  callTool: (name) =>
+    Promise.resolve({
+      ok: true,
+      output: `${name} done`,
+      durationMs: 1,
+      outcome: "success" as const,
+      server: "home",
+      tool: name,
+    }),
   onToolsChanged: () => () => undefined,
   status: () => [],
 };
@@ -120,7 +137,7 @@ describe("ingress UI in a real browser", () => {
     });
     const metrics = createMetrics(new Registry(), { defaults: false });
     approvals = new ApprovalQueue({ timeoutS: config.approvals.timeout_s });
-    engine = new RealtimeEngine({ config, tools: noClientTools, approvals, logger, metrics });
+    engine = new RealtimeEngine({ config, tools: lightTool, approvals, logger, metrics });
     await engine.warmUp();
 
     const state = await RuntimeState.load(dataDir, logger);
@@ -284,6 +301,71 @@ describe("ingress UI in a real browser", () => {
     await talk.locator(".bubble.system", { hasText: "Approved find" }).waitFor();
     expect(Number(await talk.locator("#sent").getAttribute("data-ms"))).toBeGreaterThan(1500);
     await talk.screenshot({ path: join(ARTIFACTS, "talk-page.png"), fullPage: true });
+    await talk.close();
+    await admin.close();
+  }, 90_000);
+  it("talk page: a client tool's prompt comes before it runs, and prompts answered in the admin page are cleared with their outcome", async () => {
+    // Turns an earlier test scripted but its event order did not use are dropped first.
+    while (fake.takeTurn() !== undefined);
+    fake.script(
+      { kind: "function_call", name: "set_light", arguments: '{"on":true}' },
+      { kind: "function_call", name: "set_light", arguments: '{"on":false}' },
+    );
+    const admin = await openAdmin();
+    const talk = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    talk.setDefaultTimeout(15_000);
+    await talk.goto(`${proxy.url}/talk`);
+    await talk.locator("#connect").click();
+    await talk.locator("#conn.ready").waitFor();
+    const pushToTalk = async (): Promise<void> => {
+      await talk.locator("#ptt").hover();
+      await talk.mouse.down();
+      await new Promise((r) => setTimeout(r, 1200));
+      await talk.mouse.up();
+    };
+    const bubbles = (): Promise<string[]> =>
+      talk.locator("#transcript .bubble.system").evaluateAll((ns) => ns.map((n) => n.textContent ?? ""));
+    /** The page's n-th committed turn, on whichever upstream session its conversation took. */
+    const committed = (n: number) =>
+      until(`turn ${n} committed upstream`, () =>
+        fake.connections.find((c) => !c.closed && c.all("input_audio_buffer.commit").length >= n),
+      );
+
+    // 1: approved in the admin page. The page shows the prompt while the tool waits (not "Using").
+    await pushToTalk();
+    await committed(1);
+    const prompt = talk.locator(".bubble.system", { hasText: "Allow home → set_light?" });
+    await prompt.waitFor();
+    expect((await bubbles()).some((b) => b.startsWith("Using set_light"))).toBe(false);
+    const row = admin.locator("[data-approval]").first();
+    await row.waitFor();
+    await row.locator("button.approve").click();
+    // The page's prompt is settled by the answer given elsewhere: no buttons left, the outcome shown.
+    const approved = talk.locator('.bubble.system[data-outcome="approved"]');
+    await approved.waitFor();
+    await expect(approved.textContent()).resolves.toBe("Approved set_light");
+    await expect(approved.locator("button").count()).resolves.toBe(0);
+    await talk.locator(".bubble.system", { hasText: "Used set_light (home)" }).waitFor();
+    const order = await bubbles();
+    const at = (prefix: string): number => order.findIndex((b) => b.startsWith(prefix));
+    expect(at("Approved set_light")).toBeGreaterThanOrEqual(0);
+    expect(at("Approved set_light")).toBeLessThan(at("Using set_light (home)"));
+    expect(at("Using set_light (home)")).toBeLessThan(at("Used set_light (home)"));
+    await talk.locator(".bubble.assistant", { hasText: "The tool said: set_light done" }).waitFor();
+
+    // 2: denied in the admin page: the stale prompt is cleared too, and the tool never runs.
+    await pushToTalk();
+    await committed(2);
+    await talk.locator(".bubble.system", { hasText: "Allow home → set_light?" }).waitFor();
+    const second = admin.locator("[data-approval]").first();
+    await second.waitFor();
+    await second.locator("button.deny").click();
+    const denied = talk.locator('.bubble.system[data-outcome="denied"]');
+    await denied.waitFor();
+    await expect(denied.textContent()).resolves.toBe("Denied set_light");
+    await expect(talk.locator("#transcript button").count()).resolves.toBe(0);
+    expect((await bubbles()).filter((b) => b.startsWith("Using set_light"))).toHaveLength(1);
+    await talk.screenshot({ path: join(ARTIFACTS, "talk-approvals.png"), fullPage: true });
     await talk.close();
     await admin.close();
   }, 90_000);

@@ -125,14 +125,23 @@ function note(...children) {
 /** Open prompts by approval id: {server, tool, node, timer}. */
 const prompts = new Map();
 
-function settleApproval(match, verdict) {
+function settleApproval(match, verdict, outcome = "") {
   for (const [id, p] of prompts)
     if (match(p)) {
       clearInterval(p.timer);
       p.node.textContent = `${verdict} ${p.tool}`;
+      p.node.dataset.outcome = outcome;
       prompts.delete(id);
     }
 }
+
+/** What the page says when `approval.done` settles a prompt (possibly answered elsewhere). */
+const OUTCOME_TEXT = {
+  approved: "Approved",
+  denied: "Denied",
+  timeout: "No answer, not run:",
+  cancelled: "Withdrawn:",
+};
 
 function askApproval(msg) {
   const yes = el("button", { type: "button", class: "raised" }, "Approve");
@@ -150,7 +159,7 @@ function askApproval(msg) {
   tick();
   const reply = (approve) => {
     send({ type: "approval.reply", id: msg.id, approve });
-    settleApproval((p) => p.id === msg.id, approve ? "Approved" : "Denied");
+    settleApproval((p) => p.id === msg.id, approve ? "Approved" : "Denied", approve ? "approved" : "denied");
   };
   yes.addEventListener("click", () => reply(true));
   no.addEventListener("click", () => reply(false));
@@ -185,15 +194,16 @@ function onMessage(msg) {
       say(msg.role, msg.text, msg.final);
       break;
     case "tool":
-      // A tool that starts was approved (here, on a device or in the admin page): settle its prompt.
-      if (msg.status === "started")
-        settleApproval((a) => a.server === msg.server && a.tool === msg.name, "Approved");
       note(
         `${msg.status === "started" ? "Using" : msg.status === "completed" ? "Used" : "Failed"} ${msg.name} (${msg.server})`,
       );
       break;
     case "approval.request":
       askApproval(msg);
+      break;
+    case "approval.done":
+      // Answered here, on a device or in the admin page, timed out or withdrawn: the prompt goes.
+      settleApproval((p) => p.id === msg.id, OUTCOME_TEXT[msg.outcome] ?? "Settled:", msg.outcome);
       break;
     case "error":
       note(`Error: ${msg.message} (${msg.code})`);
