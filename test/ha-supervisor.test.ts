@@ -142,7 +142,8 @@ describe("zero-config Home Assistant through the Supervisor", () => {
           type: "mcp",
           server_label: HA_SERVER_NAME,
           server_url: "https://home.example.com/mcp_server/sse",
-          authorization: "Bearer long-lived-token",
+          // The API adds the scheme to a native server's access token itself.
+          authorization: "long-lived-token",
         }),
       );
       // mcp_list_tools.failed → the engine adds the Supervisor route and re-sends the tools as functions.
