@@ -123,7 +123,11 @@ function openWs(url: string, headers: Record<string, string> = {}): Promise<WebS
 
 /** Ours: satellites through the real route, bridge and engine. */
 async function runOurs(fake: FakeRealtimeServer, n: number, frames: number): Promise<number[]> {
-  const config = ConfigSchema.parse({ openai: { api_key: API_KEY, base_url: fake.url, pool_size: 0 } });
+  const config = ConfigSchema.parse({
+    openai: { api_key: API_KEY, base_url: fake.url, pool_size: 0 },
+    // Up to 100 satellites talk at once here; the default cap is 8.
+    satellites: { max_conversations: 100 },
+  });
   const logger = createLogger({ level: "fatal" });
   const metrics = createMetrics(new Registry(), { defaults: false });
   const approvals = new ApprovalQueue({ timeoutS: 30 });

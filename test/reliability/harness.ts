@@ -128,6 +128,8 @@ export function reliabilityConfig(
       token: secrets.satelliteToken,
       devices: [{ id: "hall", token: secrets.deviceToken }],
       conversation_idle_s: 60,
+      // The soak and the benchmark talk with up to 50 satellites at once (the default cap is 8).
+      max_conversations: 100,
     },
     listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
     metrics: { token: secrets.metricsToken },
