@@ -37,8 +37,7 @@ import {
 } from "./fake-realtime/server.js";
 import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
 
-const AUDIO = (name: string) =>
-  fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
+const AUDIO = (name: string) => fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const SATELLITE_TOKEN = "shared-satellite-token-0123456789";
 const TALK_TOKEN = "ingress-talk-token-abcdefghijklmnop";

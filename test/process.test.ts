@@ -127,6 +127,43 @@ describe("the service process", () => {
     expect(r.stdout).toBe("");
   });
 
+  it("--check-config warns about a stdio command that is not installed, in the add-on's words", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-cmd-"));
+    const file = join(dir, "openvoice.yaml");
+    await writeFile(
+      file,
+      "openai: {api_key: sk-x}\nmcp_servers:\n" +
+        "  git: {mode: client, transport: stdio, command: uvx-not-installed, args: [mcp-server-git]}\n" +
+        `  everything: {mode: client, transport: stdio, command: ${JSON.stringify(process.execPath)}}\n`,
+    );
+    const outside = spawnSync(process.execPath, [mainJs, "--config", file, "--check-config"], {
+      env: childEnv({}),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(outside.status, outside.stderr).toBe(0);
+    expect(outside.stderr.trim().split("\n")).toEqual([
+      "warning: mcp_servers.git.command: command `uvx-not-installed` not found on PATH",
+    ]);
+    const addon = spawnSync(process.execPath, [mainJs, "--config", file, "--check-config"], {
+      env: childEnv({ SUPERVISOR_TOKEN: "supervisor-token" }),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(addon.status, addon.stderr).toBe(0);
+    expect(addon.stderr).toContain(
+      "warning: mcp_servers.git.command: command `uvx-not-installed` not found in the add-on image",
+    );
+  });
+
+  it("--help speaks of settings, the add-on and satellites, on stdout", () => {
+    const r = spawnSync(process.execPath, [mainJs, "--help"], { env: childEnv({}), encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("the options you set on the add-on's Configuration page");
+    expect(r.stdout).toContain("ws://HOST:8765/api/v1/satellite");
+    expect(r.stderr).toBe("");
+  });
+
   it("OPENVOICE_CONFIG is an alternative to --config; no source at all is a usage error", () => {
     const viaEnv = spawnSync(process.execPath, [mainJs, "--check-config"], {
       env: childEnv({ OPENVOICE_CONFIG: fixture("boot.yaml") }),

@@ -6,6 +6,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { ErrorCode, McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { McpServerConfig } from "../config/model.js";
 import type { Logger } from "../log.js";
+import { missingCommands } from "./command.js";
 import { processTree, killSurvivors, type ProcessRef } from "./process-tree.js";
 import type { ListedTool } from "./registry.js";
 import { resultText } from "./result.js";
@@ -244,6 +245,11 @@ export class ServerConnection {
     const gen = ++this.#gen;
     const cfg = this.config;
     const timeoutMs = cfg.timeout * 1000;
+    const missing = this.#missingCommand();
+    if (missing !== undefined) {
+      this.#fail(gen, missing, { retry: false });
+      return;
+    }
     let opened: OpenedTransport;
     try {
       opened = createTransport(cfg, { ...this.#opts.transportOptions, logger: this.#log });
@@ -301,14 +307,27 @@ export class ServerConnection {
     }
   }
 
-  /** The attempt `gen` failed before the server came up. */
-  #fail(gen: number, message: string): void {
+  /**
+   * Why a stdio server cannot be started at all (its command is not there), or `undefined`. Such a
+   * server is not retried: a restart cannot install the command.
+   */
+  #missingCommand(): string | undefined {
+    const parentEnv = this.#opts.transportOptions?.parentEnv ?? process.env;
+    const addon = (parentEnv.SUPERVISOR_TOKEN ?? "") !== "";
+    return missingCommands([this.config], parentEnv, addon)[0]?.message;
+  }
+
+  /**
+   * The attempt `gen` failed before the server came up. It is retried with backoff unless
+   * `retry` is false (it stays down until `start` is called again).
+   */
+  #fail(gen: number, message: string, { retry } = { retry: true }): void {
     if (gen !== this.#gen) return;
     this.#lastError = message;
     this.#state = { status: "down", gen, error: message };
-    this.#log.warn({ err: message }, "MCP server unavailable");
+    this.#log.warn({ err: message }, retry ? "MCP server unavailable" : "MCP server cannot start");
     this.#opts.onChange();
-    this.#scheduleRetry();
+    if (retry) this.#scheduleRetry();
   }
 
   /** The connection `gen` was up (or connecting) and is gone. Idempotent per generation. */
