@@ -156,6 +156,46 @@ describe("the service process", () => {
     );
   });
 
+  it("logs a stdio command that is not installed at start-up, and the status API shows it in words", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-cmd-"));
+    const file = join(dir, "openvoice.yaml");
+    const portFile = join(dir, "ports.json");
+    await writeFile(
+      file,
+      (await readFile(fixture("boot.yaml"), "utf8")) +
+        "mcp_servers:\n  git: {mode: client, transport: stdio, command: uvx-not-installed, args: [mcp-server-git]}\n",
+    );
+    let output = "";
+    child = spawn(process.execPath, [mainJs, "--config", file, "--port-file", portFile], {
+      env: childEnv({ OPENVOICE_DATA_DIR: join(dir, "data") }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr!.on("data", (b: Buffer) => (output += b.toString()));
+    const ports = await waitFor(
+      "the port file",
+      async () => JSON.parse(await readFile(portFile, "utf8")) as { satellite: number; ingress: number },
+      15_000,
+    );
+    expect(output).toMatch(/ WARN mcp_servers\.git\.command: command `uvx-not-installed` not found on PATH/);
+    type Servers = { servers: { name: string; state: string; lastError?: string; restarts: number }[] };
+    const git = await waitFor(
+      "the server's status",
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${ports.ingress}/api/servers`);
+        const body = (await res.json()) as Servers;
+        return body.servers.find((s) => s.name === "git" && s.lastError !== undefined);
+      },
+      10_000,
+    );
+    expect(git).toMatchObject({
+      state: "down",
+      lastError: "command `uvx-not-installed` not found on PATH",
+      restarts: 0,
+    });
+    expect(output).not.toContain("ENOENT");
+  });
+
   it("--help speaks of settings, the add-on and satellites, on stdout", () => {
     const r = spawnSync(process.execPath, [mainJs, "--help"], { env: childEnv({}), encoding: "utf8" });
     expect(r.status).toBe(0);
