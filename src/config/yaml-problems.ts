@@ -47,8 +47,9 @@ function duplicateKeys(
 export function yamlProblems(doc: Document, lines: LineCounter, name: string): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   if (doc.errors.some((e) => e.code === "DUPLICATE_KEY")) duplicateKeys(doc.contents, [], lines, problems);
+  const duplicatesNamed = problems.length > 0;
   for (const e of doc.errors) {
-    if (e.code === "DUPLICATE_KEY" && problems.length > 0) continue;
+    if (e.code === "DUPLICATE_KEY" && duplicatesNamed) continue;
     problems.push({ path: name, message: `not valid YAML at ${where(lines, e.pos[0])}: ${e.message}` });
   }
   return problems;
