@@ -10,9 +10,21 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
-# Runtime: Node from Alpine, s6-overlay from the base image (init: false).
+# Runtime: Node from Alpine, s6-overlay from the base image (init: false). npm (npx), uv (uvx) and
+# python3 run the stdio MCP servers that DOCS.md shows (`command: npx …`, `command: uvx …`).
 FROM ${BUILD_FROM}
-RUN apk add --no-cache nodejs
+RUN apk add --no-cache nodejs npm python3 uv
+
+# Packages that npx and uvx fetch are kept under /data, which survives restarts and updates, so a
+# restart does not download them again. uvx prefers Alpine's python3; a Python it must download
+# goes under /data as well.
+ENV npm_config_cache=/data/cache/npm \
+    npm_config_update_notifier=false \
+    UV_CACHE_DIR=/data/cache/uv \
+    UV_TOOL_DIR=/data/cache/uv-tools \
+    UV_PYTHON_INSTALL_DIR=/data/cache/uv-python \
+    UV_PYTHON_PREFERENCE=system
+
 WORKDIR /app
 COPY --from=build /build/package.json ./
 COPY --from=build /build/node_modules ./node_modules
@@ -24,5 +36,15 @@ RUN chmod a+x /run.sh
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD wget -q -O /dev/null http://127.0.0.1:8765/healthz || exit 1
+
+# The Supervisor and the builder pass BUILD_ARCH and BUILD_VERSION.
+ARG BUILD_ARCH=amd64
+ARG BUILD_VERSION=0.2.0
+LABEL io.hass.type="addon" \
+      io.hass.name="OpenVoice MCP" \
+      io.hass.description="Talk to your home through Assist satellites, with the OpenAI Realtime API as the voice and tools from MCP servers" \
+      io.hass.url="https://github.com/your-github-user/openvoice-mcp" \
+      io.hass.arch="${BUILD_ARCH}" \
+      io.hass.version="${BUILD_VERSION}"
 
 CMD ["/run.sh"]

@@ -19,20 +19,35 @@ import { createApp, isAddon, type App, type Env } from "./app.js";
 import { loadConfig, type ConfigSource } from "./config/load.js";
 import { renderEffectiveConfig } from "./config/mask.js";
 import { formatProblem } from "./config/problems.js";
+import { missingCommands } from "./mcp/command.js";
 import { createLogger, type LogFormat } from "./log.js";
 import { wireService } from "./service.js";
 
 export const ADDON_OPTIONS_PATH = "/data/options.json";
 
-export const USAGE = `usage: openvoice-mcp [--config FILE.yaml | --options FILE.json] [--check-config]
-                     [--port-file FILE] [--log-format line|json]
+export const USAGE = `OpenVoice MCP: talk to your home through voice satellites, with the OpenAI Realtime API
+as the voice and tools from MCP servers (Home Assistant's, and any other).
 
-  --config FILE      configuration in YAML (the seed's shape); or set OPENVOICE_CONFIG
-  --options FILE     the add-on's options.json (default when running as an add-on)
-  --check-config     validate, print the effective configuration (secrets masked) and exit:
-                     0 when valid, 2 with one line per problem otherwise
-  --port-file FILE   once listening, write {"satellite":PORT,"ingress":PORT} to FILE
-  --log-format FMT   line (readable, the default) or json
+usage: openvoice-mcp --config FILE.yaml [--check-config]
+       openvoice-mcp --options FILE.json [--check-config]
+
+Where the settings come from (first match wins):
+  --config FILE.yaml   your settings in YAML; \${NAME} is replaced by the environment variable NAME,
+                       so secrets can stay out of the file (also: OPENVOICE_CONFIG=FILE.yaml)
+  --options FILE.json  the options you set on the add-on's Configuration page, as Home Assistant
+                       saves them (used by default inside the add-on: /data/options.json)
+
+Other options:
+  --check-config       check the settings and stop: prints what would be used (secrets hidden)
+                       and exits 0, or lists each mistake as "option: what is wrong" and exits 2;
+                       also warns about an MCP server command that is not installed
+  --port-file FILE     once it is listening, write the ports to FILE as
+                       {"satellite":PORT,"ingress":PORT} (handy with port 0 in tests)
+  --log-format FMT     line (easy to read, the default) or json (one JSON object per line)
+  --help               show this text
+
+Satellites connect to ws://HOST:8765/api/v1/satellite; the admin page is the add-on's panel in
+Home Assistant (outside an add-on: http://127.0.0.1:8099/). Documentation: DOCS.md.
 `;
 
 export interface CliOptions {
@@ -92,9 +107,13 @@ const writeErr = (line: string): void => void process.stderr.write(`${line}\n`);
 export async function main(argv: readonly string[], env: Env): Promise<number> {
   const cli = parseCli(argv, env);
   if (!cli.ok) {
-    if (cli.error !== "") writeErr(`openvoice-mcp: ${cli.error}`);
+    if (cli.error === "") {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    writeErr(`openvoice-mcp: ${cli.error}`);
     process.stderr.write(USAGE);
-    return cli.error === "" ? 0 : 2;
+    return 2;
   }
   const { source, checkConfig, portFile, logFormat } = cli.options;
   const loaded = await loadConfig(source, env);
@@ -104,7 +123,11 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     writeErr(`openvoice-mcp: ${loaded.problems.length} configuration problem(s) in ${source.path}`);
     return 2;
   }
+  const notInstalled = missingCommands(loaded.config.mcp_servers, env, isAddon(env)).map(
+    (m) => `mcp_servers.${m.server}.command: ${m.message}`,
+  );
   if (checkConfig) {
+    for (const line of notInstalled) writeErr(`warning: ${line}`);
     process.stdout.write(renderEffectiveConfig(loaded.config));
     return 0;
   }
@@ -112,6 +135,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   const logger = createLogger({ level: loaded.config.log_level, format: logFormat });
   logger.info({ source: source.path, form: source.form }, "configuration loaded");
   for (const w of loaded.warnings) logger.warn(formatProblem(w));
+  for (const line of notInstalled) logger.warn(line);
   let app: App | undefined;
   try {
     app = await createApp({ config: loaded.config, env, logger });

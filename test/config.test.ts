@@ -366,6 +366,100 @@ describe("unknown keys", () => {
   });
 });
 
+describe("mistakes a user makes, each with a message that says what to do", () => {
+  it("a YAML syntax error gives its line and column", () => {
+    const text = "openai:\n  api_key: k\n  voice: [marin\nlog_level: info\n";
+    expect(problemLines(parseConfig(text, "yaml", ENV, "/config/openvoice-mcp.yaml"))).toEqual([
+      expect.stringMatching(/^\/config\/openvoice-mcp\.yaml: not valid YAML at line 4, column 1: /),
+    ]);
+    expect(problemLines(yaml("openai:\n  api_key: k\n\tmodel: x\n"))[0]).toMatch(
+      /^configuration: not valid YAML at line 3, column 1: /,
+    );
+  });
+
+  it("a duplicated key is named by its option path and lines", () => {
+    expect(problemLines(yaml("openai:\n  api_key: k\n  voice: marin\n  api_key: j\n"))).toEqual([
+      'openai.api_key: duplicate key: "api_key" is set twice in the same block (lines 2 and 4); keep one',
+    ]);
+    const servers =
+      "openai: {api_key: k}\nmcp_servers:\n  fs:\n    mode: client\n    transport: stdio\n    command: npx\n" +
+      "    command: uvx\n";
+    expect(problemLines(yaml(servers))).toEqual([
+      'mcp_servers.fs.command: duplicate key: "command" is set twice in the same block (lines 6 and 7); keep one',
+    ]);
+    expect(problemLines(yaml("openai: {api_key: k}\nlog_level: info\nlog_level: debug\n"))).toEqual([
+      'log_level: duplicate key: "log_level" is set twice in the same block (lines 2 and 3); keep one',
+    ]);
+  });
+
+  it("openai.base_url with https:// says to use wss://", () => {
+    const expected =
+      "openai.base_url: use wss:// (ws:// for a local test server), not https://: the Realtime API is a WebSocket, e.g. wss://api.openai.com/v1/realtime";
+    expect(
+      problemLines(yaml("openai: {api_key: k, base_url: 'https://api.openai.com/v1/realtime'}")),
+    ).toEqual([expected]);
+    expect(
+      problemLines(options({ openai: { api_key: "k", base_url: "https://api.openai.com/v1/realtime" } })),
+    ).toEqual([expected]);
+    expect(
+      problemLines(yaml("openai: {api_key: k, base_url: 'http://127.0.0.1:9000/v1/realtime'}"))[0],
+    ).toContain("not http://");
+    expect(
+      ok(yaml("openai: {api_key: k, base_url: 'ws://127.0.0.1:9000/v1/realtime'}")).openai.base_url,
+    ).toBe("ws://127.0.0.1:9000/v1/realtime");
+  });
+
+  it("an mcp_servers block indented under another key is an error, not a dropped block", () => {
+    const text =
+      "openai:\n  api_key: k\n  voice: marin\n  mcp_servers:\n    fs:\n      mode: client\n      transport: stdio\n      command: npx\n";
+    const r = yaml(text);
+    expect(problemLines(r)).toEqual([
+      "openai.mcp_servers: mcp_servers is a top-level section but is indented under openai; move it to the start of the line",
+    ]);
+    expect(r.warnings).toEqual([]);
+    expect(
+      problemLines(
+        yaml("openai: {api_key: k}\nhome_assistant:\n  url: 'http://ha:8123'\n  satellites: {}\n"),
+      ),
+    ).toEqual([
+      "home_assistant.satellites: satellites is a top-level section but is indented under home_assistant; move it to the start of the line",
+    ]);
+    // The same block at the top level is fine.
+    expect(ok(yaml(text.replace("  mcp_servers:", "mcp_servers:"))).mcp_servers).toHaveLength(1);
+  });
+
+  it("the legacy home_assistant.mcp block without url/token migrates with a warning as an add-on", () => {
+    const text =
+      "openai: {api_key: k}\nhome_assistant:\n  mcp:\n    enabled: true\n    sse_endpoint: /mcp_server/sse\n";
+    const r = yaml(text, { SUPERVISOR_TOKEN: "supervisor-token" });
+    const c = ok(r);
+    expect(c.mcp_servers).toEqual([]);
+    expect(c.home_assistant).not.toHaveProperty("mcp");
+    expect(r.warnings.map(formatProblem)).toEqual([
+      "home_assistant.mcp: deprecated v0.1 block removed: as an add-on, Home Assistant's tools come through the Supervisor without url or token; delete this block",
+    ]);
+    const off = yaml("openai: {api_key: k}\nhome_assistant: {mcp: {enabled: false}}", {
+      SUPERVISOR_TOKEN: "t",
+    });
+    expect(ok(off).mcp_servers).toEqual([]);
+    expect(off.warnings[0]!.message).toContain("switch the home_assistant server off in the add-on's page");
+    // The add-on options form carries it the same way.
+    const opts = parseConfig(
+      JSON.stringify({ openai: { api_key: "k" }, home_assistant: { mcp: { enabled: true } } }),
+      "options",
+      { SUPERVISOR_TOKEN: "t" },
+    );
+    expect(ok(opts).mcp_servers).toEqual([]);
+    expect(opts.warnings.map((w) => w.path)).toEqual(["home_assistant.mcp"]);
+  });
+
+  it("a missing api_key in the add-on options says which option", () => {
+    expect(
+      problemLines(options({ openai: { model: "gpt-realtime", voice: "marin" }, log_level: "info" })),
+    ).toEqual(["openai.api_key: required"]);
+  });
+});
+
 describe("the add-on options form", () => {
   const base = { openai: { api_key: "sk-opt", model: "gpt-realtime", voice: "marin" }, log_level: "info" };
 

@@ -15,6 +15,7 @@ import { z } from "zod";
 import { parseConfig } from "../src/config/load.js";
 import { ConfigSchema } from "../src/config/model.js";
 import { API_ERRORS, SATELLITE_ERRORS, type ErrorSpec } from "../src/errors.js";
+import { INHERITED_ENV } from "../src/mcp/env.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const read = (p: string): string => readFileSync(join(root, p), "utf8");
@@ -269,7 +270,6 @@ describe("Dockerfile and run.sh", () => {
   it("builds from the Home Assistant base with Node from Alpine and a healthcheck on /healthz", () => {
     expect(dockerfile.split("\n")[0]).toBe("ARG BUILD_FROM=ghcr.io/home-assistant/base:3.24");
     expect(dockerfile.match(/^FROM \$\{BUILD_FROM\}/gm)?.length).toBe(2);
-    expect(dockerfile).toMatch(/^RUN apk add --no-cache nodejs$/m);
     expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*http:\/\/127\.0\.0\.1:8765\/healthz/);
     expect(dockerfile).toContain('CMD ["/run.sh"]');
     // the ingress plugin serves its static files from src/http/ui next to dist/
@@ -282,10 +282,131 @@ describe("Dockerfile and run.sh", () => {
     expect(runSh).not.toMatch(/config\.(ya?ml|json)/);
   });
 
+  /** The runtime stage: everything after the last FROM. */
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
+  /** `KEY=value` pairs of the runtime stage's ENV and LABEL instructions (continuation lines joined). */
+  const pairs = (instruction: "ENV" | "LABEL"): Record<string, string> => {
+    const out: Record<string, string> = {};
+    const joined = runtime.replaceAll(/\\\n\s*/g, " ");
+    for (const line of joined.split("\n").filter((l) => l.startsWith(`${instruction} `)))
+      for (const m of line.matchAll(/([\w.]+)=("[^"]*"|\S+)/g)) out[m[1]!] = m[2]!.replace(/^"(.*)"$/, "$1");
+    return out;
+  };
+
+  it("ships the commands DOCS.md tells users to run: node, npx, uvx and python3", () => {
+    expect(runtime).toMatch(/^RUN apk add --no-cache nodejs npm python3 uv$/m);
+    for (const command of ["npx", "uvx"]) expect(docs).toContain(`command: ${command}`);
+  });
+
+  it("keeps the npx and uvx caches under /data, and passes them to stdio servers", () => {
+    const env = pairs("ENV");
+    const caches = ["npm_config_cache", "UV_CACHE_DIR", "UV_TOOL_DIR", "UV_PYTHON_INSTALL_DIR"];
+    for (const name of caches) expect(env[name], name).toMatch(/^\/data\//);
+    // A stdio child only inherits allow-listed variables: without these it would download again.
+    expect(Object.keys(env).filter((k) => !(INHERITED_ENV as readonly string[]).includes(k))).toEqual([]);
+  });
+
+  it("labels the image io.hass.* like config.yaml", () => {
+    const labels = pairs("LABEL");
+    expect(labels).toMatchObject({
+      "io.hass.type": "addon",
+      "io.hass.name": manifest.name,
+      "io.hass.description": String(manifest.description).trim(),
+      "io.hass.url": manifest.url,
+      "io.hass.arch": "${BUILD_ARCH}",
+      "io.hass.version": "${BUILD_VERSION}",
+    });
+    expect(runtime).toContain(`ARG BUILD_VERSION=${String(manifest.version)}`);
+  });
+
   const shellcheck = spawnSync("shellcheck", ["--version"]).status === 0;
-  it.skipIf(!shellcheck)("run.sh and .ci/run pass shellcheck", () => {
-    const r = spawnSync("shellcheck", ["-s", "bash", "run.sh", ".ci/run"], { cwd: root, encoding: "utf8" });
+  it.skipIf(!shellcheck)("every shell script passes shellcheck", () => {
+    const scripts = ["run.sh", ".ci/run", "test/fixtures/audio/regenerate.sh"];
+    const r = spawnSync("shellcheck", ["-s", "bash", ...scripts], { cwd: root, encoding: "utf8" });
     expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    // .ci/run checks the same list.
+    expect(read(".ci/run")).toContain(`shellcheck -s bash ${scripts.join(" ")}`);
+  });
+});
+
+/** Width and height of a PNG, from its IHDR chunk. */
+function pngSize(path: string): { width: number; height: number } {
+  const png = readFileSync(join(root, path));
+  expect(png.subarray(1, 4).toString("latin1"), `${path} is a PNG`).toBe("PNG");
+  expect(png.subarray(12, 16).toString("latin1")).toBe("IHDR");
+  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+}
+
+describe("store presentation and Home Assistant conventions", () => {
+  const repository = parse(read("repository.yaml")) as Yaml;
+
+  it("has icon.png (128x128) and logo.png", () => {
+    expect(pngSize("icon.png")).toEqual({ width: 128, height: 128 });
+    const logo = pngSize("logo.png");
+    expect(logo.width).toBeGreaterThanOrEqual(128);
+    expect(logo.height).toBeGreaterThanOrEqual(64);
+  });
+
+  it("names the same project url in config.yaml and repository.yaml", () => {
+    expect(manifest.url).toMatch(/^https:\/\/github\.com\/[\w.-]+\/[\w.-]+$/);
+    expect(repository.url).toBe(manifest.url);
+    expect(read("DEVELOPMENT.md")).toContain(String(manifest.url));
+  });
+
+  it("asks for the OpenAI key: no default, so the Supervisor refuses to start without it", () => {
+    const schema = manifest.schema as { openai: Record<string, string> };
+    const options = manifest.options as { openai: Record<string, unknown> };
+    expect(schema.openai.api_key).toBe("password");
+    expect(options.openai).not.toHaveProperty("api_key");
+  });
+
+  const workflow = parse(read(".github/workflows/builder.yaml")) as {
+    env: { ARCHITECTURES: string; IMAGE_NAME: string };
+    jobs: Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }>;
+  };
+  const uses = Object.values(workflow.jobs).flatMap((j) => j.steps.map((s) => s.uses ?? ""));
+
+  it("builds pre-built images for config.yaml's architectures with Home Assistant's builder", () => {
+    expect((JSON.parse(workflow.env.ARCHITECTURES) as string[]).sort()).toEqual(
+      [...(manifest.arch as string[])].sort(),
+    );
+    const builder = uses.filter((u) => u.startsWith("home-assistant/builder/actions/"));
+    expect(builder.map((u) => u.replace(/@.*$/, "")).sort()).toEqual([
+      "home-assistant/builder/actions/build-image",
+      "home-assistant/builder/actions/prepare-multi-arch-matrix",
+      "home-assistant/builder/actions/publish-multi-arch-manifest",
+    ]);
+    // One pinned release of the builder for all three.
+    expect(new Set(builder.map((u) => u.replace(/^.*@/, ""))).size).toBe(1);
+  });
+
+  it("documents image: as the way to publish; when set, it names the images the workflow pushes", () => {
+    const image = `ghcr.io/<owner>/{arch}-${workflow.env.IMAGE_NAME}`;
+    expect(read("DEVELOPMENT.md")).toContain(`image: ${image}`);
+    // Unset, the Supervisor builds the image on the device; set, it pulls instead.
+    if ("image" in manifest)
+      expect(manifest.image).toMatch(
+        new RegExp(`^ghcr\\.io/[\\w.-]+/\\{arch\\}-${workflow.env.IMAGE_NAME}$`),
+      );
+  });
+
+  const apparmor = read("apparmor.txt");
+  it("has an AppArmor profile named after the slug, confining node and the stdio servers", () => {
+    expect(apparmor).toMatch(new RegExp(`^profile ${String(manifest.slug)} flags=\\(`, "m"));
+    expect(apparmor).toMatch(/^\s*\/usr\/bin\/node cx -> openvoice,$/m);
+    for (const rule of ["/data/** rwk", "/config/** r", "network inet stream", "/usr/bin/uvx mrix"])
+      expect(apparmor).toContain(rule);
+    expect(manifest).not.toHaveProperty("apparmor");
+  });
+
+  const parser = spawnSync("apparmor_parser", ["--version"]).status === 0;
+  it.skipIf(!parser)("apparmor.txt parses with apparmor_parser", () => {
+    const r = spawnSync("apparmor_parser", ["--skip-kernel-load", "--skip-cache", "apparmor.txt"], {
+      cwd: root,
+      encoding: "utf8",
+    });
+    expect(r.stderr.replace(/^Cache read\/write disabled.*\n?/m, "")).toBe("");
     expect(r.status).toBe(0);
   });
 });

@@ -380,6 +380,12 @@ describe("failing servers", () => {
         everythingStdio("good"),
         clientServer({ name: "missing", transport: "stdio", command: "/nonexistent/mcp-server" }),
         clientServer({
+          name: "exits",
+          transport: "stdio",
+          command: process.execPath,
+          args: ["-e", "process.exit(3)"],
+        }),
+        clientServer({
           name: "silent",
           transport: "stdio",
           command: process.execPath,
@@ -395,20 +401,47 @@ describe("failing servers", () => {
     const byName = Object.fromEntries(m.status().map((s) => [s.name, s]));
     expect(byName.good!.state).toBe("up");
     expect(byName.missing!.state).toBe("down");
-    expect(byName.missing!.lastError).toMatch(/ENOENT/);
+    expect(byName.missing!.lastError).toBe(
+      "command `/nonexistent/mcp-server` does not exist or is not executable",
+    );
     expect(byName.silent!.state === "down" || byName.silent!.state === "connecting").toBe(true);
     expect(byName.silent!.lastError).toMatch(/no answer within 1.5 s/);
     expect(m.tools().every((t) => t.server === "good")).toBe(true);
     expect((await m.callTool("echo", '{"message":"ok"}')).ok).toBe(true);
 
-    // Retries keep going with backoff.
-    await waitFor(
-      () => (m.status().find((s) => s.name === "missing")?.restarts ?? 0) >= 2,
-      10_000,
-      "retries",
-    );
+    // A server that exits is retried with backoff; one whose command is missing is not (a retry
+    // cannot install it): it stays down with its reason.
+    await waitFor(() => (m.status().find((s) => s.name === "exits")?.restarts ?? 0) >= 2, 10_000, "retries");
+    expect(m.status().find((s) => s.name === "missing")).toMatchObject({ state: "down", restarts: 0 });
     await m.close();
     expect(liveChildren()).toEqual([]);
+  });
+
+  it("name a command missing from the add-on image in words, and try again when switched on", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "openvoice-path-"));
+    const parentEnv = { PATH: dir, SUPERVISOR_TOKEN: "supervisor-token" };
+    const m = manager({
+      parentEnv,
+      servers: [clientServer({ name: "git", transport: "stdio", command: "uvx", args: ["mcp-server-git"] })],
+    });
+    await m.connectAll();
+    expect(m.status()[0]).toMatchObject({
+      state: "down",
+      restarts: 0,
+      lastError: expect.stringMatching(/^command `uvx` not found in the add-on image/) as unknown,
+    });
+    expect(liveChildren()).toEqual([]);
+
+    // Once the command exists (here: a script that runs server-everything), switching the server
+    // off and on again starts it.
+    const real = everythingStdio("unused");
+    const script = [real.command ?? "", ...real.args].map((a) => `'${a}'`).join(" ");
+    await writeFile(join(dir, "uvx"), `#!/bin/sh\nexec ${script}\n`, { mode: 0o755 });
+    await m.setEnabled("git", false);
+    await m.setEnabled("git", true);
+    await waitFor(() => m.status()[0]?.state === "up", 20_000, "git up");
+    await m.close();
+    await rm(dir, { recursive: true, force: true });
   });
 });
 

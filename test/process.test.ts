@@ -127,6 +127,83 @@ describe("the service process", () => {
     expect(r.stdout).toBe("");
   });
 
+  it("--check-config warns about a stdio command that is not installed, in the add-on's words", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-cmd-"));
+    const file = join(dir, "openvoice.yaml");
+    await writeFile(
+      file,
+      "openai: {api_key: sk-x}\nmcp_servers:\n" +
+        "  git: {mode: client, transport: stdio, command: uvx-not-installed, args: [mcp-server-git]}\n" +
+        `  everything: {mode: client, transport: stdio, command: ${JSON.stringify(process.execPath)}}\n`,
+    );
+    const outside = spawnSync(process.execPath, [mainJs, "--config", file, "--check-config"], {
+      env: childEnv({}),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(outside.status, outside.stderr).toBe(0);
+    expect(outside.stderr.trim().split("\n")).toEqual([
+      "warning: mcp_servers.git.command: command `uvx-not-installed` not found on PATH",
+    ]);
+    const addon = spawnSync(process.execPath, [mainJs, "--config", file, "--check-config"], {
+      env: childEnv({ SUPERVISOR_TOKEN: "supervisor-token" }),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(addon.status, addon.stderr).toBe(0);
+    expect(addon.stderr).toContain(
+      "warning: mcp_servers.git.command: command `uvx-not-installed` not found in the add-on image",
+    );
+  });
+
+  it("logs a stdio command that is not installed at start-up, and the status API shows it in words", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-cmd-"));
+    const file = join(dir, "openvoice.yaml");
+    const portFile = join(dir, "ports.json");
+    await writeFile(
+      file,
+      (await readFile(fixture("boot.yaml"), "utf8")) +
+        "mcp_servers:\n  git: {mode: client, transport: stdio, command: uvx-not-installed, args: [mcp-server-git]}\n",
+    );
+    let output = "";
+    child = spawn(process.execPath, [mainJs, "--config", file, "--port-file", portFile], {
+      env: childEnv({ OPENVOICE_DATA_DIR: join(dir, "data") }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr!.on("data", (b: Buffer) => (output += b.toString()));
+    const ports = await waitFor(
+      "the port file",
+      async () => JSON.parse(await readFile(portFile, "utf8")) as { satellite: number; ingress: number },
+      15_000,
+    );
+    expect(output).toMatch(/ WARN mcp_servers\.git\.command: command `uvx-not-installed` not found on PATH/);
+    type Servers = { servers: { name: string; state: string; lastError?: string; restarts: number }[] };
+    const git = await waitFor(
+      "the server's status",
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${ports.ingress}/api/servers`);
+        const body = (await res.json()) as Servers;
+        return body.servers.find((s) => s.name === "git" && s.lastError !== undefined);
+      },
+      10_000,
+    );
+    expect(git).toMatchObject({
+      state: "down",
+      lastError: "command `uvx-not-installed` not found on PATH",
+      restarts: 0,
+    });
+    expect(output).not.toContain("ENOENT");
+  });
+
+  it("--help speaks of settings, the add-on and satellites, on stdout", () => {
+    const r = spawnSync(process.execPath, [mainJs, "--help"], { env: childEnv({}), encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("the options you set on the add-on's Configuration page");
+    expect(r.stdout).toContain("ws://HOST:8765/api/v1/satellite");
+    expect(r.stderr).toBe("");
+  });
+
   it("OPENVOICE_CONFIG is an alternative to --config; no source at all is a usage error", () => {
     const viaEnv = spawnSync(process.execPath, [mainJs, "--check-config"], {
       env: childEnv({ OPENVOICE_CONFIG: fixture("boot.yaml") }),

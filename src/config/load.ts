@@ -5,15 +5,18 @@
  * - `options`: the add-on's `/data/options.json` as the Supervisor writes it (no substitution).
  *
  * Never throws for bad input: every problem comes back with the display path of the option it is
- * about; unknown keys and deprecations are warnings (the keys are ignored).
+ * about; unknown keys and deprecations are warnings (the keys are ignored), except a top-level section
+ * indented under another one, which is an error (ignoring it would silently drop it). YAML syntax
+ * errors carry their line and column; a duplicated key is named by its option path.
  */
 import { readFile } from "node:fs/promises";
-import { parseDocument } from "yaml";
+import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { ConfigSchema, type Config } from "./model.js";
 import { normalizeConfig, type ConfigForm, type Finding } from "./normalize.js";
 import { displayPath, type ConfigProblem, type PathSegment } from "./problems.js";
 import { substituteEnv } from "./substitute.js";
+import { yamlProblems } from "./yaml-problems.js";
 
 export type { ConfigForm } from "./normalize.js";
 
@@ -56,8 +59,18 @@ function editDistance(a: string, b: string): number {
   return row[b.length]!;
 }
 
+/** The top-level sections (`openai`, `mcp_servers`, ...): indented under another key they are a mistake. */
+const TOP_LEVEL_KEYS: ReadonlySet<string> = new Set(Object.keys(ConfigSchema.shape));
+
+interface KeyFindings {
+  /** Keys the schema does not know: ignored, with a warning. */
+  readonly unknown: Finding[];
+  /** Top-level sections found inside another block: an error, since ignoring them would drop them. */
+  readonly misplaced: Finding[];
+}
+
 /** Reports keys the schema does not know, with a suggestion when one is close. */
-function findUnknownKeys(value: unknown, schema: z.ZodType, path: PathSegment[], out: Finding[]): void {
+function findUnknownKeys(value: unknown, schema: z.ZodType, path: PathSegment[], out: KeyFindings): void {
   const s = unwrap(schema);
   if (s instanceof z.ZodObject && isRecord(value)) {
     const shape = s.shape as Record<string, z.ZodType>;
@@ -68,8 +81,15 @@ function findUnknownKeys(value: unknown, schema: z.ZodType, path: PathSegment[],
         findUnknownKeys(v, child, [...path, k], out);
         continue;
       }
+      if (path.length > 0 && TOP_LEVEL_KEYS.has(k)) {
+        out.misplaced.push({
+          path: [...path, k],
+          message: `${k} is a top-level section but is indented under ${String(path[0])}; move it to the start of the line`,
+        });
+        continue;
+      }
       const close = known.find((n) => editDistance(n, k) <= 2);
-      out.push({
+      out.unknown.push({
         path: [...path, k],
         message: `unknown key, ignored${close ? ` (did you mean ${close}?)` : ""}`,
       });
@@ -84,6 +104,11 @@ const messages: z.core.$ZodErrorMap = (iss) => {
   if (iss.input === undefined && iss.code === "invalid_type") return "required";
   if (iss.code === "invalid_union" && iss.path?.at(-1) === "require_approval")
     return "expected always, never or a map {tool: always|never}";
+  if (iss.path?.join(".") === "openai.base_url" && typeof iss.input === "string") {
+    const scheme = /^(https?):\/\//i.exec(iss.input)?.[1];
+    if (scheme !== undefined)
+      return `use wss:// (ws:// for a local test server), not ${scheme.toLowerCase()}://: the Realtime API is a WebSocket, e.g. wss://api.openai.com/v1/realtime`;
+  }
   return undefined;
 };
 
@@ -99,9 +124,9 @@ function parseText(
       return { problems: [{ path: name, message: `not valid JSON: ${(e as Error).message}` }] };
     }
   }
-  const doc = parseDocument(text, { prettyErrors: false });
-  if (doc.errors.length > 0)
-    return { problems: doc.errors.map((e) => ({ path: name, message: `not valid YAML: ${e.message}` })) };
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter: lines });
+  if (doc.errors.length > 0) return { problems: yamlProblems(doc, lines, name) };
   return { doc: doc.toJS() as unknown, problems: [] };
 }
 
@@ -116,19 +141,19 @@ export function parseConfig(text: string, form: ConfigForm, env: Env, name = "co
   if (!isRecord(doc))
     return { ok: false, problems: [{ path: name, message: "expected a mapping of options" }], warnings: [] };
 
-  const normalized = normalizeConfig(doc, form);
+  const normalized = normalizeConfig(doc, form, { addon: (env.SUPERVISOR_TOKEN ?? "") !== "" });
   const findings = [...normalized.problems];
   let value: unknown = normalized.value;
   if (form === "yaml") value = substituteEnv(value, env, findings);
-  const unknown: Finding[] = [];
-  findUnknownKeys(value, ConfigSchema, [], unknown);
+  const keys: KeyFindings = { unknown: [], misplaced: [] };
+  findUnknownKeys(value, ConfigSchema, [], keys);
 
   const show = (fs: readonly Finding[]): ConfigProblem[] =>
     fs.map((f) => ({ path: displayPath(f.path, value), message: f.message }));
-  const warnings = [...show(normalized.warnings), ...show(unknown)];
+  const warnings = [...show(normalized.warnings), ...show(keys.unknown)];
 
   const result = ConfigSchema.safeParse(value, { error: messages });
-  const problems = show(findings);
+  const problems = [...show(findings), ...show(keys.misplaced)];
   if (!result.success) {
     for (const issue of result.error.issues)
       problems.push({ path: displayPath(issue.path as PathSegment[], value), message: issue.message });

@@ -9,7 +9,9 @@
  *   `home_assistant`);
  * - `null` values (an empty YAML key) count as absent; in the options form empty strings and an empty
  *   `allowed_tools` list do too, because the add-on UI cannot leave a field unset otherwise;
- * - the legacy v0.1 `home_assistant.mcp` block becomes an `mcp_servers.home_assistant` entry.
+ * - the legacy v0.1 `home_assistant.mcp` block becomes an `mcp_servers.home_assistant` entry; as an
+ *   add-on without `url`/`token` it is dropped with a warning, since the Supervisor route (zero-config)
+ *   brings Home Assistant's tools.
  */
 import type { PathSegment } from "./problems.js";
 
@@ -24,6 +26,11 @@ export interface Normalized {
   readonly value: Record<string, unknown>;
   readonly problems: Finding[];
   readonly warnings: Finding[];
+}
+
+export interface NormalizeContext {
+  /** Running as a Home Assistant add-on (`SUPERVISOR_TOKEN` set). */
+  readonly addon: boolean;
 }
 
 export const LEGACY_HA_SERVER = "home_assistant";
@@ -186,6 +193,7 @@ function serverList(raw: unknown, problems: Finding[]): Record<string, unknown>[
 function migrateLegacy(
   value: Record<string, unknown>,
   servers: Record<string, unknown>[],
+  context: NormalizeContext,
   problems: Finding[],
   warnings: Finding[],
 ): void {
@@ -208,6 +216,18 @@ function migrateLegacy(
     return;
   }
   const endpoint = legacy.sse_endpoint ?? LEGACY_SSE_ENDPOINT;
+  if (context.addon && (typeof ha.url !== "string" || typeof ha.token !== "string")) {
+    warnings.push({
+      path,
+      message:
+        "deprecated v0.1 block removed: as an add-on, Home Assistant's tools come through the Supervisor " +
+        "without url or token; delete this block" +
+        (legacy.enabled === false
+          ? " (to turn those tools off, switch the home_assistant server off in the add-on's page)"
+          : ""),
+    });
+    return;
+  }
   if (typeof ha.url !== "string" || typeof ha.token !== "string" || typeof endpoint !== "string") {
     problems.push({
       path,
@@ -240,13 +260,17 @@ function migrateLegacy(
 }
 
 /** Normalises a parsed configuration document (already known to be a mapping). */
-export function normalizeConfig(raw: Record<string, unknown>, form: ConfigForm): Normalized {
+export function normalizeConfig(
+  raw: Record<string, unknown>,
+  form: ConfigForm,
+  context: NormalizeContext = { addon: false },
+): Normalized {
   const problems: Finding[] = [];
   const warnings: Finding[] = [];
   const value = dropAbsent(raw, form) as Record<string, unknown>;
   const listed = serverList(value.mcp_servers, problems);
   const servers = (listed ?? []).map((s, i) => normalizeServer(s, form, ["mcp_servers", i], problems));
-  migrateLegacy(value, servers, problems, warnings);
+  migrateLegacy(value, servers, context, problems, warnings);
   if (isRecord(value.home_assistant)) {
     const ha = { ...value.home_assistant };
     foldToolPolicy(ha, form, ["home_assistant"], problems);

@@ -8,6 +8,7 @@ import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamable
 import { ErrorCode, McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { McpServerConfig } from "../config/model.js";
 import type { Logger } from "../log.js";
+import { missingCommands } from "./command.js";
 import { processTree, killSurvivors, type ProcessRef } from "./process-tree.js";
 import type { ListedTool } from "./registry.js";
 import { resultText } from "./result.js";
@@ -277,6 +278,11 @@ export class ServerConnection {
 
   async #attempt(): Promise<void> {
     const gen = ++this.#gen;
+    const missing = this.#missingCommand();
+    if (missing !== undefined) {
+      this.#fail(gen, missing, { retry: false });
+      return;
+    }
     let link: Link;
     try {
       link = this.#createLink(gen);
@@ -413,14 +419,27 @@ export class ServerConnection {
     return gen === this.#gen && s.status === "up" && s.gen === gen ? s : undefined;
   }
 
-  /** The attempt `gen` failed before the server came up. */
-  #fail(gen: number, message: string): void {
+  /**
+   * Why a stdio server cannot be started at all (its command is not there), or `undefined`. Such a
+   * server is not retried: a restart cannot install the command.
+   */
+  #missingCommand(): string | undefined {
+    const parentEnv = this.#opts.transportOptions?.parentEnv ?? process.env;
+    const addon = (parentEnv.SUPERVISOR_TOKEN ?? "") !== "";
+    return missingCommands([this.config], parentEnv, addon)[0]?.message;
+  }
+
+  /**
+   * The attempt `gen` failed before the server came up. It is retried with backoff unless
+   * `retry` is false (it stays down until `start` is called again).
+   */
+  #fail(gen: number, message: string, { retry } = { retry: true }): void {
     if (gen !== this.#gen) return;
     this.#lastError = message;
     this.#state = { status: "down", gen, error: message };
-    this.#log.warn({ err: message }, "MCP server unavailable");
+    this.#log.warn({ err: message }, retry ? "MCP server unavailable" : "MCP server cannot start");
     this.#opts.onChange();
-    this.#scheduleRetry();
+    if (retry) this.#scheduleRetry();
   }
 
   /** The connection `gen` was up (or connecting) and is gone. Idempotent per generation. */

@@ -23,6 +23,13 @@ export const INHERITED_ENV = [
   "NODE_EXTRA_CA_CERTS",
   "SSL_CERT_FILE",
   "SSL_CERT_DIR",
+  // Where npx and uvx keep what they download (the add-on image points them under /data).
+  "npm_config_cache",
+  "npm_config_update_notifier",
+  "UV_CACHE_DIR",
+  "UV_TOOL_DIR",
+  "UV_PYTHON_INSTALL_DIR",
+  "UV_PYTHON_PREFERENCE",
 ] as const;
 
 /**
