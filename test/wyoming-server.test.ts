@@ -175,7 +175,9 @@ let port: number;
 let metrics: Metrics;
 let rec: Recorded;
 
-async function start(opts: { programs?: boolean; wyoming?: Record<string, unknown> } = {}): Promise<void> {
+async function start(
+  opts: { programs?: boolean; wyoming?: Record<string, unknown>; idleMs?: number } = {},
+): Promise<void> {
   metrics = createMetrics(new Registry(), { defaults: false });
   rec = { events: [], closes: [] };
   server = new WyomingServer({
@@ -183,6 +185,7 @@ async function start(opts: { programs?: boolean; wyoming?: Record<string, unknow
     version: "9.8.7",
     logger: silent,
     activity: new WyomingActivity({ metrics }),
+    ...(opts.idleMs === undefined ? {} : { idleMs: opts.idleMs }),
     ...(opts.programs === false
       ? {}
       : { programs: { asr: asrProgram(rec), handle: handleProgram(rec), tts: ttsProgram(rec) } }),
@@ -335,6 +338,59 @@ describe("the wire", () => {
     await b.close();
     await expect.poll(() => server.connections).toBe(0);
     await expect.poll(async () => (await metrics.wyomingConnections.get()).values[0]?.value).toBe(0);
+  });
+});
+
+describe("slow programs and idle clients", () => {
+  it("a program that takes its time still gets every event in order (reading pauses and resumes)", async () => {
+    await start();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const sizes: number[] = [];
+    server.register({
+      asr: {
+        supportsTranscriptStreaming: false,
+        open: ({ peer }) => ({
+          async handle(e: AsrEvent) {
+            if (e.type === "audio-start") await gate;
+            if (e.type === "audio-chunk") sizes.push(e.audio.readUInt32LE(0));
+            if (e.type === "audio-stop")
+              await peer.write(WyomingEvents.transcript({ text: `${sizes.length}` }));
+          },
+          close: () => undefined,
+        }),
+      },
+    });
+    const c = await WyomingTestClient.connect(port);
+    await c.write("transcribe");
+    await c.write("audio-start", { rate: 16000, width: 2, channels: 1 });
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 120; i++) {
+      const chunk = Buffer.alloc(64 * 1024);
+      chunk.writeUInt32LE(i, 0);
+      writes.push(c.write("audio-chunk", { rate: 16000, width: 2, channels: 1 }, chunk));
+    }
+    writes.push(c.write("audio-stop"));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sizes).toEqual([]);
+    release();
+    await Promise.all(writes);
+    expect(await c.readUntil(["transcript"], 30_000)).toMatchObject({ data: { text: "120" } });
+    expect(sizes).toEqual(Array.from({ length: 120 }, (_, i) => i));
+    await c.close();
+  });
+
+  it("closes a connection that sends nothing, but never one with a call in progress", async () => {
+    await start({ idleMs: 150 });
+    const idle = await WyomingTestClient.connect(port);
+    const busy = await WyomingTestClient.connect(port);
+    await busy.write("transcribe", { language: "en" });
+    await busy.write("audio-start", { rate: 16000, width: 2, channels: 1 });
+    expect(await idle.readToClose()).toEqual([]);
+    await new Promise((r) => setTimeout(r, 400));
+    await busy.write("audio-stop");
+    expect(await busy.readUntil(["transcript"])).toMatchObject({ data: { text: "0 bytes" } });
+    await busy.close();
   });
 });
 

@@ -41,11 +41,20 @@ export interface WyomingServerOptions {
   readonly limits?: Partial<FramingLimits>;
   /** After we end a connection, how long the client has to close its side before it is destroyed. */
   readonly lingerMs?: number;
+  /**
+   * A connection with no program call open that sends nothing for this long is closed (a client that
+   * connects and never speaks must not hold a slot). Calls in progress are never cut. Default 120 s.
+   */
+  readonly idleMs?: number;
 }
 
 /** Events queued on one connection before reading pauses (backpressure on a slow program). */
 const QUEUE_HIGH = 64;
 const QUEUE_LOW = 16;
+/** Payload bytes queued on one connection before reading pauses. */
+const QUEUE_HIGH_BYTES = 2 * 1024 * 1024;
+/** TCP keepalive probes find peers that vanished without closing. */
+const KEEPALIVE_MS = 30_000;
 /** Connections accepted at once; more are refused by the kernel backlog. */
 const MAX_CONNECTIONS = 128;
 
@@ -146,6 +155,7 @@ export class WyomingServer {
       logger: this.#logger.child({ wyoming: id }),
       limits: this.#opts.limits,
       lingerMs: this.#opts.lingerMs ?? 5_000,
+      idleMs: this.#opts.idleMs ?? 120_000,
     });
     this.#connections.add(conn);
     this.activity.connectionOpened();
@@ -160,6 +170,7 @@ interface ConnectionOptions {
   readonly logger: Logger;
   readonly limits: Partial<FramingLimits> | undefined;
   readonly lingerMs: number;
+  readonly idleMs: number;
 }
 
 interface OpenCall {
@@ -179,6 +190,7 @@ class WyomingConnection implements WyomingPeer {
   readonly #lingerMs: number;
   readonly #abort = new AbortController();
   readonly #queue: IncomingEvent[] = [];
+  #queuedBytes = 0;
   readonly #calls = new Map<WyomingProgramKind, OpenCall>();
   #pumping = false;
   #closing = false;
@@ -197,6 +209,12 @@ class WyomingConnection implements WyomingPeer {
     socket.on("end", () => this.#onEnd());
     socket.on("error", (err) => this.#log.debug({ err }, "Wyoming socket error"));
     socket.once("close", () => this.#onClose());
+    socket.setKeepAlive(true, KEEPALIVE_MS);
+    socket.setTimeout(opts.idleMs, () => {
+      if (this.#calls.size > 0 || this.#pumping) return;
+      this.#log.debug("idle Wyoming connection closed");
+      this.#end("idle");
+    });
     this.#log.debug({ remote: this.remote }, "Wyoming connection");
   }
 
@@ -272,8 +290,9 @@ class WyomingConnection implements WyomingPeer {
       if (parsed.kind === "invalid")
         return this.fail("bad_event", `invalid ${parsed.type}: ${parsed.message}`);
       this.#queue.push(parsed.event);
+      if (parsed.event.type === "audio-chunk") this.#queuedBytes += parsed.event.audio.length;
     }
-    if (this.#queue.length >= QUEUE_HIGH) this.#socket.pause();
+    if (this.#queue.length >= QUEUE_HIGH || this.#queuedBytes >= QUEUE_HIGH_BYTES) this.#socket.pause();
     void this.#pump();
   }
 
@@ -297,6 +316,7 @@ class WyomingConnection implements WyomingPeer {
   #beginClose(reason: string): void {
     this.#closing = true;
     this.#queue.length = 0;
+    this.#queuedBytes = 0;
     this.#abort.abort();
     for (const [kind, { call, turn }] of this.#calls) {
       try {
@@ -317,7 +337,9 @@ class WyomingConnection implements WyomingPeer {
       while (!this.#closing) {
         const event = this.#queue.shift();
         if (event === undefined) break;
-        if (this.#queue.length <= QUEUE_LOW && this.#socket.isPaused()) this.#socket.resume();
+        if (event.type === "audio-chunk") this.#queuedBytes -= event.audio.length;
+        const low = this.#queue.length <= QUEUE_LOW && this.#queuedBytes < QUEUE_HIGH_BYTES / 2;
+        if (low && this.#socket.isPaused()) this.#socket.resume();
         await this.#dispatch(event);
       }
     } finally {
