@@ -463,6 +463,37 @@ describe("the program seam, through Home Assistant's call sequences", () => {
     expect(rec.closes).toEqual(["closed by the service"]);
   });
 
+  it("a program that cannot open a call, or fails one with its own sentence: the client reads it, the turn is an error", async () => {
+    server.register({
+      tts: {
+        supportsSynthesizeStreaming: false,
+        open: () => {
+          throw new Error("no session");
+        },
+      },
+      handle: {
+        open: ({ peer }) => ({
+          handle: () => peer.fail("upstream_unavailable", "The assistant cannot be reached right now."),
+          close: () => undefined,
+        }),
+      },
+    });
+    const tts = await haTts(port, "Hello");
+    expect(tts.audio).toBeNull();
+    expect(tts.events).toEqual([
+      expect.objectContaining({ type: "error", data: expect.objectContaining({ code: "internal" }) }),
+    ]);
+    const r = await haHandle(port, { text: "hi", conversationId: "c" });
+    expect(r.answer).toMatchObject({
+      type: "error",
+      data: { code: "upstream_unavailable", text: "The assistant cannot be reached right now." },
+    });
+    expect(await counter("tts", "error")).toBe(1);
+    expect(await counter("handle", "error")).toBe(1);
+    expect(await counter("handle", "abandoned")).toBe(0);
+    expect((await haDescribe(port))?.type).toBe("info");
+  });
+
   it("text-to-speech, plain and streaming: audio in one format, then synthesize-stopped", async () => {
     const plain = await haTts(port, "Hello there", "marin");
     expect(plain.format).toEqual({ rate: 24000, width: 2, channels: 1 });

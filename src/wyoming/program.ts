@@ -67,7 +67,8 @@ export interface WyomingCallContext {
   readonly peer: WyomingPeer;
   /**
    * Reports stage timings and the outcome. Finish it when the call has answered (`success`) or failed
-   * (`error`); if the connection closes first the server finishes it as `abandoned`.
+   * (`error`); if the connection closes first the server finishes it: `error` when an `error` event was
+   * sent on the connection (`peer.fail`, a throwing `handle`), otherwise `abandoned`.
    */
   readonly turn: WyomingTurn;
   /** A child logger for this connection. No transcripts or audio at info level. */
@@ -76,6 +77,10 @@ export interface WyomingCallContext {
 
 /** A program: opens one call per connection that uses it. */
 export interface WyomingProgram<E> {
+  /**
+   * Opens a call; it receives the event that opened it next. Must not wait (no I/O here: start any
+   * upstream work inside `handle`). A throw sends `error {code: "internal"}` and closes the connection.
+   */
   open(ctx: WyomingCallContext): WyomingCall<E>;
 }
 

@@ -195,6 +195,8 @@ class WyomingConnection implements WyomingPeer {
   #pumping = false;
   #closing = false;
   #ended = false;
+  /** The service sent an `error`: calls still open end as `error`, not `abandoned`. */
+  #failed = false;
 
   constructor(id: string, socket: Socket, server: WyomingServer, opts: ConnectionOptions) {
     this.id = id;
@@ -246,6 +248,7 @@ class WyomingConnection implements WyomingPeer {
   fail(code: WyomingErrorCode, text: string = WYOMING_ERRORS[code].message): void {
     if (this.#closing) return;
     this.#log.info({ code }, `Wyoming error sent: ${text}`);
+    this.#failed = true;
     void this.write(WyomingEvents.error(text, code));
     this.close();
   }
@@ -278,8 +281,7 @@ class WyomingConnection implements WyomingPeer {
     try {
       frames = this.#reader.push(chunk);
     } catch (err) {
-      if (err instanceof FramingError) return this.fail(err.code, err.message);
-      throw err;
+      return this.#failWith(err);
     }
     for (const frame of frames) {
       const parsed = parseEvent(frame);
@@ -302,10 +304,16 @@ class WyomingConnection implements WyomingPeer {
     try {
       this.#reader.end();
     } catch (err) {
-      if (err instanceof FramingError) return this.fail(err.code, err.message);
-      throw err;
+      return this.#failWith(err);
     }
     void this.#pump();
+  }
+
+  /** A framing error as its own code; anything else (a defect) as `internal`, logged. */
+  #failWith(err: unknown): void {
+    if (err instanceof FramingError) return this.fail(err.code, err.message);
+    this.#log.error({ err }, "Wyoming connection failed");
+    this.fail("internal", "The service failed while reading the request.");
   }
 
   #onClose(): void {
@@ -324,7 +332,7 @@ class WyomingConnection implements WyomingPeer {
       } catch (err) {
         this.#log.error({ err, program: kind }, "Wyoming program close failed");
       }
-      turn.finish("abandoned");
+      turn.finish(this.#failed ? "error" : "abandoned");
     }
     this.#calls.clear();
   }
@@ -340,7 +348,7 @@ class WyomingConnection implements WyomingPeer {
         if (event.type === "audio-chunk") this.#queuedBytes -= event.audio.length;
         const low = this.#queue.length <= QUEUE_LOW && this.#queuedBytes < QUEUE_HIGH_BYTES / 2;
         if (low && this.#socket.isPaused()) this.#socket.resume();
-        await this.#dispatch(event);
+        await this.#dispatch(event).catch((err: unknown) => this.#failWith(err));
       }
     } finally {
       this.#pumping = false;
@@ -383,8 +391,16 @@ class WyomingConnection implements WyomingPeer {
       this.fail("not_supported", `This service has no ${PROGRAM_LABEL[kind]} program.`);
       return undefined;
     }
-    const call = program.open({ peer: this, turn, logger: this.#log.child({ program: kind }) });
-    const open: OpenCall = { call: call, turn };
+    let call: WyomingCall<IncomingEvent>;
+    try {
+      call = program.open({ peer: this, turn, logger: this.#log.child({ program: kind }) });
+    } catch (err) {
+      this.#log.error({ err, program: kind }, "Wyoming program could not open a call");
+      turn.finish("error");
+      this.fail("internal", `The ${PROGRAM_LABEL[kind]} program could not start.`);
+      return undefined;
+    }
+    const open: OpenCall = { call, turn };
     this.#calls.set(kind, open);
     return open;
   }
