@@ -48,7 +48,12 @@ export type Close = () => Promise<void> | void;
 export interface ListenAddresses {
   readonly satellitePort: number;
   readonly ingressPort: number;
+  /** Ports of the listeners added with `addListener` that bound, by name. */
+  readonly extra?: Readonly<Record<string, number>>;
 }
+
+/** Binds a listener of its own (not a Fastify instance); resolves with its port, or `undefined` when it did not bind. */
+export type Listen = () => Promise<number | undefined>;
 
 export interface ShutdownReport {
   /** Every closable and listener finished cleanly within the budget. */
@@ -95,6 +100,12 @@ export interface App {
    * listeners closing; errors are logged, never thrown.
    */
   addClosable(name: string, close: Close): void;
+  /**
+   * Adds a listener `listen()` binds after both Fastify instances (e.g. the Wyoming TCP service). It
+   * owns its failures: a rejection is logged and reported as not bound, never fails `listen()`.
+   * Close it with `addClosable`.
+   */
+  addListener(name: string, listen: Listen): void;
   /** Binds both instances; resolves with the bound ports (useful with port 0). */
   listen(): Promise<ListenAddresses>;
   /**
@@ -156,6 +167,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
   });
 
   const closables: { name: string; close: Close }[] = [];
+  const listeners: { name: string; listen: Listen }[] = [];
   let closing: Promise<ShutdownReport> | undefined;
   const budget = opts.shutdownTimeoutMs ?? SHUTDOWN_TIMEOUT_MS;
 
@@ -206,11 +218,20 @@ export async function createApp(opts: AppOptions): Promise<App> {
     },
     readiness,
     addClosable: (name, close) => void closables.push({ name, close }),
+    addListener: (name, listen) => void listeners.push({ name, listen }),
     async listen() {
       await satellite.listen({ host: config.listen.host, port: config.listen.satellite_port });
       const ingressHost = addon ? config.listen.host : LOOPBACK_HOST;
       await ingress.listen({ host: ingressHost, port: config.listen.ingress_port });
-      const ports = { satellitePort: boundPort(satellite), ingressPort: boundPort(ingress) };
+      const extra: Record<string, number> = {};
+      for (const l of listeners) {
+        const port = await l.listen().catch((err: unknown) => {
+          logger.error({ err, listener: l.name }, "listener did not bind");
+          return undefined;
+        });
+        if (port !== undefined) extra[l.name] = port;
+      }
+      const ports = { satellitePort: boundPort(satellite), ingressPort: boundPort(ingress), extra };
       logger.info({ host: config.listen.host, ...ports, ingressHost, addon }, "listening");
       return ports;
     },

@@ -18,6 +18,9 @@ import type { SatelliteLimits } from "./satellite/limits.js";
 import { SatelliteRegistry, satelliteRoute } from "./satellite/route.js";
 import { RuntimeState } from "./state/runtime-state.js";
 import { PersistentServerAdmin } from "./state/server-admin.js";
+import { WyomingActivity } from "./wyoming/activity.js";
+import { WyomingDiscovery } from "./wyoming/discovery.js";
+import { WyomingServer } from "./wyoming/server.js";
 
 export interface ServiceOptions {
   /** Test seams for the outside world and for time-compressed runs. */
@@ -31,6 +34,10 @@ export interface Service {
   readonly approvals: ApprovalQueue;
   readonly auth: SatelliteAuth;
   readonly satellites: SatelliteRegistry;
+  /** The Wyoming service (`undefined` when `wyoming.enabled` is false); register its programs here. */
+  readonly wyoming?: WyomingServer;
+  /** What the Wyoming service is doing (also when disabled: the status page says so). */
+  readonly wyomingActivity: WyomingActivity;
 }
 
 export const VERSION: string = (
@@ -97,6 +104,31 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     auth: new SatelliteAuth({ token: talkToken }),
   });
 
+  const wyomingActivity = new WyomingActivity({ metrics, enabled: config.wyoming.enabled });
+  const wyoming = config.wyoming.enabled
+    ? new WyomingServer({
+        config,
+        version: VERSION,
+        logger: logger.child({ part: "wyoming-server" }),
+        activity: wyomingActivity,
+      })
+    : undefined;
+  if (wyoming) {
+    const wyomingLogger = logger.child({ part: "wyoming" });
+    let discovery: WyomingDiscovery | undefined;
+    app.addListener("wyoming", async () => {
+      const port = await wyoming.listen();
+      if (app.addon) {
+        discovery = new WyomingDiscovery({ env: app.env, port, logger: wyomingLogger });
+        void discovery.start();
+      }
+      return port;
+    });
+    app.addReadinessCheck("wyoming", () => wyoming.port !== undefined || "not listening");
+    app.addClosable("wyoming discovery", () => discovery?.stop());
+    app.addClosable("wyoming", () => wyoming.close());
+  }
+
   const status = (): StatusSnapshot => {
     const s = engine.status();
     const sessions = Object.fromEntries(
@@ -114,6 +146,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
         list: satellites.connected().map((c) => ({ id: c.clientId })),
       },
       version: VERSION,
+      wyoming: wyomingActivity.snapshot(),
     };
   };
   await app.ingress.register(ingressPlugin, {
@@ -135,5 +168,5 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
   void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
 
-  return { tools, engine, approvals, auth, satellites };
+  return { tools, engine, approvals, auth, satellites, wyoming, wyomingActivity };
 }

@@ -29,6 +29,7 @@ import { SatelliteAuth } from "../src/satellite/auth.js";
 import { SatelliteRegistry, satelliteRoute } from "../src/satellite/route.js";
 import { RuntimeState, STATE_FILE } from "../src/state/runtime-state.js";
 import { PersistentServerAdmin } from "../src/state/server-admin.js";
+import { WyomingActivity } from "../src/wyoming/activity.js";
 import {
   rms,
   startFakeRealtime,
@@ -106,6 +107,7 @@ describe("ingress UI in a real browser", () => {
   let proxy: IngressProxy;
   let browser: Browser;
   let dataDir: string;
+  const wyoming = new WyomingActivity();
   let approvals: ApprovalQueue;
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
@@ -152,6 +154,11 @@ describe("ingress UI in a real browser", () => {
       metrics,
       registry: satellites,
     });
+    wyoming.listening(10300);
+    const asr = wyoming.begin("asr", "w1");
+    asr.stage("transcript", 0.142);
+    asr.finish("success");
+    wyoming.begin("tts", "w2").stage("first_audio", 0.004);
     await ingress.register(ingressPlugin, {
       servers: new PersistentServerAdmin({ targets: [engine.serverTarget], state, logger }),
       approvals,
@@ -163,6 +170,7 @@ describe("ingress UI in a real browser", () => {
             Object.entries(s.sessions).filter(([k, n]) => n > 0 && k !== "closed"),
           ),
           satellites: { connected: satellites.size, conversations: s.conversations },
+          wyoming: wyoming.snapshot(),
         };
       },
       satelliteToken: () => SATELLITE_TOKEN,
@@ -223,6 +231,15 @@ describe("ingress UI in a real browser", () => {
     const saved = JSON.parse(await readFile(join(dataDir, STATE_FILE), "utf8"));
     expect(saved.servers).toEqual({ weather: { enabled: false } });
     expect(proxy.forwarded).toContain("/api/servers/weather");
+    await expect(page.locator("#wyoming-state").textContent()).resolves.toBe("listening on 10300");
+    const turns = page.locator("#wyoming-turns .wyoming-turn");
+    await expect(turns.count()).resolves.toBe(2);
+    await expect(turns.nth(0).textContent()).resolves.toMatch(
+      /text-to-speech running.*synthesize → first audio: 4 ms/,
+    );
+    await expect(turns.nth(1).textContent()).resolves.toMatch(
+      /speech-to-text success.*end of speech → transcript: 142 ms.*total \d+ ms/,
+    );
     await page.locator("#token-show").click();
     await expect(page.locator("#token").textContent()).resolves.toBe(SATELLITE_TOKEN);
     await page.screenshot({ path: join(ARTIFACTS, "ingress-status.png"), fullPage: true });

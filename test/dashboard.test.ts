@@ -93,6 +93,10 @@ describe("dashboard model", () => {
     const tokens = panelFor(/^Tokens per hour/, "openvoice_tokens_total");
     expect(tokens.some((e) => e.startsWith("3600 *") && /by \(kind\)/.test(e))).toBe(true);
     panelFor(/^Errors by code/, "openvoice_errors_total");
+    const wyoming = panelFor(/^Wyoming stage latency/, "openvoice_wyoming_stage_seconds_bucket");
+    expect(wyoming.some((e) => /by \(stage, le\)/.test(e))).toBe(true);
+    panelFor(/^Wyoming calls and connections/, "openvoice_wyoming_requests_total");
+    panelFor(/^Wyoming calls and connections/, "openvoice_wyoming_connections");
   });
 });
 

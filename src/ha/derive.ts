@@ -42,6 +42,11 @@ export interface HaDerivation {
 
 const trimSlashes = (url: string): string => url.replace(/\/+$/, "");
 
+/** Base URL of the Supervisor API: `OPENVOICE_SUPERVISOR_URL` (tests), else `http://supervisor`. */
+export function supervisorBaseUrl(env: HaEnv): string {
+  return trimSlashes(env.OPENVOICE_SUPERVISOR_URL?.trim() || DEFAULT_SUPERVISOR_URL);
+}
+
 /** `Bearer <token>` unless the token already carries a scheme. */
 const bearer = (token: string): string => (/^Bearer\s/i.test(token) ? token : `Bearer ${token}`);
 
@@ -77,7 +82,7 @@ export function supervisorRoute(
 ): McpServerConfig | undefined {
   const token = env.SUPERVISOR_TOKEN?.trim();
   if (!token) return undefined;
-  const base = trimSlashes(env.OPENVOICE_SUPERVISOR_URL?.trim() || DEFAULT_SUPERVISOR_URL);
+  const base = supervisorBaseUrl(env);
   return build(
     {
       name: HA_SERVER_NAME,

@@ -7,7 +7,7 @@
  * when opened without a trailing slash.
  *
  * API (JSON; errors are `{error:{code,message}}` from the registry in `src/errors.ts`):
- * - `GET  /api/status`          upstream, sessions, satellites, servers, pending approvals
+ * - `GET  /api/status`          upstream, sessions, satellites, servers, pending approvals, Wyoming
  * - `GET  /api/servers`         `{servers: ServerStatus[]}`
  * - `POST /api/servers/:name`   `{enabled: boolean}` → `{server}`; applied live, persisted
  * - `GET  /api/approvals`       `{now, approvals: [...]}` pending, oldest first
@@ -28,6 +28,7 @@ import { ApiError, apiErrorBody, type ApiErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ServerStatus } from "../mcp/types.js";
 import type { ServerAdmin } from "../state/server-admin.js";
+import type { WyomingActivitySnapshot } from "../wyoming/activity.js";
 
 export type { ServerAdmin } from "../state/server-admin.js";
 
@@ -48,6 +49,8 @@ export interface StatusSnapshot {
     readonly list?: readonly { readonly id: string; readonly name?: string }[];
   };
   readonly version?: string;
+  /** The Wyoming service: listening, connections, last turns with their stage timings. */
+  readonly wyoming?: WyomingActivitySnapshot;
 }
 
 export interface IngressOptions {

@@ -467,6 +467,7 @@ export function loopbackServiceConfig(extra: Record<string, unknown> = {}): Reco
   return {
     openai: { api_key: "sk-metrics-test-key", base_url: "ws://127.0.0.1:9/v1/realtime", pool_size: 0 },
     listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
+    wyoming: { port: 0 },
     log_level: "warning",
     ...extra,
   };

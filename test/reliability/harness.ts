@@ -132,6 +132,7 @@ export function reliabilityConfig(
       max_conversations: 100,
     },
     listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
+    wyoming: { port: 0 },
     metrics: { token: secrets.metricsToken },
     log_level: opts.logLevel ?? "debug",
     mcp_servers: [

@@ -29,6 +29,58 @@ function renderStatus(s) {
   byId("pending-count").textContent = String(s.approvals.pending);
 }
 
+const PROGRAM_LABEL = { asr: "speech-to-text", handle: "conversation", tts: "text-to-speech" };
+const STAGE_LABEL = {
+  transcript: "end of speech → transcript",
+  handled: "handle → handled",
+  first_audio: "synthesize → first audio",
+};
+
+function renderWyoming(w) {
+  const state = byId("wyoming-state");
+  if (!w) {
+    state.textContent = "unknown";
+    return;
+  }
+  const label = !w.enabled ? "disabled" : w.listening ? `listening on ${w.port}` : "not listening";
+  state.textContent = label;
+  state.className = `badge ${w.listening ? "connected" : w.enabled ? "error" : "disconnected"}`;
+  byId("wyoming-connections").textContent = String(w.connections);
+  const box = byId("wyoming-turns");
+  if (w.turns.length === 0) {
+    box.replaceChildren(el("div", { class: "empty" }, "No Wyoming calls yet."));
+    return;
+  }
+  box.replaceChildren(
+    ...w.turns.map((t) => {
+      const stages = Object.entries(t.stages).map(([k, ms]) => `${STAGE_LABEL[k] ?? k}: ${ms} ms`);
+      const when = new Date(t.startedAt).toLocaleTimeString();
+      const outcome = t.outcome ?? "running";
+      return el(
+        "div",
+        { class: "row wyoming-turn" },
+        el(
+          "div",
+          { class: "main" },
+          el(
+            "div",
+            { class: "name" },
+            `${PROGRAM_LABEL[t.program] ?? t.program} `,
+            el("span", { class: "badge" }, outcome),
+          ),
+          el(
+            "div",
+            { class: "secondary" },
+            [when, ...stages, t.durationMs !== undefined ? `total ${t.durationMs} ms` : ""]
+              .filter(Boolean)
+              .join(" · "),
+          ),
+        ),
+      );
+    }),
+  );
+}
+
 function serverRow(name) {
   const input = el("input", { type: "checkbox", role: "switch", "aria-label": `Enable ${name}` });
   const sw = el(
@@ -211,6 +263,7 @@ async function poll() {
   try {
     const [status, approvals] = await Promise.all([api("./api/status"), api("./api/approvals")]);
     renderStatus(status);
+    renderWyoming(status.wyoming);
     renderServers(status.servers);
     renderApprovals(approvals);
     byId("load-error").hidden = true;
