@@ -9,7 +9,7 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { Conversation, ConversationEvents, ConversationOptions } from "./conversation.js";
 import { summariseTurns, type TranscriptTurn } from "./session-config.js";
-import type { RealtimeSession, SessionClose } from "./session.js";
+import type { OrphanedCallOutput, RealtimeSession, SessionClose } from "./session.js";
 
 /** Where a conversation gets its (next) upstream session; the engine implements it. */
 export interface SessionSource {
@@ -51,6 +51,10 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   #rotation: Promise<RealtimeSession | null> | null = null;
   #nextSession: RealtimeSession | null = null;
   #endReason: string | null = null;
+  /** Sessions that dropped while client calls ran, until those calls finish (see `#adoptOrphans`). */
+  readonly #orphans = new Map<RealtimeSession, () => void>();
+  /** Outputs of such calls waiting for the next session. */
+  readonly #pendingOutputs: OrphanedCallOutput[] = [];
 
   constructor(deps: {
     source: SessionSource;
@@ -111,6 +115,12 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     }
     this.#nextSession?.close(1000, "conversation ended");
     this.#nextSession = null;
+    for (const [session, stop] of this.#orphans) {
+      stop();
+      session.abandonCalls();
+    }
+    this.#orphans.clear();
+    this.#pendingOutputs.length = 0;
     if (this.#openResponse !== null) {
       this.emit("response.end", { id: this.#openResponse, reason: "cancelled" });
       this.#openResponse = null;
@@ -149,7 +159,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       approval: (e: ConversationEvents["approval.request"][0]) => live() && this.emit("approval.request", e),
       error: (e: ConversationEvents["error"][0]) => {
         if (!live()) return;
-        this.emit("error", e);
+        this.#emitError(e);
         if (e.fatal) void this.end("upstream_unavailable");
       },
       idle: () => live() && this.#onIdle(),
@@ -181,6 +191,35 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     };
     this.#link = { status: "attached", session, gen, detach };
     this.#scheduleRotation(session);
+    for (const o of this.#pendingOutputs.splice(0)) session.deliverOrphanedOutput(o);
+  }
+
+  /** Emits `error` only to a listener: an unheard `"error"` event would throw. */
+  #emitError(e: ConversationEvents["error"][0]): void {
+    if (this.listenerCount("error") > 0) this.emit("error", e);
+  }
+
+  /**
+   * Client calls of a dropped session keep running; their `tool` events still reach the listener and
+   * their outputs go to the session that serves the conversation next (now, or once reconnected).
+   */
+  #adoptOrphans(session: RealtimeSession): void {
+    if (session.callsInFlight === 0 || this.#orphans.has(session)) return;
+    const onTool = (e: ConversationEvents["tool"][0]): void => void this.emit("tool", e);
+    const onOutput = (o: OrphanedCallOutput): void => {
+      this.#log.info({ tool: o.name }, "a tool call outlived its upstream session; handing its result over");
+      if (this.#link.status === "attached") this.#link.session.deliverOrphanedOutput(o);
+      else this.#pendingOutputs.push(o);
+      if (session.callsInFlight === 0) stop();
+    };
+    const stop = (): void => {
+      session.off("tool", onTool);
+      session.off("call.output", onOutput);
+      this.#orphans.delete(session);
+    };
+    session.on("tool", onTool);
+    session.on("call.output", onOutput);
+    this.#orphans.set(session, stop);
   }
 
   #remember(role: TranscriptTurn["role"], text: string): void {
@@ -272,6 +311,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       return;
     }
     this.#log.info({ code: info.code, expired: info.expired }, "upstream session ended; reconnecting");
+    this.#adoptOrphans(this.#link.session);
     void this.#reconnect();
   }
 
@@ -311,7 +351,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       }
     }
     if (!stillMine()) return;
-    this.emit("error", {
+    this.#emitError({
       code: "upstream_unavailable",
       message: `Could not reconnect: ${lastError}`,
       fatal: true,
