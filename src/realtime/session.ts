@@ -23,6 +23,7 @@ import {
 } from "./session-config.js";
 import { UpstreamConnectError, type RealtimeTransport, type TransportClose } from "./transport.js";
 import {
+  UPSTREAM_MESSAGES,
   UpstreamUnavailableError,
   fromUpstreamError,
   isFatalUpstreamError,
@@ -126,18 +127,24 @@ interface McpCallItem {
   error?: unknown;
 }
 
-/** Spoken-friendly words for a response that failed before saying anything. */
+/** Spoken-friendly words for a response that failed before saying anything (DOCS.md lists them). */
+export const FAILED_RESPONSE_MESSAGES = {
+  busy: "Sorry, the assistant is busy right now. Please try again in a moment.",
+  filtered: "Sorry, I can't answer that.",
+  tooLong: "Sorry, that answer got too long. Please ask again.",
+  other: "Sorry, something went wrong while answering. Please try again.",
+} as const;
+
 function failedResponseMessage(
   status: string | undefined,
   reason: string | undefined,
   code: string | undefined,
 ): string {
-  if (code === "rate_limit_exceeded")
-    return "Sorry, the assistant is busy right now. Please try again in a moment.";
-  if (status === "incomplete" && reason === "content_filter") return "Sorry, I can't answer that.";
-  if (status === "incomplete" && reason === "max_output_tokens")
-    return "Sorry, that answer got too long. Please ask again.";
-  return "Sorry, something went wrong while answering. Please try again.";
+  const m = FAILED_RESPONSE_MESSAGES;
+  if (code === "rate_limit_exceeded") return m.busy;
+  if (status === "incomplete" && reason === "content_filter") return m.filtered;
+  if (status === "incomplete" && reason === "max_output_tokens") return m.tooLong;
+  return m.other;
 }
 
 let eventCounter = 0;
@@ -680,7 +687,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       this.#readyWaiters?.reject(
         new UpstreamUnavailableError(
           "timeout",
-          `OpenAI did not confirm the session configuration (no session.updated within ${this.#o.readyTimeoutMs} ms)`,
+          `${UPSTREAM_MESSAGES.notConfirmed} (no session.updated within ${this.#o.readyTimeoutMs} ms)`,
         ),
       );
       return;
@@ -882,7 +889,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       this.#fatalError ??
         new UpstreamUnavailableError(
           "closed",
-          `OpenAI closed the connection during set-up (${info.code}${info.reason ? ` ${info.reason}` : ""})`,
+          `${UPSTREAM_MESSAGES.closedDuringSetup} (${info.code}${info.reason ? ` ${info.reason}` : ""})`,
         ),
     );
     this.#readyWaiters = null;

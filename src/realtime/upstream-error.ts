@@ -39,8 +39,25 @@ export class UpstreamUnavailableError extends Error {
   }
 }
 
-export const KEY_REJECTED = "OpenAI rejected the API key";
-export const QUOTA_EXCEEDED = "OpenAI quota exceeded";
+/** The words every upstream failure starts with; DOCS.md explains each (a test keeps them in step). */
+export const UPSTREAM_MESSAGES = {
+  keyRejected: "OpenAI rejected the API key",
+  quotaExceeded: "OpenAI quota exceeded",
+  rateLimited: "OpenAI is rate limiting this key",
+  deactivated: "OpenAI deactivated the account",
+  modelUnknown: "OpenAI does not offer the configured model",
+  sessionRejected: "OpenAI rejected the session configuration",
+  refused: "OpenAI refused the connection",
+  unreachable: "Cannot reach OpenAI",
+  noAnswer: "OpenAI did not answer",
+  notConfirmed: "OpenAI did not confirm the session configuration",
+  closedDuringSetup: "OpenAI closed the connection during set-up",
+  ended: "OpenAI ended the session",
+  failed: "OpenAI session failed",
+} as const;
+const M = UPSTREAM_MESSAGES;
+export const KEY_REJECTED = M.keyRejected;
+export const QUOTA_EXCEEDED = M.quotaExceeded;
 const KEY_HINT = "check openai.api_key";
 const QUOTA_HINT = "check the plan and billing of the OpenAI account";
 
@@ -75,21 +92,17 @@ export function fromUpstreamError(e: {
   if (code === "insufficient_quota" || e.type === "insufficient_quota")
     return new UpstreamUnavailableError("quota", QUOTA_EXCEEDED, { hint: QUOTA_HINT });
   if (code === "account_deactivated")
-    return new UpstreamUnavailableError("auth", "OpenAI deactivated the account", { hint: KEY_HINT });
+    return new UpstreamUnavailableError("auth", M.deactivated, { hint: KEY_HINT });
   if (code === "model_not_found")
-    return new UpstreamUnavailableError(
-      "config",
-      `OpenAI does not offer the configured model: ${e.message}`,
-      {
-        hint: "check openai.model",
-      },
-    );
-  return new UpstreamUnavailableError("error", `OpenAI ended the session: ${e.message}`);
+    return new UpstreamUnavailableError("config", `${M.modelUnknown}: ${e.message}`, {
+      hint: "check openai.model",
+    });
+  return new UpstreamUnavailableError("error", `${M.ended}: ${e.message}`);
 }
 
 /** Our `session.update` was answered with an `error` naming it. */
 export function sessionRejected(message: string): UpstreamUnavailableError {
-  return new UpstreamUnavailableError("config", `OpenAI rejected the session configuration: ${message}`, {
+  return new UpstreamUnavailableError("config", `${M.sessionRejected}: ${message}`, {
     hint: "check the openai options",
   });
 }
@@ -105,31 +118,27 @@ export function toUpstreamUnavailable(err: unknown): UpstreamUnavailableError {
         cause: err,
       });
     if (err.status === 429)
-      return new UpstreamUnavailableError("quota", "OpenAI is rate limiting this key", {
+      return new UpstreamUnavailableError("quota", M.rateLimited, {
         hint: QUOTA_HINT,
         status: err.status,
         cause: err,
       });
     if (err.outcome === "refused")
-      return new UpstreamUnavailableError(
-        "refused",
-        `OpenAI refused the connection (HTTP ${err.status ?? "?"})`,
-        {
-          hint: "check openai.base_url",
-          ...(err.status !== undefined ? { status: err.status } : {}),
-          cause: err,
-        },
-      );
+      return new UpstreamUnavailableError("refused", `${M.refused} (HTTP ${err.status ?? "?"})`, {
+        hint: "check openai.base_url",
+        ...(err.status !== undefined ? { status: err.status } : {}),
+        cause: err,
+      });
     if (err.outcome === "timeout")
-      return new UpstreamUnavailableError("timeout", `OpenAI did not answer: ${err.message}`, {
+      return new UpstreamUnavailableError("timeout", `${M.noAnswer}: ${err.message}`, {
         hint: "check the network connection",
         cause: err,
       });
-    return new UpstreamUnavailableError("network", `Cannot reach OpenAI: ${err.message}`, {
+    return new UpstreamUnavailableError("network", `${M.unreachable}: ${err.message}`, {
       hint: "check the network connection and openai.base_url",
       cause: err,
     });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new UpstreamUnavailableError("error", `OpenAI session failed: ${message}`, { cause: err });
+  return new UpstreamUnavailableError("error", `${M.failed}: ${message}`, { cause: err });
 }
