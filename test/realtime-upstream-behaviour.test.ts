@@ -11,6 +11,7 @@ import type { ConfigInput } from "../src/config/model.js";
 import type { ToolCallOutcome } from "../src/mcp/types.js";
 import type { Conversation } from "../src/realtime/conversation.js";
 import { RealtimeEngine, type RealtimeLimits } from "../src/realtime/engine.js";
+import type { LiveConversation } from "../src/realtime/live-conversation.js";
 import { UpstreamUnavailableError } from "../src/realtime/upstream-error.js";
 import {
   startFakeRealtime,
@@ -360,5 +361,38 @@ describe("case 8: a client tool call in flight during an upstream reconnect", ()
     const said = await rec.waitFor("transcript", (t) => t.role === "assistant" && t.final, 1, 3000);
     expect(said.text).toBe('The tool said: echo ran with {"message":"slow"}');
     expect(rec.of("tool").map((t) => t.status)).toEqual(["started", "completed"]);
+  });
+});
+
+describe("case 7: barge-in after a rotation", () => {
+  it("truncates in the session that owns the item, and the summary keeps only what was heard", async () => {
+    const { fake, engine } = await setup({
+      fakeOpts: { audioSpeed: Infinity },
+      limits: { sessionMaxMs: 2000, rotateBeforeMs: 1500, idleRecycleMs: 60_000 },
+    });
+    const words = "one two three four five six seven eight";
+    fake.script({ kind: "speak", transcript: words, audio: tone(4000) });
+    const { conv, rec, conn } = await talk(fake, engine);
+    say(conv);
+    await rec.waitFor("response.end", (e) => e.reason === "done");
+    const itemId = rec.of("audio")[0]!.itemId;
+    // The reply arrived at once and plays for 4 s; the rotation swaps sessions meanwhile.
+    await until(() => fake.connections.length === 2 && !fake.connections[1]!.closed, 3000, "rotated");
+    const next = fake.connections[1]!;
+    await until(() => engine.status().sessions.active === 2 || conn.closed, 3000, "swap");
+    expect(conn.closed).toBe(false); // kept while its reply plays
+    conv.interrupt(itemId, 1000);
+    const truncate = await conn.waitFor("conversation.item.truncate");
+    expect(truncate).toMatchObject({ item_id: itemId, audio_end_ms: 1000 });
+    expect(next.all("conversation.item.truncate")).toEqual([]);
+    // A quarter was heard: the history and the new session's instructions keep only that.
+    const history = (conv as LiveConversation).history;
+    expect(history.filter((t) => t.role === "assistant").at(-1)?.text).toBe("one two…");
+    const update = await next.waitFor(
+      "session.update",
+      (e) => e.session.type === "realtime" && (e.session.instructions ?? "").includes("one two…"),
+    );
+    expect(update.session.type === "realtime" && update.session.instructions).not.toContain("eight");
+    await until(() => conn.closed, 3000, "retired session closed after the barge-in");
   });
 });
