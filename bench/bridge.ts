@@ -2,7 +2,7 @@
  * Bridge overhead: microphone frame sent by a satellite → `input_audio_buffer.append` received by the
  * upstream, p50/p99, for 1, 20 and 100 satellites streaming 20 ms frames (16 kHz) in real time.
  *
- * Ours: satellite `ws` client → satellite route + SatelliteBridge (resampling to 24 kHz) →
+ * Ours: satellite `ws` client → satellite route + V1Wire and SatelliteCore (resampling to 24 kHz) →
  * RealtimeEngine → fake Realtime server. Baseline, same run, same upstream: a plain `ws` relay that
  * wraps each binary frame into an append as it is (no protocol, no resampling).
  * Everything runs in this one process on loopback; a frame counts as arrived when the upstream has

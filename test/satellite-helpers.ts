@@ -17,7 +17,7 @@ import type {
 } from "../src/realtime/conversation.js";
 import { SatelliteAuth } from "../src/satellite/auth.js";
 import type { SatelliteLimits } from "../src/satellite/limits.js";
-import { ServerMessageSchema, type ServerMessage } from "../src/satellite/protocol.js";
+import { ServerMessageSchema, type ServerMessage } from "../src/satellite/wires/v1-protocol.js";
 import { SatelliteRegistry, satelliteRoute } from "../src/satellite/route.js";
 
 export const SHARED_TOKEN = "shared-token-0123456789abcdef";

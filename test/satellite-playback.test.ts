@@ -8,9 +8,10 @@ import { ApprovalQueue } from "../src/approvals/queue.js";
 import { createLogger } from "../src/log.js";
 import { createMetrics } from "../src/metrics.js";
 import { SatelliteAuth } from "../src/satellite/auth.js";
-import { SatelliteBridge, type SatelliteLink } from "../src/satellite/bridge.js";
+import type { SatelliteLink } from "../src/satellite/wires/link.js";
+import { V1Wire } from "../src/satellite/wires/v1.js";
 import { resolveLimits } from "../src/satellite/limits.js";
-import type { ServerMessage } from "../src/satellite/protocol.js";
+import type { ServerMessage } from "../src/satellite/wires/v1-protocol.js";
 import {
   FakeConversationSource,
   SHARED_TOKEN,
@@ -254,7 +255,7 @@ describe("slow consumer", () => {
   it("drops reply frames while the send buffer is full, and closes 1013 beyond the bound", async () => {
     const source = new FakeConversationSource();
     const link = new FakeLink();
-    const bridge = new SatelliteBridge(link, {
+    const bridge = new V1Wire(link, {
       conversations: source,
       approvals: new ApprovalQueue({ timeoutS: 30 }),
       auth: new SatelliteAuth({ token: SHARED_TOKEN }),

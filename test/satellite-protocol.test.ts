@@ -6,7 +6,7 @@ import {
   encodeServerMessage,
   errorMessage,
   parseClientMessage,
-} from "../src/satellite/protocol.js";
+} from "../src/satellite/wires/v1-protocol.js";
 
 const hello = {
   type: "hello",

@@ -17,7 +17,7 @@ import { createApp, type App } from "../../src/app.js";
 import { ConfigSchema, type ConfigInput } from "../../src/config/model.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import { wireService, type Service, type ServiceOptions } from "../../src/service.js";
-import { ServerMessageSchema, type ServerMessage } from "../../src/satellite/protocol.js";
+import { ServerMessageSchema, type ServerMessage } from "../../src/satellite/wires/v1-protocol.js";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const MAIN_JS = join(REPO_ROOT, "dist", "main.js");

@@ -6,7 +6,7 @@
  * Unknown fields in client messages are ignored (stripped), so firmwares may send extras.
  */
 import { z } from "zod";
-import { SATELLITE_ERRORS, type SatelliteErrorCode } from "../errors.js";
+import { SATELLITE_ERRORS, type SatelliteErrorCode } from "../../errors.js";
 
 export const PROTOCOL_VERSION = 1;
 

@@ -1,0 +1,650 @@
+/**
+ * The wire-agnostic satellite core: one per connected device past its handshake. It owns the
+ * conversation lifecycle, reply playback (resampling, real-time pacing, response boundaries),
+ * barge-in, approvals shown on the device and the idle timer. It knows no wire format: a wire
+ * adapter (`wires/*`) turns frames into the core's intents (its public methods) and the core's
+ * events into frames.
+ *
+ * Intents: `startTurn`, `endTurn`, `cancel`, `audioIn`, `played`, `answerApproval`, `close`.
+ * Events ({@link CoreEvents}): `state`, `response.start`, `response.end`, `audio`, `clear`,
+ * `transcript`, `tool`, `approval`, `error`, `end`. Events are emitted synchronously, in the order
+ * the satellite must see them; none is emitted after `close()`. The wire must listen to `error`
+ * (an `EventEmitter` throws an unheard `error`).
+ */
+import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
+import type { ApprovalQueue, PendingApproval } from "../approvals/queue.js";
+import type { PcmRate } from "../audio/resampler.js";
+import { PlaybackPacer } from "../audio/pacer.js";
+import type { SatelliteErrorCode } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import type {
+  Conversation,
+  ConversationEvents,
+  ConversationSource,
+  ResponseEndReason,
+} from "../realtime/conversation.js";
+import type { SatelliteLimits } from "./limits.js";
+import { AudioPipe, PCM_RATE_UPSTREAM } from "./media.js";
+
+/** What the device is doing, as every wire reports it in its own words. */
+export type SatelliteState = "idle" | "listening" | "thinking" | "speaking" | "error";
+
+/** Who ends a turn: the upstream's VAD, or the device (`endTurn`). */
+export type TurnMode = "server_vad" | "client";
+
+/** How a reply ended, as a satellite sees it (`failed` upstream is reported as `cancelled`). */
+export type ReplyEndReason = "done" | "cancelled" | "interrupted";
+
+/** An approval to show on the device; answer it with `answerApproval`. */
+export interface ApprovalPrompt {
+  id: string;
+  server: string;
+  tool: string;
+  /** The raw JSON arguments string as the model produced it. */
+  arguments: string;
+  /** Whole seconds left before no answer counts as a denial. */
+  timeoutS: number;
+}
+
+export interface CoreEvents {
+  /** The device's state changed (never emitted twice in a row with the same value). */
+  state: [SatelliteState];
+  /** A reply begins; its audio follows once every earlier reply has been sent. */
+  "response.start": [{ id: string }];
+  /** A reply ended; emitted once per `response.start`, after its last audio frame. */
+  "response.end": [{ id: string; reason: ReplyEndReason }];
+  /** One paced frame of reply audio: PCM16 LE at the output rate, even length, a fresh Buffer. */
+  audio: [Buffer];
+  /** Stop playing and drop queued audio now (barge-in, cancel, or the upstream stopped the reply). */
+  clear: [];
+  transcript: [{ role: "user" | "assistant"; text: string; final: boolean }];
+  tool: [{ name: string; server: string; status: "started" | "completed" | "failed" }];
+  approval: [ApprovalPrompt];
+  /**
+   * Something the device should be told. With `close` the connection cannot go on (an internal
+   * failure, a satellite that does not read): the wire sends it and closes with the code's status.
+   */
+  error: [{ code: SatelliteErrorCode; message: string; close: boolean }];
+  /** The conversation ended (idle timeout, upstream gone); the connection stays and may start another. */
+  end: [{ reason: string }];
+}
+
+/** What the core needs from the service; the same for every wire. */
+export interface CoreDeps {
+  conversations: ConversationSource;
+  approvals: ApprovalQueue;
+  logger: Logger;
+  metrics: Metrics;
+  limits: SatelliteLimits;
+  /** `satellites.conversation_idle_s`: a conversation ends after this long without speech. */
+  conversationIdleS: number;
+  /** Monotonic milliseconds; injectable for tests. */
+  now?: () => number;
+}
+
+/** What the wire negotiated with the device. */
+export interface CoreSession {
+  /** The device's id (hello `client_id`, configured device id, or address). */
+  satelliteId: string;
+  turn: TurnMode;
+  audio: { inRate: PcmRate; outRate: PcmRate };
+  /** Reply audio kept buffered on the device ahead of its play head (default 200 ms). */
+  leadMs?: number;
+  /** Bytes the wire has accepted but not yet written to the OS (reply audio backs off on it). */
+  sendBuffer: () => number;
+}
+
+type ConversationSlot =
+  | { status: "none"; endedAt: number }
+  | {
+      status: "starting";
+      generation: number;
+      mic: Buffer[];
+      micBytes: number;
+      /** A client-turn `endTurn` arrived before the upstream was ready: commit once it is. */
+      turnEnded: boolean;
+    }
+  | { status: "active"; generation: number; conversation: Conversation; detach: () => void };
+
+interface Reply {
+  readonly id: string;
+  /** This reply's audio is being pushed to the pacer (it is the head of the queue). */
+  playing: boolean;
+  /** Milliseconds of this reply pushed to the pacer so far. */
+  pushedMs: number;
+  /** Audio items of this reply and where each starts in the reply (ms), for `played`. */
+  readonly itemStarts: Map<string, number>;
+  /** Upstream said the response ended; with `done` the reply ends once its audio is sent. */
+  upstreamEnd: ResponseEndReason | null;
+  /** `end()` was called on the pacer for this reply; the next drain ends it. */
+  finishing: boolean;
+  /** 24 kHz audio received before this reply's turn to play (a previous reply is still playing). */
+  waiting: { itemId: string; pcm: Buffer }[];
+  waitingBytes: number;
+}
+
+/** Replies whose audio is ignored (stopped by barge-in/cancel); bounded. */
+const STOPPED_MEMORY = 16;
+
+export class SatelliteCore extends EventEmitter<CoreEvents> {
+  readonly #deps: CoreDeps;
+  readonly #session: CoreSession;
+  readonly #limits: SatelliteLimits;
+  readonly #now: () => number;
+  readonly #log: Logger;
+  readonly #pipe: AudioPipe;
+  readonly #pacer: PlaybackPacer;
+  #slot: ConversationSlot = { status: "none", endedAt: -Infinity };
+  #generation = 0;
+  #state: SatelliteState = "idle";
+  /** Replies in playback order; the head is the one playing. */
+  #replies: Reply[] = [];
+  readonly #stopped: string[] = [];
+  /** End of the user's turn (speech stopped / `endTurn`), for turn_first_audio_seconds. */
+  #turnEndAt: number | null = null;
+  #idleTimer: NodeJS.Timeout | null = null;
+  /** Approvals shown on this satellite; pruned when the queue no longer has them. */
+  readonly #approvalIds = new Set<string>();
+  /** The satellite has reported `played` at least once, so a barge-in waits briefly for it. */
+  #reportsPlayback = false;
+  #playbackDone: ((playedMs: number) => void) | null = null;
+  #droppedOut = 0;
+  #closed = false;
+
+  constructor(deps: CoreDeps, session: CoreSession, logger: Logger) {
+    super();
+    this.#deps = deps;
+    this.#session = session;
+    this.#limits = deps.limits;
+    this.#now = deps.now ?? (() => performance.now());
+    this.#log = logger;
+    this.#pipe = new AudioPipe(session.audio.inRate, session.audio.outRate);
+    this.#pacer = new PlaybackPacer((frame) => this.#sendAudio(frame), {
+      sampleRate: session.audio.outRate,
+      maxQueueMs: this.#limits.maxQueuedReplyMs,
+      ...(session.leadMs === undefined ? {} : { leadMs: session.leadMs }),
+    });
+    this.#pacer.on("drain", () => this.#onDrain());
+  }
+
+  /** Starts `idle`; every change is emitted as `state`. */
+  get state(): SatelliteState {
+    return this.#state;
+  }
+
+  get turn(): TurnMode {
+    return this.#session.turn;
+  }
+
+  /** A conversation is starting or running. */
+  get inConversation(): boolean {
+    return this.#slot.status !== "none";
+  }
+
+  // ── intents ──────────────────────────────────────────────────────────────────────────────
+
+  /** Wake word heard / button pressed: start a conversation or continue the current one. */
+  startTurn(): void {
+    if (this.#closed) return;
+    if (this.#slot.status === "none") void this.#startConversation();
+    this.#setState("listening");
+    this.#armIdle();
+  }
+
+  /** The device ended the user's turn (with `turn: "client"`: commit and ask for a reply). */
+  endTurn(): void {
+    const slot = this.#slot;
+    if (this.#closed || slot.status === "none") return;
+    this.#turnEndAt = this.#now();
+    if (this.#session.turn === "client") {
+      if (slot.status === "active") slot.conversation.commitAndRespond();
+      else slot.turnEnded = true;
+    }
+    this.#setState("thinking");
+  }
+
+  /** Stop the reply: `clear`, `response.end` reason `cancelled` for every reply, upstream cancelled. */
+  cancel(): void {
+    if (this.#closed) return;
+    this.#stopPlayback("cancelled");
+  }
+
+  /**
+   * Microphone audio, PCM16 LE at the input rate, even and non-empty (the wire checks). With server
+   * VAD, audio outside a conversation starts one (not within `restartGuardMs` of an idle end); audio
+   * that arrives while the upstream is being set up is kept (up to `pendingMicMs`) and sent once ready.
+   */
+  audioIn(pcm: Buffer): void {
+    if (this.#closed) return;
+    const slot = this.#slot;
+    if (slot.status === "none") {
+      if (this.#session.turn !== "server_vad" || this.#now() - slot.endedAt < this.#limits.restartGuardMs)
+        return;
+      this.startTurn();
+    }
+    const pcm24 = this.#pipe.micToUpstream(pcm);
+    if (pcm24.byteLength === 0) return;
+    this.#deps.metrics.audioSeconds.inc({ direction: "in" }, pcm.byteLength / 2 / this.#pipe.inRate);
+    const cur = this.#slot;
+    if (cur.status === "active") cur.conversation.appendAudio(pcm24);
+    else if (cur.status === "starting") {
+      cur.mic.push(pcm24);
+      cur.micBytes += pcm24.byteLength;
+      const maxBytes = (this.#limits.pendingMicMs / 1000) * PCM_RATE_UPSTREAM * 2;
+      while (cur.micBytes > maxBytes && cur.mic.length > 1) cur.micBytes -= cur.mic.shift()!.byteLength;
+    }
+  }
+
+  /** How much of the last reply the speaker really played (ms); refines truncation after barge-in. */
+  played(playedMs: number): void {
+    this.#reportsPlayback = true;
+    if (this.#playbackDone !== null) this.#playbackDone(playedMs);
+  }
+
+  /** A person answered an approval on the device; an unknown id emits `error` `approval_unknown`. */
+  answerApproval(id: string, approve: boolean): void {
+    if (this.#closed) return;
+    if (!this.#approvalIds.has(id) || !this.#deps.approvals.answer(id, approve, "satellite")) {
+      this.#error(
+        "approval_unknown",
+        `no pending approval ${JSON.stringify(id.slice(0, 64))} for this satellite`,
+      );
+      return;
+    }
+    this.#approvalIds.delete(id);
+    this.#log.info({ approval: id, approve }, "approval answered on the satellite");
+  }
+
+  /** The device is gone: playback stops and the conversation ends. Idempotent; no event follows. */
+  async close(reason: string): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#playbackDone = null;
+    this.#pacer.close();
+    this.#replies = [];
+    const conversation = this.#releaseConversation();
+    this.#generation++;
+    if (this.#droppedOut > 0)
+      this.#log.warn({ frames: this.#droppedOut }, "reply frames dropped for a slow reader");
+    try {
+      if (conversation !== null) await conversation.end(reason);
+    } catch (err) {
+      this.#log.warn({ err }, "conversation end failed");
+    }
+  }
+
+  // ── conversation lifecycle ─────────────────────────────────────────────────────────────────
+
+  async #startConversation(): Promise<void> {
+    const generation = ++this.#generation;
+    this.#slot = { status: "starting", generation, mic: [], micBytes: 0, turnEnded: false };
+    let conversation: Conversation;
+    try {
+      conversation = await this.#deps.conversations.start({
+        turn: this.#session.turn,
+        satelliteId: this.#session.satelliteId,
+      });
+    } catch (err) {
+      if (this.#slot.status !== "starting" || this.#slot.generation !== generation) return;
+      // endedAt = now: streamed audio does not retry before restartGuardMs (startTurn does).
+      this.#slot = { status: "none", endedAt: this.#now() };
+      this.#clearIdle();
+      this.#log.warn({ err }, "could not start a conversation");
+      this.#error("upstream_unavailable", `could not start a conversation: ${errorText(err)}`);
+      this.#setState("error");
+      this.#setState("idle");
+      return;
+    }
+    const slot = this.#slot;
+    if (this.#closed || slot.status !== "starting" || slot.generation !== generation) {
+      void conversation.end("satellite gone");
+      return;
+    }
+    const detach = this.#attach(conversation, generation);
+    this.#slot = { status: "active", generation, conversation, detach };
+    this.#log.info({ conversation: conversation.id }, "conversation started");
+    for (const pcm of slot.mic) conversation.appendAudio(pcm);
+    if (slot.turnEnded) conversation.commitAndRespond();
+    this.#armIdle();
+  }
+
+  /**
+   * Subscribes to a conversation. Every handler drops events from an older generation, and a
+   * handler that throws closes only this satellite (`internal`), never the conversation's emitter.
+   */
+  #attach(c: Conversation, generation: number): () => void {
+    const live = (): boolean => this.#slot.status === "active" && this.#slot.generation === generation;
+    const guard =
+      <A extends unknown[]>(fn: (...args: A) => void) =>
+      (...args: A): void => {
+        if (!live()) return;
+        try {
+          fn(...args);
+        } catch (err) {
+          this.#log.error({ err }, "satellite core failed");
+          this.#error("internal", "internal error", true);
+        }
+      };
+    // Typed against ConversationEvents: every event is handled, each with the event's own arguments.
+    const on: { [E in keyof ConversationEvents]: (...args: ConversationEvents[E]) => void } = {
+      "speech.started": guard(() => this.#onSpeechStarted()),
+      "speech.stopped": guard(() => {
+        this.#turnEndAt = this.#now();
+        this.#setState("thinking");
+        this.#armIdle();
+      }),
+      "response.start": guard(({ id }: { id: string }) => this.#onResponseStart(id)),
+      audio: guard((a: { responseId: string; itemId: string; pcm: Buffer }) =>
+        this.#onReplyAudio(a.responseId, a.itemId, a.pcm),
+      ),
+      "response.end": guard(({ id, reason }: { id: string; reason: ResponseEndReason }) =>
+        this.#onResponseEnd(id, reason),
+      ),
+      transcript: guard((t: { role: "user" | "assistant"; text: string; final: boolean }) =>
+        this.#emit("transcript", { role: t.role, text: t.text, final: t.final }),
+      ),
+      tool: guard((t: { name: string; server: string; status: "started" | "completed" | "failed" }) =>
+        this.#emit("tool", { name: t.name, server: t.server, status: t.status }),
+      ),
+      "approval.request": guard((p: PendingApproval) => this.#onApprovalRequest(p)),
+      error: guard((e: { code: string; message: string; fatal: boolean }) => {
+        this.#log.warn({ upstream_code: e.code, fatal: e.fatal }, `conversation error: ${e.message}`);
+        if (e.fatal) this.#error("upstream_unavailable", `${e.code}: ${e.message}`);
+      }),
+      closed: guard(({ reason }: { reason: string }) => this.#onConversationClosed(reason)),
+    };
+    const names = Object.keys(on) as (keyof ConversationEvents)[];
+    for (const name of names) c.on(name, on[name]);
+    return () => {
+      for (const name of names) c.off(name, on[name]);
+    };
+  }
+
+  #onApprovalRequest(p: PendingApproval): void {
+    this.#approvalIds.add(p.id);
+    const timeoutS = Math.max(0, Math.ceil((p.expiresAt - Date.now()) / 1000));
+    this.#emit("approval", { id: p.id, server: p.server, tool: p.tool, arguments: p.arguments, timeoutS });
+    this.#armIdle();
+  }
+
+  /** The conversation ended by itself (upstream gone, session expired). */
+  #onConversationClosed(reason: string): void {
+    this.#log.info({ reason }, "conversation closed upstream");
+    this.#releaseConversation();
+    this.#dropAllReplies();
+    this.#setState(reason === "idle" ? "idle" : "error");
+    this.#setState("idle");
+    this.#emit("end", { reason });
+  }
+
+  #releaseConversation(): Conversation | null {
+    const slot = this.#slot;
+    this.#clearIdle();
+    this.#slot = { status: "none", endedAt: this.#now() };
+    if (slot.status !== "active") return null;
+    slot.detach();
+    return slot.conversation;
+  }
+
+  /** (Re)starts the idle clock; it fires only when no reply plays and no approval is pending. */
+  #armIdle(): void {
+    this.#clearIdle();
+    if (this.#slot.status === "none") return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null;
+      for (const id of this.#approvalIds)
+        if (this.#deps.approvals.get(id) === undefined) this.#approvalIds.delete(id);
+      if (this.#replies.length > 0 || this.#approvalIds.size > 0) return this.#armIdle();
+      const c = this.#releaseConversation();
+      this.#log.info("conversation ended after idle timeout");
+      this.#setState("idle");
+      this.#emit("end", { reason: "idle" });
+      if (c !== null) void c.end("idle");
+    }, this.#deps.conversationIdleS * 1000);
+  }
+
+  #clearIdle(): void {
+    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
+  }
+
+  // ── replies & playback ─────────────────────────────────────────────────────────────────────
+  //
+  // Replies play one after another through the connection's pacer: a reply's audio is pushed only
+  // once the previous reply has been sent completely (its `response.end` goes out at that moment).
+
+  #onResponseStart(id: string): void {
+    if (this.#replyOf(id) !== undefined || this.#stopped.includes(id)) return;
+    this.#replies.push({
+      id,
+      playing: this.#replies.length === 0,
+      pushedMs: 0,
+      itemStarts: new Map(),
+      upstreamEnd: null,
+      finishing: false,
+      waiting: [],
+      waitingBytes: 0,
+    });
+    this.#emit("response.start", { id });
+    if (this.#state !== "speaking") this.#setState("thinking");
+    this.#clearIdle();
+  }
+
+  #replyOf(id: string): Reply | undefined {
+    return this.#replies.find((r) => r.id === id);
+  }
+
+  #onReplyAudio(responseId: string, itemId: string, pcm: Buffer): void {
+    if (this.#stopped.includes(responseId)) return;
+    let reply = this.#replyOf(responseId);
+    if (reply === undefined) {
+      this.#onResponseStart(responseId);
+      reply = this.#replyOf(responseId);
+      if (reply === undefined) return;
+    }
+    if (reply.playing) return this.#push(reply, itemId, pcm);
+    const maxBytes = (this.#limits.maxQueuedReplyMs / 1000) * PCM_RATE_UPSTREAM * 2;
+    if (reply.waitingBytes + pcm.byteLength > maxBytes) return;
+    reply.waiting.push({ itemId, pcm });
+    reply.waitingBytes += pcm.byteLength;
+  }
+
+  /** Resamples 24 kHz audio of the playing reply and queues it on the pacer. */
+  #push(reply: Reply, itemId: string, pcm24: Buffer): void {
+    if (!reply.itemStarts.has(itemId)) reply.itemStarts.set(itemId, reply.pushedMs);
+    const out = this.#pipe.upstreamToSpeaker(pcm24);
+    if (out.length === 0) return;
+    const dropped = this.#pacer.push(out, itemId);
+    if (dropped > 0 && reply.pushedMs < this.#limits.maxQueuedReplyMs)
+      this.#log.warn({ response: reply.id }, "reply audio beyond the playback queue limit dropped");
+    reply.pushedMs += ((out.length - dropped) * 1000) / this.#pipe.outRate;
+  }
+
+  /** A frame from the pacer: dropped while the wire's send buffer is full, fatal far beyond. */
+  #sendAudio(frame: Buffer): void {
+    if (this.#closed) return;
+    const buffered = this.#session.sendBuffer();
+    if (buffered > this.#limits.sendBufferCloseBytes) {
+      this.#error("slow_consumer", `send buffer at ${buffered} bytes`, true);
+      return;
+    }
+    if (buffered > this.#limits.sendBufferDropBytes) {
+      if (this.#droppedOut++ === 0)
+        this.#log.warn({ buffered }, "satellite reads slowly; dropping reply audio");
+      return;
+    }
+    if (this.#turnEndAt !== null) {
+      this.#deps.metrics.turnFirstAudio.observe((this.#now() - this.#turnEndAt) / 1000);
+      this.#turnEndAt = null;
+    }
+    if (this.#state !== "speaking") this.#setState("speaking");
+    this.#emit("audio", frame);
+    this.#deps.metrics.audioSeconds.inc({ direction: "out" }, frame.byteLength / 2 / this.#pipe.outRate);
+  }
+
+  #onResponseEnd(id: string, reason: ResponseEndReason): void {
+    const reply = this.#replyOf(id);
+    if (reply === undefined) return; // already ended locally (barge-in/cancel) or never started
+    reply.upstreamEnd = reason;
+    if (reason === "done" || reason === "failed") {
+      if (reply.playing) this.#finish(reply);
+      return;
+    }
+    // Upstream stopped it by itself (e.g. its own VAD interruption): drop what is queued.
+    if (reply.playing && this.#pacer.active) {
+      this.#emit("clear");
+      this.#pacer.clear();
+      this.#pipe.resetSpeaker();
+    }
+    this.#endReply(reply, reason);
+  }
+
+  /** The playing reply got its upstream end: flush the resampler tail and let the pacer drain. */
+  #finish(reply: Reply): void {
+    if (reply.finishing) return;
+    reply.finishing = true;
+    const tail = this.#pipe.flushSpeaker();
+    const lastItem = [...reply.itemStarts.keys()].pop();
+    if (tail.length > 0 && lastItem !== undefined) this.#pacer.push(tail, lastItem);
+    this.#pacer.end();
+    // `end()` with nothing queued emits no drain: everything is already out.
+    if (this.#pacer.queuedMs === 0) this.#endReply(reply, reply.upstreamEnd ?? "done");
+  }
+
+  #onDrain(): void {
+    const head = this.#replies[0];
+    if (head?.finishing) this.#endReply(head, head.upstreamEnd ?? "done");
+  }
+
+  /** Emits `response.end` once, forgets the reply and starts the next one's playback. */
+  #endReply(reply: Reply, reason: ResponseEndReason): void {
+    const idx = this.#replies.indexOf(reply);
+    if (idx < 0) return;
+    this.#replies.splice(idx, 1);
+    this.#remember(reply.id);
+    this.#emit("response.end", { id: reply.id, reason: reason === "failed" ? "cancelled" : reason });
+    const next = this.#replies[0];
+    if (next !== undefined && !next.playing) {
+      next.playing = true;
+      const queued = next.waiting.splice(0);
+      next.waitingBytes = 0;
+      for (const w of queued) this.#push(next, w.itemId, w.pcm);
+      if (next.upstreamEnd === "done" || next.upstreamEnd === "failed") this.#finish(next);
+      return;
+    }
+    if (this.#replies.length === 0 && this.#slot.status === "active") {
+      if (this.#state === "speaking" || this.#state === "thinking") this.#setState("listening");
+      this.#armIdle();
+    }
+  }
+
+  #remember(id: string): void {
+    this.#stopped.push(id);
+    if (this.#stopped.length > STOPPED_MEMORY) this.#stopped.shift();
+  }
+
+  #onSpeechStarted(): void {
+    this.#armIdle();
+    if (this.#pacer.active) this.#stopPlayback("interrupted");
+    else this.#setState("listening");
+  }
+
+  /**
+   * Barge-in (`interrupted`) or a device cancel (`cancelled`): `clear` at once, queued audio
+   * dropped, `response.end` for every reply, and the item at the play head truncated upstream at
+   * the milliseconds heard — the pacing clock's estimate, or the device's own `played` report when
+   * it arrives within `playbackDoneWaitMs` (only for devices that have reported before).
+   * Items queued behind it are truncated at 0.
+   */
+  #stopPlayback(reason: "interrupted" | "cancelled"): void {
+    this.#emit("clear");
+    const position = this.#pacer.clear();
+    this.#pipe.resetSpeaker();
+    const slot = this.#slot;
+    const conversation = slot.status === "active" ? slot.conversation : null;
+    let headStartMs: number | null = null;
+    const unheard: string[] = [];
+    let responseInFlight = false;
+    for (const reply of this.#replies) {
+      for (const [itemId, startMs] of reply.itemStarts)
+        if (itemId === position.itemId) headStartMs = startMs;
+        else unheard.push(itemId);
+      for (const w of reply.waiting) if (!unheard.includes(w.itemId)) unheard.push(w.itemId);
+      if (reply.upstreamEnd === null) responseInFlight = true;
+    }
+    this.#endAll(reason);
+    this.#setState("listening");
+    if (conversation === null) return;
+    const headItem = position.itemId;
+    if (headItem === undefined) {
+      for (const itemId of unheard) conversation.interrupt(itemId, 0);
+      if (unheard.length === 0 && (responseInFlight || reason === "cancelled")) conversation.cancelResponse();
+      return;
+    }
+    const apply = (reported: number | null): void => {
+      if (this.#slot.status !== "active" || this.#slot.conversation !== conversation) return;
+      const ms =
+        reported === null || headStartMs === null
+          ? position.playedMs
+          : Math.min(Math.max(0, reported - headStartMs), position.sentMs);
+      for (const itemId of unheard) conversation.interrupt(itemId, 0);
+      conversation.interrupt(headItem, Math.round(ms));
+      this.#log.debug({ item: headItem, audio_end_ms: Math.round(ms), reported }, "truncated after barge-in");
+    };
+    if (!this.#reportsPlayback || this.#limits.playbackDoneWaitMs <= 0) return apply(null);
+    const timer = setTimeout(() => {
+      this.#playbackDone = null;
+      apply(null);
+    }, this.#limits.playbackDoneWaitMs);
+    this.#playbackDone = (played) => {
+      clearTimeout(timer);
+      this.#playbackDone = null;
+      apply(played);
+    };
+  }
+
+  /** Drops every reply without touching the upstream (the conversation is gone). */
+  #dropAllReplies(): void {
+    if (this.#replies.length === 0) return;
+    if (this.#pacer.active) this.#emit("clear");
+    this.#pacer.clear();
+    this.#pipe.resetSpeaker();
+    this.#endAll("cancelled");
+  }
+
+  /** `response.end` for every reply, none of them played further. */
+  #endAll(reason: "interrupted" | "cancelled"): void {
+    const replies = this.#replies;
+    this.#replies = [];
+    for (const reply of replies) {
+      this.#remember(reply.id);
+      this.#emit("response.end", { id: reply.id, reason });
+    }
+    this.#armIdle();
+  }
+
+  // ── outbound ─────────────────────────────────────────────────────────────────────────────
+
+  #setState(value: SatelliteState): void {
+    if (this.#state === value || this.#closed) return;
+    this.#state = value;
+    this.#emit("state", value);
+  }
+
+  /** Every event goes out here: nothing is emitted once the core is closed. */
+  #emit<E extends keyof CoreEvents>(event: E, ...args: CoreEvents[E]): void {
+    if (this.#closed) return;
+    (this.emit as (event: E, ...args: CoreEvents[E]) => boolean)(event, ...args);
+  }
+
+  #error(code: SatelliteErrorCode, message: string, close = false): void {
+    if (this.#closed) return;
+    this.#emit("error", { code, message, close });
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
