@@ -74,7 +74,7 @@ describe("an out-of-quota upstream that recovers", () => {
     sat.ws.send(JSON.stringify({ type: "turn.start" }));
     const told = await sat.waitFor((f) => f.json?.type === "error", 15_000, 0);
     expect(told.json).toMatchObject({ type: "error", code: "upstream_unavailable" });
-    expect(told.json?.type === "error" && told.json.message).toContain("OpenAI quota exceeded");
+    expect(told.json?.type === "error" && told.json.message).toBe("OpenAI quota exceeded");
     sat.ws.send(JSON.stringify({ type: "turn.end" }));
 
     // The pool retries with backoff; once the upstream accepts, the service is ready.
