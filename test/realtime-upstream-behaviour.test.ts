@@ -273,6 +273,20 @@ describe("case 3: conversation_already_has_active_response", () => {
   });
 });
 
+describe("case 3: a response.create refused for another reason", () => {
+  it("does not block the next turn's response", async () => {
+    const { fake, engine } = await setup();
+    fake.script({ kind: "error", code: "invalid_value", message: "Invalid response parameters." });
+    const { conv, rec, conn } = await talk(fake, engine);
+    say(conv);
+    await until(() => conn.all("response.create").length === 1, 2000, "first response.create");
+    await sleep(100);
+    say(conv);
+    expect(await rec.waitFor("response.end", () => true, 1, 3000)).toMatchObject({ reason: "done" });
+    expect(conn.all("response.create")).toHaveLength(2);
+  });
+});
+
 describe("case 5: a failed response", () => {
   it("ends the turn with a spoken-friendly error; the next turn works", async () => {
     const { fake, engine } = await setup();

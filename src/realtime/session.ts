@@ -103,6 +103,8 @@ const TOLERATED = new Set([
   "input_audio_buffer_commit_empty",
 ]);
 const EXPIRY = new Set(["session_expired"]);
+/** How long a sent `response.create` may go without its `response.created`. */
+const RESPONSE_CREATED_WAIT_MS = 10_000;
 
 interface OpenResponse {
   readonly id: string;
@@ -562,8 +564,19 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       return;
     this.#needResponse = false;
     this.#awaitingResponse = true;
-    this.#responseCreateId = clientEventId("response_create");
-    this.#send({ type: "response.create", event_id: this.#responseCreateId });
+    const id = clientEventId("response_create");
+    this.#responseCreateId = id;
+    this.#send({ type: "response.create", event_id: id });
+    // Never wait forever for a response.created that does not come: that would block every later one.
+    clearTimeout(this.#retryRespond);
+    this.#retryRespond = setTimeout(() => {
+      if (!this.#awaitingResponse || this.#responseCreateId !== id) return;
+      this.#log.warn("no response.created for our response.create; no longer waiting for it");
+      this.#awaitingResponse = false;
+      this.#maybeRespond();
+      this.#emitIdle();
+    }, RESPONSE_CREATED_WAIT_MS);
+    this.#retryRespond.unref();
   }
 
   /** Our `response.create` met a response already active: send it again once that one is done. */
@@ -595,6 +608,13 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     }
     if (TOLERATED.has(code)) {
       this.#log.debug({ code }, "upstream error tolerated");
+      return;
+    }
+    if (about !== null && about === this.#responseCreateId && this.#awaitingResponse) {
+      // Our response.create was refused for another reason: no response comes; the next turn asks again.
+      this.#awaitingResponse = false;
+      this.#log.warn({ code, message: e.error.message }, "upstream refused a response.create");
+      this.#emitIdle();
       return;
     }
     if (about !== null && about === this.#openingUpdateId && this.#readyWaiters) {
