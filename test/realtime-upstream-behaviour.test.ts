@@ -223,6 +223,26 @@ describe("case 2 and 3: native MCP calls that need no approval", () => {
     });
   }
 
+  it("an approved call that the upstream runs only on the next response.create is asked for", async () => {
+    const { fake, engine } = await setup({
+      config: NATIVE_NEVER,
+      fakeOpts: { approvedCallRunsOn: "response.create" },
+    });
+    fake.script({
+      kind: "mcp_approval",
+      serverLabel: "ha",
+      name: "HassTurnOn",
+      arguments: "{}",
+      output: "Turned on",
+    });
+    const { conv, rec, conn } = await talk(fake, engine);
+    say(conv);
+    const said = await rec.waitFor("transcript", (t) => t.role === "assistant" && t.final, 1, 5000);
+    expect(said.text).toBe("The tool said: Turned on");
+    // The turn, the one that runs the approved call, the one that speaks its result.
+    expect(conn.all("response.create")).toHaveLength(3);
+  });
+
   it("a failed call is spoken about too", async () => {
     const { fake, engine } = await setup({ config: NATIVE_NEVER });
     fake.script({ kind: "mcp_call", serverLabel: "ha", name: "HassTurnOn", arguments: "{}", fail: true });

@@ -103,6 +103,8 @@ const TOLERATED = new Set([
   "input_audio_buffer_commit_empty",
 ]);
 const EXPIRY = new Set(["session_expired"]);
+/** How long an approved native call may take to show up before we ask for a response to run it. */
+const APPROVED_CALL_WAIT_MS = 1500;
 /** How long a sent `response.create` may go without its `response.created`. */
 const RESPONSE_CREATED_WAIT_MS = 10_000;
 
@@ -127,6 +129,7 @@ interface McpCallItem {
   server_label: string;
   name: string;
   error?: unknown;
+  approval_request_id?: string | null;
 }
 
 /** Spoken-friendly words for a response that failed before saying anything (DOCS.md lists them). */
@@ -202,6 +205,9 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly #nativeCalls = new Map<string, NativeCall>();
   /** Call ids whose completion was handled (the API reports it through several events). */
   readonly #finishedCalls = new Set<string>();
+  /** Approval requests whose approved `mcp_call` appeared, and the timers waiting for that. */
+  readonly #approvedCallsSeen = new Set<string>();
+  readonly #approvalFollowUps = new Set<NodeJS.Timeout>();
   /** `response.mcp_call.completed|failed` that arrived before any item of that call. */
   readonly #callOutcomes = new Map<string, boolean>();
 
@@ -447,7 +453,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       case "response.output_item.added":
         if (e.item.type === "mcp_list_tools" && e.item.id) this.#onListItem(e.item.id, e.item.server_label);
         else if (e.item.type === "mcp_call")
-          this.#onNativeCallStart(e.item.id, e.item.server_label, e.item.name);
+          this.#onNativeCallStart(e.item.id, e.item.server_label, e.item.name, e.item.approval_request_id);
         return;
       case "conversation.item.done":
       case "response.output_item.done":
@@ -787,11 +793,24 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       this.emit("tool", { name: item.name, server, status: "failed" });
       this.#needResponse = true;
       this.#maybeRespond();
+      return;
     }
+    // Some upstreams run the approved call at once, others on the next response.create: ask for one
+    // unless the call (or a response carrying it) shows up first.
+    const timer = setTimeout(() => {
+      this.#approvalFollowUps.delete(timer);
+      if (this.#state === "closed" || this.#response !== null || this.#awaitingResponse) return;
+      if (this.#approvedCallsSeen.has(item.id)) return;
+      this.#needResponse = true;
+      this.#maybeRespond();
+    }, APPROVED_CALL_WAIT_MS);
+    timer.unref();
+    this.#approvalFollowUps.add(timer);
   }
 
   /** An `mcp_call` item seen (added or done): the call started, unless it is known or finished. */
-  #onNativeCallStart(id: string, server: string, tool: string): void {
+  #onNativeCallStart(id: string, server: string, tool: string, approvalRequestId?: string | null): void {
+    if (approvalRequestId) this.#approvedCallsSeen.add(approvalRequestId);
     if (this.#nativeCalls.has(id) || this.#finishedCalls.has(id)) return;
     this.#nativeCalls.set(id, { server, tool, startedAt: this.#now() });
     this.emit("tool", { name: tool, server, status: "started" });
@@ -811,7 +830,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     if (this.#finishedCalls.has(item.id)) return;
     const ok = this.#callOutcomes.get(item.id) ?? (item.error === null || item.error === undefined);
     this.#callOutcomes.set(item.id, ok);
-    this.#onNativeCallStart(item.id, item.server_label, item.name);
+    this.#onNativeCallStart(item.id, item.server_label, item.name, item.approval_request_id);
     if (!this.#finishedCalls.has(item.id)) this.#finishNativeCall(item.id, ok);
   }
 
@@ -898,6 +917,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #onClose(info: TransportClose): void {
     clearTimeout(this.#retryRespond);
+    for (const t of this.#approvalFollowUps) clearTimeout(t);
+    this.#approvalFollowUps.clear();
     // Client calls outlive an upstream drop: their output goes to the conversation's next session.
     this.#orphaned = !this.#closing && !this.#fatal && this.#callsInFlight > 0;
     if (!this.#orphaned) this.#abort.abort();

@@ -132,6 +132,12 @@ export interface FakeRealtimeOptions {
    * revoked key is answered). Undefined: a normal session.
    */
   refuseSession?: (attempt: number) => FakeUpstreamError | undefined;
+  /**
+   * When an approved native call runs: `approval` (default) starts a response running it as soon as the
+   * approving `mcp_approval_response` arrives; `response.create` waits for the client's next
+   * `response.create`. The API's documentation allows either reading; the session must work with both.
+   */
+  approvedCallRunsOn?: "approval" | "response.create";
   /** Ends every session with `session_expired` + close 1001 after this many ms. */
   maxSessionMs?: number;
   /**
@@ -224,6 +230,8 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   #early: string[] | null = [];
   #pendingOutput: { callId: string; output: string } | null = null;
   #pendingMcpAnswer: string | null = null;
+  /** An approved call waiting for `response.create` (`approvedCallRunsOn: "response.create"`). */
+  #approvedCall: { approvalId: string; req: Extract<FakeTurn, { kind: "mcp_approval" }> } | null = null;
   readonly #approvals = new Map<string, Extract<FakeTurn, { kind: "mcp_approval" }>>();
   // input buffer + VAD state (audio time)
   #buffered = 0;
@@ -674,7 +682,10 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           ev.event_id,
         );
       this.#approvals.delete(item.approval_request_id);
-      if (item.approve) this.#runMcpCall(item.approval_request_id, req);
+      if (!item.approve) return;
+      if (this.#server.opts.approvedCallRunsOn === "response.create")
+        this.#approvedCall = { approvalId: item.approval_request_id, req };
+      else this.#runMcpCall(item.approval_request_id, req);
     }
   }
 
@@ -777,6 +788,11 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       const { output } = this.#pendingOutput;
       this.#pendingOutput = null;
       return this.#speak(`The tool said: ${output}`);
+    }
+    if (this.#approvedCall !== null && !ownTurn) {
+      const { approvalId, req } = this.#approvedCall;
+      this.#approvedCall = null;
+      return this.#runMcpCall(approvalId, req);
     }
     if (this.#pendingMcpAnswer !== null && !ownTurn) {
       const answer = this.#pendingMcpAnswer;
