@@ -133,7 +133,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
   let ready = false;
   const checks = new Map<string, ReadinessCheck>();
   const readiness = (): Readiness => {
-    if (!ready) return { ready: false, reasons: ["starting"] };
+    if (!ready) return { ready: false, reasons: ["listeners: not listening yet"] };
     const reasons: string[] = [];
     for (const [name, check] of checks) {
       let result: true | string;

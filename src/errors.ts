@@ -25,6 +25,7 @@ export const SATELLITE_ERRORS = {
   rate_limited: def(1008, "too many frames or bytes per second", true),
   slow_consumer: def(1013, "the satellite is not reading what it is sent", true),
   upstream_unavailable: def(1011, "the Realtime upstream cannot be reached"),
+  response_failed: def(1011, "the assistant could not finish its answer"),
   approval_unknown: def(1007, "no pending approval with that id"),
   too_many_conversations: def(1013, "too many conversations at once; try again when one ends"),
   too_many_connections: def(1008, "too many connections with this device token", true),

@@ -9,7 +9,7 @@
  * `/data/options.json` when running as an add-on (`SUPERVISOR_TOKEN` set).
  *
  * Exit codes: 0 clean exit (or `--check-config` passed); 1 runtime failure or unclean shutdown;
- * 2 invalid configuration or usage.
+ * 2 invalid configuration or usage. Once the logger exists, every exit is preceded by a "stopped" line.
  */
 import { realpathSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -142,7 +142,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     await wireService(app);
   } catch (e) {
     logger.fatal({ err: e }, "start-up failed");
-    await app?.close();
+    const report = await app?.close();
+    logger.info({ clean: false, failed: report?.failed ?? [], timedOut: report?.timedOut ?? [] }, "stopped");
     return 1;
   }
   const running = app;
@@ -152,6 +153,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     const stop = (why: string, code: number): void => {
       if (stopping) {
         logger.warn({ why }, "second stop request: exiting now");
+        logger.info({ clean: false }, "stopped");
         resolveExit(1);
         return;
       }
@@ -202,5 +204,12 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  void main(process.argv.slice(2), process.env).then((code) => process.exit(code));
+  main(process.argv.slice(2), process.env).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      writeErr(`openvoice-mcp: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      writeErr("openvoice-mcp: stopped");
+      process.exit(1);
+    },
+  );
 }

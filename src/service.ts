@@ -138,6 +138,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
       upstream: {
         state: s.upstream.state,
         ...(s.upstream.lastError ? { lastError: s.upstream.lastError } : {}),
+        ...(s.upstream.hint ? { hint: s.upstream.hint } : {}),
       },
       sessions,
       satellites: {
@@ -157,6 +158,9 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     talkToken: () => talkToken,
     logger: logger.child({ part: "ingress" }),
   });
+
+  // Ready only once the upstream accepted a session with this key (the listeners are the app's own check).
+  app.addReadinessCheck("upstream", () => engine.upstreamProblem() ?? true);
 
   // Closables run concurrently; each part bounds its own close.
   app.addClosable("approval metrics", stopApprovalMetrics);

@@ -54,7 +54,7 @@ describe("the service process", () => {
     dir = undefined;
   });
 
-  it("boots, becomes ready, and exits 0 within 5 s of SIGTERM", async () => {
+  it("boots, says why it is not ready, and exits 0 within 5 s of SIGTERM", async () => {
     dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
     const portFile = join(dir, "ports.json");
     const dataDir = join(dir, "data");
@@ -73,11 +73,19 @@ describe("the service process", () => {
     );
     const base = `http://127.0.0.1:${ports.satellite}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    await waitFor(
-      "/readyz",
-      async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined),
+    // Nothing listens where the upstream should be: not ready, and /readyz says why in words.
+    const notReady = await waitFor(
+      "/readyz naming the upstream",
+      async () => {
+        const res = await fetch(`${base}/readyz`);
+        const body = (await res.json()) as { reasons?: string[] };
+        return res.status === 503 && body.reasons?.some((r) => r.startsWith("upstream: Cannot reach OpenAI"))
+          ? body
+          : undefined;
+      },
       10_000,
     );
+    expect(notReady.reasons).toHaveLength(1);
     expect((await fetch(`${base}/metrics`)).status).toBe(200);
     // the ingress instance is up on loopback
     expect((await fetch(`http://127.0.0.1:${ports.ingress}/nope`)).status).toBe(404);
@@ -94,6 +102,32 @@ describe("the service process", () => {
     expect(output).toMatch(/ INFO shutting down why=SIGTERM/);
     expect(output).not.toContain("sk-process-test-key");
     await expect(fetch(`${base}/healthz`)).rejects.toThrow();
+  });
+
+  it('a start-up failure logs "stopped" and exits 1', async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
+    // The data dir cannot be created: its parent is a file.
+    await writeFile(join(dir, "file"), "");
+    const r = spawnSync(process.execPath, [mainJs, "--config", fixture("boot.yaml")], {
+      env: childEnv({ OPENVOICE_DATA_DIR: join(dir, "file", "data") }),
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/ FATAL start-up failed /);
+    expect(r.stdout).toMatch(/ INFO stopped clean=false/);
+  });
+
+  it('a failure once listening (the port file cannot be written) logs "stopped" and exits 1', async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
+    const r = spawnSync(
+      process.execPath,
+      [mainJs, "--config", fixture("boot.yaml"), "--port-file", join(dir, "missing", "ports.json")],
+      { env: childEnv({ OPENVOICE_DATA_DIR: join(dir, "data") }), encoding: "utf8", timeout: 15_000 },
+    );
+    expect(r.status, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/ FATAL cannot listen /);
+    expect(r.stdout).toMatch(/ INFO stopped clean=/);
   });
 
   it("--check-config prints the masked effective config and exits 0", () => {

@@ -11,6 +11,7 @@ import { LimitError } from "../src/errors.js";
 import type { Conversation } from "../src/realtime/conversation.js";
 import { RealtimeEngine, type RealtimeEngineOptions } from "../src/realtime/engine.js";
 import { UpstreamConnectError } from "../src/realtime/transport.js";
+import { UpstreamUnavailableError } from "../src/realtime/upstream-error.js";
 import {
   startFakeRealtime,
   tone,
@@ -164,8 +165,13 @@ describe("realtime engine: turns and pool", () => {
   it("rejects a start with a typed error when the key is refused", async () => {
     const { engine, metrics } = await setup({ openai: { api_key: "sk-wrong" } });
     const err = await engine.start({ turn: "client" }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UpstreamConnectError);
-    expect((err as UpstreamConnectError).status).toBe(401);
+    expect(err).toBeInstanceOf(UpstreamUnavailableError);
+    expect(err).toMatchObject({
+      code: "upstream_unavailable",
+      message: "OpenAI rejected the API key",
+      status: 401,
+    });
+    expect((err as Error).cause).toBeInstanceOf(UpstreamConnectError);
     expect(await metricValue(metrics, "openvoice_realtime_connects_total", { outcome: "refused" })).toBe(1);
     expect(engine.status().upstream.state).toBe("unreachable");
   });

@@ -113,7 +113,7 @@ describe("satellite protocol v1: server messages", () => {
       const parsed = ServerMessageSchema.parse(m);
       expect(encodeServerMessage(parsed).startsWith(`{"type":"${m.type}"`)).toBe(true);
     }
-    expect(ServerMessageSchema.safeParse({ type: "response.end", id: "r", reason: "failed" }).success).toBe(
+    expect(ServerMessageSchema.safeParse({ type: "response.end", id: "r", reason: "exploded" }).success).toBe(
       false,
     );
     expect(ServerMessageSchema.safeParse({ type: "state", value: "sleeping" }).success).toBe(false);

@@ -39,6 +39,8 @@ export interface StatusSnapshot {
     readonly state: string;
     readonly url?: string;
     readonly lastError?: string;
+    /** What to check about `lastError` (e.g. "check openai.api_key"). */
+    readonly hint?: string;
   };
   /** Realtime sessions by state (e.g. `{warm: 1, active: 2}`). */
   readonly sessions: Readonly<Record<string, number>>;

@@ -20,7 +20,11 @@ export interface ConversationEvents {
   tool: [{ name: string; server: string; status: "started" | "completed" | "failed" }];
   /** A person must decide; answer through the ApprovalQueue. */
   "approval.request": [PendingApproval];
-  /** Non-fatal errors are informational; a fatal one is followed by `closed`. */
+  /**
+   * Non-fatal errors are informational; a fatal one (`upstream_unavailable`) is followed by `closed`.
+   * `response_failed` (non-fatal): the answer failed before any audio; `message` is a sentence to say,
+   * and `response.end` `failed` follows.
+   */
   error: [{ code: string; message: string; fatal: boolean }];
   /** Emitted exactly once; no events follow it. */
   closed: [{ reason: string }];
@@ -50,6 +54,11 @@ export interface ConversationOptions {
 }
 
 export interface ConversationSource {
-  /** Takes a warm session when one is ready, otherwise connects a new one. Rejects when upstream is unreachable. */
+  /**
+   * Takes a warm session when one is ready, otherwise connects a new one. While the upstream cannot be
+   * used it rejects with an error whose `code` is `"upstream_unavailable"` and whose `message` is the
+   * reason in words, ready to show or say ("OpenAI rejected the API key", "OpenAI quota exceeded", the
+   * upstream's own message for a rejected configuration, …).
+   */
   start(opts: ConversationOptions): Promise<Conversation>;
 }

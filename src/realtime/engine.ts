@@ -15,6 +15,11 @@ import { RealtimeSession, type NativeListState, type SessionState, type ToolCata
 import type { TurnMode } from "./session-config.js";
 import { realtimeUrl, type RealtimeTransportFactory } from "./transport.js";
 import { createWsTransport } from "./ws-transport.js";
+import {
+  toUpstreamUnavailable,
+  type UpstreamFailureKind,
+  type UpstreamUnavailableError,
+} from "./upstream-error.js";
 
 export interface RealtimeLimits {
   /** The upstream's session limit (60 minutes). */
@@ -64,8 +69,17 @@ export interface RealtimeEngineOptions {
 
 export type UpstreamState = "idle" | "connecting" | "connected" | "unreachable";
 
+export interface UpstreamHealth {
+  state: UpstreamState;
+  /** Why the last attempt failed, in words ("OpenAI rejected the API key"), while `unreachable`. */
+  lastError?: string;
+  /** What to check ("check openai.api_key"), when known. */
+  hint?: string;
+  kind?: UpstreamFailureKind;
+}
+
 export interface RealtimeStatus {
-  upstream: { state: UpstreamState; lastError?: string };
+  upstream: UpstreamHealth;
   pool: { target: number; ready: number; warming: number };
   conversations: number;
   sessions: Record<SessionState, number>;
@@ -96,7 +110,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
   #warming = 0;
   #poolFailures = 0;
   #poolRetry: NodeJS.Timeout | undefined;
-  #upstream: { state: UpstreamState; lastError?: string } = { state: "idle" };
+  #upstream: UpstreamHealth = { state: "idle" };
   #closed = false;
   readonly #unsubscribe: () => void;
   readonly #catalog: ToolCatalog;
@@ -124,17 +138,38 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
 
   /**
    * Fills the warm pool (`openai.pool_size`) and resolves when the first fill attempt settled.
-   * Never rejects: an unreachable upstream shows in `status()` and is retried with backoff.
+   * Never rejects: an unreachable upstream shows in `status()` and is retried with backoff. Without a
+   * pool, one session is opened and closed so that `/readyz` knows whether the key works.
    */
   async warmUp(): Promise<void> {
+    if (this.#o.config.openai.pool_size === 0) {
+      await this.#openSession("server_vad").then(
+        (s) => s.close(1000, "probe"),
+        () => undefined,
+      );
+      return;
+    }
     await Promise.all(this.#fillPool());
+  }
+
+  /**
+   * Why the upstream cannot be used, in words, or null when the last attempt opened a session.
+   * Before any attempt settled it says so: readiness is only claimed once a session opened.
+   */
+  upstreamProblem(): string | null {
+    const u = this.#upstream;
+    if (u.state === "connected") return null;
+    if (u.state === "unreachable" && u.lastError) return u.hint ? `${u.lastError} (${u.hint})` : u.lastError;
+    return "no OpenAI session opened yet";
   }
 
   /**
    * Takes a warm session when one is ready, otherwise connects a new one. Every route starts its
    * conversations here, so `satellites.max_conversations` counts them all: a start beyond it (starts
    * still connecting included) rejects at once with `LimitError("too_many_conversations")`, and a
-   * start that fails gives its place back.
+   * start that fails gives its place back. While the upstream cannot be used it rejects with an
+   * `UpstreamUnavailableError` (`code: "upstream_unavailable"`) whose `message` says why in words
+   * ("OpenAI rejected the API key", "OpenAI quota exceeded", …).
    */
   async start(opts: ConversationOptions): Promise<Conversation> {
     if (this.#closed) throw new Error("the realtime engine is closed");
@@ -154,6 +189,8 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
         turn: opts.turn,
         ...(opts.satelliteId !== undefined ? { satelliteId: opts.satelliteId } : {}),
       });
+    } catch (err) {
+      throw toUpstreamUnavailable(err);
     } finally {
       this.#starting--;
     }
@@ -327,18 +364,50 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
       now: this.#now,
     });
     this.#sessions.add(session);
-    session.once("closed", () => this.#sessions.delete(session));
-    if (this.#upstream.state !== "connected") this.#upstream = { state: "connecting" };
+    session.once("closed", (info) => {
+      this.#sessions.delete(session);
+      // A session that was fine until the upstream turned it away (quota, key) says so for everyone.
+      if (info.fatal && info.error && session.openedAt > 0 && this.#upstream.state === "connected")
+        this.#markUnavailable(info.error);
+    });
+    if (this.#upstream.state === "idle") this.#upstream = { state: "connecting" };
     try {
       await session.open();
-      this.#upstream = { state: "connected" };
+      this.#markAvailable();
       return session;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      this.#upstream = { state: "unreachable", lastError: message };
-      this.#log.warn({ err: message }, "could not open a realtime session");
-      throw err;
+      const why = toUpstreamUnavailable(err);
+      this.#markUnavailable(why);
+      throw why;
     }
+  }
+
+  #markAvailable(): void {
+    const was = this.#upstream;
+    this.#upstream = { state: "connected" };
+    if (was.state !== "unreachable") return;
+    this.#log.info("OpenAI accepts sessions again");
+    // Recovered: refill the pool now instead of at the end of its backoff.
+    this.#poolFailures = 0;
+    if (this.#poolRetry !== undefined) {
+      clearTimeout(this.#poolRetry);
+      this.#poolRetry = undefined;
+      void this.#fillPool();
+    }
+  }
+
+  /** Records why the upstream cannot be used; logs a reason once, repeats of it at debug only. */
+  #markUnavailable(why: UpstreamUnavailableError): void {
+    const was = this.#upstream;
+    this.#upstream = {
+      state: "unreachable",
+      lastError: why.message,
+      kind: why.kind,
+      ...(why.hint ? { hint: why.hint } : {}),
+    };
+    if (was.state === "unreachable" && was.lastError === why.message)
+      this.#log.debug({ reason: why.message }, "could not open a realtime session");
+    else this.#log.warn({ reason: why.message, hint: why.hint }, "could not open a realtime session");
   }
 
   #fillPool(): Promise<void>[] {

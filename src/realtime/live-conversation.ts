@@ -9,7 +9,7 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { Conversation, ConversationEvents, ConversationOptions } from "./conversation.js";
 import { summariseTurns, type TranscriptTurn } from "./session-config.js";
-import type { RealtimeSession, SessionClose } from "./session.js";
+import type { OrphanedCallOutput, RealtimeSession, SessionClose } from "./session.js";
 
 /** Where a conversation gets its (next) upstream session; the engine implements it. */
 export interface SessionSource {
@@ -33,6 +33,19 @@ type Link =
   | { status: "ended" };
 
 const HISTORY_TURNS = 12;
+/** Reply items whose audio length is remembered (for barge-in trimming and retirement). */
+const TRACKED_ITEMS = 8;
+/** Longest a rotated-out session is kept for a barge-in into its last reply. */
+const RETIRE_MAX_MS = 30_000;
+const PCM_BYTES_PER_MS = 48; // PCM16 mono at 24 kHz
+
+/** Audio received for one reply item: how long it is, when it began, and its transcript turn. */
+interface ReplyItem {
+  readonly session: RealtimeSession;
+  readonly firstAt: number;
+  ms: number;
+  turn?: TranscriptTurn;
+}
 
 export class LiveConversation extends EventEmitter<ConversationEvents> implements Conversation {
   readonly id = randomUUID();
@@ -51,6 +64,15 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   #rotation: Promise<RealtimeSession | null> | null = null;
   #nextSession: RealtimeSession | null = null;
   #endReason: string | null = null;
+  /** Sessions that dropped while client calls ran, until those calls finish (see `#adoptOrphans`). */
+  readonly #orphans = new Map<RealtimeSession, () => void>();
+  /** Outputs of such calls waiting for the next session. */
+  readonly #pendingOutputs: OrphanedCallOutput[] = [];
+  /** Recent reply items by id, oldest first. */
+  readonly #items = new Map<string, ReplyItem>();
+  #lastAudioItem: string | null = null;
+  /** The session rotated out while its last reply may still be playing: barge-in truncates there. */
+  #retired: { session: RealtimeSession; timer: NodeJS.Timeout } | null = null;
 
   constructor(deps: {
     source: SessionSource;
@@ -95,8 +117,27 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     if (this.#link.status === "attached") this.#link.session.cancelResponse();
   }
 
+  /**
+   * Truncates against the session that owns the item (a rotated-out session keeps its last reply's items)
+   * and keeps only what was heard of that reply in the history carried to later sessions.
+   */
   interrupt(itemId: string, audioEndMs: number): void {
-    if (this.#link.status === "attached") this.#link.session.interrupt(itemId, audioEndMs);
+    if (this.#link.status !== "attached") return;
+    const current = this.#link.session;
+    const owner = this.#items.get(itemId)?.session;
+    if (owner && owner !== current) {
+      // Never truncate an item in a session that does not have it.
+      if (this.#retired?.session === owner) owner.interrupt(itemId, audioEndMs);
+      // The summary the current session was given may hold the whole reply: send what was heard.
+      if (this.#trimHeard(itemId, audioEndMs)) {
+        const context = this.#context();
+        if (context) current.configure({ turn: current.turn, context });
+      }
+      this.#closeRetired();
+      return;
+    }
+    current.interrupt(itemId, audioEndMs);
+    this.#trimHeard(itemId, audioEndMs);
   }
 
   end(reason: string): Promise<void> {
@@ -111,6 +152,13 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     }
     this.#nextSession?.close(1000, "conversation ended");
     this.#nextSession = null;
+    this.#closeRetired();
+    for (const [session, stop] of this.#orphans) {
+      stop();
+      session.abandonCalls();
+    }
+    this.#orphans.clear();
+    this.#pendingOutputs.length = 0;
     if (this.#openResponse !== null) {
       this.emit("response.end", { id: this.#openResponse, reason: "cancelled" });
       this.#openResponse = null;
@@ -131,10 +179,16 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       speechStopped: () => live() && this.emit("speech.stopped"),
       responseStart: (e: { id: string }) => {
         if (!live()) return;
+        // A new reply: the rotated-out session's last one is over for the listener.
+        this.#closeRetired();
         this.#openResponse = e.id;
         this.emit("response.start", e);
       },
-      audio: (e: ConversationEvents["audio"][0]) => live() && this.emit("audio", e),
+      audio: (e: ConversationEvents["audio"][0]) => {
+        if (!live()) return;
+        this.#noteAudio(session, e.itemId, e.pcm.length);
+        this.emit("audio", e);
+      },
       responseEnd: (e: ConversationEvents["response.end"][0]) => {
         if (!live()) return;
         if (this.#openResponse === e.id) this.#openResponse = null;
@@ -142,14 +196,14 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       },
       transcript: (e: ConversationEvents["transcript"][0]) => {
         if (!live()) return;
-        if (e.final) this.#remember(e.role, e.text);
+        if (e.final) this.#remember(e.role, e.text, e.role === "assistant" ? this.#lastAudioItem : null);
         this.emit("transcript", e);
       },
       tool: (e: ConversationEvents["tool"][0]) => live() && this.emit("tool", e),
       approval: (e: ConversationEvents["approval.request"][0]) => live() && this.emit("approval.request", e),
       error: (e: ConversationEvents["error"][0]) => {
         if (!live()) return;
-        this.emit("error", e);
+        this.#emitError(e);
         if (e.fatal) void this.end("upstream_unavailable");
       },
       idle: () => live() && this.#onIdle(),
@@ -181,11 +235,92 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     };
     this.#link = { status: "attached", session, gen, detach };
     this.#scheduleRotation(session);
+    for (const o of this.#pendingOutputs.splice(0)) session.deliverOrphanedOutput(o);
   }
 
-  #remember(role: TranscriptTurn["role"], text: string): void {
+  /** Emits `error` only to a listener: an unheard `"error"` event would throw. */
+  #emitError(e: ConversationEvents["error"][0]): void {
+    if (this.listenerCount("error") > 0) this.emit("error", e);
+  }
+
+  /**
+   * Client calls of a dropped session keep running; their `tool` events still reach the listener and
+   * their outputs go to the session that serves the conversation next (now, or once reconnected).
+   */
+  #adoptOrphans(session: RealtimeSession): void {
+    if (session.callsInFlight === 0 || this.#orphans.has(session)) return;
+    const onTool = (e: ConversationEvents["tool"][0]): void => void this.emit("tool", e);
+    const onOutput = (o: OrphanedCallOutput): void => {
+      this.#log.info({ tool: o.name }, "a tool call outlived its upstream session; handing its result over");
+      if (this.#link.status === "attached") this.#link.session.deliverOrphanedOutput(o);
+      else this.#pendingOutputs.push(o);
+      if (session.callsInFlight === 0) stop();
+    };
+    const stop = (): void => {
+      session.off("tool", onTool);
+      session.off("call.output", onOutput);
+      this.#orphans.delete(session);
+    };
+    session.on("tool", onTool);
+    session.on("call.output", onOutput);
+    this.#orphans.set(session, stop);
+  }
+
+  #noteAudio(session: RealtimeSession, itemId: string, bytes: number): void {
+    let item = this.#items.get(itemId);
+    if (!item) {
+      item = { session, firstAt: this.#now(), ms: 0 };
+      this.#items.set(itemId, item);
+      for (const old of this.#items.keys()) {
+        if (this.#items.size <= TRACKED_ITEMS) break;
+        this.#items.delete(old);
+      }
+    }
+    item.ms += bytes / PCM_BYTES_PER_MS;
+    this.#lastAudioItem = itemId;
+  }
+
+  /** Cuts the item's transcript in the history to the share that was played. True when it changed. */
+  #trimHeard(itemId: string, audioEndMs: number): boolean {
+    const item = this.#items.get(itemId);
+    const turn = item?.turn;
+    if (!item || !turn || item.ms <= 0) return false;
+    const i = this.#history.indexOf(turn);
+    if (i < 0) return false;
+    const heard = heardPart(turn.text, Math.min(1, Math.max(0, audioEndMs / item.ms)));
+    if (heard === turn.text) return false;
+    const cut: TranscriptTurn = { role: turn.role, text: heard };
+    if (heard) this.#history.splice(i, 1, cut);
+    else this.#history.splice(i, 1);
+    item.turn = cut;
+    return true;
+  }
+
+  /** Keeps a rotated-out session until its last reply can have finished playing (at most 30 s). */
+  #retire(session: RealtimeSession): void {
+    this.#closeRetired();
+    const last = this.#lastAudioItem !== null ? this.#items.get(this.#lastAudioItem) : undefined;
+    const playing = last?.session === session ? last.firstAt + last.ms - this.#now() : 0;
+    if (playing <= 0) return void session.close(1000, "rotated");
+    const timer = setTimeout(() => this.#closeRetired(), Math.min(RETIRE_MAX_MS, playing + 1500));
+    timer.unref();
+    this.#retired = { session, timer };
+  }
+
+  #closeRetired(): void {
+    const r = this.#retired;
+    if (!r) return;
+    this.#retired = null;
+    clearTimeout(r.timer);
+    r.session.close(1000, "rotated");
+  }
+
+  #remember(role: TranscriptTurn["role"], text: string, itemId: string | null = null): void {
     if (!text.trim()) return;
-    this.#history.push({ role, text });
+    const turn: TranscriptTurn = { role, text };
+    const item = itemId !== null ? this.#items.get(itemId) : undefined;
+    if (item && !item.turn) item.turn = turn;
+    this.#history.push(turn);
     if (this.#history.length > HISTORY_TURNS) this.#history.splice(0, this.#history.length - HISTORY_TURNS);
   }
 
@@ -256,7 +391,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     this.#rotation = null;
     const old = this.#link;
     old.detach();
-    old.session.close(1000, "rotated");
+    this.#retire(old.session);
     this.#metrics.realtimeSessionRotations.inc();
     this.#log.info("upstream session rotated");
     this.#attach(next);
@@ -272,6 +407,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       return;
     }
     this.#log.info({ code: info.code, expired: info.expired }, "upstream session ended; reconnecting");
+    this.#adoptOrphans(this.#link.session);
     void this.#reconnect();
   }
 
@@ -311,7 +447,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       }
     }
     if (!stillMine()) return;
-    this.emit("error", {
+    this.#emitError({
       code: "upstream_unavailable",
       message: `Could not reconnect: ${lastError}`,
       fatal: true,
@@ -323,4 +459,13 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   get endReason(): string | null {
     return this.#endReason;
   }
+}
+
+/** The first `share` of `text`'s words, with an ellipsis when cut; "" when nothing was heard. */
+export function heardPart(text: string, share: number): string {
+  const words = text.trim().split(/\s+/);
+  const n = Math.floor(words.length * share);
+  if (n >= words.length) return text;
+  if (n === 0) return "";
+  return `${words.slice(0, n).join(" ")}…`;
 }

@@ -22,6 +22,14 @@ import {
   type TurnMode,
 } from "./session-config.js";
 import { UpstreamConnectError, type RealtimeTransport, type TransportClose } from "./transport.js";
+import {
+  UPSTREAM_MESSAGES,
+  UpstreamUnavailableError,
+  fromUpstreamError,
+  isFatalUpstreamError,
+  sessionRejected,
+  toUpstreamUnavailable,
+} from "./upstream-error.js";
 
 /** What a session needs to know about tools beyond the client provider; the engine implements it. */
 export interface ToolCatalog {
@@ -49,6 +57,16 @@ export interface SessionClose extends TransportClose {
   /** We closed it (end of conversation, rotation, shutdown, fatal error). */
   readonly byUs: boolean;
   readonly fatal: boolean;
+  /** Why the upstream cannot be used, when `fatal`. */
+  readonly error?: UpstreamUnavailableError;
+}
+
+/** A client function call that finished after its session closed under it (upstream drop). */
+export interface OrphanedCallOutput {
+  readonly callId: string;
+  readonly name: string;
+  readonly arguments: string;
+  readonly output: string;
 }
 
 export type SessionEvents = Omit<ConversationEvents, "closed"> & {
@@ -56,6 +74,11 @@ export type SessionEvents = Omit<ConversationEvents, "closed"> & {
   idle: [];
   /** Exactly once, after `open()` resolved or rejected. */
   closed: [SessionClose];
+  /**
+   * A client function call that was running when the upstream dropped finished: its output belongs in the
+   * conversation's next session (`deliverOrphanedOutput`). Only after `closed` with `byUs` false.
+   */
+  "call.output": [OrphanedCallOutput];
 };
 
 export interface SessionOptions {
@@ -79,20 +102,19 @@ const TOLERATED = new Set([
   "response_cancel_not_active",
   "input_audio_buffer_commit_empty",
 ]);
-/** Upstream error codes after which the session cannot go on. */
-const FATAL = new Set([
-  "invalid_api_key",
-  "insufficient_quota",
-  "model_not_found",
-  "session_not_found",
-  "account_deactivated",
-]);
 const EXPIRY = new Set(["session_expired"]);
+/** How long an approved native call may take to show up before we ask for a response to run it. */
+const APPROVED_CALL_WAIT_MS = 1500;
+/** How long a sent `response.create` may go without its `response.created`. */
+const RESPONSE_CREATED_WAIT_MS = 10_000;
 
 interface OpenResponse {
   readonly id: string;
   started: boolean;
   endReason: ResponseEndReason | null;
+  /** Native MCP calls of this response that finished, and whether it spoke after the last of them. */
+  callsDone: number;
+  spokeAfterCall: boolean;
 }
 
 interface NativeCall {
@@ -100,6 +122,39 @@ interface NativeCall {
   readonly tool: string;
   readonly startedAt: number;
 }
+
+/** A finished `mcp_call` item as the item events carry it. */
+interface McpCallItem {
+  id: string;
+  server_label: string;
+  name: string;
+  error?: unknown;
+  approval_request_id?: string | null;
+}
+
+/** Spoken-friendly words for a response that failed before saying anything (DOCS.md lists them). */
+export const FAILED_RESPONSE_MESSAGES = {
+  busy: "Sorry, the assistant is busy right now. Please try again in a moment.",
+  filtered: "Sorry, I can't answer that.",
+  tooLong: "Sorry, that answer got too long. Please ask again.",
+  other: "Sorry, something went wrong while answering. Please try again.",
+} as const;
+
+function failedResponseMessage(
+  status: string | undefined,
+  reason: string | undefined,
+  code: string | undefined,
+): string {
+  const m = FAILED_RESPONSE_MESSAGES;
+  if (code === "rate_limit_exceeded") return m.busy;
+  if (status === "incomplete" && reason === "content_filter") return m.filtered;
+  if (status === "incomplete" && reason === "max_output_tokens") return m.tooLong;
+  return m.other;
+}
+
+let eventCounter = 0;
+/** Client event ids let the upstream name the request an `error` answers. */
+const clientEventId = (kind: string): string => `ov_${kind}_${(++eventCounter).toString(36)}`;
 
 export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly id = randomUUID();
@@ -113,6 +168,9 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   #closing = false;
   #expired = false;
   #fatal = false;
+  #fatalError: UpstreamUnavailableError | undefined;
+  /** The close came from the upstream while client calls ran: they finish and hand their output over. */
+  #orphaned = false;
   #closeEmitted = false;
   #stateCounted = false;
   /** Set by the conversation: the device that is asked first for approvals. */
@@ -121,6 +179,17 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly #native = new Map<string, NativeListState>();
   readonly #failedOver = new Set<string>();
   readonly #listItems = new Map<string, string>();
+  /** `mcp_list_tools.completed|failed` that arrived before their item. */
+  readonly #listOutcomes = new Map<string, boolean>();
+  /** `event_id` of the opening `session.update`, and of later ones (warned about when rejected). */
+  #openingUpdateId: string | null = null;
+  readonly #laterUpdateIds = new Set<string>();
+  /**
+   * `event_id` of our last `response.create`. Kept after a `response.created`: that one may be a response
+   * the server started itself, and an `error` naming this id still means ours was refused.
+   */
+  #responseCreateId: string | null = null;
+  #retryRespond: NodeJS.Timeout | undefined;
   #lastToolsJson = "";
   #updated = false;
   #readyWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
@@ -133,8 +202,14 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   #speaking = false;
   readonly #approvalIds = new Set<string>();
   readonly #seenApprovalRequests = new Set<string>();
-  readonly #approvedRequests = new Set<string>();
   readonly #nativeCalls = new Map<string, NativeCall>();
+  /** Call ids whose completion was handled (the API reports it through several events). */
+  readonly #finishedCalls = new Set<string>();
+  /** Approval requests whose approved `mcp_call` appeared, and the timers waiting for that. */
+  readonly #approvedCallsSeen = new Set<string>();
+  readonly #approvalFollowUps = new Set<NodeJS.Timeout>();
+  /** `response.mcp_call.completed|failed` that arrived before any item of that call. */
+  readonly #callOutcomes = new Map<string, boolean>();
 
   constructor(opts: SessionOptions) {
     super();
@@ -174,10 +249,16 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     );
   }
 
+  /** Client function calls running now. */
+  get callsInFlight(): number {
+    return this.#callsInFlight;
+  }
+
   /**
    * Connects, configures and waits until the session is usable: `session.updated` received and every
    * native server listed, failed, or failed over. Rejects (and closes) on connect failure, a fatal
-   * upstream error, a close, or no `session.updated` within `readyTimeoutMs`.
+   * upstream error, an `error` answering our `session.update`, a close, or no `session.updated` within
+   * `readyTimeoutMs`; always with an `UpstreamUnavailableError` that says why in words.
    */
   async open(): Promise<void> {
     const t = this.#o.transport;
@@ -191,7 +272,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       this.#o.metrics.realtimeConnects.inc({ outcome });
       this.#setState("closed");
       this.#emitClosed({ code: 1006, reason: err instanceof Error ? err.message : String(err) });
-      throw err;
+      throw toUpstreamUnavailable(err);
     }
     this.#openedAt = this.#now();
     this.#setState("configuring");
@@ -205,18 +286,21 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       ...(this.#o.context ? { context: this.#o.context } : {}),
     });
     this.#lastToolsJson = JSON.stringify(update.session.type === "realtime" ? update.session.tools : []);
-    this.#send(update);
+    this.#openingUpdateId = clientEventId("session_update");
+    this.#send({ ...update, event_id: this.#openingUpdateId });
     const ready = new Promise<void>((resolve, reject) => {
       this.#readyWaiters = { resolve, reject };
     });
     const timer = setTimeout(() => this.#onReadyTimeout(), this.#o.readyTimeoutMs);
     timer.unref();
+    // A fatal error can arrive in the same read as the upgrade, before this point.
+    if (this.#fatalError) this.#readyWaiters?.reject(this.#fatalError);
     try {
       this.#checkReady();
       await ready;
     } catch (err) {
       this.close(1000, "not ready");
-      throw err;
+      throw toUpstreamUnavailable(err);
     } finally {
       clearTimeout(timer);
     }
@@ -241,7 +325,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       session.instructions = instructionsWithContext(this.#o.openai.instructions, opts.context);
       changed = true;
     }
-    if (changed) this.#send({ type: "session.update", session });
+    if (changed) this.#sendLaterUpdate({ type: "session.update", session });
   }
 
   /** Re-sends the tools when the native list or the client tools changed. */
@@ -257,7 +341,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       if (!names.has(name) && this.#native.get(name) !== "failed_over") this.#native.delete(name);
     for (const name of names) if (!this.#native.has(name)) this.#native.set(name, "pending");
     this.#log.debug({ tools: native.length }, "re-sending session tools");
-    this.#send(update);
+    this.#sendLaterUpdate(update);
   }
 
   appendAudio(pcm: Buffer): void {
@@ -290,6 +374,29 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     });
   }
 
+  /**
+   * Gives this session the output of a call its conversation's previous session started: the call and its
+   * output become items here (that session's items are not part of this one), then the model answers.
+   */
+  deliverOrphanedOutput(o: OrphanedCallOutput): void {
+    if (this.#state === "closed") return;
+    this.#send({
+      type: "conversation.item.create",
+      item: { type: "function_call", call_id: o.callId, name: o.name, arguments: o.arguments },
+    });
+    this.#send({
+      type: "conversation.item.create",
+      item: { type: "function_call_output", call_id: o.callId, output: o.output },
+    });
+    this.#needResponse = true;
+    this.#maybeRespond();
+  }
+
+  /** Stops client calls still running after an upstream drop (their conversation ended). */
+  abandonCalls(): void {
+    this.#abort.abort();
+  }
+
   /** Closes the upstream socket. Idempotent; `closed` follows once. */
   close(code = 1000, reason = "closing"): void {
     if (this.#closing || this.#state === "closed") return;
@@ -305,6 +412,17 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #functionTools(): readonly RoutedTool[] {
     return this.#o.catalog.functionTools(this.#failedOver);
+  }
+
+  #sendLaterUpdate(update: Extract<RealtimeClientEvent, { type: "session.update" }>): void {
+    const id = clientEventId("session_update");
+    this.#laterUpdateIds.add(id);
+    this.#send({ ...update, event_id: id });
+  }
+
+  /** Emits a conversation `error` only to a listener: an unheard `"error"` would throw. */
+  #emitError(e: ConversationEvents["error"][0]): void {
+    if (this.listenerCount("error") > 0) this.emit("error", e);
   }
 
   #send(event: RealtimeClientEvent): void {
@@ -329,14 +447,19 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         return this.#checkReady();
       case "error":
         return this.#onError(e);
+      // The API reports an item through `conversation.item.added|done` and, for response output,
+      // `response.output_item.added|done`; any of them may be the first we see.
       case "conversation.item.added":
-        if (e.item.type === "mcp_list_tools" && e.item.id) {
-          this.#listItems.set(e.item.id, e.item.server_label);
-          if (this.#native.has(e.item.server_label)) this.#native.set(e.item.server_label, "listing");
-        }
+      case "response.output_item.added":
+        if (e.item.type === "mcp_list_tools" && e.item.id) this.#onListItem(e.item.id, e.item.server_label);
+        else if (e.item.type === "mcp_call")
+          this.#onNativeCallStart(e.item.id, e.item.server_label, e.item.name, e.item.approval_request_id);
         return;
       case "conversation.item.done":
-        if (e.item.type === "mcp_approval_request") void this.#onApprovalRequest(e.item);
+      case "response.output_item.done":
+        if (e.item.type === "mcp_list_tools" && e.item.id) this.#onListItem(e.item.id, e.item.server_label);
+        else if (e.item.type === "mcp_call") this.#onNativeCallItemDone(e.item);
+        else if (e.item.type === "mcp_approval_request") void this.#onApprovalRequest(e.item);
         return;
       case "mcp_list_tools.in_progress":
         return;
@@ -344,19 +467,21 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         return this.#onListed(e.item_id, true);
       case "mcp_list_tools.failed":
         return this.#onListed(e.item_id, false);
-      case "response.output_item.added":
-        if (e.item.type === "mcp_call") this.#onNativeCallStart(e.item.id, e.item.server_label, e.item.name);
-        return;
-      case "response.output_item.done":
-        if (e.item.type === "mcp_call") this.#onNativeCallDone(e.item);
-        return;
       case "response.mcp_call.in_progress":
-      case "response.mcp_call.completed":
-      case "response.mcp_call.failed":
         return;
+      case "response.mcp_call.completed":
+        return this.#onNativeCallOutcome(e.item_id, true);
+      case "response.mcp_call.failed":
+        return this.#onNativeCallOutcome(e.item_id, false);
       case "response.created":
         this.#awaitingResponse = false;
-        this.#response = { id: e.response.id ?? "", started: false, endReason: null };
+        this.#response = {
+          id: e.response.id ?? "",
+          started: false,
+          endReason: null,
+          callsDone: 0,
+          spokeAfterCall: false,
+        };
         return;
       case "response.output_audio.delta":
         this.#startResponse(e.response_id);
@@ -394,7 +519,9 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #startResponse(id: string): void {
     const r = this.#response;
-    if (!r || r.id !== id || r.started) return;
+    if (!r || r.id !== id) return;
+    if (r.callsDone > 0) r.spokeAfterCall = true;
+    if (r.started) return;
     r.started = true;
     this.emit("response.start", { id });
   }
@@ -404,24 +531,70 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     if (res.usage) recordTokenUsage(this.#o.metrics, res.usage);
     const r = this.#response;
     this.#response = null;
+    const failed = res.status === "failed" || res.status === "incomplete";
     if (r?.started) {
       let reason: ResponseEndReason = "done";
       if (res.status === "cancelled")
         reason =
           r.endReason ?? (res.status_details?.reason === "turn_detected" ? "interrupted" : "cancelled");
-      else if (res.status === "failed" || res.status === "incomplete") reason = "failed";
+      else if (failed) reason = "failed";
       this.emit("response.end", { id: r.id, reason });
+    } else if (r && failed) {
+      // Nothing was said: the listener must still hear that this turn is over, and why.
+      const details = res.status_details;
+      const code = details?.error?.code ?? undefined;
+      this.#log.warn({ status: res.status, reason: details?.reason, code }, "upstream response failed");
+      this.#o.metrics.errors.inc({ code: "upstream_response_failed" });
+      this.#emitError({
+        code: "response_failed",
+        message: failedResponseMessage(res.status, details?.reason, code),
+        fatal: false,
+      });
+      this.emit("response.end", { id: r.id, reason: "failed" });
     }
+    // A native MCP call ran in this response and nothing was said after it: ask the model to speak.
+    if (r && r.callsDone > 0 && !r.spokeAfterCall && res.status === "completed") this.#needResponse = true;
     this.#maybeRespond();
     this.#emitIdle();
   }
 
+  /** Sends the one pending `response.create` once no response is active, requested or being prepared. */
   #maybeRespond(): void {
-    if (!this.#needResponse || this.#callsInFlight > 0 || this.#response !== null || this.#state === "closed")
+    if (
+      !this.#needResponse ||
+      this.#callsInFlight > 0 ||
+      this.#response !== null ||
+      this.#awaitingResponse ||
+      this.#state === "closed"
+    )
       return;
     this.#needResponse = false;
     this.#awaitingResponse = true;
-    this.#send({ type: "response.create" });
+    const id = clientEventId("response_create");
+    this.#responseCreateId = id;
+    this.#send({ type: "response.create", event_id: id });
+    // Never wait forever for a response.created that does not come: that would block every later one.
+    clearTimeout(this.#retryRespond);
+    this.#retryRespond = setTimeout(() => {
+      if (!this.#awaitingResponse || this.#responseCreateId !== id) return;
+      this.#log.warn("no response.created for our response.create; no longer waiting for it");
+      this.#awaitingResponse = false;
+      this.#maybeRespond();
+      this.#emitIdle();
+    }, RESPONSE_CREATED_WAIT_MS);
+    this.#retryRespond.unref();
+  }
+
+  /** Our `response.create` met a response already active: send it again once that one is done. */
+  #onResponseBusy(): void {
+    this.#awaitingResponse = false;
+    this.#responseCreateId = null;
+    this.#needResponse = true;
+    if (this.#response !== null) return; // its response.done sends ours
+    // The active response is one we have not heard of yet; try again shortly rather than at once.
+    clearTimeout(this.#retryRespond);
+    this.#retryRespond = setTimeout(() => this.#maybeRespond(), 250);
+    this.#retryRespond.unref();
   }
 
   #emitIdle(): void {
@@ -430,10 +603,40 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #onError(e: ServerEventOf<"error">): void {
     const code = e.error.code ?? e.error.type;
+    const about = e.error.event_id ?? null;
     this.#o.metrics.errors.inc({ code: `upstream_${code}` });
+    if (code === "conversation_already_has_active_response") {
+      // Ours when it names our last request, or names none while one of ours is outstanding.
+      if ((about !== null && about === this.#responseCreateId) || (about === null && this.#awaitingResponse))
+        this.#onResponseBusy();
+      this.#log.debug({ code }, "upstream error tolerated: response.create queued");
+      return;
+    }
     if (TOLERATED.has(code)) {
-      if (code === "conversation_already_has_active_response") this.#awaitingResponse = false;
       this.#log.debug({ code }, "upstream error tolerated");
+      return;
+    }
+    if (about !== null && about === this.#responseCreateId && this.#awaitingResponse) {
+      // Our response.create was refused for another reason: no response comes; the next turn asks again.
+      this.#awaitingResponse = false;
+      this.#log.warn({ code, message: e.error.message }, "upstream refused a response.create");
+      this.#emitIdle();
+      return;
+    }
+    if (about !== null && about === this.#openingUpdateId && this.#readyWaiters) {
+      // The upstream refused our configuration: waiting for session.updated would only time out.
+      this.#log.error({ code, message: e.error.message }, "upstream rejected the session configuration");
+      this.#fatal = true;
+      this.#fatalError = sessionRejected(e.error.message);
+      this.#readyWaiters.reject(this.#fatalError);
+      this.#readyWaiters = null;
+      return;
+    }
+    if (about !== null && this.#laterUpdateIds.delete(about)) {
+      this.#log.warn(
+        { code, message: e.error.message },
+        "upstream rejected a session update; the session goes on",
+      );
       return;
     }
     if (EXPIRY.has(code)) {
@@ -444,11 +647,13 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       timer.unref();
       return;
     }
-    if (FATAL.has(code) || e.error.type === "authentication_error") {
+    if (isFatalUpstreamError(e.error)) {
       this.#log.error({ code, message: e.error.message }, "fatal upstream error");
       this.#fatal = true;
-      this.emit("error", { code: "upstream_unavailable", message: e.error.message, fatal: true });
-      this.#readyWaiters?.reject(new Error(`upstream error ${code}: ${e.error.message}`));
+      this.#fatalError = fromUpstreamError(e.error);
+      this.#emitError({ code: "upstream_unavailable", message: this.#fatalError.message, fatal: true });
+      this.#readyWaiters?.reject(this.#fatalError);
+      this.#readyWaiters = null;
       this.close(1000, "fatal error");
       return;
     }
@@ -457,9 +662,24 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   // ── native servers ────────────────────────────────────────────────────────────────────────────
 
+  /** The `mcp_list_tools` item of a server, from whichever item event came first. */
+  #onListItem(itemId: string, server: string): void {
+    if (this.#listItems.has(itemId)) return;
+    this.#listItems.set(itemId, server);
+    const early = this.#listOutcomes.get(itemId);
+    this.#listOutcomes.delete(itemId);
+    if (early !== undefined) return this.#onListed(itemId, early);
+    if (this.#native.get(server) === "pending") this.#native.set(server, "listing");
+  }
+
   #onListed(itemId: string, ok: boolean): void {
     const server = this.#listItems.get(itemId);
-    if (server === undefined || !this.#native.has(server)) return;
+    if (server === undefined) {
+      // The outcome came before its item: apply it when the item arrives.
+      this.#listOutcomes.set(itemId, ok);
+      return;
+    }
+    if (!this.#native.has(server)) return;
     this.#o.metrics.mcpServerUp.set({ server, mode: "native" }, ok ? 1 : 0);
     if (ok) {
       this.#native.set(server, "listed");
@@ -490,7 +710,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #onReadyTimeout(): void {
     if (!this.#updated) {
-      this.#readyWaiters?.reject(new Error(`no session.updated within ${this.#o.readyTimeoutMs} ms`));
+      this.#readyWaiters?.reject(
+        new UpstreamUnavailableError(
+          "timeout",
+          `${UPSTREAM_MESSAGES.notConfirmed} (no session.updated within ${this.#o.readyTimeoutMs} ms)`,
+        ),
+      );
       return;
     }
     for (const [server, st] of this.#native)
@@ -553,7 +778,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       }
     }
     if (this.#state === "closed") return;
-    if (d.approve) this.#approvedRequests.add(item.id);
     this.#send({
       type: "conversation.item.create",
       previous_item_id: item.id,
@@ -569,38 +793,69 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       this.emit("tool", { name: item.name, server, status: "failed" });
       this.#needResponse = true;
       this.#maybeRespond();
+      return;
     }
-  }
-
-  #onNativeCallDone(item: {
-    id: string;
-    server_label: string;
-    name: string;
-    approval_request_id?: string | null;
-    error?: unknown;
-  }): void {
-    const startedAt = this.#nativeCalls.get(item.id)?.startedAt;
-    this.#nativeCalls.delete(item.id);
-    const ok = item.error === null || item.error === undefined;
-    const server = item.server_label;
-    this.#o.metrics.toolCalls.inc({
-      server,
-      tool: item.name,
-      mode: "native",
-      outcome: ok ? "success" : "error",
-    });
-    if (startedAt !== undefined)
-      this.#o.metrics.toolCallDuration.observe({ server, mode: "native" }, (this.#now() - startedAt) / 1000);
-    this.emit("tool", { name: item.name, server, status: ok ? "completed" : "failed" });
-    if (item.approval_request_id && this.#approvedRequests.delete(item.approval_request_id)) {
+    // Some upstreams run the approved call at once, others on the next response.create: ask for one
+    // unless the call (or a response carrying it) shows up first.
+    const timer = setTimeout(() => {
+      this.#approvalFollowUps.delete(timer);
+      if (this.#state === "closed" || this.#response !== null || this.#awaitingResponse) return;
+      if (this.#approvedCallsSeen.has(item.id)) return;
       this.#needResponse = true;
       this.#maybeRespond();
-    }
+    }, APPROVED_CALL_WAIT_MS);
+    timer.unref();
+    this.#approvalFollowUps.add(timer);
   }
 
-  #onNativeCallStart(id: string, server: string, tool: string): void {
+  /** An `mcp_call` item seen (added or done): the call started, unless it is known or finished. */
+  #onNativeCallStart(id: string, server: string, tool: string, approvalRequestId?: string | null): void {
+    if (approvalRequestId) this.#approvedCallsSeen.add(approvalRequestId);
+    if (this.#nativeCalls.has(id) || this.#finishedCalls.has(id)) return;
     this.#nativeCalls.set(id, { server, tool, startedAt: this.#now() });
     this.emit("tool", { name: tool, server, status: "started" });
+    const early = this.#callOutcomes.get(id);
+    if (early !== undefined) this.#finishNativeCall(id, early);
+  }
+
+  /** `response.mcp_call.completed|failed`: finishes the call, or waits for its item to name it. */
+  #onNativeCallOutcome(id: string, ok: boolean): void {
+    if (this.#finishedCalls.has(id)) return;
+    if (this.#nativeCalls.has(id)) return this.#finishNativeCall(id, ok);
+    this.#callOutcomes.set(id, ok);
+  }
+
+  /** A finished `mcp_call` item: its `error` says how it went unless the outcome event said so first. */
+  #onNativeCallItemDone(item: McpCallItem): void {
+    if (this.#finishedCalls.has(item.id)) return;
+    const ok = this.#callOutcomes.get(item.id) ?? (item.error === null || item.error === undefined);
+    this.#callOutcomes.set(item.id, ok);
+    this.#onNativeCallStart(item.id, item.server_label, item.name, item.approval_request_id);
+    if (!this.#finishedCalls.has(item.id)) this.#finishNativeCall(item.id, ok);
+  }
+
+  /**
+   * Exactly once per call. The model speaks about the result in a response after it: when the call ran in
+   * a response, that response's end decides (`#onResponseDone`); otherwise a response is asked for now.
+   */
+  #finishNativeCall(id: string, ok: boolean): void {
+    const call = this.#nativeCalls.get(id);
+    if (!call) return;
+    this.#nativeCalls.delete(id);
+    this.#callOutcomes.delete(id);
+    this.#finishedCalls.add(id);
+    const { server, tool, startedAt } = call;
+    this.#o.metrics.toolCalls.inc({ server, tool, mode: "native", outcome: ok ? "success" : "error" });
+    this.#o.metrics.toolCallDuration.observe({ server, mode: "native" }, (this.#now() - startedAt) / 1000);
+    this.emit("tool", { name: tool, server, status: ok ? "completed" : "failed" });
+    const r = this.#response;
+    if (r) {
+      r.callsDone++;
+      r.spokeAfterCall = false;
+      return;
+    }
+    this.#needResponse = true;
+    this.#maybeRespond();
   }
 
   async #runFunctionCall(callId: string, name: string, args: string): Promise<void> {
@@ -649,7 +904,10 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       });
     }
     this.#callsInFlight--;
-    if (this.#state === "closed") return;
+    if (this.#state === "closed") {
+      if (this.#orphaned) this.emit("call.output", { callId, name, arguments: args, output });
+      return;
+    }
     this.#send({
       type: "conversation.item.create",
       item: { type: "function_call_output", call_id: callId, output },
@@ -659,13 +917,22 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #onClose(info: TransportClose): void {
-    this.#abort.abort();
+    clearTimeout(this.#retryRespond);
+    for (const t of this.#approvalFollowUps) clearTimeout(t);
+    this.#approvalFollowUps.clear();
+    // Client calls outlive an upstream drop: their output goes to the conversation's next session.
+    this.#orphaned = !this.#closing && !this.#fatal && this.#callsInFlight > 0;
+    if (!this.#orphaned) this.#abort.abort();
     this.#o.approvals.cancel((p) => this.#approvalIds.has(p.id), "The connection to the assistant ended.");
     const r = this.#response;
     this.#response = null;
     if (r?.started) this.emit("response.end", { id: r.id, reason: "failed" });
     this.#readyWaiters?.reject(
-      new Error(`upstream closed (${info.code}${info.reason ? ` ${info.reason}` : ""})`),
+      this.#fatalError ??
+        new UpstreamUnavailableError(
+          "closed",
+          `${UPSTREAM_MESSAGES.closedDuringSetup} (${info.code}${info.reason ? ` ${info.reason}` : ""})`,
+        ),
     );
     this.#readyWaiters = null;
     this.#setState("closed");
@@ -677,6 +944,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     this.#closeEmitted = true;
     const expired = this.#expired || info.code === 1001;
     this.#log.debug({ code: info.code, expired, byUs: this.#closing }, "upstream session closed");
-    this.emit("closed", { ...info, expired, byUs: this.#closing, fatal: this.#fatal });
+    this.emit("closed", {
+      ...info,
+      expired,
+      byUs: this.#closing,
+      fatal: this.#fatal,
+      ...(this.#fatalError ? { error: this.#fatalError } : {}),
+    });
   }
 }

@@ -34,8 +34,11 @@ export type SatelliteState = "idle" | "listening" | "thinking" | "speaking" | "e
 /** Who ends a turn: the upstream's VAD, or the device (`endTurn`). */
 export type TurnMode = "server_vad" | "client";
 
-/** How a reply ended, as a satellite sees it (`failed` upstream is reported as `cancelled`). */
-export type ReplyEndReason = "done" | "cancelled" | "interrupted";
+/**
+ * How a reply ended, as a satellite sees it. `failed`: the upstream could not finish the answer (an
+ * `error` `response_failed` came first).
+ */
+export type ReplyEndReason = "done" | "cancelled" | "interrupted" | "failed";
 
 /** How an approval ended: a person's answer (on any device or the UI), no answer in time, or withdrawn. */
 export type ApprovalOutcome = "approved" | "denied" | "timeout" | "cancelled";
@@ -153,6 +156,8 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   /** End of the user's turn (speech stopped / `endTurn`), for turn_first_audio_seconds. */
   #turnEndAt: number | null = null;
   #idleTimer: NodeJS.Timeout | null = null;
+  /** Tool calls of the current conversation between `started` and `completed`/`failed`. */
+  #toolsRunning = 0;
   /** Approvals shown on this satellite and still pending; each leaves with an `approval.done`. */
   readonly #approvalIds = new Set<string>();
   /** Listens to the queue only while this satellite shows an approval. */
@@ -303,7 +308,8 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       this.#clearIdle();
       this.#log.warn({ err }, "could not start a conversation");
       if (err instanceof LimitError) this.#error(err.code, err.message);
-      else this.#error("upstream_unavailable", `could not start a conversation: ${errorText(err)}`);
+      // An UpstreamUnavailableError's message is already the reason in words ("OpenAI quota exceeded").
+      else this.#error("upstream_unavailable", upstreamReason(err));
       this.#setState("error");
       this.#setState("idle");
       return;
@@ -356,13 +362,15 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       transcript: guard((t: { role: "user" | "assistant"; text: string; final: boolean }) =>
         this.#emit("transcript", { role: t.role, text: t.text, final: t.final }),
       ),
-      tool: guard((t: { name: string; server: string; status: "started" | "completed" | "failed" }) =>
-        this.#emit("tool", { name: t.name, server: t.server, status: t.status }),
-      ),
+      tool: guard((t: { name: string; server: string; status: "started" | "completed" | "failed" }) => {
+        this.#onTool(t.status);
+        this.#emit("tool", { name: t.name, server: t.server, status: t.status });
+      }),
       "approval.request": guard((p: PendingApproval) => this.#onApprovalRequest(p)),
       error: guard((e: { code: string; message: string; fatal: boolean }) => {
         this.#log.warn({ upstream_code: e.code, fatal: e.fatal }, `conversation error: ${e.message}`);
-        if (e.fatal) this.#error("upstream_unavailable", `${e.code}: ${e.message}`);
+        if (e.fatal) this.#error("upstream_unavailable", e.message);
+        else if (e.code === "response_failed") this.#error("response_failed", e.message);
       }),
       closed: guard(({ reason }: { reason: string }) => this.#onConversationClosed(reason)),
     };
@@ -371,6 +379,16 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     return () => {
       for (const name of names) c.off(name, on[name]);
     };
+  }
+
+  /** A running tool keeps the conversation alive; the idle clock starts over when the last one ends. */
+  #onTool(status: "started" | "completed" | "failed"): void {
+    if (status === "started") {
+      this.#toolsRunning++;
+      return;
+    }
+    this.#toolsRunning = Math.max(0, this.#toolsRunning - 1);
+    if (this.#toolsRunning === 0) this.#armIdle();
   }
 
   #onApprovalRequest(p: PendingApproval): void {
@@ -421,13 +439,14 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   #releaseConversation(): Conversation | null {
     const slot = this.#slot;
     this.#clearIdle();
+    this.#toolsRunning = 0;
     this.#slot = { status: "none", endedAt: this.#now() };
     if (slot.status !== "active") return null;
     slot.detach();
     return slot.conversation;
   }
 
-  /** (Re)starts the idle clock; it fires only when no reply plays and no approval is pending. */
+  /** (Re)starts the idle clock; it fires only when no reply plays, no tool runs and no approval is pending. */
   #armIdle(): void {
     this.#clearIdle();
     if (this.#slot.status === "none") return;
@@ -435,7 +454,8 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       this.#idleTimer = null;
       for (const id of this.#approvalIds)
         if (this.#deps.approvals.get(id) === undefined) this.#approvalIds.delete(id);
-      if (this.#replies.length > 0 || this.#approvalIds.size > 0) return this.#armIdle();
+      if (this.#replies.length > 0 || this.#approvalIds.size > 0 || this.#toolsRunning > 0)
+        return this.#armIdle();
       const c = this.#releaseConversation();
       this.#log.info("conversation ended after idle timeout");
       this.#setState("idle");
@@ -524,7 +544,12 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   }
 
   #onResponseEnd(id: string, reason: ResponseEndReason): void {
-    const reply = this.#replyOf(id);
+    let reply = this.#replyOf(id);
+    if (reply === undefined && reason === "failed" && !this.#stopped.includes(id)) {
+      // Failed before saying anything: the device still gets the reply's start and end, then idle.
+      this.#onResponseStart(id);
+      reply = this.#replyOf(id);
+    }
     if (reply === undefined) return; // already ended locally (barge-in/cancel) or never started
     reply.upstreamEnd = reason;
     if (reason === "done" || reason === "failed") {
@@ -563,7 +588,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     if (idx < 0) return;
     this.#replies.splice(idx, 1);
     this.#remember(reply.id);
-    this.#emit("response.end", { id: reply.id, reason: reason === "failed" ? "cancelled" : reason });
+    this.#emit("response.end", { id: reply.id, reason });
     const next = this.#replies[0];
     if (next !== undefined && !next.playing) {
       next.playing = true;
@@ -574,7 +599,10 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       return;
     }
     if (this.#replies.length === 0 && this.#slot.status === "active") {
-      if (this.#state === "speaking" || this.#state === "thinking") this.#setState("listening");
+      if (reason === "failed") {
+        this.#setState("error");
+        this.#setState("idle");
+      } else if (this.#state === "speaking" || this.#state === "thinking") this.#setState("listening");
       this.#armIdle();
     }
   }
@@ -686,4 +714,10 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** The words to tell a device why no conversation could start. */
+function upstreamReason(err: unknown): string {
+  if (err instanceof Error && (err as { code?: unknown }).code === "upstream_unavailable") return err.message;
+  return `could not start a conversation: ${errorText(err)}`;
 }

@@ -45,6 +45,21 @@ export interface FakeMcpScript {
   outcome: "completed" | "failed";
   delayMs?: number;
   tools?: RealtimeMcpListTools.Tool[];
+  /**
+   * Event order the API allows: `item_first` (default) sends `conversation.item.added` before
+   * `mcp_list_tools.*`; `outcome_first` sends `in_progress` and the outcome before any item event.
+   * `itemVia: "done"` announces the item only through `conversation.item.done` (no `.added`).
+   */
+  order?: "item_first" | "outcome_first";
+  itemVia?: "added" | "done";
+}
+
+/** An upstream `error` event as the fake sends it. */
+export interface FakeUpstreamError {
+  code: string;
+  message?: string;
+  /** `error.type`; default `invalid_request_error`. */
+  type?: string;
 }
 
 /** One scripted reaction to a `response.create` (or to a VAD end of turn with create_response). */
@@ -62,6 +77,27 @@ export type FakeTurn =
       fail?: boolean;
     }
   | { kind: "error"; code: string; message?: string; errorType?: string }
+  /**
+   * A native MCP call the model makes without asking (`require_approval: never`): the response carries
+   * the `mcp_call` and ends without speaking, as the real API does. `order`: `completed_first` sends
+   * `response.mcp_call.completed|failed` before the item's `.done` events, `item_first` after them.
+   */
+  | {
+      kind: "mcp_call";
+      serverLabel: string;
+      name: string;
+      arguments: string;
+      output?: string;
+      fail?: boolean;
+      order?: "completed_first" | "item_first";
+    }
+  /** A response that ends `failed` or `incomplete` before any output. */
+  | {
+      kind: "failed";
+      status: "failed" | "incomplete";
+      reason?: "max_output_tokens" | "content_filter";
+      error?: { type: string; code?: string };
+    }
   /** Starts a response and never finishes it (until cancelled or the socket ends). */
   | { kind: "hang" }
   /** Sends nothing at all. */
@@ -90,6 +126,18 @@ export interface FakeRealtimeOptions {
   vad?: { threshold?: number; speechMs?: number; silenceMs?: number };
   /** Usage reported in every `response.done`. */
   usage?: RealtimeResponseUsage;
+  /**
+   * Per connection attempt (1-based, counting accepted sockets): an `error` sent as the socket's first
+   * event, before `session.created`, after which the fake closes the socket (as an out-of-quota or
+   * revoked key is answered). Undefined: a normal session.
+   */
+  refuseSession?: (attempt: number) => FakeUpstreamError | undefined;
+  /**
+   * When an approved native call runs: `approval` (default) starts a response running it as soon as the
+   * approving `mcp_approval_response` arrives; `response.create` waits for the client's next
+   * `response.create`. The API's documentation allows either reading; the session must work with both.
+   */
+  approvedCallRunsOn?: "approval" | "response.create";
   /** Ends every session with `session_expired` + close 1001 after this many ms. */
   maxSessionMs?: number;
   /**
@@ -108,6 +156,15 @@ export const DEFAULT_USAGE: RealtimeResponseUsage = {
 };
 
 const SAMPLE_RATE = 24_000;
+/** The transcription models the API accepts (the `openai` package's list). */
+const TRANSCRIPTION_MODELS = new Set([
+  "whisper-1",
+  "gpt-4o-mini-transcribe",
+  "gpt-4o-mini-transcribe-2025-12-15",
+  "gpt-4o-transcribe",
+  "gpt-4o-transcribe-diarize",
+  "gpt-realtime-whisper",
+]);
 const FRAME_SAMPLES = 240; // 10 ms
 
 /** A tone, PCM16 24 kHz mono. */
@@ -135,7 +192,11 @@ interface ActiveResponse {
   readonly id: string;
   readonly output: ConversationItem[];
   timer?: NodeJS.Timeout;
-  finish: (status: "completed" | "cancelled", reason?: "turn_detected" | "client_cancelled") => void;
+  finish: (
+    status: RealtimeResponse["status"] & string,
+    reason?: "turn_detected" | "client_cancelled",
+    details?: RealtimeResponse["status_details"],
+  ) => void;
 }
 
 type EventType = RealtimeClientEvent["type"];
@@ -169,6 +230,8 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   #early: string[] | null = [];
   #pendingOutput: { callId: string; output: string } | null = null;
   #pendingMcpAnswer: string | null = null;
+  /** An approved call waiting for `response.create` (`approvedCallRunsOn: "response.create"`). */
+  #approvedCall: { approvalId: string; req: Extract<FakeTurn, { kind: "mcp_approval" }> } | null = null;
   readonly #approvals = new Map<string, Extract<FakeTurn, { kind: "mcp_approval" }>>();
   // input buffer + VAD state (audio time)
   #buffered = 0;
@@ -222,6 +285,15 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       if (this.#active?.timer) clearTimeout(this.#active.timer);
       this.emit("close");
     });
+    const refusal = server.opts.refuseSession?.(server.connections.length + 1);
+    if (refusal) {
+      // Client events stay in #early: a refused session answers nothing.
+      setImmediate(() => {
+        this.#error(refusal.type ?? "invalid_request_error", refusal.code, refusal.message ?? refusal.code);
+        this.#ws.close(1008, refusal.code);
+      });
+      return;
+    }
     this.#later(server.opts.sessionSetupDelayMs ?? 0, () => {
       this.send({ type: "session.created", event_id: nextId("event"), session: this.session });
       const early = this.#early ?? [];
@@ -404,6 +476,14 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           );
       }
     }
+    const transcription = s.audio?.input?.transcription;
+    if (transcription?.model !== undefined && !TRANSCRIPTION_MODELS.has(transcription.model))
+      return this.#error(
+        "invalid_request_error",
+        "invalid_value",
+        `Invalid value: '${transcription.model}'. Supported values are: ${[...TRANSCRIPTION_MODELS].map((m) => `'${m}'`).join(", ")}.`,
+        ev.event_id,
+      );
     const prev = this.session;
     this.session = {
       ...prev,
@@ -434,17 +514,30 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         server_label: tool.server_label,
         tools: [],
       };
-      this.send({
-        type: "conversation.item.added",
-        event_id: nextId("event"),
-        item,
-        previous_item_id: this.#lastItemId,
-      });
+      const previous = this.#lastItemId;
       this.#lastItemId = itemId;
+      const announce = (): void => {
+        if (script.itemVia === "done")
+          return this.send({
+            type: "conversation.item.done",
+            event_id: nextId("event"),
+            item: { ...item, tools: script.tools ?? [] },
+            previous_item_id: previous,
+          });
+        this.send({
+          type: "conversation.item.added",
+          event_id: nextId("event"),
+          item,
+          previous_item_id: previous,
+        });
+      };
+      const outcomeFirst = script.order === "outcome_first";
+      if (!outcomeFirst) announce();
       this.send({ type: "mcp_list_tools.in_progress", event_id: nextId("event"), item_id: itemId });
       this.#later(script.delayMs ?? 0, () => {
         if (script.outcome === "failed") {
           this.send({ type: "mcp_list_tools.failed", event_id: nextId("event"), item_id: itemId });
+          if (outcomeFirst) announce();
           this.#error(
             "server_error",
             "mcp_list_tools_failed",
@@ -453,11 +546,13 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           return;
         }
         this.send({ type: "mcp_list_tools.completed", event_id: nextId("event"), item_id: itemId });
-        this.send({
-          type: "conversation.item.done",
-          event_id: nextId("event"),
-          item: { ...item, tools: script.tools ?? [] },
-        });
+        if (outcomeFirst) announce();
+        if (script.itemVia !== "done")
+          this.send({
+            type: "conversation.item.done",
+            event_id: nextId("event"),
+            item: { ...item, tools: script.tools ?? [] },
+          });
       });
     }
     for (const label of [...this.listed.keys()]) if (!labels.has(label)) this.listed.delete(label);
@@ -587,54 +682,72 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           ev.event_id,
         );
       this.#approvals.delete(item.approval_request_id);
-      if (item.approve) this.#runMcpCall(item.approval_request_id, req);
+      if (!item.approve) return;
+      if (this.#server.opts.approvedCallRunsOn === "response.create")
+        this.#approvedCall = { approvalId: item.approval_request_id, req };
+      else this.#runMcpCall(item.approval_request_id, req);
     }
   }
 
   #runMcpCall(approvalId: string, req: Extract<FakeTurn, { kind: "mcp_approval" }>): void {
-    this.#startResponse((r, done) => {
-      const callId = nextId("mcp");
-      const call: ConversationItem = {
-        type: "mcp_call",
-        id: callId,
-        server_label: req.serverLabel,
-        name: req.name,
-        arguments: req.arguments,
-        approval_request_id: approvalId,
-        output: null,
-        error: null,
-      };
-      this.send({
-        type: "response.output_item.added",
-        event_id: nextId("event"),
-        response_id: r.id,
-        output_index: 0,
-        item: call,
-      });
-      this.send({
-        type: "response.mcp_call_arguments.done",
-        event_id: nextId("event"),
-        response_id: r.id,
-        item_id: callId,
-        output_index: 0,
-        arguments: req.arguments,
-      });
-      this.send({
-        type: "response.mcp_call.in_progress",
-        event_id: nextId("event"),
-        item_id: callId,
-        output_index: 0,
-      });
-      this.#later(10, () => {
-        const final: ConversationItem = req.fail
-          ? { ...call, error: { type: "tool_execution_error", message: "the tool failed" } }
-          : { ...call, output: req.output ?? "ok" };
+    this.#startResponse((r, done) => this.#playMcpCall(r, done, req, approvalId));
+  }
+
+  /**
+   * Plays one `mcp_call` in response `r` and finishes it without speaking; the next `response.create`
+   * speaks the result. Both orders of the completion event and the item's `.done` events occur.
+   */
+  #playMcpCall(
+    r: ActiveResponse,
+    done: () => void,
+    req: {
+      serverLabel: string;
+      name: string;
+      arguments: string;
+      output?: string;
+      fail?: boolean;
+      order?: string;
+    },
+    approvalId: string | null,
+  ): void {
+    const callId = nextId("mcp");
+    const call: ConversationItem = {
+      type: "mcp_call",
+      id: callId,
+      server_label: req.serverLabel,
+      name: req.name,
+      arguments: req.arguments,
+      ...(approvalId !== null ? { approval_request_id: approvalId } : {}),
+      output: null,
+      error: null,
+    };
+    this.#addOutputItem(r.id, call);
+    this.send({
+      type: "response.mcp_call_arguments.done",
+      event_id: nextId("event"),
+      response_id: r.id,
+      item_id: callId,
+      output_index: 0,
+      arguments: req.arguments,
+    });
+    this.send({
+      type: "response.mcp_call.in_progress",
+      event_id: nextId("event"),
+      item_id: callId,
+      output_index: 0,
+    });
+    this.#later(10, () => {
+      const final: ConversationItem = req.fail
+        ? { ...call, error: { type: "tool_execution_error", message: "the tool failed" } }
+        : { ...call, output: req.output ?? "ok" };
+      const outcome = (): void =>
         this.send({
           type: req.fail ? "response.mcp_call.failed" : "response.mcp_call.completed",
           event_id: nextId("event"),
           item_id: callId,
           output_index: 0,
         });
+      const itemDone = (): void => {
         this.send({
           type: "response.output_item.done",
           event_id: nextId("event"),
@@ -642,14 +755,28 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           output_index: 0,
           item: final,
         });
-        r.output.push(final);
-        this.#pendingMcpAnswer = req.fail ? "the tool failed" : (req.output ?? "ok");
-        done();
-      });
+        this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+      };
+      if (req.order === "item_first") {
+        itemDone();
+        outcome();
+      } else {
+        outcome();
+        itemDone();
+      }
+      r.output.push(final);
+      this.#pendingMcpAnswer = req.fail ? "the tool failed" : (req.output ?? "ok");
+      done();
     });
   }
 
-  #onResponseCreate(eventId: string | undefined): void {
+  /** Starts a response on the server's own initiative (as server VAD does), playing `turn`. */
+  startServerResponse(turn: FakeTurn): void {
+    this.#server.script(turn);
+    this.#onResponseCreate(undefined, true);
+  }
+
+  #onResponseCreate(eventId: string | undefined, ownTurn = false): void {
     if (this.#active)
       return this.#error(
         "invalid_request_error",
@@ -657,12 +784,17 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         `Conversation already has an active response in progress: ${this.#active.id}. Wait until the response is finished before creating a new one.`,
         eventId ?? null,
       );
-    if (this.#pendingOutput) {
+    if (this.#pendingOutput && !ownTurn) {
       const { output } = this.#pendingOutput;
       this.#pendingOutput = null;
       return this.#speak(`The tool said: ${output}`);
     }
-    if (this.#pendingMcpAnswer !== null) {
+    if (this.#approvedCall !== null && !ownTurn) {
+      const { approvalId, req } = this.#approvedCall;
+      this.#approvedCall = null;
+      return this.#runMcpCall(approvalId, req);
+    }
+    if (this.#pendingMcpAnswer !== null && !ownTurn) {
       const answer = this.#pendingMcpAnswer;
       this.#pendingMcpAnswer = null;
       return this.#speak(`The tool said: ${answer}`);
@@ -682,6 +814,16 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         return;
       case "hang":
         return this.#startResponse(() => undefined);
+      case "mcp_call":
+        return this.#startResponse((r, done) => this.#playMcpCall(r, done, turn, null));
+      case "failed":
+        return this.#startResponse((r) =>
+          r.finish(turn.status, undefined, {
+            type: turn.status,
+            ...(turn.reason ? { reason: turn.reason } : {}),
+            ...(turn.error ? { error: turn.error } : {}),
+          }),
+        );
       case "function_call":
         return this.#startResponse((r, done) => {
           const itemId = nextId("item");
@@ -782,7 +924,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
     const r: ActiveResponse = {
       id,
       output: [],
-      finish: (status, reason) => {
+      finish: (status, reason, details) => {
         if (this.#active !== r) return;
         this.#active = null;
         if (r.timer) clearTimeout(r.timer);
@@ -793,9 +935,10 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
             ...base(),
             status,
             status_details:
-              status === "cancelled"
+              details ??
+              (status === "cancelled"
                 ? { type: "cancelled", reason: reason ?? "client_cancelled" }
-                : { type: "completed" },
+                : { type: "completed" }),
             output: r.output,
             usage: this.#server.opts.usage ?? DEFAULT_USAGE,
           },

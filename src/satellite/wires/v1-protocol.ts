@@ -96,7 +96,7 @@ export const ResponseStartSchema = z.object({ type: z.literal("response.start"),
 export const ResponseEndSchema = z.object({
   type: z.literal("response.end"),
   id: z.string(),
-  reason: z.enum(["done", "cancelled", "interrupted"]),
+  reason: z.enum(["done", "cancelled", "interrupted", "failed"]),
 });
 export const PlaybackClearSchema = z.object({ type: z.literal("playback.clear") });
 export const TranscriptSchema = z.object({
