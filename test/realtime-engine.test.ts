@@ -206,9 +206,10 @@ describe("realtime engine: the conversation cap (satellites.max_conversations)",
       config: { satellites: { max_conversations: 1 } },
       openai: { api_key: "sk-wrong" },
     });
+    // Each refusal is the upstream's (not the cap's): the failed start gave its place back.
     for (let i = 0; i < 3; i++)
       expect(await engine.start({ turn: "client" }).catch((e: unknown) => e)).toBeInstanceOf(
-        UpstreamConnectError,
+        UpstreamUnavailableError,
       );
   });
 });
