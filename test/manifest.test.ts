@@ -119,7 +119,7 @@ describe("config.yaml against the add-on linter", () => {
 
   it("declares what the service needs", () => {
     expect(manifest).toMatchObject({ ingress: true, init: false, homeassistant_api: true });
-    expect(manifest.ports).toEqual({ "8765/tcp": 8765 });
+    expect(manifest.ports).toEqual({ "8765/tcp": 8765, "8080/tcp": 8080 });
     expect(manifest.map).toEqual(expect.arrayContaining([expect.objectContaining({ type: "addon_config" })]));
   });
 

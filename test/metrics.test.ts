@@ -57,6 +57,7 @@ const LOW_CARDINALITY_LABELS = new Set([
   "code",
   "version",
   "satellite",
+  "dialect",
 ]);
 
 type Labels = Record<string, string | number>;
