@@ -306,6 +306,8 @@ export class Mic {
   #sentFrames = 0;
   #start = 0;
   open: () => boolean = () => true;
+  /** Sees every frame sent (the firmware's own VAD). */
+  onSend: (frame: Buffer) => void = () => undefined;
 
   constructor(dev: DeviceSocket, rate: number, frameBytes: number) {
     this.#dev = dev;
@@ -332,7 +334,9 @@ export class Mic {
         this.#queue = this.#queue.subarray(chunk.length);
         const frame = Buffer.alloc(this.#frameBytes);
         chunk.copy(frame);
-        if (this.open()) this.#dev.sendAudio(frame);
+        if (!this.open()) continue;
+        this.#dev.sendAudio(frame);
+        this.onSend(frame);
       }
       this.#timer = setTimeout(tick, this.#frameMs / 2);
     };
