@@ -10,10 +10,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { metricValue } from "./fake-realtime/helpers.js";
 import { tone } from "./fake-realtime/server.js";
+import type { RefusedUpgrade } from "./firmware-helpers.js";
 import {
   DeviceSocket,
   Mic,
-  RefusedUpgrade,
   fixture,
   framesFit,
   loud,
