@@ -99,6 +99,10 @@ describe("fjfricke: connect and refusals", () => {
         { clientId: "fjfricke-127.0.0.1", dialect: "fjfricke", state: expect.any(String) as string },
       ]);
     expect(fw.dev.closed).toBeNull();
+    // The firmware pings every 20 s and drops the link after 10 s without a pong.
+    const pong = new Promise<void>((resolve) => fw.dev.ws.once("pong", () => resolve()));
+    fw.dev.ws.ping();
+    await pong;
   });
 
   it("answers 404 on its paths while only another dialect is enabled", async () => {
