@@ -8,6 +8,7 @@ import type { EventEmitter } from "node:events";
 import type { RealtimeResponseUsage } from "openai/resources/realtime/realtime";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { ApprovalQueueEvents } from "./approvals/queue.js";
+import { DIALECTS } from "./config/model.js";
 import { SATELLITE_ERRORS } from "./errors.js";
 import type { ToolCallOutcome } from "./mcp/types.js";
 
@@ -31,6 +32,9 @@ export type TokenKind = (typeof TOKEN_KINDS)[number];
 
 /** `audio_seconds_total{direction}`: `in` microphone → upstream, `out` reply → satellite. */
 export const AUDIO_DIRECTIONS = ["in", "out"] as const;
+
+/** `satellites_by_dialect{dialect}`: protocol v1 and every firmware dialect. */
+export const WIRE_DIALECTS = ["v1", ...DIALECTS] as const;
 
 /** `tool_calls_total{outcome}` values: the outcomes of a tool call. */
 export const TOOL_CALL_OUTCOMES = [
@@ -76,6 +80,18 @@ export function createMetrics(registry: Registry = new Registry(), opts: Metrics
     satellitesConnected: new Gauge({
       name: `${P}satellites_connected`,
       help: "Satellites connected and past hello.",
+      registers: r,
+    }),
+    satellitesByDialect: new Gauge({
+      name: `${P}satellites_by_dialect`,
+      help: "Satellites connected and past their handshake, by wire dialect (v1 or a firmware's).",
+      labelNames: ["dialect"] as const,
+      registers: r,
+    }),
+    dialectRefusals: new Counter({
+      name: `${P}dialect_refusals_total`,
+      help: "Firmware connections refused before the upgrade, by dialect and HTTP status code.",
+      labelNames: ["dialect", "code"] as const,
       registers: r,
     }),
     conversationsActive: new Gauge({
@@ -194,6 +210,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: Metrics
   for (const kind of TOKEN_KINDS) metrics.tokens.inc({ kind }, 0);
   for (const direction of AUDIO_DIRECTIONS) metrics.audioSeconds.inc({ direction }, 0);
   for (const code of Object.keys(SATELLITE_ERRORS)) metrics.errors.inc({ code }, 0);
+  for (const dialect of WIRE_DIALECTS) metrics.satellitesByDialect.set({ dialect }, 0);
   return metrics;
 }
 

@@ -14,7 +14,9 @@ import { ClientMcpManager } from "./mcp/manager.js";
 import { initialiseServerSeries, observeApprovals } from "./metrics.js";
 import { RealtimeEngine, type RealtimeEngineOptions } from "./realtime/engine.js";
 import { SatelliteAuth } from "./satellite/auth.js";
-import type { SatelliteLimits } from "./satellite/limits.js";
+import { FirmwareAccess } from "./satellite/firmware/access.js";
+import { FirmwareListener, type FirmwareListenerOptions } from "./satellite/firmware/listener.js";
+import { resolveLimits, type SatelliteLimits } from "./satellite/limits.js";
 import { SatelliteRegistry, satelliteRoute } from "./satellite/route.js";
 import { RuntimeState } from "./state/runtime-state.js";
 import { PersistentServerAdmin } from "./state/server-admin.js";
@@ -38,6 +40,8 @@ export interface Service {
   readonly wyoming?: WyomingServer;
   /** What the Wyoming service is doing (also when disabled: the status page says so). */
   readonly wyomingActivity: WyomingActivity;
+  /** The bound firmware port; null when no dialect is enabled. */
+  readonly firmwarePort: number | null;
 }
 
 export const VERSION: string = (
@@ -81,7 +85,9 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
 
   const auth = await SatelliteAuth.load({
     token: config.satellites.token,
-    devices: config.satellites.devices,
+    devices: config.satellites.devices.flatMap((d) =>
+      d.token === undefined ? [] : [{ id: d.id, token: d.token }],
+    ),
     dataDir: app.dataDir,
   });
   const satellites = new SatelliteRegistry();
@@ -129,6 +135,23 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     app.addClosable("wyoming", () => wyoming.close());
   }
 
+  const firmwareAccess = new FirmwareAccess({
+    devices: config.satellites.devices,
+    state,
+    logger: logger.child({ part: "firmware" }),
+  });
+  const firmware = await startFirmwarePort(app, {
+    dialects: config.satellites.dialects,
+    access: firmwareAccess,
+    registry: satellites,
+    deps: {
+      ...routeOptions,
+      auth,
+      limits: resolveLimits(opts.satelliteLimits),
+      logger: logger.child({ part: "firmware" }),
+    },
+  });
+
   const status = (): StatusSnapshot => {
     const s = engine.status();
     const sessions = Object.fromEntries(
@@ -144,8 +167,21 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
       satellites: {
         connected: satellites.size,
         conversations: s.conversations,
-        list: satellites.connected().map((c) => ({ id: c.clientId })),
+        list: satellites.devices().map((c) => ({
+          id: c.clientId,
+          ...(c.name === undefined ? {} : { name: c.name }),
+          dialect: c.dialect,
+        })),
       },
+      ...(firmware === null
+        ? {}
+        : {
+            firmware: {
+              port: firmware.port,
+              dialects: config.satellites.dialects,
+              refused: firmwareAccess.refused(),
+            },
+          }),
       version: VERSION,
       wyoming: wyomingActivity.snapshot(),
     };
@@ -156,6 +192,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     status,
     satelliteToken: () => auth.sharedToken,
     talkToken: () => talkToken,
+    allowFirmwareDevice: (address: string) => firmwareAccess.allow(address),
     logger: logger.child({ part: "ingress" }),
   });
 
@@ -172,5 +209,30 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
   void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
 
-  return { tools, engine, approvals, auth, satellites, wyoming, wyomingActivity };
+  return {
+    tools,
+    engine,
+    approvals,
+    auth,
+    satellites,
+    wyoming,
+    wyomingActivity,
+    firmwarePort: firmware?.port ?? null,
+  };
+}
+
+/**
+ * Binds the firmware port when `satellites.dialects` enables a dialect (else nothing listens) and
+ * closes it with the app. Its connections share the satellite registry, so the satellite port's
+ * shutdown ends them like every other satellite.
+ */
+async function startFirmwarePort(
+  app: App,
+  opts: FirmwareListenerOptions,
+): Promise<{ port: number; listener: FirmwareListener } | null> {
+  if (opts.dialects.length === 0) return null;
+  const listener = new FirmwareListener(opts);
+  const port = await listener.listen(app.config.listen.host, app.config.listen.firmware_port);
+  app.addClosable("firmware port", () => listener.close());
+  return { port, listener };
 }

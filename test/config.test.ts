@@ -80,11 +80,17 @@ describe("the seed's example configurations", () => {
 
   it("documented defaults apply to a minimal configuration", () => {
     const c = ok(yaml("openai: {api_key: k}"));
-    expect(c.listen).toEqual({ host: "0.0.0.0", satellite_port: 8765, ingress_port: 8099 });
+    expect(c.listen).toEqual({
+      host: "0.0.0.0",
+      satellite_port: 8765,
+      ingress_port: 8099,
+      firmware_port: 8080,
+    });
     expect(c.approvals.timeout_s).toBe(30);
     expect(c.log_level).toBe("info");
     expect(c.mcp_servers).toEqual([]);
     expect(c.satellites.devices).toEqual([]);
+    expect(c.satellites.dialects).toEqual([]);
   });
 });
 
@@ -183,7 +189,7 @@ describe("malformed configurations name the path of the problem", () => {
     [
       "device without token",
       "openai: {api_key: k}\nsatellites: {devices: [{id: kitchen}]}",
-      "satellites.devices.kitchen.token: required",
+      "satellites.devices.kitchen.token: a device needs a token, an address or both",
     ],
     [
       "duplicate device id",

@@ -120,7 +120,7 @@ describe("config.yaml against the add-on linter", () => {
 
   it("declares what the service needs", () => {
     expect(manifest).toMatchObject({ ingress: true, init: false, homeassistant_api: true });
-    expect(manifest.ports).toEqual({ "8765/tcp": 8765, "10300/tcp": null });
+    expect(manifest.ports).toEqual({ "8765/tcp": 8765, "10300/tcp": null, "8080/tcp": 8080 });
     expect(manifest.discovery).toEqual(["wyoming"]);
     expect(manifest.map).toEqual(expect.arrayContaining([expect.objectContaining({ type: "addon_config" })]));
   });

@@ -59,6 +59,7 @@ const LOW_CARDINALITY_LABELS = new Set([
   "satellite",
   "program",
   "stage",
+  "dialect",
 ]);
 
 type Labels = Record<string, string | number>;

@@ -83,11 +83,27 @@ export const McpServerSchema = z
   });
 export type McpServerConfig = z.infer<typeof McpServerSchema>;
 
-export const SatelliteDeviceSchema = z.object({
-  id: z.string().regex(/^[a-zA-Z0-9_.:-]{1,64}$/, "letters, digits, _ . : - only (1-64 characters)"),
-  name: z.string().optional(),
-  token: z.string().min(16, "at least 16 characters"),
-});
+/** Firmware dialects the firmware port can speak (DESIGN §10). */
+export const DIALECTS = ["fjfricke", "underzenith", "va_client"] as const;
+export type Dialect = (typeof DIALECTS)[number];
+
+export const SatelliteDeviceSchema = z
+  .object({
+    id: z.string().regex(/^[a-zA-Z0-9_.:-]{1,64}$/, "letters, digits, _ . : - only (1-64 characters)"),
+    name: z.string().optional(),
+    token: z.string().min(16, "at least 16 characters").optional(),
+    /** The device's IP address: how firmwares without a token (fjfricke, va_client) are recognised. */
+    address: z.union([z.ipv4(), z.ipv6()]).optional(),
+  })
+  .superRefine((d, ctx) => {
+    if (d.token === undefined && d.address === undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["token"],
+        message: "a device needs a token, an address or both",
+      });
+  });
+export type SatelliteDevice = z.infer<typeof SatelliteDeviceSchema>;
 
 export const WYOMING_DEFAULT_PORT = 10300;
 
@@ -175,15 +191,19 @@ export const ConfigSchema = z
         conversation_idle_s: z.number().int().min(5).max(600).default(30),
         /** Conversations at once over every route (satellites, Wyoming, the talk page). */
         max_conversations: z.number().int().min(1).max(100).default(8),
+        /** Firmware dialects accepted on the firmware port; none by default (nothing listens). */
+        dialects: z.array(z.enum(DIALECTS)).default([]),
       })
-      .default({ devices: [], conversation_idle_s: 30, max_conversations: 8 }),
+      .default({ devices: [], conversation_idle_s: 30, max_conversations: 8, dialects: [] }),
     listen: z
       .object({
         host: z.string().min(1).default("0.0.0.0"),
         satellite_port: z.number().int().min(0).max(65535).default(8765),
         ingress_port: z.number().int().min(0).max(65535).default(8099),
+        /** Where flashed firmwares connect (`satellites.dialects`); bound only when a dialect is on. */
+        firmware_port: z.number().int().min(0).max(65535).default(8080),
       })
-      .default({ host: "0.0.0.0", satellite_port: 8765, ingress_port: 8099 }),
+      .default({ host: "0.0.0.0", satellite_port: 8765, ingress_port: 8099, firmware_port: 8080 }),
     wyoming: z
       .object({
         /** Serve the Wyoming speech-to-text, conversation and text-to-speech programs. */
@@ -233,6 +253,17 @@ export const ConfigSchema = z
           message: `duplicate device id "${d.id}"`,
         });
       ids.add(d.id);
+    });
+    const addresses = new Set<string>();
+    c.satellites.devices.forEach((d, i) => {
+      if (d.address === undefined) return;
+      if (addresses.has(d.address))
+        ctx.addIssue({
+          code: "custom",
+          path: ["satellites", "devices", i, "address"],
+          message: `two devices with address ${d.address}`,
+        });
+      addresses.add(d.address);
     });
   });
 

@@ -12,6 +12,8 @@
  * - `POST /api/servers/:name`   `{enabled: boolean}` → `{server}`; applied live, persisted
  * - `GET  /api/approvals`       `{now, approvals: [...]}` pending, oldest first
  * - `POST /api/approvals/:id`   `{approve: boolean}` → `{id, approve}`; answered with source `ingress`
+ * - `POST /api/firmware/allow`  `{address}` → `{address, id}`; a device refused on the firmware port
+ *                                may connect from now on (persisted)
  * - `GET  /api/satellite`       `{protocol, path, token, talkToken}`: the shared satellite token (null
  *                                with per-device tokens only) and the talk page's token
  *
@@ -47,12 +49,27 @@ export interface StatusSnapshot {
   readonly satellites: {
     readonly connected: number;
     readonly conversations?: number;
-    /** Connected satellites, when known (`id`, optional `name`). */
-    readonly list?: readonly { readonly id: string; readonly name?: string }[];
+    /** Connected satellites, when known (`id`, optional `name`, the wire `dialect`). */
+    readonly list?: readonly { readonly id: string; readonly name?: string; readonly dialect?: string }[];
+  };
+  /** The firmware port, when a dialect is enabled: devices refused there, for the Allow button. */
+  readonly firmware?: {
+    readonly port: number;
+    readonly dialects: readonly string[];
+    readonly refused: readonly FirmwareRefusal[];
   };
   readonly version?: string;
   /** The Wyoming service: listening, connections, last turns with their stage timings. */
   readonly wyoming?: WyomingActivitySnapshot;
+}
+
+/** A device refused on the firmware port (`a device at <address> tried to connect with <dialect>`). */
+export interface FirmwareRefusal {
+  readonly address: string;
+  readonly dialect: string;
+  readonly firstSeen: string;
+  readonly lastSeen: string;
+  readonly attempts: number;
 }
 
 export interface IngressOptions {
@@ -75,6 +92,11 @@ export interface IngressOptions {
    * The ingress server may enforce this itself for the whole instance; this covers the plugin's routes.
    */
   readonly allowedAddresses?: readonly string[];
+  /**
+   * Allows a device refused on the firmware port, from now on and after restarts; resolves with the
+   * device id, or null when that address was not refused. Unset: no firmware port.
+   */
+  readonly allowFirmwareDevice?: (address: string) => Promise<{ id: string } | null>;
   /** Directory of the UI files; defaults to `src/http/ui` of this package. */
   readonly uiDir?: string;
 }
@@ -83,6 +105,7 @@ const NameParams = z.object({ name: z.string().min(1).max(200) });
 const IdParams = z.object({ id: z.string().min(1).max(200) });
 const ToggleBody = z.object({ enabled: z.boolean() }).strict();
 const AnswerBody = z.object({ approve: z.boolean() }).strict();
+const AllowBody = z.object({ address: z.string().min(1).max(64) }).strict();
 
 /** `X-Ingress-Path` values we put into a page: a plain absolute path, nothing that could break out. */
 const INGRESS_PATH_RE = /^\/[A-Za-z0-9._~/-]{0,200}$/;
@@ -260,6 +283,14 @@ export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions):
       "approval answered in the UI",
     );
     return { id, approve };
+  });
+
+  app.post("/api/firmware/allow", async (request) => {
+    const { address } = parseOr400(AllowBody, request.body, "body");
+    const device = opts.allowFirmwareDevice ? await opts.allowFirmwareDevice(address) : null;
+    if (device === null) throw new ApiError("not_found", `no refused device at ${address}`);
+    log.info({ address, device: device.id }, "firmware device allowed in the UI");
+    return { address, id: device.id };
   });
 
   app.get("/api/satellite", () => {

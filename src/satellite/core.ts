@@ -6,7 +6,7 @@
  * events into frames.
  *
  * Intents: `startTurn`, `endTurn`, `cancel`, `audioIn`, `played`, `answerApproval`, `close`.
- * Events ({@link CoreEvents}): `state`, `response.start`, `response.end`, `audio`, `clear`,
+ * Events ({@link CoreEvents}): `state`, `speech.start`, `response.start`, `response.end`, `audio`, `clear`,
  * `transcript`, `tool`, `approval`, `error`, `end`. Events are emitted synchronously, in the order
  * the satellite must see them; none is emitted after `close()`. The wire must listen to `error`
  * (an `EventEmitter` throws an unheard `error`).
@@ -57,6 +57,8 @@ export interface ApprovalPrompt {
 export interface CoreEvents {
   /** The device's state changed (never emitted twice in a row with the same value). */
   state: [SatelliteState];
+  /** The upstream heard the user start speaking; emitted before the barge-in it may cause. */
+  "speech.start": [];
   /** A reply begins; its audio follows once every earlier reply has been sent. */
   "response.start": [{ id: string }];
   /** A reply ended; emitted once per `response.start`, after its last audio frame. */
@@ -191,6 +193,11 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
   get turn(): TurnMode {
     return this.#session.turn;
+  }
+
+  /** A reply is playing or queued (a `response.start` has not had its `response.end` yet). */
+  get replying(): boolean {
+    return this.#replies.length > 0;
   }
 
   /** A conversation is starting or running. */
@@ -613,6 +620,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   }
 
   #onSpeechStarted(): void {
+    this.#emit("speech.start");
     this.#armIdle();
     if (this.#pacer.active) this.#stopPlayback("interrupted");
     else this.#setState("listening");

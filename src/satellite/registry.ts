@@ -19,6 +19,16 @@ export class SatelliteRegistry {
     }));
   }
 
+  /** Ready satellites with the wire each speaks (`v1` or a firmware dialect), for the status page. */
+  devices(): { clientId: string; name?: string; dialect: string; state: string | null }[] {
+    return [...this.#byClient].map(([clientId, b]) => ({
+      clientId,
+      ...(b.name === undefined ? {} : { name: b.name }),
+      dialect: b.wire,
+      state: b.state,
+    }));
+  }
+
   get size(): number {
     return this.#byClient.size;
   }

@@ -1,6 +1,6 @@
 /**
  * Runtime choices made in the ingress UI that outlive a restart: which MCP servers are switched
- * on or off. Kept in `<dataDir>/state.json`, written atomically (temp file, fsync, rename) and
+ * on or off, and which firmware devices were allowed by address. Kept in `<dataDir>/state.json`, written atomically (temp file, fsync, rename) and
  * serialised, so a crash mid-write leaves either the old or the new file, never a torn one.
  */
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
@@ -11,9 +11,18 @@ import type { Logger } from "../log.js";
 
 export const STATE_FILE = "state.json";
 
+/** A firmware device allowed in the ingress UI (it tried to connect from this address). */
+export const AllowedDeviceSchema = z.object({
+  id: z.string().regex(/^[a-zA-Z0-9_.:-]{1,64}$/),
+  address: z.string().min(1).max(64),
+  dialect: z.string().min(1).max(32),
+});
+export type AllowedDevice = z.infer<typeof AllowedDeviceSchema>;
+
 const StateFileSchema = z.object({
   version: z.literal(1),
   servers: z.record(z.string(), z.object({ enabled: z.boolean() })).default({}),
+  allowed_devices: z.array(AllowedDeviceSchema).optional(),
 });
 type StateFile = z.infer<typeof StateFileSchema>;
 
@@ -32,6 +41,7 @@ export class RuntimeState {
   readonly #path: string;
   readonly #log: Logger | undefined;
   readonly #servers = new Map<string, boolean>();
+  readonly #allowed = new Map<string, AllowedDevice>();
   #writing: Promise<void> = Promise.resolve();
 
   private constructor(path: string, logger?: Logger) {
@@ -65,6 +75,7 @@ export class RuntimeState {
       return state;
     }
     for (const [name, s] of Object.entries(parsed.data.servers)) state.#servers.set(name, s.enabled);
+    for (const d of parsed.data.allowed_devices ?? []) state.#allowed.set(d.address, d);
     return state;
   }
 
@@ -113,12 +124,24 @@ export class RuntimeState {
     return this.#persist();
   }
 
+  /** Firmware devices allowed in the ingress UI, by address. */
+  get allowedDevices(): readonly AllowedDevice[] {
+    return [...this.#allowed.values()];
+  }
+
+  /** Records an allowed firmware device (replacing one at the same address) and persists it. */
+  allowDevice(device: AllowedDevice): Promise<void> {
+    this.#allowed.set(device.address, device);
+    return this.#persist();
+  }
+
   #persist(): Promise<void> {
     const snapshot: StateFile = {
       version: 1,
       servers: Object.fromEntries(
         [...this.#servers].sort(([a], [b]) => a.localeCompare(b)).map(([n, e]) => [n, { enabled: e }]),
       ),
+      ...(this.#allowed.size === 0 ? {} : { allowed_devices: [...this.#allowed.values()] }),
     };
     const next = this.#writing.catch(() => undefined).then(() => this.#write(snapshot));
     this.#writing = next;

@@ -21,7 +21,9 @@ function renderStatus(s) {
   const sessions = Object.entries(s.sessions);
   byId("sessions").textContent = sessions.length ? sessions.map(([k, v]) => `${v} ${k}`).join(", ") : "none";
   const sat = s.satellites;
-  const names = (sat.list ?? []).map((d) => d.name ?? d.id).join(", ");
+  const names = (sat.list ?? [])
+    .map((d) => (d.dialect && d.dialect !== "v1" ? `${d.name ?? d.id} · ${d.dialect}` : (d.name ?? d.id)))
+    .join(", ");
   byId("satellites").textContent =
     `${sat.connected} connected` +
     (sat.conversations !== undefined ? `, ${sat.conversations} in conversation` : "") +
@@ -79,6 +81,61 @@ function renderWyoming(w) {
       );
     }),
   );
+}
+
+const refusedRows = new Map();
+
+/** Devices refused on the firmware port, each with an Allow button that lets it in (persisted). */
+function renderFirmware(fw) {
+  const card = byId("firmware-card");
+  card.hidden = !fw;
+  if (!fw) return;
+  byId("firmware-port").textContent = `Port ${fw.port}: ${fw.dialects.join(", ")}.`;
+  const box = byId("firmware-refused");
+  const seen = new Set();
+  for (const r of fw.refused) {
+    seen.add(r.address);
+    let entry = refusedRows.get(r.address);
+    if (!entry) {
+      entry = refusedRow(r);
+      refusedRows.set(r.address, entry);
+      box.append(entry.row);
+    }
+    entry.text.textContent = `A device at ${r.address} tried to connect with the ${r.dialect} firmware`;
+    entry.secondary.textContent = `${r.attempts} attempt${r.attempts === 1 ? "" : "s"}, last ${new Date(r.lastSeen).toLocaleTimeString()}`;
+  }
+  for (const [address, entry] of refusedRows)
+    if (!seen.has(address)) {
+      entry.row.remove();
+      refusedRows.delete(address);
+    }
+  box.querySelector(".empty")?.remove();
+  if (refusedRows.size === 0) box.append(el("div", { class: "empty" }, "No device has been refused."));
+}
+
+function refusedRow(r) {
+  const text = el("div", { class: "name" });
+  const secondary = el("div", { class: "secondary" });
+  const allow = el("button", { type: "button", class: "raised allow" }, "Allow");
+  const row = el(
+    "div",
+    { class: "row refused", "data-address": r.address },
+    el("div", { class: "main" }, text, secondary),
+    allow,
+  );
+  allow.addEventListener("click", async () => {
+    allow.disabled = true;
+    try {
+      const { id } = await api("./api/firmware/allow", { method: "POST", body: { address: r.address } });
+      toast(`${r.address} allowed as ${id}`);
+      row.remove();
+      refusedRows.delete(r.address);
+    } catch (err) {
+      toast(`Could not allow ${r.address}: ${err.message}`);
+      allow.disabled = false;
+    }
+  });
+  return { row, text, secondary };
 }
 
 function serverRow(name) {
@@ -264,6 +321,7 @@ async function poll() {
     const [status, approvals] = await Promise.all([api("./api/status"), api("./api/approvals")]);
     renderStatus(status);
     renderWyoming(status.wyoming);
+    renderFirmware(status.firmware);
     renderServers(status.servers);
     renderApprovals(approvals);
     byId("load-error").hidden = true;

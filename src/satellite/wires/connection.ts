@@ -11,7 +11,7 @@ import { performance } from "node:perf_hooks";
 import type { ApprovalQueue } from "../../approvals/queue.js";
 import { SATELLITE_ERRORS, type SatelliteErrorCode } from "../../errors.js";
 import type { Logger } from "../../log.js";
-import type { Metrics } from "../../metrics.js";
+import type { Metrics, WIRE_DIALECTS } from "../../metrics.js";
 import type { ConversationSource } from "../../realtime/conversation.js";
 import type { SatelliteAuth, TokenMatch } from "../auth.js";
 import { SatelliteCore, type CoreSession, type SatelliteState } from "../core.js";
@@ -19,7 +19,7 @@ import { TokenBucket, type SatelliteLimits } from "../limits.js";
 import type { SatelliteLink, SatelliteSocketHandler } from "./link.js";
 
 /** The wire a connection speaks: protocol v1 or one of the firmware dialects. */
-export type WireName = "v1" | "fjfricke" | "underzenith" | "va_client";
+export type WireName = (typeof WIRE_DIALECTS)[number];
 
 /** What every connection needs from the service. */
 export interface SatelliteDeps {
@@ -40,6 +40,22 @@ export interface ConnectionEvents {
   ready: [{ clientId: string }];
   /** Emitted exactly once, after the socket is gone and the conversation ended. */
   closed: [];
+}
+
+/** Reply audio kept on a firmware device ahead of its play head: their buffers are small (≤ 300 ms). */
+export const FIRMWARE_LEAD_MS = 200;
+
+/** A text frame as a JSON object with a string `type`, or null (dialect frames are validated by each wire). */
+export function parseTyped(text: string): ({ type: string } & Record<string, unknown>) | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return null;
+  const type = (raw as { type?: unknown }).type;
+  return typeof type === "string" ? (raw as { type: string } & Record<string, unknown>) : null;
 }
 
 /** The device as the handshake named it, and the audio/turn shape it speaks. */
@@ -205,6 +221,7 @@ export abstract class SatelliteConnection
       else this.sendError(code, message);
     });
     this.deps.metrics.satellitesConnected.inc();
+    this.deps.metrics.satellitesByDialect.inc({ dialect: this.wire });
     subscribe(core);
     this.#startKeepalive();
     this.log.info(
@@ -284,6 +301,7 @@ export abstract class SatelliteConnection
     const core = this.#core;
     if (core !== null) {
       this.deps.metrics.satellitesConnected.dec();
+      this.deps.metrics.satellitesByDialect.dec({ dialect: this.wire });
       await core.close(reason);
     }
     this.emit("closed");

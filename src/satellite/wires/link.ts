@@ -78,7 +78,8 @@ export function feedSocket(
   socket.on("close", () => conn.handleClosed());
 }
 
-function toBuffer(data: RawData): Buffer {
+/** One Buffer for whatever `ws` delivered (a Buffer, fragments, or an ArrayBuffer). */
+export function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);

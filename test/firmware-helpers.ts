@@ -1,0 +1,350 @@
+/**
+ * Harness for the firmware dialect tests: the fake Realtime server → the real RealtimeEngine → the
+ * firmware port (FirmwareListener) on 127.0.0.1:0, and a raw `ws` device client that records every
+ * frame as the firmware sees it (text as the exact string, binary with its arrival time). Each
+ * dialect test scripts that client the way its firmware behaves.
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { WebSocket, type ClientOptions } from "ws";
+import { ApprovalQueue } from "../src/approvals/queue.js";
+import { parseWav } from "../src/audio/wav.js";
+import type { Dialect, SatelliteDevice } from "../src/config/model.js";
+import type { Metrics } from "../src/metrics.js";
+import { RealtimeEngine } from "../src/realtime/engine.js";
+import { SatelliteAuth } from "../src/satellite/auth.js";
+import { FirmwareAccess } from "../src/satellite/firmware/access.js";
+import { FirmwareListener } from "../src/satellite/firmware/listener.js";
+import { resolveLimits } from "../src/satellite/limits.js";
+import { SatelliteRegistry } from "../src/satellite/registry.js";
+import { RuntimeState } from "../src/state/runtime-state.js";
+import { RecordingTools, freshMetrics, makeConfig, silentLogger, tool } from "./fake-realtime/helpers.js";
+import {
+  startFakeRealtime,
+  type FakeRealtimeOptions,
+  type FakeRealtimeServer,
+} from "./fake-realtime/server.js";
+
+export const UZ_TOKEN = "underzenith-device-token-0123";
+export const UZ_ID = "kitchen-voice-pe";
+
+const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
+
+/** A fixture WAV's samples (PCM16 mono). */
+export async function fixture(name: string): Promise<Int16Array> {
+  return parseWav(await readFile(new URL(name, FIXTURES))).samples;
+}
+
+export const pcmOf = (samples: Int16Array): Buffer =>
+  Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+
+export interface FirmwareHarness {
+  fake: FakeRealtimeServer;
+  engine: RealtimeEngine;
+  tools: RecordingTools;
+  metrics: Metrics;
+  registry: SatelliteRegistry;
+  access: FirmwareAccess;
+  state: RuntimeState;
+  dataDir: string;
+  port: number;
+  url(path?: string): string;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  dialects: Dialect[];
+  /** Default: `kitchen` at 127.0.0.1 and the underzenith device with its token. */
+  devices?: SatelliteDevice[];
+  fake?: FakeRealtimeOptions;
+  conversationIdleS?: number;
+}
+
+export async function startFirmware(opts: HarnessOptions): Promise<FirmwareHarness> {
+  const fake = await startFakeRealtime({ audioSpeed: 8, ...opts.fake });
+  const tools = new RecordingTools([tool("home_assistant", "HassTurnOn")]);
+  const approvals = new ApprovalQueue({ timeoutS: 30 });
+  const metrics = freshMetrics();
+  const logger = silentLogger();
+  const config = makeConfig(fake.url, {
+    mcp_servers: [
+      {
+        name: "home_assistant",
+        mode: "client",
+        transport: "stdio",
+        command: "unused",
+        require_approval: "never",
+      },
+    ],
+  });
+  const engine = new RealtimeEngine({ config, tools, approvals, logger, metrics });
+  const devices = opts.devices ?? [
+    { id: "kitchen", address: "127.0.0.1" },
+    { id: UZ_ID, token: UZ_TOKEN },
+  ];
+  const dataDir = await mkdtemp(join(tmpdir(), "openvoice-firmware-"));
+  const state = await RuntimeState.load(dataDir, logger);
+  const access = new FirmwareAccess({ devices, state, logger });
+  const registry = new SatelliteRegistry();
+  const tokens = devices.flatMap((d) => (d.token === undefined ? [] : [{ id: d.id, token: d.token }]));
+  const listener = new FirmwareListener({
+    dialects: opts.dialects,
+    access,
+    registry,
+    deps: {
+      conversations: engine,
+      approvals,
+      auth: new SatelliteAuth(
+        tokens.length > 0 ? { devices: tokens } : { token: "unused-shared-token-0123456789" },
+      ),
+      logger,
+      metrics,
+      limits: resolveLimits({ helloTimeoutMs: 3000 }),
+      conversationIdleS: opts.conversationIdleS ?? 30,
+    },
+  });
+  const port = await listener.listen("127.0.0.1", 0);
+  return {
+    fake,
+    engine,
+    tools,
+    metrics,
+    registry,
+    access,
+    state,
+    dataDir,
+    port,
+    url: (path = "/") => `ws://127.0.0.1:${port}${path}`,
+    async close() {
+      await Promise.all(registry.all().map((c) => c.end("shutdown")));
+      await listener.close();
+      await engine.close();
+      await fake.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Frame {
+  at: number;
+  text?: string;
+  binary?: Buffer;
+}
+
+/** A device's socket: records frames; `connect` rejects with the HTTP status of a refused upgrade. */
+export class DeviceSocket {
+  readonly ws: WebSocket;
+  readonly frames: Frame[] = [];
+  closed: { code: number; reason: string } | null = null;
+  readonly #closedP: Promise<{ code: number; reason: string }>;
+  #notify: (() => void)[] = [];
+  /** Called on every frame (the firmware's reaction). */
+  onFrame: (f: Frame) => void = () => undefined;
+
+  private constructor(url: string, opts: ClientOptions) {
+    this.ws = new WebSocket(url, { perMessageDeflate: false, ...opts });
+    this.#closedP = new Promise((resolve) => {
+      this.ws.once("close", (code, reason) => {
+        this.closed = { code, reason: reason.toString() };
+        this.#wake();
+        resolve(this.closed);
+      });
+    });
+    this.ws.on("message", (data, isBinary) => {
+      const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+      const f: Frame = isBinary
+        ? { at: performance.now(), binary: buf }
+        : { at: performance.now(), text: buf.toString() };
+      this.frames.push(f);
+      this.onFrame(f);
+      this.#wake();
+    });
+  }
+
+  static connect(url: string, opts: ClientOptions = {}): Promise<DeviceSocket> {
+    const s = new DeviceSocket(url, opts);
+    return new Promise((resolve, reject) => {
+      s.ws.once("open", () => resolve(s));
+      s.ws.once("unexpected-response", (_req, res) => reject(new RefusedUpgrade(res.statusCode ?? 0)));
+      s.ws.once("error", reject);
+    });
+  }
+
+  #wake(): void {
+    for (const n of this.#notify.splice(0)) n();
+  }
+
+  sendText(text: string): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(text);
+  }
+
+  sendAudio(pcm: Buffer): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(pcm, { binary: true });
+  }
+
+  texts(): string[] {
+    return this.frames.flatMap((f) => (f.text === undefined ? [] : [f.text]));
+  }
+
+  audio(): Frame[] {
+    return this.frames.filter((f) => f.binary !== undefined);
+  }
+
+  /** Waits for a text frame containing `needle` (the firmwares match substrings), after index `from`. */
+  async waitText(needle: string, timeoutMs = 5000, from = 0): Promise<Frame> {
+    return this.waitFor((f) => f.text?.includes(needle) === true, timeoutMs, from);
+  }
+
+  async waitFor(pred: (f: Frame) => boolean, timeoutMs = 5000, from = 0): Promise<Frame> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const hit = this.frames.slice(from).find(pred);
+      if (hit) return hit;
+      if (this.closed)
+        throw new Error(`closed (${this.closed.code}) before the frame; got ${JSON.stringify(this.texts())}`);
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`timed out; got ${JSON.stringify(this.texts())}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.#notify.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async waitClose(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    let t: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error("socket did not close in time")), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.#closedP, timeout]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  close(): void {
+    if (this.ws.readyState !== this.ws.CLOSED) this.ws.terminate();
+  }
+}
+
+export class RefusedUpgrade extends Error {
+  constructor(readonly status: number) {
+    super(`upgrade refused with HTTP ${status}`);
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Streams PCM16 at real time in frames of `frameBytes` (drift-corrected); stops early when
+ * `until()` turns true (the firmware closed its microphone).
+ */
+export async function stream(
+  dev: DeviceSocket,
+  pcm: Buffer,
+  rate: number,
+  frameBytes: number,
+  until: () => boolean = () => false,
+): Promise<void> {
+  const frameMs = (frameBytes / 2 / rate) * 1000;
+  const start = performance.now();
+  for (let i = 0, k = 0; i < pcm.length; i += frameBytes, k++) {
+    if (until() || dev.closed) return;
+    dev.sendAudio(pcm.subarray(i, i + frameBytes));
+    const wait = start + (k + 1) * frameMs - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+}
+
+/**
+ * How far ahead of real time the reply audio ran, in ms: for each frame, the audio received so far
+ * minus the time since the first frame. A device that starts playing on the first frame holds at
+ * most this much unplayed audio.
+ */
+export function maxLeadMs(frames: Frame[], rate: number): number {
+  if (frames.length === 0) return 0;
+  const t0 = frames[0]!.at;
+  let sentMs = 0;
+  let max = 0;
+  for (const f of frames) {
+    sentMs += (f.binary!.length / 2 / rate) * 1000;
+    max = Math.max(max, sentMs - (f.at - t0));
+  }
+  return max;
+}
+
+/** Every downlink audio frame is whole PCM16 samples and fits the firmwares' 4096-byte buffers. */
+export function framesFit(frames: Frame[]): boolean {
+  return frames.every((f) => f.binary!.length > 0 && f.binary!.length % 2 === 0 && f.binary!.length <= 4096);
+}
+
+/** Frames of reply audio: a loud tone (the fake's VAD hears it as speech). */
+export function loud(ms: number, rate: number): Buffer {
+  const n = Math.round((rate * ms) / 1000);
+  const out = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++)
+    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * 500 * i) / rate) * 0.5 * 32767), i * 2);
+  return out;
+}
+
+/**
+ * A firmware's microphone: frames of `frameBytes` at real time while `open()` holds, the queued
+ * speech first and silence after it (a room is never digitally silent for long, but the fake's VAD
+ * only needs quiet). Drift-corrected; stops with `stop()` or when the socket closes.
+ */
+export class Mic {
+  readonly #dev: DeviceSocket;
+  readonly #frameBytes: number;
+  readonly #frameMs: number;
+  #queue: Buffer = Buffer.alloc(0);
+  #timer: NodeJS.Timeout | null = null;
+  #sentFrames = 0;
+  #start = 0;
+  open: () => boolean = () => true;
+  /** Sees every frame sent (the firmware's own VAD). */
+  onSend: (frame: Buffer) => void = () => undefined;
+
+  constructor(dev: DeviceSocket, rate: number, frameBytes: number) {
+    this.#dev = dev;
+    this.#frameBytes = frameBytes;
+    this.#frameMs = (frameBytes / 2 / rate) * 1000;
+  }
+
+  /** Queues speech; resolves once it has all been sent. */
+  async say(pcm: Buffer): Promise<void> {
+    this.#queue = Buffer.concat([this.#queue, pcm]);
+    this.start();
+    while (this.#queue.length > 0 && this.#timer !== null) await sleep(this.#frameMs);
+  }
+
+  start(): void {
+    if (this.#timer !== null) return;
+    this.#start = performance.now();
+    this.#sentFrames = 0;
+    const tick = (): void => {
+      if (this.#dev.closed) return this.stop();
+      const due = Math.floor((performance.now() - this.#start) / this.#frameMs) + 1;
+      for (; this.#sentFrames < due; this.#sentFrames++) {
+        const chunk = this.#queue.subarray(0, this.#frameBytes);
+        this.#queue = this.#queue.subarray(chunk.length);
+        const frame = Buffer.alloc(this.#frameBytes);
+        chunk.copy(frame);
+        if (!this.open()) continue;
+        this.#dev.sendAudio(frame);
+        this.onSend(frame);
+      }
+      this.#timer = setTimeout(tick, this.#frameMs / 2);
+    };
+    tick();
+  }
+
+  stop(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}
