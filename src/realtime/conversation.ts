@@ -26,6 +26,16 @@ export interface ConversationEvents {
   closed: [{ reason: string }];
 }
 
+/** What an `AssistConversation` also reports: the user's turns as the upstream sees them. */
+export interface TurnEvents {
+  /** The upstream committed the user's audio as item `itemId` (its turn detection ended the turn, or `commit()`). */
+  "input.committed": [{ itemId: string }];
+  /** The upstream's final transcript of user item `itemId`, emitted the moment it arrives. */
+  "user.transcript": [{ itemId: string; text: string }];
+  /** The upstream could not transcribe user item `itemId`. */
+  "user.transcript.failed": [{ itemId: string; message: string }];
+}
+
 export interface Conversation extends EventEmitter<ConversationEvents> {
   readonly id: string;
   /** Appends microphone audio (PCM16 24 kHz mono, even byte count). Dropped after close. */
@@ -47,6 +57,43 @@ export interface ConversationOptions {
   /** `server`: upstream VAD decides turns; `client`: the satellite sends turn.end. */
   turn: "server_vad" | "client";
   satelliteId?: string;
+  /**
+   * With `turn: "server_vad"`: false makes upstream turn detection end (commit) turns without creating a
+   * response; the front end asks for one with `respond()`. Default true.
+   */
+  createResponse?: boolean;
+}
+
+/**
+ * A conversation whose responses the front end asks for (the Assist pipeline's speech-to-text and
+ * conversation agent are separate calls). Commands are dropped after close, like the others.
+ */
+export interface AssistConversation extends Conversation {
+  /** The user's turns as the upstream sees them; silent after `closed`. */
+  readonly turns: EventEmitter<TurnEvents>;
+  /** Commits the input audio now as a user turn, without a response (`input.committed` follows). */
+  commit(): void;
+  /** Creates a response to the committed turns; tool calls it makes are answered and spoken as usual. */
+  respond(): void;
+  /** Adds a typed user message and creates a response to it. */
+  sendText(text: string): void;
+}
+
+export interface SpeechOptions {
+  /** A Realtime voice; default the configured one. */
+  voice?: string;
+  /** Each chunk of the spoken audio, PCM16 24 kHz mono, in order, as it arrives. */
+  onAudio: (pcm: Buffer) => void;
+  /** Aborting cancels the response upstream and rejects. */
+  signal?: AbortSignal;
+}
+
+export interface SpeechSource {
+  /**
+   * Speaks `text` verbatim in the model's voice through an out-of-band response of a warm session: no
+   * conversation hears it. Resolves after the last `onAudio`; rejects when the upstream fails or refuses.
+   */
+  speak(text: string, opts: SpeechOptions): Promise<void>;
 }
 
 export interface ConversationSource {

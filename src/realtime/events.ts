@@ -72,6 +72,10 @@ const SCHEMAS = {
   "input_audio_buffer.speech_started": itemId,
   "input_audio_buffer.speech_stopped": itemId,
   "conversation.item.input_audio_transcription.completed": itemId.extend({ transcript: z.string() }),
+  "conversation.item.input_audio_transcription.failed": itemId.extend({
+    error: z.looseObject({ message: z.string().optional(), code: z.string().optional() }),
+  }),
+  "input_audio_buffer.committed": itemId,
 } satisfies Partial<Record<ServerEventType, z.ZodType>>;
 
 export type HandledEventType = keyof typeof SCHEMAS;

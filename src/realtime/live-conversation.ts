@@ -7,7 +7,12 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import type { Conversation, ConversationEvents, ConversationOptions } from "./conversation.js";
+import type {
+  AssistConversation,
+  ConversationEvents,
+  ConversationOptions,
+  TurnEvents,
+} from "./conversation.js";
 import { summariseTurns, type TranscriptTurn } from "./session-config.js";
 import type { RealtimeSession, SessionClose } from "./session.js";
 
@@ -17,6 +22,7 @@ export interface SessionSource {
     turn: ConversationOptions["turn"];
     context?: string;
     satelliteId?: string;
+    createResponse?: boolean;
   }): Promise<RealtimeSession>;
 }
 
@@ -34,8 +40,9 @@ type Link =
 
 const HISTORY_TURNS = 12;
 
-export class LiveConversation extends EventEmitter<ConversationEvents> implements Conversation {
+export class LiveConversation extends EventEmitter<ConversationEvents> implements AssistConversation {
   readonly id = randomUUID();
+  readonly turns = new EventEmitter<TurnEvents>();
   readonly #source: SessionSource;
   readonly #opts: ConversationOptions;
   readonly #limits: ConversationLimits;
@@ -93,6 +100,20 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
 
   cancelResponse(): void {
     if (this.#link.status === "attached") this.#link.session.cancelResponse();
+  }
+
+  commit(): void {
+    if (this.#link.status === "attached") this.#link.session.commit();
+  }
+
+  respond(): void {
+    if (this.#link.status === "attached") this.#link.session.respond();
+  }
+
+  sendText(text: string): void {
+    if (this.#link.status !== "attached") return;
+    this.#remember("user", text);
+    this.#link.session.sendText(text);
   }
 
   interrupt(itemId: string, audioEndMs: number): void {
@@ -166,7 +187,9 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     session.on("error", on.error);
     session.on("idle", on.idle);
     session.on("closed", on.closed);
+    const detachTurns = this.#forwardTurnEvents(session, live);
     const detach = (): void => {
+      detachTurns();
       session.off("speech.started", on.speechStarted);
       session.off("speech.stopped", on.speechStopped);
       session.off("response.start", on.responseStart);
@@ -183,6 +206,27 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     this.#scheduleRotation(session);
   }
 
+  /** Forwards the session's `TurnEvents` while `live()`; returns the function that stops it. */
+  #forwardTurnEvents(session: RealtimeSession, live: () => boolean): () => void {
+    const committed = (e: TurnEvents["input.committed"][0]): void => {
+      if (live()) this.turns.emit("input.committed", e);
+    };
+    const transcript = (e: TurnEvents["user.transcript"][0]): void => {
+      if (live()) this.turns.emit("user.transcript", e);
+    };
+    const failed = (e: TurnEvents["user.transcript.failed"][0]): void => {
+      if (live()) this.turns.emit("user.transcript.failed", e);
+    };
+    session.on("input.committed", committed);
+    session.on("user.transcript", transcript);
+    session.on("user.transcript.failed", failed);
+    return () => {
+      session.off("input.committed", committed);
+      session.off("user.transcript", transcript);
+      session.off("user.transcript.failed", failed);
+    };
+  }
+
   #remember(role: TranscriptTurn["role"], text: string): void {
     if (!text.trim()) return;
     this.#history.push({ role, text });
@@ -194,9 +238,15 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     return s || undefined;
   }
 
-  #acquireOpts(): { turn: ConversationOptions["turn"]; context?: string; satelliteId?: string } {
+  #acquireOpts(): {
+    turn: ConversationOptions["turn"];
+    context?: string;
+    satelliteId?: string;
+    createResponse?: boolean;
+  } {
     const context = this.#context();
     return {
+      ...(this.#opts.createResponse !== undefined ? { createResponse: this.#opts.createResponse } : {}),
       turn: this.#opts.turn,
       ...(context ? { context } : {}),
       ...(this.#opts.satelliteId !== undefined ? { satelliteId: this.#opts.satelliteId } : {}),

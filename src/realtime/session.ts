@@ -12,7 +12,7 @@ import type { Config, McpServerConfig, RequireApproval } from "../config/model.j
 import type { Logger } from "../log.js";
 import type { RoutedTool, ToolProvider } from "../mcp/types.js";
 import { recordTokenUsage, type Metrics } from "../metrics.js";
-import type { ConversationEvents, ResponseEndReason } from "./conversation.js";
+import type { ConversationEvents, ResponseEndReason, SpeechOptions, TurnEvents } from "./conversation.js";
 import type { HandledEvent, ServerEventOf } from "./events.js";
 import {
   buildSessionUpdate,
@@ -51,12 +51,13 @@ export interface SessionClose extends TransportClose {
   readonly fatal: boolean;
 }
 
-export type SessionEvents = Omit<ConversationEvents, "closed"> & {
-  /** No response, tool call, approval or user speech in progress: a safe point to rotate. */
-  idle: [];
-  /** Exactly once, after `open()` resolved or rejected. */
-  closed: [SessionClose];
-};
+export type SessionEvents = Omit<ConversationEvents, "closed"> &
+  TurnEvents & {
+    /** No response, tool call, approval or user speech in progress: a safe point to rotate. */
+    idle: [];
+    /** Exactly once, after `open()` resolved or rejected. */
+    closed: [SessionClose];
+  };
 
 export interface SessionOptions {
   readonly openai: Config["openai"];
@@ -68,6 +69,8 @@ export interface SessionOptions {
   readonly transport: RealtimeTransport;
   readonly turn: TurnMode;
   readonly context?: string;
+  /** With server turn detection: false ends turns without creating a response. Default true. */
+  readonly createResponse?: boolean;
   /** Bound for `session.updated` and every native list-tools outcome. */
   readonly readyTimeoutMs: number;
   readonly now?: () => number;
@@ -94,6 +97,18 @@ interface OpenResponse {
   started: boolean;
   endReason: ResponseEndReason | null;
 }
+
+interface Speech {
+  readonly tag: string;
+  responseId: string | null;
+  readonly onAudio: (pcm: Buffer) => void;
+  settle: (err?: Error) => void;
+}
+
+/** Instructions of an out-of-band speech response: the text is to be read, not answered. */
+const SPEAK_VERBATIM =
+  "You are a text-to-speech voice. Read the user's message aloud exactly as written, word for word, " +
+  "in the language it is written in. Do not answer it, add, drop or change any word, or comment on it.";
 
 interface NativeCall {
   readonly server: string;
@@ -135,11 +150,16 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly #seenApprovalRequests = new Set<string>();
   readonly #approvedRequests = new Set<string>();
   readonly #nativeCalls = new Map<string, NativeCall>();
+  #createResponse: boolean;
+  /** Out-of-band speech: by the `metadata` tag of its `response.create` until created, then by response id. */
+  readonly #speechByTag = new Map<string, Speech>();
+  readonly #speechByResponse = new Map<string, Speech>();
 
   constructor(opts: SessionOptions) {
     super();
     this.#o = opts;
     this.#turn = opts.turn;
+    this.#createResponse = opts.createResponse ?? true;
     this.#now = opts.now ?? Date.now;
     this.#log = opts.logger.child({ session: this.id });
     this.#setState("connecting");
@@ -203,6 +223,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       native,
       functions: this.#functionTools(),
       ...(this.#o.context ? { context: this.#o.context } : {}),
+      createResponse: this.#createResponse,
     });
     this.#lastToolsJson = JSON.stringify(update.session.type === "realtime" ? update.session.tools : []);
     this.#send(update);
@@ -229,12 +250,16 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   /** Adapts a warm session to a conversation: turn mode and carried-over context. */
-  configure(opts: { turn: TurnMode; context?: string }): void {
+  configure(opts: { turn: TurnMode; context?: string; createResponse?: boolean }): void {
     const session: Extract<RealtimeClientEvent, { type: "session.update" }>["session"] = { type: "realtime" };
     let changed = false;
-    if (opts.turn !== this.#turn) {
+    const createResponse = opts.createResponse ?? true;
+    if (opts.turn !== this.#turn || createResponse !== this.#createResponse) {
       this.#turn = opts.turn;
-      session.audio = { input: { turn_detection: turnDetection(opts.turn, this.#o.openai.turn_detection) } };
+      this.#createResponse = createResponse;
+      session.audio = {
+        input: { turn_detection: turnDetection(opts.turn, this.#o.openai.turn_detection, createResponse) },
+      };
       changed = true;
     }
     if (opts.context) {
@@ -269,6 +294,81 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     this.#send({ type: "input_audio_buffer.commit" });
     this.#needResponse = true;
     this.#maybeRespond();
+  }
+
+  /** Commits the input buffer as a user turn without asking for a response. */
+  commit(): void {
+    this.#send({ type: "input_audio_buffer.commit" });
+  }
+
+  /** Asks for a response to the conversation so far (after running tool calls in flight). */
+  respond(): void {
+    this.#needResponse = true;
+    this.#maybeRespond();
+  }
+
+  /** A typed user message, then a response to it. */
+  sendText(text: string): void {
+    this.#send({
+      type: "conversation.item.create",
+      item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+    });
+    this.respond();
+  }
+
+  /**
+   * Makes `voice` the session's voice (allowed until the session first speaks) and turns input turn
+   * detection off: the session serves out-of-band speech only.
+   */
+  prepareSpeaker(voice: string): void {
+    this.#turn = "client";
+    this.#send({
+      type: "session.update",
+      session: { type: "realtime", audio: { input: { turn_detection: null }, output: { voice } } },
+    });
+  }
+
+  /**
+   * Out-of-band speech (see `SpeechSource.speak`). Runs beside the session's own responses and any other
+   * speech; its output enters no conversation.
+   */
+  speak(text: string, opts: SpeechOptions): Promise<void> {
+    if (this.#state === "closed" || this.#closing) return Promise.reject(new Error("the session is closed"));
+    const tag = randomUUID();
+    return new Promise<void>((resolve, reject) => {
+      const speech: Speech = { tag, responseId: null, onAudio: opts.onAudio, settle: () => undefined };
+      const onClosed = (): void => speech.settle(new Error("the connection to the assistant ended"));
+      const onAbort = (): void => {
+        if (speech.responseId !== null)
+          this.#send({ type: "response.cancel", response_id: speech.responseId });
+        speech.settle(new Error("speech cancelled"));
+      };
+      speech.settle = (err) => {
+        if (!this.#speechByTag.delete(tag)) return;
+        if (speech.responseId !== null) this.#speechByResponse.delete(speech.responseId);
+        this.off("closed", onClosed);
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      this.#speechByTag.set(tag, speech);
+      this.once("closed", onClosed);
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      const voice = opts.voice ?? this.#o.openai.voice;
+      this.#send({
+        type: "response.create",
+        event_id: `speech_${tag}`,
+        response: {
+          conversation: "none",
+          metadata: { openvoice_speech: tag },
+          output_modalities: ["audio"],
+          instructions: SPEAK_VERBATIM,
+          audio: { output: { voice, format: { type: "audio/pcm", rate: 24000 } } },
+          tool_choice: "none",
+          input: [{ type: "message", role: "user", content: [{ type: "input_text", text }] }],
+        },
+      });
+    });
   }
 
   cancelResponse(): void {
@@ -321,6 +421,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #dispatch(e: HandledEvent): void {
+    if (this.#speechByTag.size > 0 && this.#routeSpeech(e)) return;
     switch (e.type) {
       case "session.created":
         return;
@@ -387,9 +488,49 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         this.emit("speech.stopped");
         return;
       case "conversation.item.input_audio_transcription.completed":
+        this.emit("user.transcript", { itemId: e.item_id, text: e.transcript });
         this.emit("transcript", { role: "user", text: e.transcript, final: true });
         return this.#emitIdle();
+      case "conversation.item.input_audio_transcription.failed":
+        this.emit("user.transcript.failed", {
+          itemId: e.item_id,
+          message: e.error.message ?? e.error.code ?? "transcription failed",
+        });
+        return;
+      case "input_audio_buffer.committed":
+        this.emit("input.committed", { itemId: e.item_id });
+        return;
     }
+  }
+
+  /** Takes the events of out-of-band speech; true when `e` was one. */
+  #routeSpeech(e: HandledEvent): boolean {
+    if (e.type === "response.created") {
+      const tag = e.response.metadata?.openvoice_speech;
+      const speech = tag === undefined ? undefined : this.#speechByTag.get(tag);
+      if (!speech || !e.response.id) return false;
+      speech.responseId = e.response.id;
+      this.#speechByResponse.set(e.response.id, speech);
+      return true;
+    }
+    if (e.type === "error") {
+      const speech = this.#speechByTag.get(e.error.event_id?.replace(/^speech_/, "") ?? "");
+      if (!speech) return false;
+      this.#o.metrics.errors.inc({ code: `upstream_${e.error.code ?? e.error.type}` });
+      speech.settle(new Error(e.error.message));
+      return true;
+    }
+    const responseId =
+      "response_id" in e ? e.response_id : e.type === "response.done" ? e.response.id : undefined;
+    const speech = responseId === undefined ? undefined : this.#speechByResponse.get(responseId);
+    if (!speech) return false;
+    if (e.type === "response.output_audio.delta") speech.onAudio(Buffer.from(e.delta, "base64"));
+    else if (e.type === "response.done") {
+      if (e.response.usage) recordTokenUsage(this.#o.metrics, e.response.usage);
+      const status = e.response.status;
+      speech.settle(status === "completed" ? undefined : new Error(`speech ${status ?? "failed"}`));
+    }
+    return true;
   }
 
   #startResponse(id: string): void {
