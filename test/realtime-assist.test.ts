@@ -195,6 +195,56 @@ describe("assist conversations: turns without responses", () => {
   });
 });
 
+describe("assist conversations: answers and carried context", () => {
+  it("reports a failed response and then idle", async () => {
+    const { fake, engine } = await setup();
+    fake.script({ kind: "failed" });
+    const conv = await engine.startAssist({ turn: "client" });
+    const failed: string[] = [];
+    conv.turns.on("response.failed", (e) => failed.push(e.message));
+    const idle = new Promise<void>((resolve) => conv.turns.once("idle", resolve));
+    await fake.nextConnection();
+    conv.sendText("anything");
+    await idle;
+    expect(failed).toEqual(["server_error"]);
+  });
+
+  it("goes idle only once the tool ran and the spoken answer is done", async () => {
+    const { fake, engine, tools } = await setup();
+    fake.script({ kind: "function_call", name: "echo", arguments: '{"message":"x"}' });
+    const conv = await engine.startAssist({ turn: "client" });
+    const rec = new ConversationRecorder(conv);
+    await fake.nextConnection();
+    const idle = new Promise<void>((resolve) => conv.turns.once("idle", resolve));
+    conv.sendText("use the tool");
+    await idle;
+    expect(tools.calls).toHaveLength(1);
+    expect(rec.of("response.end").map((e) => e.reason)).toEqual(["done"]);
+    expect(rec.of("transcript").filter((t) => t.role === "assistant" && t.final)).toHaveLength(1);
+  });
+
+  it("prepends another conversation's turns and tells the model about them", async () => {
+    const { fake, engine } = await setup();
+    const conv = await engine.startAssist({ turn: "server_vad", createResponse: false });
+    const conn = await fake.nextConnection();
+    await conn.waitFor("session.update");
+    conv.prependHistory([
+      { role: "user", text: "turn on the kitchen light" },
+      { role: "assistant", text: "The kitchen light is on." },
+    ]);
+    const update = await conn.waitFor(
+      "session.update",
+      (e) => e.session.type === "realtime" && !!e.session.instructions?.includes("User: "),
+    );
+    expect(update.session.type === "realtime" && update.session.instructions).toMatch(
+      /User: turn on the kitchen light\nAssistant: The kitchen light is on\./,
+    );
+    // Turn detection is left as it was (no response on end of turn).
+    expect(update.session.type === "realtime" && update.session.audio).toBeUndefined();
+    expect(conv.history.map((t) => t.role)).toEqual(["user", "assistant"]);
+  });
+});
+
 describe("out-of-band speech", () => {
   const speechAudio = (text: string): Buffer => tone(100 + 10 * text.length, 200 + text.length * 7);
 

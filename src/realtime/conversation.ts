@@ -4,6 +4,7 @@
  */
 import type { EventEmitter } from "node:events";
 import type { PendingApproval } from "../approvals/queue.js";
+import type { TranscriptTurn } from "./session-config.js";
 
 export type ResponseEndReason = "done" | "cancelled" | "interrupted" | "failed";
 
@@ -34,6 +35,10 @@ export interface TurnEvents {
   "user.transcript": [{ itemId: string; text: string }];
   /** The upstream could not transcribe user item `itemId`. */
   "user.transcript.failed": [{ itemId: string; message: string }];
+  /** A response ended with status `failed` (with or without output). */
+  "response.failed": [{ responseId: string; message: string }];
+  /** Nothing in progress upstream: no response, tool call, approval or user speech. */
+  idle: [];
 }
 
 export interface Conversation extends EventEmitter<ConversationEvents> {
@@ -77,6 +82,13 @@ export interface AssistConversation extends Conversation {
   respond(): void;
   /** Adds a typed user message and creates a response to it. */
   sendText(text: string): void;
+  /** Final transcripts kept for carry-over, oldest first. */
+  readonly history: readonly TranscriptTurn[];
+  /**
+   * Puts earlier turns (oldest first, e.g. another conversation's `history`) before this conversation's
+   * own and gives the model a summary of them.
+   */
+  prependHistory(turns: readonly TranscriptTurn[]): void;
 }
 
 export interface SpeechOptions {

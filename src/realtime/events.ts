@@ -44,7 +44,12 @@ const SCHEMAS = {
     response: z.looseObject({
       id: z.string(),
       status: z.string().optional(),
-      status_details: z.looseObject({ reason: z.string().optional() }).nullish(),
+      status_details: z
+        .looseObject({
+          reason: z.string().optional(),
+          error: z.looseObject({ code: z.string().optional(), type: z.string().optional() }).nullish(),
+        })
+        .nullish(),
       usage: z
         .looseObject({
           input_token_details: z

@@ -217,14 +217,37 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     const failed = (e: TurnEvents["user.transcript.failed"][0]): void => {
       if (live()) this.turns.emit("user.transcript.failed", e);
     };
+    const responseFailed = (e: TurnEvents["response.failed"][0]): void => {
+      if (live()) this.turns.emit("response.failed", e);
+    };
+    const idle = (): void => {
+      if (live()) this.turns.emit("idle");
+    };
     session.on("input.committed", committed);
     session.on("user.transcript", transcript);
     session.on("user.transcript.failed", failed);
+    session.on("response.failed", responseFailed);
+    session.on("idle", idle);
     return () => {
       session.off("input.committed", committed);
       session.off("user.transcript", transcript);
       session.off("user.transcript.failed", failed);
+      session.off("response.failed", responseFailed);
+      session.off("idle", idle);
     };
+  }
+
+  prependHistory(turns: readonly TranscriptTurn[]): void {
+    if (turns.length === 0) return;
+    this.#history.unshift(...turns);
+    if (this.#history.length > HISTORY_TURNS) this.#history.splice(0, this.#history.length - HISTORY_TURNS);
+    if (this.#link.status !== "attached") return;
+    const context = this.#context();
+    this.#link.session.configure({
+      turn: this.#opts.turn,
+      createResponse: this.#opts.createResponse ?? true,
+      ...(context ? { context } : {}),
+    });
   }
 
   #remember(role: TranscriptTurn["role"], text: string): void {

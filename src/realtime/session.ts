@@ -545,6 +545,11 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     if (res.usage) recordTokenUsage(this.#o.metrics, res.usage);
     const r = this.#response;
     this.#response = null;
+    if (res.status === "failed")
+      this.emit("response.failed", {
+        responseId: res.id ?? "",
+        message: res.status_details?.error?.code ?? res.status_details?.error?.type ?? "the response failed",
+      });
     if (r?.started) {
       let reason: ResponseEndReason = "done";
       if (res.status === "cancelled")

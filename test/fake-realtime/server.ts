@@ -71,7 +71,9 @@ export type FakeTurn =
   /** Starts a response and never finishes it (until cancelled or the socket ends). */
   | { kind: "hang" }
   /** Sends nothing at all. */
-  | { kind: "silent" };
+  | { kind: "silent" }
+  /** A response that ends with status `failed` and no output. */
+  | { kind: "failed" };
 
 export interface FakeRealtimeOptions {
   /** Expected bearer key. Default `sk-test`. */
@@ -152,7 +154,10 @@ interface ActiveResponse {
   readonly id: string;
   readonly output: ConversationItem[];
   timer?: NodeJS.Timeout;
-  finish: (status: "completed" | "cancelled", reason?: "turn_detected" | "client_cancelled") => void;
+  finish: (
+    status: "completed" | "cancelled" | "failed",
+    reason?: "turn_detected" | "client_cancelled",
+  ) => void;
 }
 
 type EventType = RealtimeClientEvent["type"];
@@ -738,6 +743,8 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           turn.message ?? turn.code,
           eventId ?? null,
         );
+      case "failed":
+        return this.#startResponse((r) => this.#later(5, () => r.finish("failed")));
       case "silent":
         return;
       case "hang":
@@ -872,7 +879,9 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
             status_details:
               status === "cancelled"
                 ? { type: "cancelled", reason: reason ?? "client_cancelled" }
-                : { type: "completed" },
+                : status === "failed"
+                  ? { type: "failed", error: { type: "server_error", code: "server_error" } }
+                  : { type: "completed" },
             output: r.output,
             usage: this.#server.opts.usage ?? DEFAULT_USAGE,
           },
