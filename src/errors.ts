@@ -30,6 +30,28 @@ export const SATELLITE_ERRORS = {
 } as const satisfies Record<string, ErrorSpec>;
 export type SatelliteErrorCode = keyof typeof SATELLITE_ERRORS;
 
+/** What a Wyoming `error {text, code}` means; the service closes the connection after sending one. */
+export interface WyomingErrorSpec {
+  readonly message: string;
+}
+
+/** Wyoming error codes (DESIGN §9): framing, event and program failures, each a Wyoming `error` event. */
+export const WYOMING_ERRORS = {
+  bad_header: { message: "the header line is not a JSON object with a type and valid lengths" },
+  header_too_large: { message: "header line longer than 64 KiB" },
+  bad_data: { message: "the data part is not a JSON object" },
+  data_too_large: { message: "data part larger than 1 MiB" },
+  payload_too_large: { message: "payload larger than 1 MiB" },
+  truncated: { message: "the connection ended in the middle of an event" },
+  bad_event: { message: "a known event with invalid data" },
+  not_supported: { message: "that program is not available in this service" },
+  bad_audio: { message: "audio the service cannot use (format, or audio outside a stream)" },
+  upstream_unavailable: { message: "the Realtime upstream cannot be reached" },
+  response_failed: { message: "the Realtime model did not produce an answer" },
+  internal: { message: "internal error" },
+} as const satisfies Record<string, WyomingErrorSpec>;
+export type WyomingErrorCode = keyof typeof WYOMING_ERRORS;
+
 /** HTTP API error codes (admin API behind ingress, /metrics). */
 export const API_ERRORS = {
   not_found: def(404, "no such resource"),

@@ -171,6 +171,24 @@ export function createMetrics(registry: Registry = new Registry(), opts: Metrics
       labelNames: ["code"] as const,
       registers: r,
     }),
+    wyomingRequests: new Counter({
+      name: `${P}wyoming_requests_total`,
+      help: "Wyoming program calls by program (asr, handle, tts) and outcome.",
+      labelNames: ["program", "outcome"] as const,
+      registers: r,
+    }),
+    wyomingStageSeconds: new Histogram({
+      name: `${P}wyoming_stage_seconds`,
+      help: "Wyoming latency by stage: transcript (end of speech to transcript), handled (transcript to handled), first_audio (synthesize to first audio-chunk).",
+      labelNames: ["stage"] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: r,
+    }),
+    wyomingConnections: new Gauge({
+      name: `${P}wyoming_connections`,
+      help: "Open Wyoming TCP connections.",
+      registers: r,
+    }),
   };
   if (opts.version !== undefined) metrics.buildInfo.set({ version: opts.version }, 1);
   for (const kind of TOKEN_KINDS) metrics.tokens.inc({ kind }, 0);

@@ -14,7 +14,7 @@ import { parse } from "yaml";
 import { z } from "zod";
 import { parseConfig } from "../src/config/load.js";
 import { ConfigSchema } from "../src/config/model.js";
-import { API_ERRORS, SATELLITE_ERRORS, type ErrorSpec } from "../src/errors.js";
+import { API_ERRORS, SATELLITE_ERRORS, WYOMING_ERRORS, type ErrorSpec } from "../src/errors.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const read = (p: string): string => readFileSync(join(root, p), "utf8");
@@ -119,7 +119,8 @@ describe("config.yaml against the add-on linter", () => {
 
   it("declares what the service needs", () => {
     expect(manifest).toMatchObject({ ingress: true, init: false, homeassistant_api: true });
-    expect(manifest.ports).toEqual({ "8765/tcp": 8765 });
+    expect(manifest.ports).toEqual({ "8765/tcp": 8765, "10300/tcp": null });
+    expect(manifest.discovery).toEqual(["wyoming"]);
     expect(manifest.map).toEqual(expect.arrayContaining([expect.objectContaining({ type: "addon_config" })]));
   });
 
@@ -232,6 +233,12 @@ function renderErrors(): string {
     'The admin API and `/metrics` answer errors with `{"error":{"code","message"}}` and the HTTP status shown.',
     "",
     errorTable(API_ERRORS, "api"),
+    "",
+    "The Wyoming service answers bad input and failed calls with `error {text, code}` and then closes the",
+    "connection; `text` is a sentence for people.",
+    "",
+    "| code | meaning |\n|---|---|",
+    ...Object.entries(WYOMING_ERRORS).map(([code, e]) => `| \`${code}\` | ${e.message} |`),
   ].join("\n");
 }
 
@@ -257,7 +264,11 @@ describe("DOCS.md error codes", () => {
 
   it("document every code", () => {
     const section = docsSection("Error codes");
-    const codes = [...Object.keys(SATELLITE_ERRORS), ...Object.keys(API_ERRORS)];
+    const codes = [
+      ...Object.keys(SATELLITE_ERRORS),
+      ...Object.keys(API_ERRORS),
+      ...Object.keys(WYOMING_ERRORS),
+    ];
     expect(codes.filter((c) => !section.includes(`\`${c}\``))).toEqual([]);
   });
 });

@@ -57,6 +57,8 @@ const LOW_CARDINALITY_LABELS = new Set([
   "code",
   "version",
   "satellite",
+  "program",
+  "stage",
 ]);
 
 type Labels = Record<string, string | number>;

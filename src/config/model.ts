@@ -89,6 +89,48 @@ export const SatelliteDeviceSchema = z.object({
   token: z.string().min(16, "at least 16 characters"),
 });
 
+export const WYOMING_DEFAULT_PORT = 10300;
+
+/**
+ * Languages the upstream transcription understands well, announced by default (ISO 639-1 codes, the
+ * form Home Assistant's pipelines use).
+ */
+export const WYOMING_DEFAULT_LANGUAGES = [
+  "en",
+  "de",
+  "fr",
+  "es",
+  "it",
+  "nl",
+  "pt",
+  "pl",
+  "sv",
+  "da",
+  "nb",
+  "fi",
+  "cs",
+  "sk",
+  "hu",
+  "ro",
+  "el",
+  "tr",
+  "ru",
+  "uk",
+  "ar",
+  "he",
+  "hi",
+  "ja",
+  "ko",
+  "zh",
+  "id",
+  "vi",
+  "th",
+  "ca",
+] as const;
+
+/** `en`, `pt-BR`, `zh-Hant`: a primary code and optional subtags. */
+export const LANGUAGE_CODE_RE = /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
+
 export const ConfigSchema = z
   .object({
     openai: z.object({
@@ -140,6 +182,23 @@ export const ConfigSchema = z
         ingress_port: z.number().int().min(0).max(65535).default(8099),
       })
       .default({ host: "0.0.0.0", satellite_port: 8765, ingress_port: 8099 }),
+    wyoming: z
+      .object({
+        /** Serve the Wyoming speech-to-text, conversation and text-to-speech programs. */
+        enabled: z.boolean().default(true),
+        /** TCP port of the Wyoming service (on `listen.host`). */
+        port: z.number().int().min(0).max(65535).default(WYOMING_DEFAULT_PORT),
+        /** Languages announced for speech-to-text, the conversation agent and the voices; empty: the default list. */
+        languages: z
+          .array(z.string().regex(LANGUAGE_CODE_RE, "a language code such as en or pt-BR"))
+          .default([...WYOMING_DEFAULT_LANGUAGES])
+          .transform((l) => (l.length > 0 ? [...new Set(l)] : [...WYOMING_DEFAULT_LANGUAGES])),
+      })
+      .default({
+        enabled: true,
+        port: WYOMING_DEFAULT_PORT,
+        languages: [...WYOMING_DEFAULT_LANGUAGES],
+      }),
     approvals: z
       .object({ timeout_s: z.number().int().min(5).max(600).default(30) })
       .default({ timeout_s: 30 }),

@@ -1,0 +1,369 @@
+/**
+ * The Wyoming TCP service (DESIGN §9): many concurrent connections, each independent. A connection
+ * reads frames (`framing.ts`), parses them into events (`events.ts`), answers `describe` and `ping`
+ * itself and routes program events to the registered programs (`program.ts`).
+ *
+ * Bad input on one connection (not JSON, a header over 64 KiB, data or a payload over 1 MiB, a
+ * connection ending inside an event, a known event with invalid data) gets `error {text, code}` and a
+ * close; no other connection notices. Event types it does not know are skipped.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { WYOMING_ERRORS, type WyomingErrorCode } from "../errors.js";
+import type { Config } from "../config/model.js";
+import type { Logger } from "../log.js";
+import { WyomingActivity, type WyomingProgramKind, type WyomingTurn } from "./activity.js";
+import { WyomingEvents, parseEvent, type IncomingEvent } from "./events.js";
+import {
+  FramingError,
+  WyomingFrameReader,
+  encodeFrame,
+  type FramingLimits,
+  type OutgoingFrame,
+} from "./framing.js";
+import { buildInfo } from "./info.js";
+import {
+  programOf,
+  type WyomingCall,
+  type WyomingPeer,
+  type WyomingProgram,
+  type WyomingPrograms,
+} from "./program.js";
+
+export interface WyomingServerOptions {
+  readonly config: Config;
+  /** The add-on's version, announced in `info`. */
+  readonly version: string;
+  readonly logger: Logger;
+  /** Defaults to a tracker without metrics. */
+  readonly activity?: WyomingActivity;
+  /** Programs served from the start; more can be registered later. */
+  readonly programs?: WyomingPrograms;
+  readonly limits?: Partial<FramingLimits>;
+  /** After we end a connection, how long the client has to close its side before it is destroyed. */
+  readonly lingerMs?: number;
+}
+
+/** Events queued on one connection before reading pauses (backpressure on a slow program). */
+const QUEUE_HIGH = 64;
+const QUEUE_LOW = 16;
+/** Connections accepted at once; more are refused by the kernel backlog. */
+const MAX_CONNECTIONS = 128;
+
+const PROGRAM_LABEL: Record<WyomingProgramKind, string> = {
+  asr: "speech-to-text",
+  handle: "conversation",
+  tts: "text-to-speech",
+};
+
+export class WyomingServer {
+  readonly activity: WyomingActivity;
+  readonly #opts: WyomingServerOptions;
+  readonly #logger: Logger;
+  #programs: WyomingPrograms;
+  readonly #connections = new Set<WyomingConnection>();
+  #server: Server | undefined;
+  #next = 0;
+
+  constructor(opts: WyomingServerOptions) {
+    this.#opts = opts;
+    this.#logger = opts.logger;
+    this.#programs = { ...opts.programs };
+    this.activity = opts.activity ?? new WyomingActivity();
+  }
+
+  /**
+   * Registers programs (replacing any of the same kind). Connections that already opened a call keep
+   * it; `info` announces the programs registered at the time of each `describe`.
+   */
+  register(programs: WyomingPrograms): void {
+    this.#programs = { ...this.#programs, ...programs };
+  }
+
+  /** @internal the program of a kind, for connections. */
+  program(kind: WyomingProgramKind): WyomingProgram<never> | undefined {
+    return this.#programs[kind];
+  }
+
+  /** The `info` data as `describe` answers it now. */
+  info(): ReturnType<typeof buildInfo> {
+    return buildInfo(this.#opts.config, this.#opts.version, this.#programs);
+  }
+
+  /** Open connections. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** The bound port, once listening. */
+  get port(): number | undefined {
+    const addr = this.#server?.address();
+    return addr !== null && typeof addr === "object" ? addr.port : undefined;
+  }
+
+  /** Binds `listen.host` : `wyoming.port`; resolves with the bound port (useful with port 0). */
+  async listen(): Promise<number> {
+    if (this.#server) throw new Error("the Wyoming server is already listening");
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
+    server.maxConnections = MAX_CONNECTIONS;
+    this.#server = server;
+    const { host } = this.#opts.config.listen;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.#opts.config.wyoming.port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (err) => this.#logger.error({ err }, "Wyoming listener error"));
+    const port = (server.address() as AddressInfo).port;
+    this.activity.listening(port);
+    this.#logger.info({ host, port }, "Wyoming service listening");
+    return port;
+  }
+
+  /**
+   * Stops accepting and closes every connection (their program calls get `close("shutdown")`).
+   * Resolves when every socket is gone; sockets still open after `timeoutMs` are destroyed.
+   */
+  async close(timeoutMs = 2_000): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    this.activity.listening(undefined);
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const conns = [...this.#connections];
+    for (const c of conns) c.shutdown();
+    const timer = setTimeout(() => {
+      for (const c of conns) c.destroy();
+    }, timeoutMs);
+    timer.unref();
+    await Promise.all([closed, ...conns.map((c) => c.gone)]);
+    clearTimeout(timer);
+  }
+
+  #accept(socket: Socket): void {
+    const id = `w${++this.#next}`;
+    const conn = new WyomingConnection(id, socket, this, {
+      logger: this.#logger.child({ wyoming: id }),
+      limits: this.#opts.limits,
+      lingerMs: this.#opts.lingerMs ?? 5_000,
+    });
+    this.#connections.add(conn);
+    this.activity.connectionOpened();
+    void conn.gone.then(() => {
+      this.#connections.delete(conn);
+      this.activity.connectionClosed();
+    });
+  }
+}
+
+interface ConnectionOptions {
+  readonly logger: Logger;
+  readonly limits: Partial<FramingLimits> | undefined;
+  readonly lingerMs: number;
+}
+
+interface OpenCall {
+  readonly call: WyomingCall<IncomingEvent>;
+  readonly turn: WyomingTurn;
+}
+
+/** One client connection: reader, event queue, program calls, and the `WyomingPeer` programs write to. */
+class WyomingConnection implements WyomingPeer {
+  readonly id: string;
+  readonly remote: string;
+  readonly gone: Promise<void>;
+  readonly #socket: Socket;
+  readonly #server: WyomingServer;
+  readonly #log: Logger;
+  readonly #reader: WyomingFrameReader;
+  readonly #lingerMs: number;
+  readonly #abort = new AbortController();
+  readonly #queue: IncomingEvent[] = [];
+  readonly #calls = new Map<WyomingProgramKind, OpenCall>();
+  #pumping = false;
+  #closing = false;
+  #ended = false;
+
+  constructor(id: string, socket: Socket, server: WyomingServer, opts: ConnectionOptions) {
+    this.id = id;
+    this.#socket = socket;
+    this.#server = server;
+    this.#log = opts.logger;
+    this.#lingerMs = opts.lingerMs;
+    this.#reader = new WyomingFrameReader(opts.limits);
+    this.remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    this.gone = new Promise((resolve) => socket.once("close", () => resolve()));
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    socket.on("end", () => this.#onEnd());
+    socket.on("error", (err) => this.#log.debug({ err }, "Wyoming socket error"));
+    socket.once("close", () => this.#onClose());
+    this.#log.debug({ remote: this.remote }, "Wyoming connection");
+  }
+
+  get closed(): boolean {
+    return this.#closing;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  write(frame: OutgoingFrame): Promise<boolean> {
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return Promise.resolve(false);
+    if (socket.write(encodeFrame(frame))) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => () => {
+        socket.off("drain", onDrain);
+        socket.off("close", onClose);
+        resolve(ok);
+      };
+      const onDrain = done(true);
+      const onClose = done(false);
+      socket.once("drain", onDrain);
+      socket.once("close", onClose);
+    });
+  }
+
+  fail(code: WyomingErrorCode, text: string = WYOMING_ERRORS[code].message): void {
+    if (this.#closing) return;
+    this.#log.info({ code }, `Wyoming error sent: ${text}`);
+    void this.write(WyomingEvents.error(text, code));
+    this.close();
+  }
+
+  close(): void {
+    this.#end("closed by the service");
+  }
+
+  #end(reason: string): void {
+    if (this.#closing) return;
+    this.#beginClose(reason);
+    this.#socket.end();
+    setTimeout(() => this.destroy(), this.#lingerMs).unref();
+  }
+
+  /** Service shutdown: calls are told first, then the connection ends. */
+  shutdown(): void {
+    if (this.#closing) return;
+    this.#beginClose("shutdown");
+    this.#socket.end();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closing) return;
+    let frames;
+    try {
+      frames = this.#reader.push(chunk);
+    } catch (err) {
+      if (err instanceof FramingError) return this.fail(err.code, err.message);
+      throw err;
+    }
+    for (const frame of frames) {
+      const parsed = parseEvent(frame);
+      if (parsed.kind === "unknown") {
+        this.#log.debug({ type: parsed.type }, "Wyoming event type skipped");
+        continue;
+      }
+      if (parsed.kind === "invalid")
+        return this.fail("bad_event", `invalid ${parsed.type}: ${parsed.message}`);
+      this.#queue.push(parsed.event);
+    }
+    if (this.#queue.length >= QUEUE_HIGH) this.#socket.pause();
+    void this.#pump();
+  }
+
+  #onEnd(): void {
+    this.#ended = true;
+    if (this.#closing) return;
+    try {
+      this.#reader.end();
+    } catch (err) {
+      if (err instanceof FramingError) return this.fail(err.code, err.message);
+      throw err;
+    }
+    void this.#pump();
+  }
+
+  #onClose(): void {
+    if (!this.#closing) this.#beginClose("closed by the client");
+  }
+
+  /** Marks the connection closing, stops dispatching, and closes every program call once. */
+  #beginClose(reason: string): void {
+    this.#closing = true;
+    this.#queue.length = 0;
+    this.#abort.abort();
+    for (const [kind, { call, turn }] of this.#calls) {
+      try {
+        call.close(reason);
+      } catch (err) {
+        this.#log.error({ err, program: kind }, "Wyoming program close failed");
+      }
+      turn.finish("abandoned");
+    }
+    this.#calls.clear();
+  }
+
+  /** Dispatches queued events one at a time, waiting for each program's `handle`. */
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#closing) {
+        const event = this.#queue.shift();
+        if (event === undefined) break;
+        if (this.#queue.length <= QUEUE_LOW && this.#socket.isPaused()) this.#socket.resume();
+        await this.#dispatch(event);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    // The client closed its side (Home Assistant closes the whole socket when a call is over): once its
+    // last events are handled the connection is over, as for the Python server at end of stream.
+    if (this.#ended && !this.#closing && this.#queue.length === 0) this.#end("closed by the client");
+  }
+
+  async #dispatch(event: IncomingEvent): Promise<void> {
+    switch (event.type) {
+      case "describe":
+        await this.write(WyomingEvents.info(this.#server.info()));
+        return;
+      case "ping":
+        await this.write(WyomingEvents.pong(event.text));
+        return;
+      case "error":
+        this.#log.warn({ code: event.code }, `Wyoming client reported an error: ${event.text}`);
+        return;
+    }
+    const kind = programOf(event.type);
+    if (kind === undefined) return;
+    const open = this.#calls.get(kind) ?? this.#open(kind);
+    if (open === undefined) return;
+    try {
+      await open.call.handle(event);
+    } catch (err) {
+      this.#log.error({ err, program: kind, type: event.type }, "Wyoming program failed");
+      open.turn.finish("error");
+      this.fail("internal", "The service failed while handling the request.");
+    }
+  }
+
+  #open(kind: WyomingProgramKind): OpenCall | undefined {
+    const turn = this.#server.activity.begin(kind, this.id);
+    const program = this.#server.program(kind);
+    if (program === undefined) {
+      turn.finish("not_supported");
+      this.fail("not_supported", `This service has no ${PROGRAM_LABEL[kind]} program.`);
+      return undefined;
+    }
+    const call = program.open({ peer: this, turn, logger: this.#log.child({ program: kind }) });
+    const open: OpenCall = { call: call, turn };
+    this.#calls.set(kind, open);
+    return open;
+  }
+}

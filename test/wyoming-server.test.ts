@@ -1,0 +1,461 @@
+/**
+ * The Wyoming TCP service on 127.0.0.1 with a client of our own that speaks like Home Assistant's:
+ * `describe` → `info` in the shape Home Assistant's Wyoming integration reads, `ping` → `pong`,
+ * unknown events skipped, every kind of bad input answered with `error` and a close while a parallel
+ * good client is unaffected, `not_supported` before programs are registered, and the program seam
+ * (routing, ordering, close once, turns and metrics) driven through Home Assistant's call sequences
+ * against small recording programs.
+ */
+import { readFileSync } from "node:fs";
+import { Registry } from "prom-client";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { ConfigSchema, VOICES, WYOMING_DEFAULT_LANGUAGES, type Config } from "../src/config/model.js";
+import { createLogger } from "../src/log.js";
+import { createMetrics, type Metrics } from "../src/metrics.js";
+import { WyomingActivity } from "../src/wyoming/activity.js";
+import { WyomingEvents, type AsrEvent, type HandleEvent, type TtsEvent } from "../src/wyoming/events.js";
+import type {
+  WyomingAsrProgram,
+  WyomingCallContext,
+  WyomingHandleProgram,
+  WyomingTtsProgram,
+} from "../src/wyoming/program.js";
+import { WyomingServer } from "../src/wyoming/server.js";
+import {
+  WyomingTestClient,
+  chunkPcm,
+  haDescribe,
+  haHandle,
+  haSttConcurrent,
+  haSttLegacy,
+  haTts,
+  haTtsStreaming,
+} from "./wyoming-client.js";
+
+const silent = createLogger({ level: "fatal", destination: { write: () => undefined } });
+const config = (wyoming: Record<string, unknown> = {}): Config =>
+  ConfigSchema.parse({
+    openai: { api_key: "sk-test" },
+    listen: { host: "127.0.0.1" },
+    wyoming: { port: 0, ...wyoming },
+  });
+
+/** The 16 kHz fixture speech, without its 44-byte WAV header. */
+const SPEECH = readFileSync(new URL("./fixtures/audio/kitchen_light_16k.wav", import.meta.url)).subarray(44);
+
+// ----- Home Assistant's reading of `info` (wyoming/info.py dataclasses, as HA's integration uses them)
+const attribution = z.object({ name: z.string(), url: z.string() });
+const artifact = {
+  name: z.string().min(1),
+  attribution,
+  installed: z.boolean(),
+  description: z.string().nullable(),
+  version: z.string().nullable(),
+};
+const withLanguages = z.object({ ...artifact, languages: z.array(z.string()) });
+const HaInfo = z.object({
+  asr: z.array(
+    z.object({
+      ...artifact,
+      models: z.array(withLanguages),
+      supports_transcript_streaming: z.boolean(),
+      requires_external_vad: z.boolean(),
+    }),
+  ),
+  tts: z.array(
+    z.object({
+      ...artifact,
+      voices: z.array(withLanguages.extend({ speakers: z.array(z.object({ name: z.string() })).nullable() })),
+      supports_synthesize_streaming: z.boolean(),
+    }),
+  ),
+  handle: z.array(
+    z.object({
+      ...artifact,
+      models: z.array(withLanguages),
+      supports_handled_streaming: z.boolean(),
+      supports_home_control: z.boolean(),
+    }),
+  ),
+  intent: z.array(z.unknown()),
+  wake: z.array(z.unknown()),
+  mic: z.array(z.unknown()),
+  snd: z.array(z.unknown()),
+});
+
+// ----- Recording programs that answer like the real ones would, so the seam is exercised end to end.
+interface Recorded {
+  readonly events: string[];
+  readonly closes: string[];
+}
+
+/** Transcribes to "<n> bytes"; with `earlyAfter` it answers once that many chunks arrived (own VAD). */
+function asrProgram(rec: Recorded, earlyAfter?: number): WyomingAsrProgram {
+  return {
+    supportsTranscriptStreaming: false,
+    open({ peer, turn }: WyomingCallContext) {
+      let bytes = 0;
+      let chunks = 0;
+      let answered = false;
+      const answer = async () => {
+        answered = true;
+        await peer.write(WyomingEvents.transcript({ text: `${bytes} bytes`, language: "en" }));
+        turn.stage("transcript", 0.01);
+        turn.finish("success");
+      };
+      return {
+        async handle(e: AsrEvent) {
+          rec.events.push(e.type);
+          if (answered) return; // audio after the transcript is ignored quietly
+          if (e.type === "audio-chunk") {
+            bytes += e.audio.length;
+            if (++chunks === earlyAfter) await answer();
+          } else if (e.type === "audio-stop") await answer();
+        },
+        close: (reason: string) => void rec.closes.push(reason),
+      };
+    },
+  };
+}
+
+function handleProgram(rec: Recorded): WyomingHandleProgram {
+  return {
+    open: ({ peer, turn }) => ({
+      async handle(e: HandleEvent) {
+        rec.events.push(`${e.type}:${e.context?.conversation_id ?? "-"}`);
+        if (e.text === "explode") throw new Error("boom");
+        await peer.write(WyomingEvents.handled({ text: `You said: ${e.text}` }));
+        turn.finish("success");
+      },
+      close: (reason) => void rec.closes.push(reason),
+    }),
+  };
+}
+
+/** Speaks 24 kHz PCM16: 480 bytes per character, in 4800-byte chunks. */
+function ttsProgram(rec: Recorded): WyomingTtsProgram {
+  const fmt = { rate: 24000, width: 2, channels: 1 };
+  return {
+    supportsSynthesizeStreaming: true,
+    open({ peer, turn }) {
+      let streaming = false;
+      let text = "";
+      const speak = async (t: string) => {
+        await peer.write(WyomingEvents.audioStart(fmt));
+        const audio = Buffer.alloc(t.length * 480, 1);
+        for (let i = 0; i < audio.length; i += 4800) {
+          await peer.write(WyomingEvents.audioChunk(fmt, audio.subarray(i, i + 4800)));
+          if (i === 0) turn.stage("first_audio", 0.005);
+        }
+        await peer.write(WyomingEvents.audioStop());
+      };
+      return {
+        async handle(e: TtsEvent) {
+          rec.events.push(e.type);
+          if (e.type === "synthesize-start") streaming = true;
+          else if (e.type === "synthesize-chunk") text += e.text;
+          else if (e.type === "synthesize" && !streaming) {
+            await speak(e.text);
+            turn.finish("success");
+          } else if (e.type === "synthesize-stop") {
+            await speak(text);
+            await peer.write(WyomingEvents.synthesizeStopped());
+            turn.finish("success");
+          }
+        },
+        close: (reason) => void rec.closes.push(reason),
+      };
+    },
+  };
+}
+
+let server: WyomingServer;
+let port: number;
+let metrics: Metrics;
+let rec: Recorded;
+
+async function start(opts: { programs?: boolean; wyoming?: Record<string, unknown> } = {}): Promise<void> {
+  metrics = createMetrics(new Registry(), { defaults: false });
+  rec = { events: [], closes: [] };
+  server = new WyomingServer({
+    config: config(opts.wyoming),
+    version: "9.8.7",
+    logger: silent,
+    activity: new WyomingActivity({ metrics }),
+    ...(opts.programs === false
+      ? {}
+      : { programs: { asr: asrProgram(rec), handle: handleProgram(rec), tts: ttsProgram(rec) } }),
+  });
+  port = await server.listen();
+}
+
+afterEach(async () => {
+  await server.close();
+});
+
+const counter = async (program: string, outcome: string): Promise<number> =>
+  (await metrics.wyomingRequests.get()).values.find(
+    (v) => v.labels.program === program && v.labels.outcome === outcome,
+  )?.value ?? 0;
+
+describe("describe → info", () => {
+  beforeEach(() => start());
+
+  it("announces the three programs in the shape Home Assistant reads", async () => {
+    const info = await haDescribe(port);
+    expect(info?.type).toBe("info");
+    const data = HaInfo.parse(info!.data);
+    const [asr] = data.asr;
+    const [tts] = data.tts;
+    const [handle] = data.handle;
+    expect(asr).toMatchObject({
+      name: "OpenVoice",
+      installed: true,
+      version: "9.8.7",
+      requires_external_vad: false,
+    });
+    expect(asr!.models).toEqual([
+      expect.objectContaining({
+        name: "gpt-4o-mini-transcribe",
+        installed: true,
+        languages: [...WYOMING_DEFAULT_LANGUAGES],
+      }),
+    ]);
+    expect(handle).toMatchObject({ installed: true, supports_home_control: true, version: "9.8.7" });
+    expect(handle!.models[0]).toMatchObject({ name: "gpt-realtime", installed: true });
+    expect(tts).toMatchObject({ installed: true, supports_synthesize_streaming: true });
+    expect(tts!.voices.map((v) => v.name)).toEqual([...VOICES]);
+    expect(
+      tts!.voices.every((v) => v.installed && v.languages.length === WYOMING_DEFAULT_LANGUAGES.length),
+    ).toBe(true);
+    expect(tts!.voices.find((v) => v.name === "marin")?.description).toBe("Marin (configured voice)");
+    // the big info travels in the data part, far from the 64 KiB header limit
+    expect(info!.header.data).toBeUndefined();
+    expect(Number(info!.header.data_length)).toBeGreaterThan(1000);
+  });
+
+  it("announces the configured languages and answers several describes on one connection", async () => {
+    await server.close();
+    await start({ wyoming: { languages: ["de", "pt-BR", "de"] } });
+    const c = await WyomingTestClient.connect(port);
+    await c.write("describe");
+    await c.write("describe");
+    const a = HaInfo.parse((await c.read())!.data);
+    const b = HaInfo.parse((await c.read())!.data);
+    expect(a.asr[0]!.models[0]!.languages).toEqual(["de", "pt-BR"]);
+    expect(b.tts[0]!.voices[0]!.languages).toEqual(["de", "pt-BR"]);
+    await c.close();
+  });
+});
+
+describe("the wire", () => {
+  beforeEach(() => start());
+
+  it("answers ping with pong and skips unknown event types", async () => {
+    const c = await WyomingTestClient.connect(port);
+    await c.write("run-satellite", { anything: [1, 2] });
+    await c.write("pause-satellite");
+    await c.write("ping", { text: "hello" });
+    const pong = await c.read();
+    expect(pong).toMatchObject({ type: "pong", data: { text: "hello" } });
+    await c.write("describe");
+    expect((await c.read())?.type).toBe("info");
+    await c.close();
+  });
+
+  const BAD: [string, Buffer | string, string][] = [
+    ["not JSON", "this is not json\n", "bad_header"],
+    ["a header without a type", '{"data":{}}\n', "bad_header"],
+    ["a header over 64 KiB", `{"type":"ping","data":{"text":"${"x".repeat(70_000)}`, "header_too_large"],
+    ["data over 1 MiB", `{"type":"transcript","data_length":${1024 * 1024 + 1}}\n`, "data_too_large"],
+    [
+      "a payload over 1 MiB",
+      `{"type":"audio-chunk","payload_length":${2 * 1024 * 1024}}\n`,
+      "payload_too_large",
+    ],
+    ["a data part that is not an object", '{"type":"describe","data_length":4}\nnull', "bad_data"],
+    ["a known event with invalid data", '{"type":"audio-start","data":{"rate":"fast"}}\n', "bad_event"],
+  ];
+
+  for (const [what, bytes, code] of BAD)
+    it(`answers ${what} with error ${code} and a close, while a parallel client goes on`, async () => {
+      const good = await WyomingTestClient.connect(port);
+      await good.write("transcribe", { language: "en" });
+      await good.write("audio-start", { rate: 16000, width: 2, channels: 1 });
+      await good.write("audio-chunk", { rate: 16000, width: 2, channels: 1 }, SPEECH.subarray(0, 2048));
+
+      const bad = await WyomingTestClient.connect(port);
+      await bad.writeRaw(bytes);
+      const events = await bad.readToClose();
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ type: "error", data: { code } });
+      expect(String(events[0]!.data.text).length).toBeGreaterThan(5);
+      await bad.closed;
+
+      await good.write("audio-chunk", { rate: 16000, width: 2, channels: 1 }, SPEECH.subarray(2048, 4096));
+      await good.write("audio-stop");
+      expect(await good.readUntil(["transcript"])).toMatchObject({ data: { text: "4096 bytes" } });
+      await good.close();
+    });
+
+  it("answers a connection that ends in the middle of an event with truncated", async () => {
+    const c = await WyomingTestClient.connect(port);
+    await c.writeRaw(
+      '{"type":"audio-chunk","data":{"rate":16000,"width":2,"channels":1},"payload_length":100}\n',
+    );
+    await c.writeRaw(Buffer.alloc(40));
+    c.end();
+    const events = await c.readToClose();
+    expect(events).toEqual([
+      expect.objectContaining({ type: "error", data: expect.objectContaining({ code: "truncated" }) }),
+    ]);
+    expect(rec.closes).toEqual([]);
+  });
+
+  it("closes on its own side when a client that half-closed waits for nothing", async () => {
+    const c = await WyomingTestClient.connect(port);
+    await c.write("describe");
+    c.end();
+    const events = await c.readToClose();
+    expect(events.map((e) => e.type)).toEqual(["info"]);
+  });
+
+  it("keeps counting connections right", async () => {
+    const a = await WyomingTestClient.connect(port);
+    const b = await WyomingTestClient.connect(port);
+    await a.write("ping");
+    await b.write("ping");
+    await a.read();
+    await b.read();
+    expect(server.connections).toBe(2);
+    expect(server.activity.snapshot()).toMatchObject({ listening: true, port, connections: 2 });
+    expect((await metrics.wyomingConnections.get()).values[0]?.value).toBe(2);
+    await a.close();
+    await b.close();
+    await expect.poll(() => server.connections).toBe(0);
+    await expect.poll(async () => (await metrics.wyomingConnections.get()).values[0]?.value).toBe(0);
+  });
+});
+
+describe("before programs are registered", () => {
+  beforeEach(() => start({ programs: false }));
+
+  it("announces no program and answers every program call with not_supported", async () => {
+    const info = HaInfo.parse((await haDescribe(port))!.data);
+    expect([info.asr, info.tts, info.handle]).toEqual([[], [], []]);
+
+    const stt = await haSttLegacy(port, { language: "en", chunks: chunkPcm(SPEECH.subarray(0, 6400)) });
+    expect(stt.text).toBeNull();
+    expect(stt.error?.data.code).toBe("not_supported");
+    const handled = await haHandle(port, { text: "hi", conversationId: "c1" });
+    expect(handled.answer).toMatchObject({ type: "error", data: { code: "not_supported" } });
+    const tts = await haTts(port, "Hello");
+    expect(tts.audio).toBeNull();
+    expect(tts.events[0]).toMatchObject({ type: "error", data: { code: "not_supported" } });
+    for (const program of ["asr", "handle", "tts"]) expect(await counter(program, "not_supported")).toBe(1);
+
+    server.register({ handle: handleProgram(rec) });
+    const later = await haHandle(port, { text: "hi", conversationId: "c1" });
+    expect(later.answer).toMatchObject({ type: "handled", data: { text: "You said: hi" } });
+    expect(HaInfo.parse((await haDescribe(port))!.data).handle).toHaveLength(1);
+  });
+});
+
+describe("the program seam, through Home Assistant's call sequences", () => {
+  beforeEach(() => start());
+
+  it("speech-to-text, legacy client: every audio event in order, the transcript after audio-stop", async () => {
+    const chunks = chunkPcm(SPEECH);
+    const r = await haSttLegacy(port, { language: "en", chunks });
+    expect(r.text).toBe(`${SPEECH.length} bytes`);
+    expect(rec.events).toEqual([
+      "transcribe",
+      "audio-start",
+      ...chunks.map(() => "audio-chunk"),
+      "audio-stop",
+    ]);
+    await expect.poll(() => rec.closes).toEqual(["closed by the client"]);
+    expect(await counter("asr", "success")).toBe(1);
+  });
+
+  it("speech-to-text, concurrent client: a transcript before audio-stop ends the call early", async () => {
+    server.register({ asr: asrProgram(rec, 5) });
+    const chunks = chunkPcm(SPEECH);
+    const r = await haSttConcurrent(port, { language: "en", chunks, intervalMs: 5 });
+    expect(r.text).toBe(`${5 * 2048} bytes`);
+    expect(r.chunksSent).toBeLessThan(chunks.length);
+    await expect.poll(() => rec.closes).toEqual(["closed by the client"]);
+    const turn = server.activity.snapshot().turns[0];
+    expect(turn).toMatchObject({ program: "asr", outcome: "success", stages: { transcript: 10 } });
+  });
+
+  it("conversation: transcript with context on a fresh connection → handled", async () => {
+    const r = await haHandle(port, {
+      text: "turn on the light",
+      conversationId: "01JCONV",
+      deviceId: "dev1",
+    });
+    expect(r.answer).toMatchObject({ type: "handled", data: { text: "You said: turn on the light" } });
+    expect(rec.events).toEqual(["transcript:01JCONV"]);
+  });
+
+  it("a program that throws: error internal and a close; the turn counts as an error", async () => {
+    const r = await haHandle(port, { text: "explode", conversationId: "c" });
+    expect(r.answer).toMatchObject({ type: "error", data: { code: "internal" } });
+    expect(await counter("handle", "error")).toBe(1);
+    expect(rec.closes).toEqual(["closed by the service"]);
+  });
+
+  it("text-to-speech, plain and streaming: audio in one format, then synthesize-stopped", async () => {
+    const plain = await haTts(port, "Hello there", "marin");
+    expect(plain.format).toEqual({ rate: 24000, width: 2, channels: 1 });
+    expect(plain.audio?.length).toBe(11 * 480);
+    expect(plain.events.map((e) => e.type)).toEqual([
+      "audio-start",
+      "audio-chunk",
+      "audio-chunk",
+      "audio-stop",
+    ]);
+
+    rec.events.length = 0;
+    const streamed = await haTtsStreaming(port, ["Hel", "lo ", "there"]);
+    expect(streamed.stopped).toBe(true);
+    expect(streamed.audio?.length).toBe(11 * 480);
+    expect(streamed.events.at(-1)?.type).toBe("synthesize-stopped");
+    expect(rec.events).toEqual([
+      "synthesize-start",
+      "synthesize-chunk",
+      "synthesize-chunk",
+      "synthesize-chunk",
+      "synthesize",
+      "synthesize-stop",
+    ]);
+    expect(await counter("tts", "success")).toBe(2);
+    const stage = (await metrics.wyomingStageSeconds.get()).values.find(
+      (v) => v.metricName === "openvoice_wyoming_stage_seconds_count" && v.labels.stage === "first_audio",
+    );
+    expect(stage?.value).toBe(2);
+  });
+
+  it("interleaved calls on parallel connections each get their own answer", async () => {
+    const [a, b, t] = await Promise.all([
+      haSttConcurrent(port, { language: "en", chunks: chunkPcm(SPEECH.subarray(0, 8192)), intervalMs: 3 }),
+      haSttLegacy(port, { language: "en", chunks: chunkPcm(SPEECH.subarray(0, 4096)), intervalMs: 2 }),
+      haTts(port, "ab"),
+    ]);
+    expect([a.text, b.text, t.audio?.length]).toEqual(["8192 bytes", "4096 bytes", 960]);
+  });
+
+  it("shutdown closes open calls once with reason shutdown and counts them abandoned", async () => {
+    const c = await WyomingTestClient.connect(port);
+    await c.write("transcribe", { language: "en" });
+    await c.write("audio-start", { rate: 16000, width: 2, channels: 1 });
+    await expect.poll(() => rec.events.length).toBe(2);
+    await server.close();
+    expect(await c.readToClose()).toEqual([]);
+    expect(rec.closes).toEqual(["shutdown"]);
+    expect(await counter("asr", "abandoned")).toBe(1);
+    expect(server.activity.snapshot().listening).toBe(false);
+  });
+});
