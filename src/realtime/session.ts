@@ -517,7 +517,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       const speech = this.#speechByTag.get(e.error.event_id?.replace(/^speech_/, "") ?? "");
       if (!speech) return false;
       this.#o.metrics.errors.inc({ code: `upstream_${e.error.code ?? e.error.type}` });
-      speech.settle(new Error(e.error.message));
+      speech.settle(new Error(`speech failed: ${e.error.message}`));
       return true;
     }
     const responseId =
