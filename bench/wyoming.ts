@@ -14,7 +14,6 @@ import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { RealtimeServerEvent } from "openai/resources/realtime/realtime";
 import { ApprovalQueue } from "../src/approvals/queue.js";
-import type { ConfigInput } from "../src/config/model.js";
 import { pcm16Bytes } from "../src/audio/pcm.js";
 import { parseWav } from "../src/audio/wav.js";
 import { RealtimeEngine } from "../src/realtime/engine.js";
