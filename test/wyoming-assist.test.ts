@@ -270,6 +270,29 @@ describe("conversation agent", () => {
   });
 });
 
+describe("multi-turn voice", () => {
+  it("a follow-up spoken turn is answered where it was heard, with the earlier turns carried over", async () => {
+    const { fake, port } = await setup({ fake: { replyTranscript: "Done." } });
+    const first = await haSttLegacy(port, { language: "en", chunks: chunkPcm(KITCHEN) });
+    await haHandle(port, { text: first.text!, conversationId: "01HMULTI" });
+    const second = await haSttLegacy(port, { language: "en", chunks: chunkPcm(LIVING_ROOM) });
+    const h = await haHandle(port, { text: second.text!, conversationId: "01HMULTI" });
+    expect(h.answer?.data).toMatchObject({ text: "Done." });
+    const [a, b] = listeners(fake);
+    expect(a!.all("response.create")).toHaveLength(1);
+    expect(b!.all("response.create")).toHaveLength(1);
+    // The second conversation was told about the first turn before it answered; the first one ended.
+    const told = await b!.waitFor(
+      "session.update",
+      (e) =>
+        e.session.type === "realtime" &&
+        !!e.session.instructions?.includes("User: turn on the kitchen light"),
+    );
+    expect(told.session.type === "realtime" && told.session.instructions).toContain("Assistant: Done.");
+    await until(() => a!.closed, 5000, "first conversation ended");
+  });
+});
+
 describe("nothing done twice", () => {
   it("an ASR turn never followed by handle creates no response, calls no tool, and its conversation ends", async () => {
     const { fake, port } = await setup({ asrTurnTtlMs: 300 });
