@@ -22,7 +22,15 @@ import {
   type FakeRealtimeServer,
 } from "./fake-realtime/server.js";
 import { freshMetrics, makeConfig, silentLogger, until } from "./fake-realtime/helpers.js";
-import { chunkPcm, haHandle, haSttConcurrent, haSttLegacy, haTts, haTtsStreaming } from "./wyoming-client.js";
+import {
+  WyomingTestClient,
+  chunkPcm,
+  haHandle,
+  haSttConcurrent,
+  haSttLegacy,
+  haTts,
+  haTtsStreaming,
+} from "./wyoming-client.js";
 
 const fixture = (name: string): Buffer =>
   Buffer.from(
@@ -158,7 +166,6 @@ describe("speech to text", () => {
 
   it("refuses audio it cannot use with a clear error", async () => {
     const { port } = await setup();
-    const { WyomingTestClient } = await import("./wyoming-client.js");
     const c = await WyomingTestClient.connect(port);
     await c.write("transcribe", { language: "en" });
     await c.write("audio-start", { rate: 44100, width: 2, channels: 1 });
@@ -267,6 +274,43 @@ describe("conversation agent", () => {
     const h = await haHandle(down.port, { text: "hello", conversationId: "01HDOWN" });
     expect(h.answer?.data).toMatchObject({ code: "upstream_unavailable" });
     expect(String(h.answer?.data.text)).toMatch(/cannot reach OpenAI/);
+  });
+});
+
+describe("text to speech", () => {
+  it("streaming: one audio stream for the whole text, from the synthesize copy or else from the chunks", async () => {
+    const { fake, port } = await setup();
+    const streamed = await haTtsStreaming(port, ["It is ", "seven o'clock."], "cedar");
+    expect(streamed.stopped).toBe(true);
+    expect(streamed.audio!.equals(speechAudio("It is seven o'clock."))).toBe(true);
+    expect(streamed.events.filter((e) => e.type === "audio-start")).toHaveLength(1);
+    const creates = fake.connections.flatMap((c) => c.all("response.create"));
+    expect(creates).toHaveLength(1);
+    expect(creates[0]!.response?.audio?.output?.voice).toBe("cedar");
+
+    // A client that never sends the whole-text copy.
+    const c = await WyomingTestClient.connect(port);
+    await c.write("synthesize-start");
+    await c.write("synthesize-chunk", { text: "Good " });
+    await c.write("synthesize-chunk", { text: "morning." });
+    await c.write("synthesize-stop");
+    expect(await c.readUntil(["synthesize-stopped"])).not.toBeNull();
+    const audio = Buffer.concat(c.received.filter((e) => e.type === "audio-chunk").map((e) => e.payload!));
+    expect(audio.equals(speechAudio("Good morning."))).toBe(true);
+    expect(c.received.map((e) => e.type).filter((t) => t !== "audio-chunk")).toEqual([
+      "audio-start",
+      "audio-stop",
+      "synthesize-stopped",
+    ]);
+    await c.close();
+  });
+
+  it("a voice that is not a Realtime voice falls back to the configured one", async () => {
+    const { fake, port } = await setup();
+    const r = await haTts(port, "Hello there.", "en_US-lessac-medium");
+    expect(r.audio!.equals(speechAudio("Hello there."))).toBe(true);
+    const creates = fake.connections.flatMap((c) => c.all("response.create"));
+    expect(creates[0]!.response?.audio?.output?.voice).toBe("marin");
   });
 });
 

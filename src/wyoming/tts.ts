@@ -9,8 +9,8 @@
  * in the requested (or configured) voice through an out-of-band response that enters no conversation.
  *
  * Streaming calls (`synthesize-start`, `synthesize-chunk`…, `synthesize`, `synthesize-stop`) get one
- * audio stream for the whole text, then `synthesize-stopped`. The stream starts as soon as the text
- * received so far is a kept answer; otherwise on `synthesize` (the whole text) or `synthesize-stop`.
+ * audio stream for the whole text, then `synthesize-stopped`. The stream starts on `synthesize` (the
+ * whole text, which Home Assistant sends right after the last chunk) or, failing that, `synthesize-stop`.
  */
 import { VOICES } from "../config/model.js";
 import type { WyomingErrorCode } from "../errors.js";
@@ -64,8 +64,8 @@ class TtsCall implements WyomingCall<TtsEvent> {
         return;
       case "synthesize-chunk":
         this.#streaming = true;
+        // Not matched yet: a kept answer may be only the start of the whole text.
         this.#text += event.text;
-        if (this.#run === null && this.#sessions.answer(this.#text)) this.#run = this.#speak(this.#text);
         return;
       case "synthesize-stop": {
         this.#over = true;
