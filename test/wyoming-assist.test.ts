@@ -337,6 +337,27 @@ describe("multi-turn voice", () => {
   });
 });
 
+describe("the upstream goes away mid-call", () => {
+  it("handle answers error at once instead of waiting; speech-to-text too", async () => {
+    const { fake, port } = await setup();
+    fake.script({ kind: "hang" });
+    const pending = haHandle(port, { text: "a question", conversationId: "01HDROP" });
+    await until(() => fake.connections.some((c) => c.responseActive), 5000, "response in flight");
+    fake.connections.find((c) => c.responseActive)!.drop();
+    const h = await pending;
+    expect(h.answer?.data).toMatchObject({ code: "upstream_unavailable" });
+    expect(String(h.answer?.data.text)).toMatch(/connection to OpenAI was lost/);
+
+    const chunks = chunkPcm(Buffer.concat([KITCHEN, silence16k(2000)]));
+    const stt = haSttConcurrent(port, { language: "en", chunks, intervalMs: 5 });
+    await until(() => listeners(fake).length > 0, 5000, "audio upstream");
+    listeners(fake)[0]!.drop();
+    const r = await stt;
+    expect(r.text).toBeNull();
+    expect(r.error?.data).toMatchObject({ code: "upstream_unavailable" });
+  });
+});
+
 describe("nothing done twice", () => {
   it("an ASR turn never followed by handle creates no response, calls no tool, and its conversation ends", async () => {
     const { fake, port } = await setup({ asrTurnTtlMs: 300 });

@@ -39,6 +39,11 @@ export interface TurnEvents {
   "response.failed": [{ responseId: string; message: string }];
   /** Nothing in progress upstream: no response, tool call, approval or user speech. */
   idle: [];
+  /**
+   * The upstream session ended unexpectedly: audio not yet committed and a response in flight are lost.
+   * The conversation reconnects (with its transcripts as context) or ends with `closed`.
+   */
+  "upstream.lost": [];
 }
 
 export interface Conversation extends EventEmitter<ConversationEvents> {

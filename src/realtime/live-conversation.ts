@@ -223,17 +223,23 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     const idle = (): void => {
       if (live()) this.turns.emit("idle");
     };
+    // Runs after this conversation's own `closed` handler (which detaches): `live()` is already false.
+    const lost = (info: SessionClose): void => {
+      if (!info.byUs && this.#link.status !== "ended") this.turns.emit("upstream.lost");
+    };
     session.on("input.committed", committed);
     session.on("user.transcript", transcript);
     session.on("user.transcript.failed", failed);
     session.on("response.failed", responseFailed);
     session.on("idle", idle);
+    session.on("closed", lost);
     return () => {
       session.off("input.committed", committed);
       session.off("user.transcript", transcript);
       session.off("user.transcript.failed", failed);
       session.off("response.failed", responseFailed);
       session.off("idle", idle);
+      session.off("closed", lost);
     };
   }
 

@@ -199,7 +199,9 @@ class AsrCall implements WyomingCall<AsrEvent> {
     conversation.turns.on("user.transcript", transcript);
     conversation.turns.on("user.transcript.failed", failed);
     conversation.on("closed", closed);
+    conversation.turns.on("upstream.lost", closed);
     this.#unsubscribe = () => {
+      conversation.turns.off("upstream.lost", closed);
       conversation.off("speech.stopped", stopped);
       conversation.turns.off("input.committed", committed);
       conversation.turns.off("user.transcript", transcript);

@@ -17,6 +17,8 @@ import type { WyomingCall, WyomingCallContext, WyomingHandleProgram } from "./pr
 
 /** Longest a call waits for the answer (tool calls and a person's approval included). */
 const ANSWER_TIMEOUT_MS = 120_000;
+/** After a response ended `failed`, how long `idle` may take before the call answers anyway. */
+const FAILED_GRACE_MS = 2000;
 
 const SENTENCE = {
   unreachable: "The voice assistant cannot reach OpenAI right now. Please try again in a moment.",
@@ -52,7 +54,9 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
     };
     const onAudio = (a: { pcm: Buffer }): void => audio.append(a.pcm);
     const onEnd = (e: { reason: string }): void => {
-      if (e.reason === "failed") failed = true;
+      if (e.reason !== "failed") return;
+      failed = true;
+      grace ??= setTimeout(onIdle, FAILED_GRACE_MS);
     };
     const onFailed = (): void => {
       failed = true;
@@ -61,6 +65,8 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
       if (e.fatal) settle(new AnswerError("upstream_unavailable", SENTENCE.lost));
     };
     const onClosed = (): void => settle(new AnswerError("upstream_unavailable", SENTENCE.lost));
+    // A failed response is normally followed by idle; if nothing follows, do not wait for it.
+    let grace: NodeJS.Timeout | undefined;
     const onIdle = (): void => {
       if (failed && texts.length === 0) settle(new AnswerError("response_failed", SENTENCE.failed));
       else settle();
@@ -73,6 +79,7 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
     timer.unref();
     const settle = (err?: AnswerError): void => {
       clearTimeout(timer);
+      clearTimeout(grace);
       conversation.off("transcript", onTranscript);
       conversation.off("audio", onAudio);
       conversation.off("response.end", onEnd);
@@ -80,6 +87,7 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
       conversation.off("closed", onClosed);
       conversation.turns.off("response.failed", onFailed);
       conversation.turns.off("idle", onIdle);
+      conversation.turns.off("upstream.lost", onClosed);
       signal.removeEventListener("abort", onAbort);
       audio.finish(err ? "cut" : "complete");
       if (err) reject(err);
@@ -92,6 +100,7 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
     conversation.on("closed", onClosed);
     conversation.turns.on("response.failed", onFailed);
     conversation.turns.on("idle", onIdle);
+    conversation.turns.on("upstream.lost", onClosed);
     signal.addEventListener("abort", onAbort, { once: true });
     ask();
   });
