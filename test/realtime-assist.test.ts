@@ -307,6 +307,18 @@ describe("out-of-band speech", () => {
     expect(conn.all("response.create")).toHaveLength(2);
   });
 
+  it("speaks again on a new session when the speaker session goes away before any audio", async () => {
+    const { fake, engine } = await setup({ speechAudio, replyDelayMs: 200 });
+    const heard: Buffer[] = [];
+    const speaking = engine.speak("Still here.", { onAudio: (pcm) => heard.push(pcm) });
+    const first = await fake.nextConnection();
+    await first.waitFor("response.create");
+    first.drop();
+    await speaking;
+    expect(Buffer.concat(heard).equals(speechAudio("Still here."))).toBe(true);
+    expect(fake.connections).toHaveLength(2);
+  });
+
   it("rejects when the speech is cancelled or the upstream goes away", async () => {
     const { fake, engine } = await setup({ speechAudio, audioSpeed: 1 });
     const ac = new AbortController();

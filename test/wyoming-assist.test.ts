@@ -162,6 +162,14 @@ describe("speech to text", () => {
     const [conn] = listeners(fake);
     expect(conn!.all("input_audio_buffer.commit")).toHaveLength(1);
     expect(conn!.all("response.create")).toHaveLength(0);
+    // The language Home Assistant asked for goes to the upstream transcription.
+    const language = conn!
+      .all("session.update")
+      .map((e) =>
+        e.session.type === "realtime" ? e.session.audio?.input?.transcription?.language : undefined,
+      )
+      .filter(Boolean);
+    expect(language).toEqual(["en"]);
   });
 
   it("refuses audio it cannot use with a clear error", async () => {

@@ -87,6 +87,11 @@ export interface AssistConversation extends Conversation {
   respond(): void;
   /** Adds a typed user message and creates a response to it. */
   sendText(text: string): void;
+  /**
+   * Tells the upstream transcription the language of the user's speech (ISO-639-1, e.g. `en`; a
+   * region such as `de-DE` is reduced to `de`). Applies to audio committed from now on.
+   */
+  setInputLanguage(language: string): void;
   /** Final transcripts kept for carry-over, oldest first. */
   readonly history: readonly TranscriptTurn[];
   /**

@@ -206,8 +206,24 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
    */
   async speak(text: string, opts: SpeechOptions): Promise<void> {
     const voice = opts.voice ?? this.#o.config.openai.voice;
-    const session = await this.#speaker(voice);
-    await session.speak(text, { ...opts, voice });
+    let heard = false;
+    const onAudio = (pcm: Buffer): void => {
+      heard = true;
+      opts.onAudio(pcm);
+    };
+    try {
+      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
+    } catch (err) {
+      // A speaker session that went away (expiry, network) before any audio: once more on a new one.
+      if (
+        heard ||
+        opts.signal?.aborted ||
+        this.#closed ||
+        (err instanceof Error && err.message.startsWith("speech "))
+      )
+        throw err;
+      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
+    }
   }
 
   /** Opens (or takes from the pool) the speaker session of `voice` ahead of the first `speak`. */

@@ -110,6 +110,12 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     if (this.#link.status === "attached") this.#link.session.respond();
   }
 
+  setInputLanguage(language: string): void {
+    const code = language.split(/[-_]/)[0]?.toLowerCase();
+    if (this.#link.status === "attached" && code && /^[a-z]{2}$/.test(code))
+      this.#link.session.setTranscriptionLanguage(code);
+  }
+
   sendText(text: string): void {
     if (this.#link.status !== "attached") return;
     this.#remember("user", text);

@@ -307,6 +307,17 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     this.#maybeRespond();
   }
 
+  /** The input transcription's language from now on (an ISO-639-1 code). */
+  setTranscriptionLanguage(language: string): void {
+    this.#send({
+      type: "session.update",
+      session: {
+        type: "realtime",
+        audio: { input: { transcription: { model: this.#o.openai.transcription_model, language } } },
+      },
+    });
+  }
+
   /** A typed user message, then a response to it. */
   sendText(text: string): void {
     this.#send({

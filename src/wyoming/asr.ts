@@ -90,6 +90,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
           return null;
         }
         this.#phase = { name: "listening", conversation };
+        if (this.#language !== undefined) conversation.setInputLanguage(this.#language);
         this.#follow(conversation);
         for (const pcm of this.#pending) this.#append(conversation, pcm);
         this.#pending = [];
