@@ -122,7 +122,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     sent.filter((s) => s.t >= after && s.t <= before && s.e.type === type).at(-1)?.t ?? NaN;
   try {
     await engine.warmUp();
-    await engine.prepareSpeech();
+    await assist.warmUp();
     const port = await server.listen();
     for (let i = 0; i < iterations; i++) {
       sent.length = 0;

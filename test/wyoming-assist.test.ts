@@ -117,6 +117,7 @@ async function setup(s: Setup = {}) {
     logger: silentLogger(),
     ...(s.asrTurnTtlMs !== undefined ? { asrTurnTtlMs: s.asrTurnTtlMs, sweepMs: 20 } : {}),
   });
+  await assist.warmUp();
   const activity = new WyomingActivity({ metrics });
   server = new WyomingServer({
     config,

@@ -13,6 +13,8 @@ import { ANSWER_TTL_MS, ASR_TURN_TTL_MS, ExpiringTextIndex } from "./memory.js";
 /** What the programs need of the realtime engine. */
 export interface AssistEngine extends SpeechSource {
   startAssist(opts: ConversationOptions): Promise<AssistConversation>;
+  /** Opens the speaker session ahead of the first `speak`. */
+  prepareSpeech?(): Promise<void>;
 }
 
 export interface AssistSessionsOptions {
@@ -66,7 +68,7 @@ export class AssistSessions {
     this.#sweep.unref();
   }
 
-  get engine(): SpeechSource {
+  get engine(): AssistEngine {
     return this.#engine;
   }
 
