@@ -144,7 +144,8 @@ class AsrCall implements WyomingCall<AsrEvent> {
   #commitNow(conversation: AssistConversation): void {
     this.#timer = setTimeout(() => this.#fail("upstream_unavailable", SENTENCE.slow), TRANSCRIPT_TIMEOUT_MS);
     this.#timer.unref();
-    if (this.#committed) return;
+    // The upstream already ended the turn (speech stopped): its commit is on the way.
+    if (this.#committed || this.#endOfSpeech !== null) return;
     if (this.#appendedBytes === 0) return void this.#send("");
     this.#endOfSpeech = performance.now();
     conversation.commit();
