@@ -173,6 +173,38 @@ describe("speech to text", () => {
     expect(language).toEqual(["en"]);
   });
 
+  it("hands the upstream 24 kHz mono: 16 kHz is resampled, 24 kHz passes, stereo is mixed down", async () => {
+    const heard: number[] = [];
+    const { port } = await setup({
+      fake: {
+        transcribe: (pcm) => {
+          heard.push(pcm.length / 48); // ms at 24 kHz mono
+          return "ok";
+        },
+      },
+    });
+    const tone16k = Buffer.alloc(16_000 * 2);
+    for (let i = 0; i < 16_000; i++) tone16k.writeInt16LE(Math.round(8000 * Math.sin(i / 5)), i * 2);
+    expect((await haSttLegacy(port, { chunks: chunkPcm(tone16k) })).text).toBe("ok");
+    const c = await WyomingTestClient.connect(port);
+    const stereo24k = Buffer.alloc(24_000 * 4);
+    for (let i = 0; i < 24_000; i++) {
+      stereo24k.writeInt16LE(Math.round(8000 * Math.sin(i / 7)), i * 4);
+      stereo24k.writeInt16LE(Math.round(8000 * Math.sin(i / 7)), i * 4 + 2);
+    }
+    const fmt = { rate: 24000, width: 2, channels: 2 };
+    await c.write("transcribe", { language: "en" });
+    await c.write("audio-start", fmt);
+    for (let off = 0; off < stereo24k.length; off += 9600)
+      await c.write("audio-chunk", fmt, stereo24k.subarray(off, off + 9600));
+    await c.write("audio-stop");
+    expect((await c.readUntil(["transcript"]))?.data.text).toBe("ok");
+    await c.close();
+    expect(heard).toHaveLength(2);
+    expect(Math.abs(heard[0]! - 1000)).toBeLessThan(5);
+    expect(heard[1]).toBe(1000);
+  });
+
   it("refuses audio it cannot use with a clear error", async () => {
     const { port } = await setup();
     const c = await WyomingTestClient.connect(port);
