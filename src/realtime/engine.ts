@@ -145,7 +145,6 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
     const session = await this.acquire({
       turn: opts.turn,
       ...(opts.satelliteId !== undefined ? { satelliteId: opts.satelliteId } : {}),
-      ...(opts.createResponse !== undefined ? { createResponse: opts.createResponse } : {}),
     });
     if (this.#closed) {
       session.close(1000, "shutdown");
@@ -197,6 +196,8 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
   async startAssist(opts: ConversationOptions): Promise<AssistConversation> {
     const conv = await this.start(opts);
     if (!(conv instanceof LiveConversation)) throw new Error("not a live conversation");
+    // Before any audio: the first session was taken (or opened) answering turns itself.
+    if (opts.createResponse === false) conv.session?.configure({ turn: opts.turn, createResponse: false });
     return conv;
   }
 

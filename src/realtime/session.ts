@@ -51,13 +51,12 @@ export interface SessionClose extends TransportClose {
   readonly fatal: boolean;
 }
 
-export type SessionEvents = Omit<ConversationEvents, "closed"> &
-  TurnEvents & {
-    /** No response, tool call, approval or user speech in progress: a safe point to rotate. */
-    idle: [];
-    /** Exactly once, after `open()` resolved or rejected. */
-    closed: [SessionClose];
-  };
+export type SessionEvents = Omit<ConversationEvents & TurnEvents, "closed" | "idle"> & {
+  /** No response, tool call, approval or user speech in progress: a safe point to rotate. */
+  idle: [];
+  /** Exactly once, after `open()` resolved or rejected. */
+  closed: [SessionClose];
+};
 
 export interface SessionOptions {
   readonly openai: Config["openai"];
@@ -124,6 +123,10 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly #abort = new AbortController();
   #state: SessionState = "connecting";
   #openedAt = 0;
+  #createResponse: boolean;
+  /** Out-of-band speech: by the `metadata` tag of its `response.create` until created, then by response id. */
+  readonly #speechByTag = new Map<string, Speech>();
+  readonly #speechByResponse = new Map<string, Speech>();
   #turn: TurnMode;
   #closing = false;
   #expired = false;
@@ -150,10 +153,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly #seenApprovalRequests = new Set<string>();
   readonly #approvedRequests = new Set<string>();
   readonly #nativeCalls = new Map<string, NativeCall>();
-  #createResponse: boolean;
-  /** Out-of-band speech: by the `metadata` tag of its `response.create` until created, then by response id. */
-  readonly #speechByTag = new Map<string, Speech>();
-  readonly #speechByResponse = new Map<string, Speech>();
 
   constructor(opts: SessionOptions) {
     super();
@@ -433,6 +432,11 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #dispatch(e: HandledEvent): void {
     if (this.#speechByTag.size > 0 && this.#routeSpeech(e)) return;
+    if (e.type === "response.done" && e.response.status === "failed")
+      this.emit("response.failed", {
+        responseId: e.response.id ?? "",
+        message: e.response.status_details?.error?.code ?? e.response.status_details?.error?.type ?? "failed",
+      });
     switch (e.type) {
       case "session.created":
         return;
@@ -556,11 +560,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     if (res.usage) recordTokenUsage(this.#o.metrics, res.usage);
     const r = this.#response;
     this.#response = null;
-    if (res.status === "failed")
-      this.emit("response.failed", {
-        responseId: res.id ?? "",
-        message: res.status_details?.error?.code ?? res.status_details?.error?.type ?? "the response failed",
-      });
     if (r?.started) {
       let reason: ResponseEndReason = "done";
       if (res.status === "cancelled")
