@@ -97,13 +97,13 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
   readonly #pool: RealtimeSession[] = [];
   readonly #recycleTimers = new Map<RealtimeSession, NodeJS.Timeout>();
   readonly #conversations = new Set<LiveConversation>();
-  /** One session per voice for out-of-band speech, oldest first. */
-  readonly #speakers = new Map<string, Promise<RealtimeSession>>();
   #native: McpServerConfig[];
   readonly #enabled = new Map<string, boolean>();
   readonly #failovers = new Map<string, Promise<boolean>>();
   #warming = 0;
   #poolFailures = 0;
+  /** One session per voice for out-of-band speech, oldest first. */
+  readonly #speakers = new Map<string, Promise<RealtimeSession>>();
   #poolRetry: NodeJS.Timeout | undefined;
   #upstream: { state: UpstreamState; lastError?: string } = { state: "idle" };
   #closed = false;
