@@ -21,6 +21,7 @@ import {
   turnDetection,
   type TurnMode,
 } from "./session-config.js";
+import { OutOfBandSpeech } from "./speech.js";
 import { UpstreamConnectError, type RealtimeTransport, type TransportClose } from "./transport.js";
 
 /** What a session needs to know about tools beyond the client provider; the engine implements it. */
@@ -97,18 +98,6 @@ interface OpenResponse {
   endReason: ResponseEndReason | null;
 }
 
-interface Speech {
-  readonly tag: string;
-  responseId: string | null;
-  readonly onAudio: (pcm: Buffer) => void;
-  settle: (err?: Error) => void;
-}
-
-/** Instructions of an out-of-band speech response: the text is to be read, not answered. */
-const SPEAK_VERBATIM =
-  "You are a text-to-speech voice. Read the user's message aloud exactly as written, word for word, " +
-  "in the language it is written in. Do not answer it, add, drop or change any word, or comment on it.";
-
 interface NativeCall {
   readonly server: string;
   readonly tool: string;
@@ -124,9 +113,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   #state: SessionState = "connecting";
   #openedAt = 0;
   #createResponse: boolean;
-  /** Out-of-band speech: by the `metadata` tag of its `response.create` until created, then by response id. */
-  readonly #speechByTag = new Map<string, Speech>();
-  readonly #speechByResponse = new Map<string, Speech>();
+  readonly #speech: OutOfBandSpeech;
   #turn: TurnMode;
   #closing = false;
   #expired = false;
@@ -159,6 +146,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     this.#o = opts;
     this.#turn = opts.turn;
     this.#createResponse = opts.createResponse ?? true;
+    this.#speech = new OutOfBandSpeech((e) => this.#send(e), opts.metrics);
+    this.once("closed", () => this.#speech.failAll("the connection to the assistant ended"));
     this.#now = opts.now ?? Date.now;
     this.#log = opts.logger.child({ session: this.id });
     this.#setState("connecting");
@@ -344,41 +333,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
    */
   speak(text: string, opts: SpeechOptions): Promise<void> {
     if (this.#state === "closed" || this.#closing) return Promise.reject(new Error("the session is closed"));
-    const tag = randomUUID();
-    return new Promise<void>((resolve, reject) => {
-      const speech: Speech = { tag, responseId: null, onAudio: opts.onAudio, settle: () => undefined };
-      const onClosed = (): void => speech.settle(new Error("the connection to the assistant ended"));
-      const onAbort = (): void => {
-        if (speech.responseId !== null)
-          this.#send({ type: "response.cancel", response_id: speech.responseId });
-        speech.settle(new Error("speech cancelled"));
-      };
-      speech.settle = (err) => {
-        if (!this.#speechByTag.delete(tag)) return;
-        if (speech.responseId !== null) this.#speechByResponse.delete(speech.responseId);
-        this.off("closed", onClosed);
-        opts.signal?.removeEventListener("abort", onAbort);
-        if (err) reject(err);
-        else resolve();
-      };
-      this.#speechByTag.set(tag, speech);
-      this.once("closed", onClosed);
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
-      const voice = opts.voice ?? this.#o.openai.voice;
-      this.#send({
-        type: "response.create",
-        event_id: `speech_${tag}`,
-        response: {
-          conversation: "none",
-          metadata: { openvoice_speech: tag },
-          output_modalities: ["audio"],
-          instructions: SPEAK_VERBATIM,
-          audio: { output: { voice, format: { type: "audio/pcm", rate: 24000 } } },
-          tool_choice: "none",
-          input: [{ type: "message", role: "user", content: [{ type: "input_text", text }] }],
-        },
-      });
-    });
+    return this.#speech.speak(text, opts.voice ?? this.#o.openai.voice, opts);
   }
 
   cancelResponse(): void {
@@ -431,7 +386,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #dispatch(e: HandledEvent): void {
-    if (this.#speechByTag.size > 0 && this.#routeSpeech(e)) return;
+    if (this.#speech.route(e)) return;
     if (e.type === "response.done" && e.response.status === "failed")
       this.emit("response.failed", {
         responseId: e.response.id ?? "",
@@ -516,36 +471,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         this.emit("input.committed", { itemId: e.item_id });
         return;
     }
-  }
-
-  /** Takes the events of out-of-band speech; true when `e` was one. */
-  #routeSpeech(e: HandledEvent): boolean {
-    if (e.type === "response.created") {
-      const tag = e.response.metadata?.openvoice_speech;
-      const speech = tag === undefined ? undefined : this.#speechByTag.get(tag);
-      if (!speech || !e.response.id) return false;
-      speech.responseId = e.response.id;
-      this.#speechByResponse.set(e.response.id, speech);
-      return true;
-    }
-    if (e.type === "error") {
-      const speech = this.#speechByTag.get(e.error.event_id?.replace(/^speech_/, "") ?? "");
-      if (!speech) return false;
-      this.#o.metrics.errors.inc({ code: `upstream_${e.error.code ?? e.error.type}` });
-      speech.settle(new Error(`speech failed: ${e.error.message}`));
-      return true;
-    }
-    const responseId =
-      "response_id" in e ? e.response_id : e.type === "response.done" ? e.response.id : undefined;
-    const speech = responseId === undefined ? undefined : this.#speechByResponse.get(responseId);
-    if (!speech) return false;
-    if (e.type === "response.output_audio.delta") speech.onAudio(Buffer.from(e.delta, "base64"));
-    else if (e.type === "response.done") {
-      if (e.response.usage) recordTokenUsage(this.#o.metrics, e.response.usage);
-      const status = e.response.status;
-      speech.settle(status === "completed" ? undefined : new Error(`speech ${status ?? "failed"}`));
-    }
-    return true;
   }
 
   #startResponse(id: string): void {
