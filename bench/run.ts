@@ -13,6 +13,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   realtime: () => import("./realtime.js"),
   bridge: () => import("./bridge.js"),
   service: () => import("./service.js"),
+  wyoming: () => import("./wyoming.js"),
 };
 
 function fmt(n: number | null): string {

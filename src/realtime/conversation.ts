@@ -4,6 +4,7 @@
  */
 import type { EventEmitter } from "node:events";
 import type { PendingApproval } from "../approvals/queue.js";
+import type { TranscriptTurn } from "./session-config.js";
 
 export type ResponseEndReason = "done" | "cancelled" | "interrupted" | "failed";
 
@@ -30,6 +31,25 @@ export interface ConversationEvents {
   closed: [{ reason: string }];
 }
 
+/** What an `AssistConversation` also reports: the user's turns as the upstream sees them. */
+export interface TurnEvents {
+  /** The upstream committed the user's audio as item `itemId` (its turn detection ended the turn, or `commit()`). */
+  "input.committed": [{ itemId: string }];
+  /** The upstream's final transcript of user item `itemId`, emitted the moment it arrives. */
+  "user.transcript": [{ itemId: string; text: string }];
+  /** The upstream could not transcribe user item `itemId`. */
+  "user.transcript.failed": [{ itemId: string; message: string }];
+  /** A response ended with status `failed` (with or without output). */
+  "response.failed": [{ responseId: string; message: string }];
+  /** Nothing in progress upstream: no response, tool call, approval or user speech. */
+  idle: [];
+  /**
+   * The upstream session ended unexpectedly: audio not yet committed and a response in flight are lost.
+   * The conversation reconnects (with its transcripts as context) or ends with `closed`.
+   */
+  "upstream.lost": [];
+}
+
 export interface Conversation extends EventEmitter<ConversationEvents> {
   readonly id: string;
   /** Appends microphone audio (PCM16 24 kHz mono, even byte count). Dropped after close. */
@@ -51,6 +71,55 @@ export interface ConversationOptions {
   /** `server`: upstream VAD decides turns; `client`: the satellite sends turn.end. */
   turn: "server_vad" | "client";
   satelliteId?: string;
+  /**
+   * With `turn: "server_vad"`: false makes upstream turn detection end (commit) turns without creating a
+   * response; the front end asks for one with `respond()`. Default true.
+   */
+  createResponse?: boolean;
+}
+
+/**
+ * A conversation whose responses the front end asks for (the Assist pipeline's speech-to-text and
+ * conversation agent are separate calls). Commands are dropped after close, like the others.
+ */
+export interface AssistConversation extends Conversation {
+  /** The user's turns as the upstream sees them; silent after `closed`. */
+  readonly turns: EventEmitter<TurnEvents>;
+  /** Commits the input audio now as a user turn, without a response (`input.committed` follows). */
+  commit(): void;
+  /** Creates a response to the committed turns; tool calls it makes are answered and spoken as usual. */
+  respond(): void;
+  /** Adds a typed user message and creates a response to it. */
+  sendText(text: string): void;
+  /**
+   * Tells the upstream transcription the language of the user's speech (ISO-639-1, e.g. `en`; a
+   * region such as `de-DE` is reduced to `de`). Applies to audio committed from now on.
+   */
+  setInputLanguage(language: string): void;
+  /** Final transcripts kept for carry-over, oldest first. */
+  readonly history: readonly TranscriptTurn[];
+  /**
+   * Puts earlier turns (oldest first, e.g. another conversation's `history`) before this conversation's
+   * own and gives the model a summary of them.
+   */
+  prependHistory(turns: readonly TranscriptTurn[]): void;
+}
+
+export interface SpeechOptions {
+  /** A Realtime voice; default the configured one. */
+  voice?: string;
+  /** Each chunk of the spoken audio, PCM16 24 kHz mono, in order, as it arrives. */
+  onAudio: (pcm: Buffer) => void;
+  /** Aborting cancels the response upstream and rejects. */
+  signal?: AbortSignal;
+}
+
+export interface SpeechSource {
+  /**
+   * Speaks `text` verbatim in the model's voice through an out-of-band response of a warm session: no
+   * conversation hears it. Resolves after the last `onAudio`; rejects when the upstream fails or refuses.
+   */
+  speak(text: string, opts: SpeechOptions): Promise<void>;
 }
 
 export interface ConversationSource {

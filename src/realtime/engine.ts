@@ -9,7 +9,14 @@ import { LimitError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RoutedTool, ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
 import type { Metrics } from "../metrics.js";
-import type { Conversation, ConversationOptions, ConversationSource } from "./conversation.js";
+import type {
+  AssistConversation,
+  Conversation,
+  ConversationOptions,
+  ConversationSource,
+  SpeechOptions,
+  SpeechSource,
+} from "./conversation.js";
 import { LiveConversation, type SessionSource } from "./live-conversation.js";
 import { RealtimeSession, type NativeListState, type SessionState, type ToolCatalog } from "./session.js";
 import type { TurnMode } from "./session-config.js";
@@ -92,7 +99,10 @@ export interface RealtimeStatus {
   }[];
 }
 
-export class RealtimeEngine implements ConversationSource, SessionSource {
+/** Voices with a speaker session at a time; the oldest is closed beyond it. */
+const MAX_SPEAKERS = 3;
+
+export class RealtimeEngine implements ConversationSource, SessionSource, SpeechSource {
   readonly #o: RealtimeEngineOptions;
   readonly #limits: RealtimeLimits;
   readonly #log: Logger;
@@ -109,6 +119,8 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
   readonly #failovers = new Map<string, Promise<boolean>>();
   #warming = 0;
   #poolFailures = 0;
+  /** One session per voice for out-of-band speech, oldest first. */
+  readonly #speakers = new Map<string, Promise<RealtimeSession>>();
   #poolRetry: NodeJS.Timeout | undefined;
   #upstream: UpstreamHealth = { state: "idle" };
   #closed = false;
@@ -216,7 +228,12 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
   }
 
   /** A ready session for a conversation: warm when possible. Used for starts, reconnects and rotation. */
-  async acquire(opts: { turn: TurnMode; context?: string; satelliteId?: string }): Promise<RealtimeSession> {
+  async acquire(opts: {
+    turn: TurnMode;
+    context?: string;
+    satelliteId?: string;
+    createResponse?: boolean;
+  }): Promise<RealtimeSession> {
     let session: RealtimeSession | undefined;
     while ((session = this.#pool.shift())) {
       clearTimeout(this.#recycleTimers.get(session));
@@ -225,10 +242,82 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
     }
     void this.#fillPool();
     if (session) {
-      session.configure({ turn: opts.turn, ...(opts.context ? { context: opts.context } : {}) });
+      session.configure({
+        turn: opts.turn,
+        ...(opts.context ? { context: opts.context } : {}),
+        ...(opts.createResponse !== undefined ? { createResponse: opts.createResponse } : {}),
+      });
       return session;
     }
-    return this.#openSession(opts.turn, opts.context);
+    return this.#openSession(opts.turn, opts.context, opts.createResponse);
+  }
+
+  /** `start()` for a front end that asks for responses itself (the Assist pipeline's programs). */
+  async startAssist(opts: ConversationOptions): Promise<AssistConversation> {
+    const conv = await this.start(opts);
+    if (!(conv instanceof LiveConversation)) throw new Error("not a live conversation");
+    // Before any audio: the first session was taken (or opened) answering turns itself.
+    if (opts.createResponse === false) conv.session?.configure({ turn: opts.turn, createResponse: false });
+    return conv;
+  }
+
+  /**
+   * Speaks `text` verbatim through an out-of-band response of this voice's speaker session (a warm
+   * session kept for speech, turn detection off). See `SpeechSource.speak`.
+   */
+  async speak(text: string, opts: SpeechOptions): Promise<void> {
+    const voice = opts.voice ?? this.#o.config.openai.voice;
+    let heard = false;
+    const onAudio = (pcm: Buffer): void => {
+      heard = true;
+      opts.onAudio(pcm);
+    };
+    try {
+      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
+    } catch (err) {
+      // A speaker session that went away (expiry, network) before any audio: once more on a new one.
+      if (
+        heard ||
+        opts.signal?.aborted ||
+        this.#closed ||
+        (err instanceof Error && err.message.startsWith("speech "))
+      )
+        throw err;
+      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
+    }
+  }
+
+  /** Opens (or takes from the pool) the speaker session of `voice` ahead of the first `speak`. */
+  async prepareSpeech(voice = this.#o.config.openai.voice): Promise<void> {
+    await this.#speaker(voice);
+  }
+
+  #speaker(voice: string): Promise<RealtimeSession> {
+    if (this.#closed) return Promise.reject(new Error("the realtime engine is closed"));
+    const existing = this.#speakers.get(voice);
+    if (existing) return existing;
+    const opening = this.acquire({ turn: "client" }).then((session) => {
+      if (session.state === "closed") throw new Error("the speaker session closed");
+      session.activate();
+      session.prepareSpeaker(voice);
+      session.once("closed", () => {
+        if (this.#speakers.get(voice) === opening) this.#speakers.delete(voice);
+      });
+      return session;
+    });
+    this.#speakers.set(voice, opening);
+    opening.catch(() => {
+      if (this.#speakers.get(voice) === opening) this.#speakers.delete(voice);
+    });
+    if (this.#speakers.size > MAX_SPEAKERS) {
+      const [oldest, old] = this.#speakers.entries().next().value as [string, Promise<RealtimeSession>];
+      this.#speakers.delete(oldest);
+      void old.then(
+        (s) => s.close(1000, "speaker evicted"),
+        () => undefined,
+      );
+    }
+    return opening;
   }
 
   /**
@@ -342,7 +431,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
 
   // ── sessions and pool ─────────────────────────────────────────────────────────────────────────
 
-  async #openSession(turn: TurnMode, context?: string): Promise<RealtimeSession> {
+  async #openSession(turn: TurnMode, context?: string, createResponse?: boolean): Promise<RealtimeSession> {
     const { openai } = this.#o.config;
     const transport = this.#factory({
       url: realtimeUrl(openai.base_url, openai.model),
@@ -360,6 +449,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource {
       transport,
       turn,
       ...(context ? { context } : {}),
+      ...(createResponse !== undefined ? { createResponse } : {}),
       readyTimeoutMs: this.#limits.readyTimeoutMs,
       now: this.#now,
     });

@@ -44,7 +44,12 @@ const SCHEMAS = {
     response: z.looseObject({
       id: z.string(),
       status: z.string().optional(),
-      status_details: z.looseObject({ reason: z.string().optional() }).nullish(),
+      status_details: z
+        .looseObject({
+          reason: z.string().optional(),
+          error: z.looseObject({ code: z.string().optional(), type: z.string().optional() }).nullish(),
+        })
+        .nullish(),
       usage: z
         .looseObject({
           input_token_details: z
@@ -72,6 +77,10 @@ const SCHEMAS = {
   "input_audio_buffer.speech_started": itemId,
   "input_audio_buffer.speech_stopped": itemId,
   "conversation.item.input_audio_transcription.completed": itemId.extend({ transcript: z.string() }),
+  "conversation.item.input_audio_transcription.failed": itemId.extend({
+    error: z.looseObject({ message: z.string().optional(), code: z.string().optional() }),
+  }),
+  "input_audio_buffer.committed": itemId,
 } satisfies Partial<Record<ServerEventType, z.ZodType>>;
 
 export type HandledEventType = keyof typeof SCHEMAS;

@@ -7,7 +7,12 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import type { Conversation, ConversationEvents, ConversationOptions } from "./conversation.js";
+import type {
+  AssistConversation,
+  ConversationEvents,
+  ConversationOptions,
+  TurnEvents,
+} from "./conversation.js";
 import { summariseTurns, type TranscriptTurn } from "./session-config.js";
 import type { OrphanedCallOutput, RealtimeSession, SessionClose } from "./session.js";
 
@@ -17,6 +22,7 @@ export interface SessionSource {
     turn: ConversationOptions["turn"];
     context?: string;
     satelliteId?: string;
+    createResponse?: boolean;
   }): Promise<RealtimeSession>;
 }
 
@@ -47,8 +53,9 @@ interface ReplyItem {
   turn?: TranscriptTurn;
 }
 
-export class LiveConversation extends EventEmitter<ConversationEvents> implements Conversation {
+export class LiveConversation extends EventEmitter<ConversationEvents> implements AssistConversation {
   readonly id = randomUUID();
+  readonly turns = new EventEmitter<TurnEvents>();
   readonly #source: SessionSource;
   readonly #opts: ConversationOptions;
   readonly #limits: ConversationLimits;
@@ -220,7 +227,9 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     session.on("error", on.error);
     session.on("idle", on.idle);
     session.on("closed", on.closed);
+    const detachTurns = this.#forwardTurnEvents(session, live);
     const detach = (): void => {
+      detachTurns();
       session.off("speech.started", on.speechStarted);
       session.off("speech.stopped", on.speechStopped);
       session.off("response.start", on.responseStart);
@@ -329,9 +338,15 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     return s || undefined;
   }
 
-  #acquireOpts(): { turn: ConversationOptions["turn"]; context?: string; satelliteId?: string } {
+  #acquireOpts(): {
+    turn: ConversationOptions["turn"];
+    context?: string;
+    satelliteId?: string;
+    createResponse?: boolean;
+  } {
     const context = this.#context();
     return {
+      ...(this.#opts.createResponse !== undefined ? { createResponse: this.#opts.createResponse } : {}),
       turn: this.#opts.turn,
       ...(context ? { context } : {}),
       ...(this.#opts.satelliteId !== undefined ? { satelliteId: this.#opts.satelliteId } : {}),
@@ -453,6 +468,78 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       fatal: true,
     });
     await this.end("upstream_unavailable");
+  }
+
+  // ── assist turns ──────────────────────────────────────────────────────────────────────────────
+
+  commit(): void {
+    if (this.#link.status === "attached") this.#link.session.commit();
+  }
+
+  respond(): void {
+    if (this.#link.status === "attached") this.#link.session.respond();
+  }
+
+  setInputLanguage(language: string): void {
+    const code = language.split(/[-_]/)[0]?.toLowerCase();
+    if (this.#link.status === "attached" && code && /^[a-z]{2}$/.test(code))
+      this.#link.session.setTranscriptionLanguage(code);
+  }
+
+  sendText(text: string): void {
+    if (this.#link.status !== "attached") return;
+    this.#remember("user", text);
+    this.#link.session.sendText(text);
+  }
+
+  /** Forwards the session's `TurnEvents` while `live()`; returns the function that stops it. */
+  #forwardTurnEvents(session: RealtimeSession, live: () => boolean): () => void {
+    const committed = (e: TurnEvents["input.committed"][0]): void => {
+      if (live()) this.turns.emit("input.committed", e);
+    };
+    const transcript = (e: TurnEvents["user.transcript"][0]): void => {
+      if (live()) this.turns.emit("user.transcript", e);
+    };
+    const failed = (e: TurnEvents["user.transcript.failed"][0]): void => {
+      if (live()) this.turns.emit("user.transcript.failed", e);
+    };
+    const responseFailed = (e: TurnEvents["response.failed"][0]): void => {
+      if (live()) this.turns.emit("response.failed", e);
+    };
+    const idle = (): void => {
+      if (live()) this.turns.emit("idle");
+    };
+    // Runs after this conversation's own `closed` handler (which detaches): `live()` is already false.
+    const lost = (info: SessionClose): void => {
+      if (!info.byUs && this.#link.status !== "ended") this.turns.emit("upstream.lost");
+    };
+    session.on("input.committed", committed);
+    session.on("user.transcript", transcript);
+    session.on("user.transcript.failed", failed);
+    session.on("response.failed", responseFailed);
+    session.on("idle", idle);
+    session.on("closed", lost);
+    return () => {
+      session.off("input.committed", committed);
+      session.off("user.transcript", transcript);
+      session.off("user.transcript.failed", failed);
+      session.off("response.failed", responseFailed);
+      session.off("idle", idle);
+      session.off("closed", lost);
+    };
+  }
+
+  prependHistory(turns: readonly TranscriptTurn[]): void {
+    if (turns.length === 0) return;
+    this.#history.unshift(...turns);
+    if (this.#history.length > HISTORY_TURNS) this.#history.splice(0, this.#history.length - HISTORY_TURNS);
+    if (this.#link.status !== "attached") return;
+    const context = this.#context();
+    this.#link.session.configure({
+      turn: this.#opts.turn,
+      createResponse: this.#opts.createResponse ?? true,
+      ...(context ? { context } : {}),
+    });
   }
 
   /** Why it ended, once ended. */

@@ -26,6 +26,8 @@ export interface SessionConfigInput {
   readonly functions: readonly RoutedTool[];
   /** A summary of earlier turns, appended to the instructions (reconnect/rotation). */
   readonly context?: string;
+  /** With server turn detection: false ends turns without creating a response. Default true. */
+  readonly createResponse?: boolean;
 }
 
 export type McpToolEntry = RealtimeToolsConfigUnion.Mcp;
@@ -71,11 +73,12 @@ export function sessionTools(
 export function turnDetection(
   mode: TurnMode,
   kind: Config["openai"]["turn_detection"],
+  createResponse = true,
 ): RealtimeAudioInputTurnDetection | null {
   if (mode === "client") return null;
   return kind === "semantic_vad"
-    ? { type: "semantic_vad", create_response: true, interrupt_response: true }
-    : { type: "server_vad", create_response: true, interrupt_response: true };
+    ? { type: "semantic_vad", create_response: createResponse, interrupt_response: true }
+    : { type: "server_vad", create_response: createResponse, interrupt_response: true };
 }
 
 export function instructionsWithContext(base: string, context: string | undefined): string {
@@ -95,7 +98,7 @@ export function buildSessionUpdate(input: SessionConfigInput): SessionUpdateEven
     audio: {
       input: {
         format: { type: "audio/pcm", rate: 24000 },
-        turn_detection: turnDetection(input.turn, input.openai.turn_detection),
+        turn_detection: turnDetection(input.turn, input.openai.turn_detection, input.createResponse),
         transcription: { model: input.openai.transcription_model },
       },
       output: { format: { type: "audio/pcm", rate: 24000 }, voice: input.openai.voice },

@@ -12,7 +12,7 @@ import type { Config, McpServerConfig, RequireApproval } from "../config/model.j
 import type { Logger } from "../log.js";
 import type { RoutedTool, ToolProvider } from "../mcp/types.js";
 import { recordTokenUsage, type Metrics } from "../metrics.js";
-import type { ConversationEvents, ResponseEndReason } from "./conversation.js";
+import type { ConversationEvents, ResponseEndReason, SpeechOptions, TurnEvents } from "./conversation.js";
 import type { HandledEvent, ServerEventOf } from "./events.js";
 import {
   buildSessionUpdate,
@@ -21,6 +21,7 @@ import {
   turnDetection,
   type TurnMode,
 } from "./session-config.js";
+import { OutOfBandSpeech } from "./speech.js";
 import { UpstreamConnectError, type RealtimeTransport, type TransportClose } from "./transport.js";
 import {
   UPSTREAM_MESSAGES,
@@ -69,7 +70,7 @@ export interface OrphanedCallOutput {
   readonly output: string;
 }
 
-export type SessionEvents = Omit<ConversationEvents, "closed"> & {
+export type SessionEvents = Omit<ConversationEvents & TurnEvents, "closed" | "idle"> & {
   /** No response, tool call, approval or user speech in progress: a safe point to rotate. */
   idle: [];
   /** Exactly once, after `open()` resolved or rejected. */
@@ -91,6 +92,8 @@ export interface SessionOptions {
   readonly transport: RealtimeTransport;
   readonly turn: TurnMode;
   readonly context?: string;
+  /** With server turn detection: false ends turns without creating a response. Default true. */
+  readonly createResponse?: boolean;
   /** Bound for `session.updated` and every native list-tools outcome. */
   readonly readyTimeoutMs: number;
   readonly now?: () => number;
@@ -164,6 +167,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly #abort = new AbortController();
   #state: SessionState = "connecting";
   #openedAt = 0;
+  #createResponse: boolean;
+  readonly #speech: OutOfBandSpeech;
   #turn: TurnMode;
   #closing = false;
   #expired = false;
@@ -215,6 +220,9 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     super();
     this.#o = opts;
     this.#turn = opts.turn;
+    this.#createResponse = opts.createResponse ?? true;
+    this.#speech = new OutOfBandSpeech((e) => this.#send(e), opts.metrics);
+    this.once("closed", () => this.#speech.failAll("the connection to the assistant ended"));
     this.#now = opts.now ?? Date.now;
     this.#log = opts.logger.child({ session: this.id });
     this.#setState("connecting");
@@ -284,6 +292,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       native,
       functions: this.#functionTools(),
       ...(this.#o.context ? { context: this.#o.context } : {}),
+      createResponse: this.#createResponse,
     });
     this.#lastToolsJson = JSON.stringify(update.session.type === "realtime" ? update.session.tools : []);
     this.#openingUpdateId = clientEventId("session_update");
@@ -313,12 +322,16 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   /** Adapts a warm session to a conversation: turn mode and carried-over context. */
-  configure(opts: { turn: TurnMode; context?: string }): void {
+  configure(opts: { turn: TurnMode; context?: string; createResponse?: boolean }): void {
     const session: Extract<RealtimeClientEvent, { type: "session.update" }>["session"] = { type: "realtime" };
     let changed = false;
-    if (opts.turn !== this.#turn) {
+    const createResponse = opts.createResponse ?? true;
+    if (opts.turn !== this.#turn || createResponse !== this.#createResponse) {
       this.#turn = opts.turn;
-      session.audio = { input: { turn_detection: turnDetection(opts.turn, this.#o.openai.turn_detection) } };
+      this.#createResponse = createResponse;
+      session.audio = {
+        input: { turn_detection: turnDetection(opts.turn, this.#o.openai.turn_detection, createResponse) },
+      };
       changed = true;
     }
     if (opts.context) {
@@ -353,6 +366,58 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     this.#send({ type: "input_audio_buffer.commit" });
     this.#needResponse = true;
     this.#maybeRespond();
+  }
+
+  /** Commits the input buffer as a user turn without asking for a response. */
+  commit(): void {
+    this.#send({ type: "input_audio_buffer.commit" });
+  }
+
+  /** Asks for a response to the conversation so far (after running tool calls in flight). */
+  respond(): void {
+    this.#needResponse = true;
+    this.#maybeRespond();
+  }
+
+  /** The input transcription's language from now on (an ISO-639-1 code). */
+  setTranscriptionLanguage(language: string): void {
+    this.#send({
+      type: "session.update",
+      session: {
+        type: "realtime",
+        audio: { input: { transcription: { model: this.#o.openai.transcription_model, language } } },
+      },
+    });
+  }
+
+  /** A typed user message, then a response to it. */
+  sendText(text: string): void {
+    this.#send({
+      type: "conversation.item.create",
+      item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+    });
+    this.respond();
+  }
+
+  /**
+   * Makes `voice` the session's voice (allowed until the session first speaks) and turns input turn
+   * detection off: the session serves out-of-band speech only.
+   */
+  prepareSpeaker(voice: string): void {
+    this.#turn = "client";
+    this.#send({
+      type: "session.update",
+      session: { type: "realtime", audio: { input: { turn_detection: null }, output: { voice } } },
+    });
+  }
+
+  /**
+   * Out-of-band speech (see `SpeechSource.speak`). Runs beside the session's own responses and any other
+   * speech; its output enters no conversation.
+   */
+  speak(text: string, opts: SpeechOptions): Promise<void> {
+    if (this.#state === "closed" || this.#closing) return Promise.reject(new Error("the session is closed"));
+    return this.#speech.speak(text, opts.voice ?? this.#o.openai.voice, opts);
   }
 
   cancelResponse(): void {
@@ -439,6 +504,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #dispatch(e: HandledEvent): void {
+    if (this.#speech.route(e)) return;
+    if (e.type === "response.done" && e.response.status === "failed")
+      this.emit("response.failed", {
+        responseId: e.response.id ?? "",
+        message: e.response.status_details?.error?.code ?? e.response.status_details?.error?.type ?? "failed",
+      });
     switch (e.type) {
       case "session.created":
         return;
@@ -512,8 +583,18 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         this.emit("speech.stopped");
         return;
       case "conversation.item.input_audio_transcription.completed":
+        this.emit("user.transcript", { itemId: e.item_id, text: e.transcript });
         this.emit("transcript", { role: "user", text: e.transcript, final: true });
         return this.#emitIdle();
+      case "conversation.item.input_audio_transcription.failed":
+        this.emit("user.transcript.failed", {
+          itemId: e.item_id,
+          message: e.error.message ?? e.error.code ?? "transcription failed",
+        });
+        return;
+      case "input_audio_buffer.committed":
+        this.emit("input.committed", { itemId: e.item_id });
+        return;
     }
   }
 

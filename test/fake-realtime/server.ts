@@ -23,6 +23,11 @@
  * A function call turn is answered, on `function_call_output` + `response.create`, by a spoken answer
  * that quotes the output. An approval turn emits an `mcp_approval_request` item; an approving
  * `mcp_approval_response` runs the `mcp_call` (its output scripted), after which `response.create` speaks.
+ * A commit (client or VAD) is transcribed (`transcribe(pcm)` or `userTranscript`): word deltas, then
+ * `.completed` (or `.failed`), after or before the user item's `conversation.item.done` (`transcription`).
+ * `turn_detection.create_response: false` commits turns without a response. An out-of-band `response.create`
+ * (`response.conversation: "none"`) speaks the text of its `input` in `speechAudio(text)`, echoes `metadata`,
+ * runs beside any other response and adds nothing to the conversation.
  * Every server event is typed with the `openai` package's `RealtimeServerEvent`, so drift breaks the build.
  */
 import { randomBytes } from "node:crypto";
@@ -33,6 +38,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import type {
   ConversationItem,
   RealtimeClientEvent,
+  RealtimeConversationItemUserMessage,
   RealtimeMcpListTools,
   RealtimeResponse,
   RealtimeResponseUsage,
@@ -91,10 +97,13 @@ export type FakeTurn =
       fail?: boolean;
       order?: "completed_first" | "item_first";
     }
-  /** A response that ends `failed` or `incomplete` before any output. */
+  /**
+   * A response that ends `failed` (the default, with a `server_error`) or `incomplete` before any
+   * output.
+   */
   | {
       kind: "failed";
-      status: "failed" | "incomplete";
+      status?: "failed" | "incomplete";
       reason?: "max_output_tokens" | "content_filter";
       error?: { type: string; code?: string };
     }
@@ -118,6 +127,17 @@ export interface FakeRealtimeOptions {
   replyTranscript?: string;
   /** Transcript the fake "hears" for each committed user turn. Default "turn on the kitchen light". */
   userTranscript?: string;
+  /** Transcript of one committed turn from its audio (PCM16 24 kHz); overrides `userTranscript`. */
+  transcribe?: (pcm: Buffer) => string;
+  /**
+   * Input transcription after a commit: `delayMs` after `conversation.item.added` (default 5), as word
+   * deltas then `.completed` (or `.failed` when `fail`), sent `after_item_done` (default) or
+   * `before_item_done` (the user item's `conversation.item.done` waits for the transcript). Transcription
+   * runs unless a `session.update` set `audio.input.transcription` to null.
+   */
+  transcription?: { delayMs?: number; order?: "after_item_done" | "before_item_done"; fail?: boolean };
+  /** Audio of an out-of-band spoken text (PCM16 24 kHz). Default: `replyAudio`. */
+  speechAudio?: (text: string) => Buffer;
   /** Audio chunk size in ms. Default 100. */
   chunkMs?: number;
   /** Multiple of real time at which reply audio is sent; Infinity sends all at once. Default 4. */
@@ -225,6 +245,10 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   readonly #server: FakeRealtimeServer;
   readonly #timers = new Set<NodeJS.Timeout>();
   #active: ActiveResponse | null = null;
+  /** Out-of-band responses (`conversation: "none"`) in flight; any number, beside the in-band one. */
+  readonly #outOfBand = new Map<string, ActiveResponse>();
+  /** Audio appended since the last commit (what the transcriber hears). */
+  #turnAudio: Buffer[] = [];
   #lastItemId: string | null = null;
   /** Client events that arrived before `session.created` wait here, as on a real upstream. */
   #early: string[] | null = [];
@@ -283,6 +307,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       for (const t of this.#timers) clearTimeout(t);
       this.#timers.clear();
       if (this.#active?.timer) clearTimeout(this.#active.timer);
+      for (const r of this.#outOfBand.values()) clearTimeout(r.timer);
       this.emit("close");
     });
     const refusal = server.opts.refuseSession?.(server.connections.length + 1);
@@ -417,10 +442,14 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         return this.#commit();
       case "input_audio_buffer.clear":
         this.#buffered = 0;
+        this.#turnAudio = [];
         return this.send({ type: "input_audio_buffer.cleared", event_id: nextId("event") });
       case "response.create":
+        if (ev.response?.conversation === "none") return this.#onOutOfBandCreate(ev);
         return this.#onResponseCreate(ev.event_id);
       case "response.cancel":
+        if (ev.response_id !== undefined && this.#outOfBand.has(ev.response_id))
+          return this.#outOfBand.get(ev.response_id)?.finish("cancelled", "client_cancelled");
         if (!this.#active)
           return this.#error(
             "invalid_request_error",
@@ -568,6 +597,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         ev.event_id,
       );
     this.#buffered += pcm.length;
+    this.#turnAudio.push(pcm);
     const td = this.session.audio?.input?.turn_detection;
     const vad = this.#server.opts.vad ?? {};
     const threshold = vad.threshold ?? 0.02;
@@ -615,14 +645,17 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
 
   #commit(itemId = nextId("item")): void {
     this.#buffered = 0;
-    const transcript = this.#server.opts.userTranscript ?? "turn on the kitchen light";
+    const opts = this.#server.opts;
+    const heard = Buffer.concat(this.#turnAudio);
+    this.#turnAudio = [];
+    const transcript = opts.transcribe?.(heard) ?? opts.userTranscript ?? "turn on the kitchen light";
     this.send({
       type: "input_audio_buffer.committed",
       event_id: nextId("event"),
       item_id: itemId,
       previous_item_id: this.#lastItemId,
     });
-    const item: ConversationItem = {
+    const item: RealtimeConversationItemUserMessage = {
       type: "message",
       role: "user",
       id: itemId,
@@ -630,29 +663,59 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       status: "completed",
       content: [{ type: "input_audio" }],
     };
+    const previous = this.#lastItemId;
     this.send({
       type: "conversation.item.added",
       event_id: nextId("event"),
       item,
-      previous_item_id: this.#lastItemId,
-    });
-    this.send({
-      type: "conversation.item.done",
-      event_id: nextId("event"),
-      item,
-      previous_item_id: this.#lastItemId,
+      previous_item_id: previous,
     });
     this.#lastItemId = itemId;
-    this.#later(5, () =>
+    const itemDone = (text: string | null): void =>
       this.send({
-        type: "conversation.item.input_audio_transcription.completed",
+        type: "conversation.item.done",
         event_id: nextId("event"),
-        item_id: itemId,
-        content_index: 0,
-        transcript,
-        usage: { type: "duration", seconds: 1 },
-      }),
-    );
+        item: { ...item, content: [{ type: "input_audio", ...(text === null ? {} : { transcript: text }) }] },
+        previous_item_id: previous,
+      });
+    const tr = opts.transcription ?? {};
+    const transcribing = this.session.audio?.input?.transcription !== null;
+    if (!transcribing) return itemDone(null);
+    const order = tr.order ?? "after_item_done";
+    if (order === "after_item_done") itemDone(null);
+    this.#later(tr.delayMs ?? 5, () => {
+      if (tr.fail) {
+        this.send({
+          type: "conversation.item.input_audio_transcription.failed",
+          event_id: nextId("event"),
+          item_id: itemId,
+          content_index: 0,
+          error: {
+            type: "transcription_error",
+            code: "audio_unintelligible",
+            message: "Audio unintelligible.",
+          },
+        });
+      } else {
+        for (const word of transcript.split(/(?<= )/))
+          this.send({
+            type: "conversation.item.input_audio_transcription.delta",
+            event_id: nextId("event"),
+            item_id: itemId,
+            content_index: 0,
+            delta: word,
+          });
+        this.send({
+          type: "conversation.item.input_audio_transcription.completed",
+          event_id: nextId("event"),
+          item_id: itemId,
+          content_index: 0,
+          transcript,
+          usage: { type: "duration", seconds: Math.max(1, Math.round(heard.length / 48_000)) },
+        });
+      }
+      if (order === "before_item_done") itemDone(tr.fail ? null : transcript);
+    });
   }
 
   #onItemCreate(ev: EventOf<"conversation.item.create">): void {
@@ -817,13 +880,16 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       case "mcp_call":
         return this.#startResponse((r, done) => this.#playMcpCall(r, done, turn, null));
       case "failed":
-        return this.#startResponse((r) =>
-          r.finish(turn.status, undefined, {
-            type: turn.status,
+        return this.#startResponse((r) => {
+          const status = turn.status ?? "failed";
+          const error =
+            turn.error ?? (status === "failed" ? { type: "server_error", code: "server_error" } : undefined);
+          r.finish(status, undefined, {
+            type: status,
             ...(turn.reason ? { reason: turn.reason } : {}),
-            ...(turn.error ? { error: turn.error } : {}),
-          }),
-        );
+            ...(error ? { error } : {}),
+          });
+        });
       case "function_call":
         return this.#startResponse((r, done) => {
           const itemId = nextId("item");
@@ -903,6 +969,8 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       output_index: 0,
       item,
     });
+    // Out-of-band output never enters the conversation.
+    if (this.#outOfBand.has(responseId)) return;
     this.send({
       type: "conversation.item.added",
       event_id: nextId("event"),
@@ -912,21 +980,36 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
     this.#lastItemId = item.id ?? null;
   }
 
-  /** Starts a response; `body` plays it and calls `done()` to finish with status completed. */
-  #startResponse(body: (r: ActiveResponse, done: () => void) => void): void {
+  /**
+   * Starts a response; `body` plays it and calls `done()` to finish with status completed. With `outOfBand`
+   * (the `response` of an out-of-band `response.create`) it runs beside any other and enters no conversation.
+   */
+  #startResponse(
+    body: (r: ActiveResponse, done: () => void) => void,
+    outOfBand?: NonNullable<EventOf<"response.create">["response"]>,
+  ): void {
     const id = nextId("resp");
     const base = (): RealtimeResponse => ({
       id,
       object: "realtime.response",
-      conversation_id: "conv_fake",
-      output_modalities: ["audio"],
+      ...(outOfBand
+        ? {
+            metadata: outOfBand.metadata ?? null,
+            output_modalities: outOfBand.output_modalities ?? ["audio"],
+            ...(typeof outOfBand.audio?.output?.voice === "string"
+              ? { audio: { output: { voice: outOfBand.audio.output.voice } } }
+              : {}),
+          }
+        : { conversation_id: "conv_fake", output_modalities: ["audio" as const] }),
     });
     const r: ActiveResponse = {
       id,
       output: [],
       finish: (status, reason, details) => {
-        if (this.#active !== r) return;
-        this.#active = null;
+        if (outOfBand) {
+          if (!this.#outOfBand.delete(id)) return;
+        } else if (this.#active !== r) return;
+        else this.#active = null;
         if (r.timer) clearTimeout(r.timer);
         this.send({
           type: "response.done",
@@ -938,14 +1021,17 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
               details ??
               (status === "cancelled"
                 ? { type: "cancelled", reason: reason ?? "client_cancelled" }
-                : { type: "completed" }),
+                : status === "failed"
+                  ? { type: "failed", error: { type: "server_error", code: "server_error" } }
+                  : { type: "completed" }),
             output: r.output,
             usage: this.#server.opts.usage ?? DEFAULT_USAGE,
           },
         });
       },
     };
-    this.#active = r;
+    if (outOfBand) this.#outOfBand.set(id, r);
+    else this.#active = r;
     this.send({
       type: "response.created",
       event_id: nextId("event"),
@@ -960,8 +1046,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   ): void {
     this.#startResponse((r, done) => {
       const delay = this.#server.opts.replyDelayMs ?? 0;
-      if (delay > 0)
-        this.#later(delay, () => this.#active === r && this.#speakBody(r, done, transcript, audio));
+      if (delay > 0) this.#later(delay, () => this.#isLive(r) && this.#speakBody(r, done, transcript, audio));
       else this.#speakBody(r, done, transcript, audio);
     });
   }
@@ -997,7 +1082,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
     const interval = Number.isFinite(speed) && speed > 0 ? chunkMs / speed : 0;
     let off = 0;
     const step = (): void => {
-      if (this.#active !== r || this.closed) return;
+      if (!this.#isLive(r) || this.closed) return;
       do {
         const chunk = audio.subarray(off, off + chunkBytes);
         off += chunkBytes;
@@ -1046,11 +1131,35 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         output_index: 0,
         item: final,
       });
-      this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+      if (!this.#outOfBand.has(r.id))
+        this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
       r.output.push(final);
       done();
     };
     step();
+  }
+
+  #isLive(r: ActiveResponse): boolean {
+    return this.#active === r || this.#outOfBand.get(r.id) === r;
+  }
+
+  /**
+   * An out-of-band response: speaks the text of the last `input_text` of its `input` (what a reader of that
+   * text would say) in `speechAudio(text)`, after `replyDelayMs`, at `audioSpeed`. Several may run at once.
+   */
+  #onOutOfBandCreate(ev: EventOf<"response.create">): void {
+    const params = ev.response ?? {};
+    let text = "";
+    for (const item of params.input ?? [])
+      if (item.type === "message")
+        for (const part of item.content)
+          if (part.type === "input_text" && part.text !== undefined) text = part.text;
+    const audio = this.#server.opts.speechAudio?.(text) ?? this.#server.replyAudio;
+    this.#startResponse((r, done) => {
+      const delay = this.#server.opts.replyDelayMs ?? 0;
+      if (delay > 0) this.#later(delay, () => this.#isLive(r) && this.#speakBody(r, done, text, audio));
+      else this.#speakBody(r, done, text, audio);
+    }, params);
   }
 }
 
