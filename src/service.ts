@@ -22,6 +22,7 @@ import { RuntimeState } from "./state/runtime-state.js";
 import { PersistentServerAdmin } from "./state/server-admin.js";
 import { WyomingActivity } from "./wyoming/activity.js";
 import { WyomingDiscovery } from "./wyoming/discovery.js";
+import { createAssistPrograms } from "./wyoming/programs.js";
 import { WyomingServer } from "./wyoming/server.js";
 
 export interface ServiceOptions {
@@ -111,15 +112,22 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   });
 
   const wyomingActivity = new WyomingActivity({ metrics, enabled: config.wyoming.enabled });
-  const wyoming = config.wyoming.enabled
+  // The speech-to-text, conversation and text-to-speech programs over the engine's conversations. The
+  // speaker session for text-to-speech opens on the first call that needs it, not at start-up.
+  const assist = config.wyoming.enabled
+    ? createAssistPrograms({ engine, logger: logger.child({ part: "wyoming" }) })
+    : undefined;
+  const wyoming = assist
     ? new WyomingServer({
         config,
         version: VERSION,
         logger: logger.child({ part: "wyoming-server" }),
         activity: wyomingActivity,
+        programs: assist.programs,
       })
     : undefined;
-  if (wyoming) {
+  if (wyoming && assist) {
+    app.addClosable("wyoming programs", () => assist.close());
     const wyomingLogger = logger.child({ part: "wyoming" });
     let discovery: WyomingDiscovery | undefined;
     app.addListener("wyoming", async () => {
