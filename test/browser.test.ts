@@ -37,8 +37,7 @@ import {
 } from "./fake-realtime/server.js";
 import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
 
-const AUDIO = (name: string) =>
-  fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
+const AUDIO = (name: string) => fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const SATELLITE_TOKEN = "shared-satellite-token-0123456789";
 const TALK_TOKEN = "ingress-talk-token-abcdefghijklmnop";
@@ -287,4 +286,73 @@ describe("ingress UI in a real browser", () => {
     await talk.close();
     await admin.close();
   }, 90_000);
+
+  it("talk page: the user's line stays before the reply when the transcription completes after the reply's deltas", async () => {
+    // Upstream transcribes beside the response: here the reply's text and audio come first.
+    fake.opts.userTranscriptDelayMs = 3000;
+    const talk = await browser.newPage({ viewport: { width: 800, height: 900 } });
+    talk.setDefaultTimeout(15_000);
+    try {
+      await talk.goto(`${proxy.url}/talk`);
+      await talk.locator("#connect").click();
+      await talk.locator("#conn.ready").waitFor();
+      await talk.locator("#ptt").hover();
+      await talk.mouse.down();
+      await new Promise((r) => setTimeout(r, 1500));
+      await talk.mouse.up();
+      // The reply is on the page before the user's words are transcribed.
+      await talk.locator(".bubble.assistant").first().waitFor();
+      expect(await talk.locator(".bubble.user").count()).toBe(0);
+      await talk.locator(".bubble.user", { hasText: "turn on the kitchen light" }).waitFor();
+      await talk.locator(".bubble.assistant:not(.partial)").first().waitFor();
+      const lines = await talk
+        .locator("#transcript .bubble.user, #transcript .bubble.assistant")
+        .evaluateAll((nodes) => nodes.map((n) => `${n.classList[1]}: ${n.textContent}`));
+      expect(lines).toEqual(["user: turn on the kitchen light", "assistant: The living room light is on."]);
+      await talk.screenshot({ path: join(ARTIFACTS, "talk-order.png"), fullPage: true });
+    } finally {
+      fake.opts.userTranscriptDelayMs = undefined;
+      await talk.close();
+    }
+  }, 60_000);
+
+  it("talk page over plain HTTP from a LAN name: says why there is no microphone and what to do", async () => {
+    // The browser resolves homeassistant.local to this machine, so the page's origin is
+    // http://homeassistant.local:PORT — not HTTPS, not localhost — exactly what a user on a plain-HTTP
+    // Home Assistant gets. Chromium decides the secure context from that origin, with no override.
+    const lan = await chromium.launch({
+      executablePath: findChromium(),
+      args: ["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP homeassistant.local 127.0.0.1"],
+      timeout: 20_000,
+    });
+    try {
+      const page = await lan.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(15_000);
+      const url = new URL(proxy.url);
+      url.hostname = "homeassistant.local";
+      await page.goto(`${url.href}/talk`);
+      const help = page.locator("#mic-help");
+      await help.waitFor({ state: "visible" });
+      await expect(page.evaluate(() => window.isSecureContext)).resolves.toBe(false);
+      await expect(page.evaluate(() => typeof navigator.mediaDevices)).resolves.toBe("undefined");
+      const text = (await help.textContent())?.replace(/\s+/g, " ") ?? "";
+      expect(text).toContain(`this page came from http://homeassistant.local:${url.port}`);
+      expect(text).toContain("HTTPS");
+      expect(text).toContain("Home Assistant Cloud");
+      expect(text).toContain("companion app");
+      expect(text).toContain("http://localhost:8123");
+      await expect(page.locator("#connect").isDisabled()).resolves.toBe(true);
+      expect(text).not.toContain("getUserMedia");
+      await page.screenshot({ path: join(ARTIFACTS, "talk-insecure.png"), fullPage: true });
+
+      // The same page from a secure context (loopback) offers the microphone and shows no such notice.
+      const local = await lan.newPage();
+      await local.goto(`${proxy.url}/talk`);
+      await expect(local.evaluate(() => window.isSecureContext)).resolves.toBe(true);
+      await expect(local.locator("#mic-help").isHidden()).resolves.toBe(true);
+      await expect(local.locator("#connect").isEnabled()).resolves.toBe(true);
+    } finally {
+      await lan.close();
+    }
+  }, 60_000);
 });

@@ -82,6 +82,12 @@ export interface FakeRealtimeOptions {
   replyTranscript?: string;
   /** Transcript the fake "hears" for each committed user turn. Default "turn on the kitchen light". */
   userTranscript?: string;
+  /**
+   * Delay from the commit to `conversation.item.input_audio_transcription.completed`. Default 5.
+   * Transcription runs beside the response, so with a long delay the reply's deltas come first, as
+   * they often do upstream.
+   */
+  userTranscriptDelayMs?: number;
   /** Audio chunk size in ms. Default 100. */
   chunkMs?: number;
   /** Multiple of real time at which reply audio is sent; Infinity sends all at once. Default 4. */
@@ -548,7 +554,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       previous_item_id: this.#lastItemId,
     });
     this.#lastItemId = itemId;
-    this.#later(5, () =>
+    this.#later(this.#server.opts.userTranscriptDelayMs ?? 5, () =>
       this.send({
         type: "conversation.item.input_audio_transcription.completed",
         event_id: nextId("event"),
