@@ -122,6 +122,10 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     status,
     satelliteToken: () => auth.sharedToken,
     talkToken: () => talkToken,
+    satellitePort: () => {
+      const bound = app.satellite.server.address();
+      return bound !== null && typeof bound === "object" ? bound.port : config.listen.satellite_port;
+    },
     logger: logger.child({ part: "ingress" }),
   });
 

@@ -149,6 +149,7 @@ describe("ingress UI in a real browser", () => {
       },
       satelliteToken: () => SATELLITE_TOKEN,
       talkToken: () => TALK_TOKEN,
+      satellitePort: () => 8765,
       logger,
     });
     await ingress.listen({ host: "127.0.0.1", port: 0 });
@@ -313,6 +314,44 @@ describe("ingress UI in a real browser", () => {
     } finally {
       fake.opts.userTranscriptDelayMs = undefined;
       await talk.close();
+    }
+  }, 60_000);
+
+  it("on a phone (390 px) inside Home Assistant's panel: no second app bar, the satellite URL, an approval card that fits and works", async () => {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+    page.setDefaultTimeout(15_000);
+    const asked = approvals.request({
+      server: "home_assistant",
+      tool: "HassLightSet",
+      arguments: JSON.stringify({ name: "Living room ceiling light", brightness: 80, color: "warm_white" }),
+      mode: "client",
+      satelliteId: "living-room-voice-satellite",
+    });
+    try {
+      await page.goto(`${proxy.url}/`);
+      const row = page.locator(`[data-approval="${asked.id}"]`);
+      await row.waitFor();
+      // Opened through ingress: the page shows its tabs, not a second title bar under Home Assistant's.
+      await expect(page.locator("header.toolbar h1").isHidden()).resolves.toBe(true);
+      await expect(page.getByRole("link", { name: "Talk" }).isVisible()).resolves.toBe(true);
+      await expect(page.locator("#satellite-url").textContent()).resolves.toBe(
+        `ws://127.0.0.1:8765/api/v1/satellite`,
+      );
+      // Nothing is wider than the screen, and both buttons are whole and on it.
+      const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+      expect(scrollWidth).toBeLessThanOrEqual(390);
+      for (const name of ["Approve", "Deny"]) {
+        const box = (await row.getByRole("button", { name }).boundingBox())!;
+        expect(box.x).toBeGreaterThanOrEqual(0);
+        expect(box.x + box.width).toBeLessThanOrEqual(390);
+        expect(box.height).toBeGreaterThanOrEqual(36);
+      }
+      await page.screenshot({ path: join(ARTIFACTS, "ingress-390.png"), fullPage: true });
+      await row.getByRole("button", { name: "Approve" }).click();
+      await expect(asked.decision).resolves.toEqual({ approve: true, source: "ingress" });
+    } finally {
+      approvals.cancel((p) => p.id === asked.id);
+      await page.close();
     }
   }, 60_000);
 
