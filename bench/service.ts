@@ -17,6 +17,9 @@
  *   reply (`replyDelayMs`) on both paths, so the difference is what the service adds (commit,
  *   response, resampling, pacing, two extra loopback hops).
  *
+ * Every process here (baselines included) runs with the Node options of the add-on's image (`ENV
+ * NODE_OPTIONS` in the Dockerfile); `BENCH_NODE_OPTIONS` overrides them (`""` for Node's defaults).
+ *
  * Runnable alone: `npx tsx bench/service.ts` (after `npm run build`; BENCH_QUICK=1 for a smoke run).
  */
 import { spawn } from "node:child_process";
@@ -77,12 +80,12 @@ process.on("SIGTERM", () => process.exit(0));
 `;
 
 /** Starts the import-floor process; resolves once every import finished. */
-async function startFloor(): Promise<{ pid: number; stop(): Promise<void> }> {
+async function startFloor(nodeOptions: string): Promise<{ pid: number; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "openvoice-bench-floor-"));
   const doneFile = join(dir, "done");
   const child = spawn(process.execPath, ["--input-type=module", "-e", IMPORT_FLOOR], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", PORT_FILE: doneFile },
+    env: { PATH: process.env.PATH ?? "", PORT_FILE: doneFile, NODE_OPTIONS: nodeOptions },
     stdio: "ignore",
   });
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
@@ -99,6 +102,15 @@ async function startFloor(): Promise<{ pid: number; stop(): Promise<void> }> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The Node options the add-on's image runs the service with (`ENV NODE_OPTIONS` in the Dockerfile).
+ * Every process measured here gets them, the baselines included, so the figures are the image's.
+ */
+async function imageNodeOptions(): Promise<string> {
+  const dockerfile = await readFile(join(REPO_ROOT, "Dockerfile"), "utf8");
+  return /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(dockerfile)?.[1] ?? "";
 }
 
 interface Bare {
@@ -118,13 +130,13 @@ async function pollReady(base: string, deadline: number, path = "/healthz"): Pro
   }
 }
 
-async function startBare(): Promise<Bare> {
+async function startBare(nodeOptions: string): Promise<Bare> {
   const dir = await mkdtemp(join(tmpdir(), "openvoice-bench-bare-"));
   const portFile = join(dir, "port.json");
   const t0 = performance.now();
   const child = spawn(process.execPath, ["--input-type=module", "-e", BARE_FASTIFY], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", PORT_FILE: portFile },
+    env: { PATH: process.env.PATH ?? "", PORT_FILE: portFile, NODE_OPTIONS: nodeOptions },
     stdio: "ignore",
   });
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
@@ -151,9 +163,16 @@ async function startBare(): Promise<Bare> {
   };
 }
 
-async function startOurs(upstream: string, secrets: ReturnType<typeof makeSecrets>, poolSize: number) {
+async function startOurs(
+  upstream: string,
+  secrets: ReturnType<typeof makeSecrets>,
+  poolSize: number,
+  nodeOptions: string,
+) {
   const t0 = performance.now();
-  const svc = await spawnService(reliabilityConfig(upstream, secrets, { poolSize, logLevel: "warning" }));
+  const svc = await spawnService(reliabilityConfig(upstream, secrets, { poolSize, logLevel: "warning" }), {
+    env: { NODE_OPTIONS: nodeOptions },
+  });
   await pollReady(svc.baseUrl, Date.now() + 20_000);
   return { svc, readyMs: performance.now() - t0 };
 }
@@ -266,6 +285,8 @@ const REPLY_DELAY_MS = 250;
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const secrets = makeSecrets("bench");
+  const nodeOptions = process.env.BENCH_NODE_OPTIONS ?? (await imageNodeOptions());
+  const flags = nodeOptions === "" ? "no Node options" : `NODE_OPTIONS="${nodeOptions}" as in the image`;
   // Replies of 400 ms sent 4× faster than real time and paced at real time at the satellite.
   const fake = await startFakeRealtime({ apiKey: secrets.apiKey, audioSpeed: 4, replyAudio: tone(400) });
   try {
@@ -275,11 +296,11 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     const bareReady: number[] = [];
     const bareRss: number[] = [];
     for (let i = 0; i < starts; i++) {
-      const bare = await startBare();
+      const bare = await startBare(nodeOptions);
       bareReady.push(bare.readyMs);
       if (i === 0) bareRss.push(await settledRss(bare.pid, 2000));
       await bare.stop();
-      const { svc, readyMs } = await startOurs(fake.url, secrets, 0);
+      const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions);
       oursReady.push(readyMs);
       await svc.stop();
     }
@@ -298,7 +319,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       note: `node dist/main.js; p90 ${percentile(oursReady, 90).toFixed(0)} ms vs ${percentile(bareReady, 90).toFixed(0)} ms`,
     });
 
-    const floorProc = await startFloor();
+    const floorProc = await startFloor(nodeOptions);
     let floor: number;
     try {
       await sleep(1500);
@@ -315,10 +336,10 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       baseline: bareIdle / MiB,
       baselineName: "bare Node + Fastify",
       ratio: floor / bareIdle,
-      note: "fastify, @fastify/websocket, ws, zod, pino, prom-client, yaml, MCP SDK client + stdio",
+      note: `fastify, @fastify/websocket, ws, zod, pino, prom-client, yaml, MCP SDK client + stdio; ${flags}`,
     });
 
-    const { svc } = await startOurs(fake.url, secrets, 1);
+    const { svc } = await startOurs(fake.url, secrets, 1, nodeOptions);
     try {
       // Idle means the warm session is open: wait for /readyz, then let it settle.
       await pollReady(svc.baseUrl, Date.now() + 20_000, "/readyz");
@@ -334,7 +355,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         ratio: idle / floor,
         target: "≤ import floor + 8 MiB",
         met: idle <= floor + 8 * MiB,
-        note: `${((idle - floor) / MiB).toFixed(1)} MiB above the floor; ${(bareIdle / MiB).toFixed(1)} MiB for bare Node + Fastify`,
+        note: `${((idle - floor) / MiB).toFixed(1)} MiB above the floor; ${(bareIdle / MiB).toFixed(1)} MiB for bare Node + Fastify; ${flags}`,
       });
 
       // ── RSS per active satellite ──────────────────────────────────────────────────────────

@@ -39,8 +39,9 @@ export const VERSION: string = (
 
 /**
  * Builds every part, registers routes on both Fastify instances, readiness checks and closables.
- * Client MCP servers connect and the warm pool fills in the background: a slow tool server or an
- * unreachable upstream never blocks start-up (they show in `/readyz` and the status API instead).
+ * Client MCP servers connect and the warm pool fills in the background once the ingress instance
+ * listens: a slow tool server or an unreachable upstream never blocks start-up (they show in
+ * `/readyz` and the status API instead).
  */
 export async function wireService(app: App, opts: ServiceOptions = {}): Promise<Service> {
   const { config, logger, metrics } = app;
@@ -135,9 +136,15 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   app.addClosable("realtime engine", () => engine.close());
   app.addClosable("client MCP servers", () => tools.close());
 
-  // Background start: neither blocks listening.
-  void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
-  void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
+  // Background start once both ports listen (ingress binds last), so loading the MCP client code,
+  // spawning servers and opening upstream sessions stay off the path to listening.
+  app.ingress.addHook("onListen", (done) => {
+    setImmediate(() => {
+      void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
+      void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
+    });
+    done();
+  });
 
   return { tools, engine, approvals, auth, satellites };
 }
