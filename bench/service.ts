@@ -1,17 +1,24 @@
 /**
  * The service as a whole, as the real process (`node dist/main.js`, built by `npm run bench`):
  *
- * - start-up: spawn → `/readyz` answers 200, versus a bare Node process that starts a Fastify server
- *   with one `/readyz` route (same polling, same run, interleaved);
- * - idle RSS (warm pool of one session against the fake upstream, nobody talking) versus that bare
- *   Fastify process's RSS;
+ * - start-up: spawn → `/healthz` answers 200 (alive and listening; `/readyz` also waits for the
+ *   upstream), versus a bare Node process that starts a Fastify server with one `/healthz` route (same
+ *   polling, same run, interleaved); target ≤ 500 ms;
+ * - the import floor: a Node process that imports the dependencies the service needs (fastify,
+ *   @fastify/websocket, ws, zod, pino, prom-client, yaml, the MCP SDK client with stdio) and does
+ *   nothing else: what no amount of care in our own code can go below;
+ * - idle RSS (warm pool of one session against the fake upstream, nobody talking) versus that floor,
+ *   target ≤ floor + 8 MiB;
  * - RSS with 1, 10 and 50 satellites talking continuously (speech streamed at real time, replies paced
- *   at real time), and the RSS each active satellite adds;
+ *   at real time), and the RSS each active satellite adds (target at 10: ≤ 1.5 MiB each);
  * - end-to-end turn overhead: satellite `turn.end` → first reply audio frame at the satellite, versus a
  *   client talking to the same fake upstream directly (`input_audio_buffer.commit` + `response.create`
  *   → first `response.output_audio.delta`). The fake takes a fixed 250 ms of "thinking" before each
  *   reply (`replyDelayMs`) on both paths, so the difference is what the service adds (commit,
  *   response, resampling, pacing, two extra loopback hops).
+ *
+ * Every process here (baselines included) runs with the Node options of the add-on's image (`ENV
+ * NODE_OPTIONS` in the Dockerfile); `BENCH_NODE_OPTIONS` overrides them (`""` for Node's defaults).
  *
  * Runnable alone: `npx tsx bench/service.ts` (after `npm run build`; BENCH_QUICK=1 for a smoke run).
  */
@@ -43,11 +50,68 @@ const BARE_FASTIFY = `
 import Fastify from "fastify";
 import { writeFileSync } from "node:fs";
 const app = Fastify();
-app.get("/readyz", async () => ({ ready: true }));
+app.get("/healthz", async () => ({ alive: true }));
 await app.listen({ host: "127.0.0.1", port: 0 });
 writeFileSync(process.env.PORT_FILE, JSON.stringify({ satellite: app.server.address().port }));
 process.on("SIGTERM", () => app.close().then(() => process.exit(0)));
 `;
+
+/**
+ * The import floor: the dependencies the service needs at run time, imported and held, nothing
+ * built. Idle RSS is measured against this.
+ */
+const IMPORT_FLOOR = `
+import { writeFileSync } from "node:fs";
+const held = await Promise.all([
+  import("fastify"),
+  import("@fastify/websocket"),
+  import("ws"),
+  import("zod"),
+  import("pino"),
+  import("prom-client"),
+  import("yaml"),
+  import("@modelcontextprotocol/sdk/client/index.js"),
+  import("@modelcontextprotocol/sdk/client/stdio.js"),
+]);
+globalThis.held = held;
+writeFileSync(process.env.PORT_FILE, "{}");
+setInterval(() => undefined, 60_000);
+process.on("SIGTERM", () => process.exit(0));
+`;
+
+/** Starts the import-floor process; resolves once every import finished. */
+async function startFloor(nodeOptions: string): Promise<{ pid: number; stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "openvoice-bench-floor-"));
+  const doneFile = join(dir, "done");
+  const child = spawn(process.execPath, ["--input-type=module", "-e", IMPORT_FLOOR], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? "", PORT_FILE: doneFile, NODE_OPTIONS: nodeOptions },
+    stdio: "ignore",
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const deadline = Date.now() + 20_000;
+  while ((await readFile(doneFile, "utf8").catch(() => null)) === null) {
+    if (Date.now() > deadline) throw new Error("the import-floor process did not finish importing");
+    await sleep(5);
+  }
+  return {
+    pid: child.pid!,
+    async stop() {
+      child.kill("SIGTERM");
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The Node options the add-on's image runs the service with (`ENV NODE_OPTIONS` in the Dockerfile).
+ * Every process measured here gets them, the baselines included, so the figures are the image's.
+ */
+async function imageNodeOptions(): Promise<string> {
+  const dockerfile = await readFile(join(REPO_ROOT, "Dockerfile"), "utf8");
+  return /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(dockerfile)?.[1] ?? "";
+}
 
 interface Bare {
   pid: number;
@@ -55,24 +119,24 @@ interface Bare {
   stop(): Promise<void>;
 }
 
-async function pollReady(base: string, deadline: number): Promise<void> {
+async function pollReady(base: string, deadline: number, path = "/healthz"): Promise<void> {
   for (;;) {
-    const ok = await fetch(`${base}/readyz`)
+    const ok = await fetch(`${base}${path}`)
       .then((r) => r.status === 200)
       .catch(() => false);
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${base}/readyz never answered 200`);
+    if (Date.now() > deadline) throw new Error(`${base}${path} never answered 200`);
     await sleep(2);
   }
 }
 
-async function startBare(): Promise<Bare> {
+async function startBare(nodeOptions: string): Promise<Bare> {
   const dir = await mkdtemp(join(tmpdir(), "openvoice-bench-bare-"));
   const portFile = join(dir, "port.json");
   const t0 = performance.now();
   const child = spawn(process.execPath, ["--input-type=module", "-e", BARE_FASTIFY], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", PORT_FILE: portFile },
+    env: { PATH: process.env.PATH ?? "", PORT_FILE: portFile, NODE_OPTIONS: nodeOptions },
     stdio: "ignore",
   });
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
@@ -99,9 +163,16 @@ async function startBare(): Promise<Bare> {
   };
 }
 
-async function startOurs(upstream: string, secrets: ReturnType<typeof makeSecrets>, poolSize: number) {
+async function startOurs(
+  upstream: string,
+  secrets: ReturnType<typeof makeSecrets>,
+  poolSize: number,
+  nodeOptions: string,
+) {
   const t0 = performance.now();
-  const svc = await spawnService(reliabilityConfig(upstream, secrets, { poolSize, logLevel: "warning" }));
+  const svc = await spawnService(reliabilityConfig(upstream, secrets, { poolSize, logLevel: "warning" }), {
+    env: { NODE_OPTIONS: nodeOptions },
+  });
   await pollReady(svc.baseUrl, Date.now() + 20_000);
   return { svc, readyMs: performance.now() - t0 };
 }
@@ -214,20 +285,22 @@ const REPLY_DELAY_MS = 250;
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const secrets = makeSecrets("bench");
+  const nodeOptions = process.env.BENCH_NODE_OPTIONS ?? (await imageNodeOptions());
+  const flags = nodeOptions === "" ? "no Node options" : `NODE_OPTIONS="${nodeOptions}" as in the image`;
   // Replies of 400 ms sent 4× faster than real time and paced at real time at the satellite.
   const fake = await startFakeRealtime({ apiKey: secrets.apiKey, audioSpeed: 4, replyAudio: tone(400) });
   try {
-    // ── start-up to /readyz, and idle RSS ───────────────────────────────────────────────────
+    // ── start-up to /healthz, and idle RSS ──────────────────────────────────────────────────
     const starts = ctx.quick ? 3 : 7;
     const oursReady: number[] = [];
     const bareReady: number[] = [];
     const bareRss: number[] = [];
     for (let i = 0; i < starts; i++) {
-      const bare = await startBare();
+      const bare = await startBare(nodeOptions);
       bareReady.push(bare.readyMs);
       if (i === 0) bareRss.push(await settledRss(bare.pid, 2000));
       await bare.stop();
-      const { svc, readyMs } = await startOurs(fake.url, secrets, 0);
+      const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions);
       oursReady.push(readyMs);
       await svc.stop();
     }
@@ -235,28 +308,54 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     const b = median(bareReady);
     rows.push({
       group: GROUP,
-      name: `start-up: spawn → /readyz 200 (${starts} starts each)`,
+      name: `start-up: spawn → /healthz 200 (${starts} starts each)`,
       unit: "ms",
       ours: o,
       baseline: b,
       baselineName: "bare Node + Fastify",
       ratio: o / b,
+      target: "≤ 500 ms",
+      met: o <= 500,
       note: `node dist/main.js; p90 ${percentile(oursReady, 90).toFixed(0)} ms vs ${percentile(bareReady, 90).toFixed(0)} ms`,
     });
 
-    const { svc } = await startOurs(fake.url, secrets, 1);
+    const floorProc = await startFloor(nodeOptions);
+    let floor: number;
     try {
       await sleep(1500);
+      floor = await settledRss(floorProc.pid, 3000);
+    } finally {
+      await floorProc.stop();
+    }
+    const bareIdle = bareRss[0]!;
+    rows.push({
+      group: GROUP,
+      name: "import floor RSS (the service's dependencies imported, nothing else)",
+      unit: "MiB",
+      ours: floor / MiB,
+      baseline: bareIdle / MiB,
+      baselineName: "bare Node + Fastify",
+      ratio: floor / bareIdle,
+      note: `fastify, @fastify/websocket, ws, zod, pino, prom-client, yaml, MCP SDK client + stdio; ${flags}`,
+    });
+
+    const { svc } = await startOurs(fake.url, secrets, 1, nodeOptions);
+    try {
+      // Idle means the warm session is open: wait for /readyz, then let it settle.
+      await pollReady(svc.baseUrl, Date.now() + 20_000, "/readyz");
+      await sleep(1500);
       const idle = await settledRss(svc.pid, 3000);
-      const bareIdle = bareRss[0]!;
       rows.push({
         group: GROUP,
         name: "idle RSS (warm pool of 1, no satellite)",
         unit: "MiB",
         ours: idle / MiB,
-        baseline: bareIdle / MiB,
-        baselineName: "bare Node + Fastify",
-        ratio: idle / bareIdle,
+        baseline: floor / MiB,
+        baselineName: "import floor",
+        ratio: idle / floor,
+        target: "≤ import floor + 8 MiB",
+        met: idle <= floor + 8 * MiB,
+        note: `${((idle - floor) / MiB).toFixed(1)} MiB above the floor; ${(bareIdle / MiB).toFixed(1)} MiB for bare Node + Fastify; ${flags}`,
       });
 
       // ── RSS per active satellite ──────────────────────────────────────────────────────────
@@ -274,6 +373,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
           baseline: idle / MiB,
           baselineName: "idle service",
           ratio: rss / idle,
+          ...(n === 10 ? { target: "≤ 1.5 MiB per active satellite", met: per <= 1.5 * MiB } : {}),
           note: `${(per / MiB).toFixed(2)} MiB per active satellite; ${turns} turns completed while measuring`,
         });
         await sleep(2000);

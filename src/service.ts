@@ -51,8 +51,9 @@ export const VERSION: string = (
 
 /**
  * Builds every part, registers routes on both Fastify instances, readiness checks and closables.
- * Client MCP servers connect and the warm pool fills in the background: a slow tool server or an
- * unreachable upstream never blocks start-up (they show in `/readyz` and the status API instead).
+ * Client MCP servers connect and the warm pool fills in the background once the ingress instance
+ * listens: a slow tool server or an unreachable upstream never blocks start-up (they show in
+ * `/readyz` and the status API instead).
  */
 export async function wireService(app: App, opts: ServiceOptions = {}): Promise<Service> {
   const { config, logger, metrics } = app;
@@ -201,6 +202,10 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     satelliteToken: () => auth.sharedToken,
     talkToken: () => talkToken,
     allowFirmwareDevice: (address: string) => firmwareAccess.allow(address),
+    satellitePort: () => {
+      const bound = app.satellite.server.address();
+      return bound !== null && typeof bound === "object" ? bound.port : config.listen.satellite_port;
+    },
     logger: logger.child({ part: "ingress" }),
   });
 
@@ -213,9 +218,15 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   app.addClosable("realtime engine", () => engine.close());
   app.addClosable("client MCP servers", () => tools.close());
 
-  // Background start: neither blocks listening.
-  void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
-  void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
+  // Background start once both ports listen (ingress binds last), so loading the MCP client code,
+  // spawning servers and opening upstream sessions stay off the path to listening.
+  app.ingress.addHook("onListen", (done) => {
+    setImmediate(() => {
+      void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
+      void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
+    });
+    done();
+  });
 
   return {
     tools,

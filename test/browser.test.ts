@@ -175,6 +175,7 @@ describe("ingress UI in a real browser", () => {
       },
       satelliteToken: () => SATELLITE_TOKEN,
       talkToken: () => TALK_TOKEN,
+      satellitePort: () => 8765,
       logger,
     });
     await ingress.listen({ host: "127.0.0.1", port: 0 });
@@ -386,4 +387,111 @@ describe("ingress UI in a real browser", () => {
     await talk.close();
     await admin.close();
   }, 90_000);
+
+  it("talk page: the user's line stays before the reply when the transcription completes after the reply's deltas", async () => {
+    // Upstream transcribes beside the response: here the reply's text and audio come first.
+    fake.opts.userTranscriptDelayMs = 3000;
+    const talk = await browser.newPage({ viewport: { width: 800, height: 900 } });
+    talk.setDefaultTimeout(15_000);
+    try {
+      await talk.goto(`${proxy.url}/talk`);
+      await talk.locator("#connect").click();
+      await talk.locator("#conn.ready").waitFor();
+      await talk.locator("#ptt").hover();
+      await talk.mouse.down();
+      await new Promise((r) => setTimeout(r, 1500));
+      await talk.mouse.up();
+      // The reply is on the page before the user's words are transcribed.
+      await talk.locator(".bubble.assistant").first().waitFor();
+      expect(await talk.locator(".bubble.user").count()).toBe(0);
+      await talk.locator(".bubble.user", { hasText: "turn on the kitchen light" }).waitFor();
+      await talk.locator(".bubble.assistant:not(.partial)").first().waitFor();
+      const lines = await talk
+        .locator("#transcript .bubble.user, #transcript .bubble.assistant")
+        .evaluateAll((nodes) => nodes.map((n) => `${n.classList[1]}: ${n.textContent}`));
+      expect(lines).toEqual(["user: turn on the kitchen light", "assistant: The living room light is on."]);
+      await talk.screenshot({ path: join(ARTIFACTS, "talk-order.png"), fullPage: true });
+    } finally {
+      fake.opts.userTranscriptDelayMs = undefined;
+      await talk.close();
+    }
+  }, 60_000);
+
+  it("on a phone (390 px) inside Home Assistant's panel: no second app bar, the satellite URL, an approval card that fits and works", async () => {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+    page.setDefaultTimeout(15_000);
+    const asked = approvals.request({
+      server: "home_assistant",
+      tool: "HassLightSet",
+      arguments: JSON.stringify({ name: "Living room ceiling light", brightness: 80, color: "warm_white" }),
+      mode: "client",
+      satelliteId: "living-room-voice-satellite",
+    });
+    try {
+      await page.goto(`${proxy.url}/`);
+      const row = page.locator(`[data-approval="${asked.id}"]`);
+      await row.waitFor();
+      // Opened through ingress: the page shows its tabs, not a second title bar under Home Assistant's.
+      await expect(page.locator("header.toolbar h1").isHidden()).resolves.toBe(true);
+      await expect(page.getByRole("link", { name: "Talk" }).isVisible()).resolves.toBe(true);
+      await expect(page.locator("#satellite-url").textContent()).resolves.toBe(
+        `ws://127.0.0.1:8765/api/v1/satellite`,
+      );
+      // Nothing is wider than the screen, and both buttons are whole and on it.
+      const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+      expect(scrollWidth).toBeLessThanOrEqual(390);
+      for (const name of ["Approve", "Deny"]) {
+        const box = (await row.getByRole("button", { name }).boundingBox())!;
+        expect(box.x).toBeGreaterThanOrEqual(0);
+        expect(box.x + box.width).toBeLessThanOrEqual(390);
+        expect(box.height).toBeGreaterThanOrEqual(36);
+      }
+      await page.screenshot({ path: join(ARTIFACTS, "ingress-390.png"), fullPage: true });
+      await row.getByRole("button", { name: "Approve" }).click();
+      await expect(asked.decision).resolves.toEqual({ approve: true, source: "ingress" });
+    } finally {
+      approvals.cancel((p) => p.id === asked.id);
+      await page.close();
+    }
+  }, 60_000);
+
+  it("talk page over plain HTTP from a LAN name: says why there is no microphone and what to do", async () => {
+    // The browser resolves homeassistant.local to this machine, so the page's origin is
+    // http://homeassistant.local:PORT — not HTTPS, not localhost — exactly what a user on a plain-HTTP
+    // Home Assistant gets. Chromium decides the secure context from that origin, with no override.
+    const lan = await chromium.launch({
+      executablePath: findChromium(),
+      args: ["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP homeassistant.local 127.0.0.1"],
+      timeout: 20_000,
+    });
+    try {
+      const page = await lan.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(15_000);
+      const url = new URL(proxy.url);
+      url.hostname = "homeassistant.local";
+      await page.goto(`${url.href}/talk`);
+      const help = page.locator("#mic-help");
+      await help.waitFor({ state: "visible" });
+      await expect(page.evaluate(() => window.isSecureContext)).resolves.toBe(false);
+      await expect(page.evaluate(() => typeof navigator.mediaDevices)).resolves.toBe("undefined");
+      const text = (await help.textContent())?.replace(/\s+/g, " ") ?? "";
+      expect(text).toContain(`this page came from http://homeassistant.local:${url.port}`);
+      expect(text).toContain("HTTPS");
+      expect(text).toContain("Home Assistant Cloud");
+      expect(text).toContain("companion app");
+      expect(text).toContain("http://localhost:8123");
+      await expect(page.locator("#connect").isDisabled()).resolves.toBe(true);
+      expect(text).not.toContain("getUserMedia");
+      await page.screenshot({ path: join(ARTIFACTS, "talk-insecure.png"), fullPage: true });
+
+      // The same page from a secure context (loopback) offers the microphone and shows no such notice.
+      const local = await lan.newPage();
+      await local.goto(`${proxy.url}/talk`);
+      await expect(local.evaluate(() => window.isSecureContext)).resolves.toBe(true);
+      await expect(local.locator("#mic-help").isHidden()).resolves.toBe(true);
+      await expect(local.locator("#connect").isEnabled()).resolves.toBe(true);
+    } finally {
+      await lan.close();
+    }
+  }, 60_000);
 });

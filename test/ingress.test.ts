@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { ConfigSchema } from "../src/config/model.js";
 import { API_ERRORS } from "../src/errors.js";
-import { ingressPlugin, type StatusSnapshot } from "../src/http/ingress.js";
+import { ingressPlugin, upstreamHint, type StatusSnapshot } from "../src/http/ingress.js";
 import { createIngressServer, INGRESS_PROXY_ADDRESS } from "../src/http/server.js";
 import type { ServerStatus } from "../src/mcp/types.js";
 import { RuntimeState, applyServerOverrides, STATE_FILE } from "../src/state/runtime-state.js";
@@ -72,7 +72,9 @@ interface Harness {
   approvals: ApprovalQueue;
 }
 
-async function harness(opts: { allowedAddresses?: string[] } = {}): Promise<Harness> {
+async function harness(
+  opts: { allowedAddresses?: string[]; status?: () => StatusSnapshot } = {},
+): Promise<Harness> {
   const dataDir = await mkdtemp(join(tmpdir(), "ingress-test-"));
   const state = await RuntimeState.load(dataDir, logger);
   const client = new RecordingTarget([
@@ -85,7 +87,7 @@ async function harness(opts: { allowedAddresses?: string[] } = {}): Promise<Harn
   await app.register(ingressPlugin, {
     servers: new PersistentServerAdmin({ targets: [client, native], state, logger }),
     approvals,
-    status: () => snapshot,
+    status: opts.status ?? (() => snapshot),
     satelliteToken: () => TOKEN,
     logger,
     ...(opts.allowedAddresses ? { allowedAddresses: opts.allowedAddresses } : {}),
@@ -120,6 +122,38 @@ describe("ingress admin API", () => {
     ]);
     expect(body.servers[0].lastError).toBe("spawn ENOENT");
     expect(typeof body.now).toBe("number");
+  });
+
+  it("GET /api/status: an upstream error comes with what to check (a 401 → openai.api_key)", async () => {
+    await h.app.close();
+    let lastError = "upstream refused the connection (HTTP 401)";
+    h = await harness({ status: () => ({ ...snapshot, upstream: { state: "unreachable", lastError } }) });
+    const first = (await h.app.inject({ url: "/api/status" })).json();
+    expect(first.upstream.state).toBe("unreachable");
+    expect(first.upstream.lastError).toBe(lastError);
+    expect(first.upstream.hint).toMatch(/check openai\.api_key/);
+    lastError = "connect ECONNREFUSED 127.0.0.1:443";
+    const second = (await h.app.inject({ url: "/api/status" })).json();
+    expect(second.upstream.hint).toMatch(/cannot be reached.*openai\.base_url/);
+  });
+
+  it("upstreamHint names what to check for each kind of upstream failure", () => {
+    const cases: [string, RegExp][] = [
+      ["upstream refused the connection (HTTP 401)", /openai\.api_key/],
+      ["upstream refused the connection (HTTP 403)", /openai\.model/],
+      ["upstream refused the connection (HTTP 404)", /openai\.base_url/],
+      ["upstream refused the connection (HTTP 429)", /quota/],
+      ["upstream refused the connection (HTTP 503)", /server error/],
+      ["getaddrinfo ENOTFOUND api.openai.com", /DNS/],
+      ["getaddrinfo EAI_AGAIN api.openai.com", /DNS/],
+      ["unable to verify the first certificate", /TLS/],
+      ["connect ETIMEDOUT 162.159.140.245:443", /internet access/],
+      ["no connection within 10000 ms", /internet access/],
+      ["something else entirely", /log has the details/],
+    ];
+    for (const [error, hint] of cases) expect(upstreamHint(error), error).toMatch(hint);
+    expect(upstreamHint(undefined)).toBeUndefined();
+    expect(upstreamHint("")).toBeUndefined();
   });
 
   it("GET /api/servers lists the servers of every part, sorted by name", async () => {
@@ -311,6 +345,21 @@ describe("ingress admin API", () => {
     expect(res.json()).toEqual({ protocol: 1, path: "api/v1/satellite", token: TOKEN, talkToken: TOKEN });
   });
 
+  it("GET /api/satellite gives the satellite port for the URL shown beside the token", async () => {
+    const app = Fastify({ logger: false });
+    await app.register(ingressPlugin, {
+      servers: new PersistentServerAdmin({ targets: [], state: h.state, logger }),
+      approvals: h.approvals,
+      status: () => snapshot,
+      satelliteToken: () => TOKEN,
+      satellitePort: () => 8765,
+      logger,
+    });
+    const res = await app.inject({ url: "/api/satellite" });
+    expect(res.json()).toMatchObject({ path: "api/v1/satellite", port: 8765 });
+    await app.close();
+  });
+
   it("GET /api/satellite with per-device tokens only: no shared token, an ingress-only talk token", async () => {
     await h.app.close();
     const app = Fastify();
@@ -383,6 +432,9 @@ describe("ingress UI files", () => {
     expect(res.headers["content-type"]).toBe("text/html; charset=utf-8");
     expect(res.headers["content-security-policy"]).toContain("default-src 'self'");
     expect(res.body).toContain('<base href="/api/hassio_ingress/AbC-123_x/" />');
+    // Shown inside Home Assistant's panel: the page drops its own app bar (style.css, html.ingress).
+    expect(res.body).toContain('<html lang="en" class="ingress">');
+    expect((await h.app.inject({ url: "/" })).body).toContain('<html lang="en">');
     for (const page of [res.body, (await h.app.inject({ url: "/talk" })).body])
       for (const m of page.matchAll(/(?:src|href)="([^"]+)"/g)) {
         if (m[1]!.startsWith("/api/hassio_ingress/")) continue; // the injected base itself

@@ -287,6 +287,10 @@ describe("Dockerfile and run.sh", () => {
     expect(dockerfile).toMatch(/^COPY --from=build \/build\/src\/http\/ui \.\/src\/http\/ui$/m);
   });
 
+  it("runs Node with a small young generation, in the one line bench/service.ts reads", () => {
+    expect(dockerfile.match(/^ENV NODE_OPTIONS="--max-semi-space-size=\d+"$/gm)?.length).toBe(1);
+  });
+
   it("run.sh uses bashio and execs node", () => {
     expect(runSh.split("\n")[0]).toBe("#!/usr/bin/with-contenv bashio");
     expect(runSh).toMatch(/^exec node \/app\/dist\/main\.js --options \/data\/options\.json$/m);

@@ -503,6 +503,35 @@ describe("runtime changes", () => {
     expect(liveChildren()).toEqual([]);
   });
 
+  it("before the connection code loads (it loads on the first connect, off the start-up path), servers show as they will start", async () => {
+    const m = manager({
+      servers: [
+        everythingStdio("first"),
+        clientServer({ name: "off", transport: "stdio", command: "/nonexistent/mcp-server", enabled: false }),
+      ],
+    });
+    expect(m.status().map((s) => [s.name, s.state, s.enabled, s.toolCount])).toEqual([
+      ["first", "connecting", true, 0],
+      ["off", "disabled", false, 0],
+    ]);
+    expect(m.tools()).toEqual([]);
+    await m.connectAll();
+    expect(m.status().map((s) => [s.name, s.state])).toEqual([
+      ["first", "up"],
+      ["off", "disabled"],
+    ]);
+    await m.close();
+    expect(liveChildren()).toEqual([]);
+  });
+
+  it("closed before it ever connected: starts nothing afterwards", async () => {
+    const m = manager({ servers: [everythingStdio("never")] });
+    await m.close();
+    await m.connectAll();
+    expect(m.status().map((s) => [s.name, s.state])).toEqual([["never", "disabled"]]);
+    expect(liveChildren()).toEqual([]);
+  });
+
   it("ignores native servers given to the constructor", () => {
     const m = manager({
       servers: [clientServer({ name: "n", mode: "native", server_url: "https://example.invalid/mcp" })],

@@ -7,15 +7,17 @@
  * when opened without a trailing slash.
  *
  * API (JSON; errors are `{error:{code,message}}` from the registry in `src/errors.ts`):
- * - `GET  /api/status`          upstream, sessions, satellites, servers, pending approvals, Wyoming
+ * - `GET  /api/status`          upstream (with `hint`: what to check when it has an error), sessions,
+ *                                satellites, servers, pending approvals, Wyoming
  * - `GET  /api/servers`         `{servers: ServerStatus[]}`
  * - `POST /api/servers/:name`   `{enabled: boolean}` → `{server}`; applied live, persisted
  * - `GET  /api/approvals`       `{now, approvals: [...]}` pending, oldest first
  * - `POST /api/approvals/:id`   `{approve: boolean}` → `{id, approve}`; answered with source `ingress`
  * - `POST /api/firmware/allow`  `{address}` → `{address, id}`; a device refused on the firmware port
  *                                may connect from now on (persisted)
- * - `GET  /api/satellite`       `{protocol, path, token, talkToken}`: the shared satellite token (null
- *                                with per-device tokens only) and the talk page's token
+ * - `GET  /api/satellite`       `{protocol, path, token, talkToken, port?}`: the shared satellite token
+ *                                (null with per-device tokens only), the talk page's token and the
+ *                                satellite port (for the URL shown beside the token)
  *
  * Bodies must be `application/json`, so a cross-site form cannot post here (a JSON post from another
  * origin needs a CORS preflight, which this plugin never grants).
@@ -99,6 +101,8 @@ export interface IngressOptions {
   readonly allowFirmwareDevice?: (address: string) => Promise<{ id: string } | null>;
   /** Directory of the UI files; defaults to `src/http/ui` of this package. */
   readonly uiDir?: string;
+  /** The satellite port, shown as part of the satellite URL beside the token. */
+  readonly satellitePort?: () => number | undefined;
 }
 
 const NameParams = z.object({ name: z.string().min(1).max(200) });
@@ -187,7 +191,37 @@ async function loadUi(dir: string): Promise<Map<string, { body: Buffer; type: st
 function withBase(html: Buffer, ingressPath: string | undefined): Buffer {
   if (ingressPath === undefined || !INGRESS_PATH_RE.test(ingressPath)) return html;
   const href = ingressPath.endsWith("/") ? ingressPath : `${ingressPath}/`;
-  return Buffer.from(html.toString("utf8").replace("<head>", `<head>\n    <base href="${href}" />`), "utf8");
+  // Inside Home Assistant's panel (which has its own title bar) the pages drop their app bar.
+  const page = html
+    .toString("utf8")
+    .replace('<html lang="en">', '<html lang="en" class="ingress">')
+    .replace("<head>", `<head>\n    <base href="${href}" />`);
+  return Buffer.from(page, "utf8");
+}
+
+/**
+ * What to check when the Realtime upstream fails, from its last error (the messages of
+ * `src/realtime/ws-transport.ts` and Node's network errors). Undefined when there is no error.
+ */
+export function upstreamHint(lastError: string | undefined): string | undefined {
+  if (lastError === undefined || lastError === "") return undefined;
+  const status = /\bHTTP (\d{3})\b/.exec(lastError)?.[1];
+  if (status === "401")
+    return "OpenAI did not accept the API key: check openai.api_key in the add-on's Configuration.";
+  if (status === "403")
+    return "The API key may not use this model: check openai.model and the key's project permissions.";
+  if (status === "404") return "No Realtime endpoint there: check openai.base_url and openai.model.";
+  if (status === "429")
+    return "Rate limit or quota reached: check the usage limits and billing of the OpenAI account.";
+  if (status !== undefined && status.startsWith("5"))
+    return "OpenAI answered with a server error; the add-on keeps retrying.";
+  if (/ENOTFOUND|EAI_AGAIN/.test(lastError))
+    return "The host name does not resolve: check the DNS and network of Home Assistant, and openai.base_url.";
+  if (/certificate|SSL|TLS/i.test(lastError))
+    return "The TLS connection failed: check the system clock and any proxy between Home Assistant and OpenAI.";
+  if (/ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|no connection within/.test(lastError))
+    return "OpenAI cannot be reached: check that Home Assistant has internet access (firewall, proxy) and openai.base_url.";
+  return "Check openai.api_key, openai.base_url and the network; the add-on's log has the details.";
 }
 
 function approvalView(p: PendingApproval, now: number) {
@@ -250,8 +284,11 @@ export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions):
 
   app.get("/api/status", () => {
     const snap = opts.status();
+    // The engine's own hint (it knows the failure's kind) wins over one read from the error text.
+    const hint = snap.upstream.hint ?? upstreamHint(snap.upstream.lastError);
     return {
       ...snap,
+      ...(hint === undefined ? {} : { upstream: { ...snap.upstream, hint } }),
       servers: servers(),
       approvals: { pending: opts.approvals.size, timeoutS: opts.approvals.timeoutS },
       now: Date.now(),
@@ -296,6 +333,13 @@ export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions):
   app.get("/api/satellite", () => {
     const token = opts.satelliteToken() ?? null;
     const talkToken = opts.talkToken?.() ?? token;
-    return { protocol: 1, path: "api/v1/satellite", token, talkToken };
+    const port = opts.satellitePort?.();
+    return {
+      protocol: 1,
+      path: "api/v1/satellite",
+      token,
+      talkToken,
+      ...(port === undefined ? {} : { port }),
+    };
   });
 }

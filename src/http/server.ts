@@ -51,6 +51,17 @@ export function plainAddress(address: string | undefined): string | undefined {
 /** No per-request log lines (health probes and scrapes would flood the add-on log); errors still log. */
 const quietRequests = (): LogController => new LogController({ disableRequestLogging: true });
 
+const noJsonSchemas = (): never => {
+  throw new Error("routes here declare no JSON schema: check bodies and params with zod");
+};
+/**
+ * No route declares a JSON schema (bodies and params are checked with zod), so Fastify gets
+ * compilers that refuse one instead of loading ajv and fast-json-stringify on the path to listening.
+ */
+const NO_SCHEMA_COMPILERS = {
+  compilersFactory: { buildValidator: () => noJsonSchemas, buildSerializer: () => noJsonSchemas },
+};
+
 /** Registry error bodies for unknown routes, `ApiError`s, validation errors and everything else. */
 function useApiErrors(app: FastifyInstance): void {
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(apiErrorBody("not_found")));
@@ -82,7 +93,11 @@ export interface SatelliteServerOptions {
 /** The satellite-port instance with its health, readiness and metrics routes (not listening yet). */
 export function createSatelliteServer(opts: SatelliteServerOptions): FastifyInstance {
   const loggerInstance: FastifyBaseLogger = opts.logger.child({ server: "satellite" });
-  const app = Fastify({ loggerInstance, logController: quietRequests() });
+  const app = Fastify({
+    loggerInstance,
+    logController: quietRequests(),
+    schemaController: NO_SCHEMA_COMPILERS,
+  });
   useApiErrors(app);
   app.addHook("onRequest", browserOriginGuard(opts.browserOrigin ?? (() => false)));
 
@@ -126,7 +141,11 @@ export interface IngressServerOptions {
 /** The ingress instance (not listening yet); the admin UI/API plugins are registered on it. */
 export function createIngressServer(opts: IngressServerOptions): FastifyInstance {
   const loggerInstance: FastifyBaseLogger = opts.logger.child({ server: "ingress" });
-  const app = Fastify({ loggerInstance, logController: quietRequests() });
+  const app = Fastify({
+    loggerInstance,
+    logController: quietRequests(),
+    schemaController: NO_SCHEMA_COMPILERS,
+  });
   useApiErrors(app);
   if (opts.loopbackOnly === true) app.addHook("onRequest", loopbackOnly());
   const allowed = opts.allowedAddresses;

@@ -7,7 +7,8 @@ import type { McpServerConfig } from "../config/model.js";
 import { ApiError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { initialiseServerSeries, initialiseToolSeries, type Metrics } from "../metrics.js";
-import { DEFAULT_BACKOFF, ServerConnection, type Backoff, type CallResult } from "./connection.js";
+import type * as Connections from "./connection.js";
+import type { Backoff, CallResult, ServerConnection } from "./connection.js";
 import { ToolRegistry } from "./registry.js";
 import type { TransportOptions } from "./transport.js";
 import type { RoutedTool, ServerStatus, ToolCallOutcome, ToolProvider } from "./types.js";
@@ -40,6 +41,16 @@ interface PendingCall {
 /** Longest `close()` may take, whatever the servers do: inside the service's 5 s shutdown budget. */
 const CLOSE_BOUND_MS = 4000;
 
+type ConnectionModule = typeof Connections;
+/**
+ * The connection code, and with it the MCP SDK (its zod schemas, ajv and the transports), loads on
+ * first use rather than at start-up: the service listens without waiting for it, and a service with
+ * no client-mode server never loads it.
+ */
+let connectionModule: Promise<ConnectionModule> | undefined;
+const loadConnectionModule = (): Promise<ConnectionModule> =>
+  (connectionModule ??= import("./connection.js"));
+
 /** `argsJson` as an argument object, or why it is not one. */
 export function parseArguments(
   argsJson: string,
@@ -71,11 +82,15 @@ export class ClientMcpManager implements ToolProvider {
   readonly #log: Logger;
   readonly #metrics: Metrics | undefined;
   readonly #callTimeoutMs: number;
-  readonly #backoff: Backoff;
+  readonly #backoff: Backoff | undefined;
   readonly #clientInfo: { readonly name: string; readonly version: string };
   readonly #transportOptions: Omit<TransportOptions, "logger">;
   readonly #healthCheckMs: number | undefined;
   readonly #servers = new Map<string, ServerConnection>();
+  /** Configured client servers until the connection code has loaded (then `#servers` holds them). */
+  #configured: McpServerConfig[] | undefined;
+  #loaded: Promise<ConnectionModule> | undefined;
+  #Connection: ConnectionModule | undefined;
   readonly #listeners = new Set<() => void>();
   #registry = new ToolRegistry();
   #fingerprint = "";
@@ -86,11 +101,28 @@ export class ClientMcpManager implements ToolProvider {
     this.#log = opts.logger;
     this.#metrics = opts.metrics;
     this.#callTimeoutMs = opts.callTimeoutMs ?? Number.POSITIVE_INFINITY;
-    this.#backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.#backoff = opts.backoff;
     this.#clientInfo = opts.clientInfo ?? { name: "openvoice-mcp", version: "0.1.0" };
     this.#transportOptions = opts.parentEnv !== undefined ? { parentEnv: opts.parentEnv } : {};
     this.#healthCheckMs = opts.healthCheckMs;
-    for (const cfg of opts.servers) if (cfg.mode === MODE) this.#register(cfg);
+    this.#configured = opts.servers.filter((cfg) => cfg.mode === MODE);
+    for (const cfg of this.#configured) {
+      const metrics = this.#metrics;
+      if (metrics) initialiseServerSeries(metrics, cfg.name, MODE);
+    }
+  }
+
+  /** Loads the connection code once and registers the configured servers; later calls are instant. */
+  #load(): Promise<ConnectionModule> {
+    this.#loaded ??= loadConnectionModule().then((m) => {
+      this.#Connection = m;
+      if (this.#closed) return m;
+      const configured = this.#configured ?? [];
+      this.#configured = undefined;
+      for (const cfg of configured) if (!this.#servers.has(cfg.name)) this.#register(cfg);
+      return m;
+    });
+    return this.#loaded;
   }
 
   /**
@@ -98,6 +130,9 @@ export class ClientMcpManager implements ToolProvider {
    * first attempt (bounded by its `timeout`); never rejects.
    */
   async connectAll(): Promise<void> {
+    if (this.#configured?.length === 0) return;
+    await this.#load();
+    if (this.#closed) return;
     await Promise.all([...this.#servers.values()].filter((c) => c.config.enabled).map((c) => c.start()));
   }
 
@@ -114,9 +149,19 @@ export class ClientMcpManager implements ToolProvider {
 
   /** Client servers, sorted by name, disabled ones included. */
   status(): readonly ServerStatus[] {
-    return [...this.#servers.values()]
-      .map((c) => c.status())
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    // Before the connection code has loaded, each server shows as its first attempt would start.
+    const waiting = (this.#configured ?? []).map((cfg): ServerStatus => ({
+      name: cfg.name,
+      mode: MODE,
+      ...(cfg.transport !== undefined ? { transport: cfg.transport } : {}),
+      enabled: cfg.enabled,
+      state: cfg.enabled && !this.#closed ? "connecting" : "disabled",
+      toolCount: 0,
+      restarts: 0,
+    }));
+    return [...[...this.#servers.values()].map((c) => c.status()), ...waiting].sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
   }
 
   /** Pids of the running stdio children (for diagnostics and tests). */
@@ -135,6 +180,7 @@ export class ClientMcpManager implements ToolProvider {
    * Rejects with `ApiError("unknown_server")` for a name the manager does not run.
    */
   async setEnabled(name: string, enabled: boolean): Promise<void> {
+    if (this.#configured?.some((c) => c.name === name)) await this.#load();
     const conn = this.#servers.get(name);
     if (!conn) throw new ApiError("unknown_server", `no client MCP server named "${name}"`);
     if (enabled) {
@@ -156,6 +202,8 @@ export class ClientMcpManager implements ToolProvider {
       this.#log.debug({ server: cfg.name }, "ignoring a native server");
       return;
     }
+    await this.#load();
+    if (this.#closed) return;
     const old = this.#servers.get(cfg.name);
     if (old) {
       this.#servers.delete(cfg.name);
@@ -168,6 +216,7 @@ export class ClientMcpManager implements ToolProvider {
 
   /** Removes a server: its connection closes and its tools disappear. Unknown names are ignored. */
   async removeServer(name: string): Promise<void> {
+    if (this.#configured?.some((c) => c.name === name)) await this.#load();
     const conn = this.#servers.get(name);
     if (!conn) return;
     this.#servers.delete(name);
@@ -200,6 +249,7 @@ export class ClientMcpManager implements ToolProvider {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#loaded;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all([...this.#servers.values()].map((c) => c.close())),
@@ -212,13 +262,16 @@ export class ClientMcpManager implements ToolProvider {
     this.#rebuild();
   }
 
+  /** Needs the connection code loaded (`#load`). */
   #register(cfg: McpServerConfig): ServerConnection {
     const metrics = this.#metrics;
     if (metrics) initialiseServerSeries(metrics, cfg.name, MODE);
-    const conn = new ServerConnection({
+    const m = this.#Connection;
+    if (!m) throw new Error("the MCP connection code is not loaded yet");
+    const conn = new m.ServerConnection({
       config: cfg,
       logger: this.#log.child({ server: cfg.name }),
-      backoff: this.#backoff,
+      backoff: this.#backoff ?? m.DEFAULT_BACKOFF,
       clientInfo: this.#clientInfo,
       transportOptions: this.#transportOptions,
       ...(this.#healthCheckMs !== undefined ? { healthCheckMs: this.#healthCheckMs } : {}),

@@ -40,6 +40,8 @@ export class WsRealtimeTransport implements RealtimeTransport {
       headers: { Authorization: `Bearer ${apiKey}` },
       handshakeTimeout: connectTimeoutMs,
       maxPayload: 32 * 1024 * 1024,
+      // Audio as base64 JSON barely compresses; a deflate context per session costs memory and CPU.
+      perMessageDeflate: false,
     });
     this.#link = { status: "connecting", ws };
     return new Promise<void>((resolve, reject) => {

@@ -138,6 +138,12 @@ export interface FakeRealtimeOptions {
   transcription?: { delayMs?: number; order?: "after_item_done" | "before_item_done"; fail?: boolean };
   /** Audio of an out-of-band spoken text (PCM16 24 kHz). Default: `replyAudio`. */
   speechAudio?: (text: string) => Buffer;
+  /**
+   * Delay from the commit to the input transcription (`transcription.delayMs` wins). Default 5.
+   * Transcription runs beside the response, so with a long delay the reply's deltas come first, as
+   * they often do upstream.
+   */
+  userTranscriptDelayMs?: number;
   /** Audio chunk size in ms. Default 100. */
   chunkMs?: number;
   /** Multiple of real time at which reply audio is sent; Infinity sends all at once. Default 4. */
@@ -683,7 +689,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
     if (!transcribing) return itemDone(null);
     const order = tr.order ?? "after_item_done";
     if (order === "after_item_done") itemDone(null);
-    this.#later(tr.delayMs ?? 5, () => {
+    this.#later(tr.delayMs ?? opts.userTranscriptDelayMs ?? 5, () => {
       if (tr.fail) {
         this.send({
           type: "conversation.item.input_audio_transcription.failed",

@@ -17,7 +17,9 @@ function renderStatus(s) {
   const up = byId("upstream-state");
   up.textContent = s.upstream.state;
   up.className = `badge ${s.upstream.state}`;
-  byId("upstream-error").textContent = s.upstream.lastError ?? "";
+  byId("upstream-error").textContent = s.upstream.lastError ? `${s.upstream.lastError}.` : "";
+  byId("upstream-hint").textContent = s.upstream.hint ?? "";
+  byId("upstream-problem").hidden = !s.upstream.lastError;
   const sessions = Object.entries(s.sessions);
   byId("sessions").textContent = sessions.length ? sessions.map(([k, v]) => `${v} ${k}`).join(", ") : "none";
   const sat = s.satellites;
@@ -336,7 +338,9 @@ async function setupToken() {
   const show = byId("token-show");
   const copy = byId("token-copy");
   try {
-    token = (await api("./api/satellite")).token;
+    const info = await api("./api/satellite");
+    token = info.token;
+    showSatelliteUrl(info);
   } catch (err) {
     byId("token").textContent = `unavailable (${err.message})`;
     show.disabled = copy.disabled = true;
@@ -355,6 +359,20 @@ async function setupToken() {
   });
   copy.addEventListener("click", async () => {
     toast((await copyText(token)) ? "Token copied" : "Copy failed: select the token and copy it by hand");
+  });
+}
+
+/** `ws://<the host this page came from>:<satellite port>/api/v1/satellite`, with a Copy button. */
+function showSatelliteUrl(info) {
+  const box = byId("satellite-url");
+  if (info.port === undefined) {
+    box.textContent = `ws://<Home Assistant host>:8765/${info.path}`;
+    return;
+  }
+  const url = `ws://${location.hostname}:${info.port}/${info.path}`;
+  box.textContent = url;
+  byId("satellite-url-copy").addEventListener("click", async () => {
+    toast((await copyText(url)) ? "URL copied" : "Copy failed: select the URL and copy it by hand");
   });
 }
 

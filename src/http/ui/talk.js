@@ -17,6 +17,8 @@ const ui = {
   sent: $("sent"),
   played: $("played"),
   transcript: $("transcript"),
+  micHelp: $("mic-help"),
+  micHelpWhy: $("mic-help-why"),
 };
 
 /** @type {{ws: WebSocket, mic: MediaStream, micCtx: AudioContext, playCtx: AudioContext} | null} */
@@ -24,6 +26,30 @@ let link = null;
 let ready = false;
 let talking = false;
 let sentMs = 0;
+
+// ── microphone availability ─────────────────────────────────────────────────────────────────
+/**
+ * Why this page can have no microphone, or null when it can. Browsers give `getUserMedia` only to
+ * secure contexts (HTTPS, or `localhost`): on `http://homeassistant.local:8123` there is no
+ * `navigator.mediaDevices` at all.
+ */
+function micUnavailable() {
+  if (!window.isSecureContext)
+    return `Your browser gives the microphone only to pages opened over HTTPS or on this computer, and this page came from ${location.origin}.`;
+  if (!navigator.mediaDevices?.getUserMedia) return "This browser offers no microphone to web pages.";
+  return null;
+}
+
+/** Shows why there is no microphone and keeps Connect off; true when the page can talk. */
+function checkMic() {
+  const why = micUnavailable();
+  ui.micHelp.hidden = why === null;
+  if (why === null) return true;
+  ui.micHelpWhy.textContent = why;
+  ui.connect.disabled = true;
+  ui.connect.title = "No microphone on this connection";
+  return false;
+}
 
 // ── playback ────────────────────────────────────────────────────────────────────────────────
 /** Scheduled reply chunks, in order: {source, start, end} on playCtx's clock. */
@@ -97,12 +123,32 @@ function clearPlayback() {
 
 // ── transcript ──────────────────────────────────────────────────────────────────────────────
 const partial = { user: null, assistant: null };
+/**
+ * Lines stay in spoken order. The user's words are transcribed on the side and often arrive after
+ * the reply has begun (its text, a tool, an approval): from the end of a turn until the user's
+ * transcript comes, the first line of the reply is remembered and the transcript goes in before it.
+ */
+let awaitingUser = false;
+let replyStart = null;
+
+function place(node, role) {
+  if (role === "user" && awaitingUser) {
+    awaitingUser = false;
+    const before = replyStart;
+    replyStart = null;
+    if (before?.isConnected) {
+      ui.transcript.insertBefore(node, before);
+      return;
+    }
+  } else if (awaitingUser && replyStart === null) replyStart = node;
+  ui.transcript.append(node);
+}
 
 function say(role, text, final) {
   let bubble = partial[role];
   if (!bubble) {
     bubble = el("div", { class: `bubble ${role}` });
-    ui.transcript.append(bubble);
+    place(bubble, role);
   }
   if (final) {
     bubble.textContent = text;
@@ -117,7 +163,7 @@ function say(role, text, final) {
 
 function note(...children) {
   const n = el("div", { class: "bubble system" }, ...children);
-  ui.transcript.append(n);
+  place(n, "system");
   return n;
 }
 
@@ -238,6 +284,8 @@ function stopTalking() {
   ui.ptt.setAttribute("aria-pressed", "false");
   ui.ptt.textContent = "Hold to talk";
   send({ type: "turn.end" });
+  awaitingUser = true;
+  replyStart = null;
 }
 
 function teardown(reason) {
@@ -248,7 +296,7 @@ function teardown(reason) {
   chunks = [];
   nextStart = 0;
   ui.ptt.disabled = true;
-  ui.connect.disabled = false;
+  ui.connect.disabled = micUnavailable() !== null;
   ui.connect.textContent = "Connect";
   setConn("disconnected");
   if (reason) note(reason);
@@ -264,6 +312,7 @@ async function connect() {
     teardown("Disconnected.");
     return;
   }
+  if (!checkMic()) return;
   ui.connect.disabled = true;
   setConn("connecting");
   try {
@@ -329,6 +378,7 @@ async function connect() {
   }
 }
 
+checkMic();
 ui.connect.addEventListener("click", () => void connect());
 ui.ptt.addEventListener("pointerdown", (e) => {
   ui.ptt.setPointerCapture(e.pointerId);
