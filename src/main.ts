@@ -42,7 +42,7 @@ Other options:
                        and exits 0, or lists each mistake as "option: what is wrong" and exits 2;
                        also warns about an MCP server command that is not installed
   --port-file FILE     once it is listening, write the ports to FILE as
-                       {"satellite":PORT,"ingress":PORT} (handy with port 0 in tests)
+                       {"satellite":PORT,"ingress":PORT,"wyoming":PORT} (handy with port 0)
   --log-format FMT     line (easy to read, the default) or json (one JSON object per line)
   --help               show this text
 
@@ -181,7 +181,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
         if (portFile !== undefined)
           await writeFile(
             portFile,
-            JSON.stringify({ satellite: ports.satellitePort, ingress: ports.ingressPort }),
+            // Extra listeners (e.g. `wyoming`) by name beside the two fixed ports.
+            JSON.stringify({ ...ports.extra, satellite: ports.satellitePort, ingress: ports.ingressPort }),
           );
         running.setReady(true);
         logger.info({ dataDir: running.dataDir, addon: running.addon }, "ready");
