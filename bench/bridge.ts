@@ -24,7 +24,7 @@ import {
   type FakeConnection,
   type FakeRealtimeServer,
 } from "../test/fake-realtime/server.js";
-import { REPO_ROOT, spawnService, type ServiceChild } from "../test/reliability/harness.js";
+import { REPO_ROOT, spawnService, waitFor, type ServiceChild } from "../test/reliability/harness.js";
 import { percentile, type BenchContext, type BenchRow } from "./types.js";
 
 const FRAME_MS = 20;
@@ -292,6 +292,18 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const fake = await startFakeRealtime({ apiKey: API_KEY, vad: { threshold: 0.5 } });
   const firmwarePort = await freePort();
   const svc = await startService(fake, firmwarePort);
+  // Readiness needs one upstream session (with pool_size 0 a probe opens and closes one): once
+  // ready, every upstream connection made so far is the probe's, and each satellite's is the next.
+  await waitFor(
+    () =>
+      fetch(`${svc.baseUrl}/readyz`).then(
+        (r) => r.status === 200,
+        () => false,
+      ),
+    20_000,
+    "the service's /readyz",
+  );
+  for (let i = fake.connections.length; i > 0; i--) await fake.nextConnection();
   const relay = await startRelay(fake);
   const compared = [
     { label: "protocol v1", ours: v1Path(svc), base: relayPath(relay.port, 16_000) },
