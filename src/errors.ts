@@ -50,6 +50,7 @@ export const WYOMING_ERRORS = {
   not_supported: { message: "that program is not available in this service" },
   bad_audio: { message: "audio the service cannot use (format, or audio outside a stream)" },
   upstream_unavailable: { message: "the Realtime upstream cannot be reached" },
+  forbidden: { message: "this address may not use the Wyoming service (see wyoming.allowed_addresses)" },
   response_failed: { message: "the Realtime model did not produce an answer" },
   internal: { message: "internal error" },
 } as const satisfies Record<string, WyomingErrorSpec>;

@@ -23,7 +23,7 @@ import { PersistentServerAdmin } from "./state/server-admin.js";
 import { WyomingActivity } from "./wyoming/activity.js";
 import { WyomingDiscovery } from "./wyoming/discovery.js";
 import { createAssistPrograms } from "./wyoming/programs.js";
-import { WyomingServer } from "./wyoming/server.js";
+import { WyomingServer, wyomingPeers } from "./wyoming/server.js";
 
 export interface ServiceOptions {
   /** Test seams for the outside world and for time-compressed runs. */
@@ -125,6 +125,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
         logger: logger.child({ part: "wyoming-server" }),
         activity: wyomingActivity,
         programs: assist.programs,
+        allowedPeers: wyomingPeers(config, app.addon),
       })
     : undefined;
   if (wyoming && assist) {

@@ -11,7 +11,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { ConfigSchema } from "../src/config/model.js";
 import { ingressPlugin } from "../src/http/ingress.js";
-import { FirmwareAccess, normalizeAddress } from "../src/satellite/firmware/access.js";
+import { normalizeAddress } from "../src/net/address.js";
+import { FirmwareAccess } from "../src/satellite/firmware/access.js";
 import { RuntimeState, STATE_FILE } from "../src/state/runtime-state.js";
 import { PersistentServerAdmin } from "../src/state/server-admin.js";
 

@@ -21,7 +21,8 @@ import type {
   WyomingHandleProgram,
   WyomingTtsProgram,
 } from "../src/wyoming/program.js";
-import { WyomingServer } from "../src/wyoming/server.js";
+import { AddressAllowList } from "../src/net/address.js";
+import { WyomingServer, wyomingPeers } from "../src/wyoming/server.js";
 import {
   WyomingTestClient,
   chunkPcm,
@@ -176,7 +177,12 @@ let metrics: Metrics;
 let rec: Recorded;
 
 async function start(
-  opts: { programs?: boolean; wyoming?: Record<string, unknown>; idleMs?: number } = {},
+  opts: {
+    programs?: boolean;
+    wyoming?: Record<string, unknown>;
+    idleMs?: number;
+    allowedPeers?: AddressAllowList;
+  } = {},
 ): Promise<void> {
   metrics = createMetrics(new Registry(), { defaults: false });
   rec = { events: [], closes: [] };
@@ -186,6 +192,7 @@ async function start(
     logger: silent,
     activity: new WyomingActivity({ metrics }),
     ...(opts.idleMs === undefined ? {} : { idleMs: opts.idleMs }),
+    ...(opts.allowedPeers === undefined ? {} : { allowedPeers: opts.allowedPeers }),
     ...(opts.programs === false
       ? {}
       : { programs: { asr: asrProgram(rec), handle: handleProgram(rec), tts: ttsProgram(rec) } }),
@@ -249,6 +256,47 @@ describe("describe → info", () => {
     expect(a.asr[0]!.models[0]!.languages).toEqual(["de", "pt-BR"]);
     expect(b.tts[0]!.voices[0]!.languages).toEqual(["de", "pt-BR"]);
     await c.close();
+  });
+});
+
+describe("who may connect (Wyoming has no authentication)", () => {
+  it("refuses a peer outside the allowed addresses with error forbidden and a close; program calls never start", async () => {
+    await start({ allowedPeers: new AddressAllowList(["127.0.0.2", "192.168.1.0/24"]) });
+    const c = await WyomingTestClient.connect(port);
+    await c.write("describe").catch(() => undefined);
+    const events = await c.readToClose();
+    expect(events.map((e) => [e.type, e.data.code])).toEqual([["error", "forbidden"]]);
+    expect(rec.events).toEqual([]);
+    expect(server.activity.snapshot().connections).toBe(0);
+  });
+
+  it("accepts loopback by default, and Home Assistant's network only as an add-on", () => {
+    const standalone = wyomingPeers(config(), false);
+    expect(standalone.allows("127.0.0.1")).toBe(true);
+    expect(standalone.allows("::1")).toBe(true);
+    expect(standalone.allows("::ffff:127.0.0.1")).toBe(true);
+    expect(standalone.allows("172.30.32.1")).toBe(false);
+    expect(standalone.allows("192.168.1.50")).toBe(false);
+    const addon = wyomingPeers(config(), true);
+    expect(addon.allows("172.30.32.1")).toBe(true);
+    expect(addon.allows("::ffff:172.30.33.7")).toBe(true);
+    expect(addon.allows("172.30.34.1")).toBe(false);
+    expect(addon.allows("192.168.1.50")).toBe(false);
+    const listed = wyomingPeers(config({ allowed_addresses: ["192.168.1.0/24", "fd00::5"] }), false);
+    expect(listed.allows("192.168.1.50")).toBe(true);
+    expect(listed.allows("192.168.2.50")).toBe(false);
+    expect(listed.allows("fd00::5")).toBe(true);
+    expect(listed.allows(undefined)).toBe(false);
+  });
+
+  it("names a malformed wyoming.allowed_addresses entry", () => {
+    const r = ConfigSchema.safeParse({
+      openai: { api_key: "sk-test" },
+      wyoming: { allowed_addresses: ["192.168.1.0/24", "homeassistant.local"] },
+    });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path).toEqual(["wyoming", "allowed_addresses", 1]);
+    expect(r.error?.issues[0]?.message).toContain("an IP address or a subnet");
   });
 });
 

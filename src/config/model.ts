@@ -215,11 +215,23 @@ export const ConfigSchema = z
           .array(z.string().regex(LANGUAGE_CODE_RE, "a language code such as en or pt-BR"))
           .default([...WYOMING_DEFAULT_LANGUAGES])
           .transform((l) => (l.length > 0 ? [...new Set(l)] : [...WYOMING_DEFAULT_LANGUAGES])),
+        /**
+         * Addresses or subnets besides loopback (and, as an add-on, Home Assistant's internal network)
+         * that may connect: Wyoming has no authentication.
+         */
+        allowed_addresses: z
+          .array(
+            z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], {
+              error: "an IP address or a subnet such as 192.168.1.20 or 192.168.1.0/24",
+            }),
+          )
+          .default([]),
       })
       .default({
         enabled: true,
         port: WYOMING_DEFAULT_PORT,
         languages: [...WYOMING_DEFAULT_LANGUAGES],
+        allowed_addresses: [],
       }),
     approvals: z
       .object({ timeout_s: z.number().int().min(5).max(600).default(30) })

@@ -11,6 +11,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { WYOMING_ERRORS, type WyomingErrorCode } from "../errors.js";
 import type { Config } from "../config/model.js";
 import type { Logger } from "../log.js";
+import { AddressAllowList, LOOPBACK, normalizeAddress } from "../net/address.js";
 import { WyomingActivity, type WyomingProgramKind, type WyomingTurn } from "./activity.js";
 import { WyomingEvents, parseEvent, type IncomingEvent } from "./events.js";
 import {
@@ -46,7 +47,28 @@ export interface WyomingServerOptions {
    * connects and never speaks must not hold a slot). Calls in progress are never cut. Default 120 s.
    */
   readonly idleMs?: number;
+  /**
+   * Who may connect (Wyoming has no authentication of its own). Default: loopback only. The service
+   * passes loopback, Home Assistant's internal network when running as an add-on, and
+   * `wyoming.allowed_addresses`.
+   */
+  readonly allowedPeers?: AddressAllowList;
 }
+
+/** Home Assistant's internal network: Home Assistant reaches an add-on's port from here. */
+export const ADDON_NETWORK = "172.30.32.0/23";
+
+/** The peers a Wyoming service accepts: loopback, the add-on network (as an add-on), and the option. */
+export function wyomingPeers(config: Config, addon: boolean): AddressAllowList {
+  return new AddressAllowList([
+    ...LOOPBACK,
+    ...(addon ? [ADDON_NETWORK] : []),
+    ...config.wyoming.allowed_addresses,
+  ]);
+}
+
+/** Refused addresses logged at warning level (once each); more go to debug. */
+const REFUSED_LOGGED = 32;
 
 /** Events queued on one connection before reading pauses (backpressure on a slow program). */
 const QUEUE_HIGH = 64;
@@ -72,12 +94,15 @@ export class WyomingServer {
   readonly #connections = new Set<WyomingConnection>();
   #server: Server | undefined;
   #next = 0;
+  readonly #peers: AddressAllowList;
+  readonly #refusedLogged = new Set<string>();
 
   constructor(opts: WyomingServerOptions) {
     this.#opts = opts;
     this.#logger = opts.logger;
     this.#programs = { ...opts.programs };
     this.activity = opts.activity ?? new WyomingActivity();
+    this.#peers = opts.allowedPeers ?? new AddressAllowList(LOOPBACK);
   }
 
   /**
@@ -150,6 +175,7 @@ export class WyomingServer {
   }
 
   #accept(socket: Socket): void {
+    if (!this.#peers.allows(socket.remoteAddress)) return this.#refuse(socket);
     const id = `w${++this.#next}`;
     const conn = new WyomingConnection(id, socket, this, {
       logger: this.#logger.child({ wyoming: id }),
@@ -163,6 +189,20 @@ export class WyomingServer {
       this.#connections.delete(conn);
       this.activity.connectionClosed();
     });
+  }
+
+  /** A peer outside the allowed addresses: one `error forbidden`, then the socket is closed. */
+  #refuse(socket: Socket): void {
+    const address = normalizeAddress(socket.remoteAddress);
+    const first = !this.#refusedLogged.has(address) && this.#refusedLogged.size < REFUSED_LOGGED;
+    if (first) this.#refusedLogged.add(address);
+    this.#logger[first ? "warn" : "debug"](
+      { address },
+      "Wyoming connection refused: the address is not allowed (wyoming.allowed_addresses)",
+    );
+    socket.on("error", () => undefined);
+    socket.end(encodeFrame(WyomingEvents.error(WYOMING_ERRORS.forbidden.message, "forbidden")));
+    socket.setTimeout(2_000, () => socket.destroy());
   }
 }
 

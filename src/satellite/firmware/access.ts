@@ -7,6 +7,7 @@
 import type { Dialect, SatelliteDevice } from "../../config/model.js";
 import type { Logger } from "../../log.js";
 import type { AllowedDevice, RuntimeState } from "../../state/runtime-state.js";
+import { normalizeAddress } from "../../net/address.js";
 
 /** The device a connection belongs to. */
 export interface KnownDevice {
@@ -25,13 +26,6 @@ export interface RefusedDevice {
 
 /** Refused addresses remembered for the UI; the oldest is forgotten beyond this. */
 const REFUSED_MEMORY = 32;
-
-/** The peer address as configured: IPv4-mapped IPv6 (`::ffff:192.168.1.50`) becomes plain IPv4. */
-export function normalizeAddress(address: string | undefined): string {
-  if (address === undefined) return "";
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return mapped?.[1] ?? address.toLowerCase();
-}
 
 export class FirmwareAccess {
   readonly #configured = new Map<string, KnownDevice>();

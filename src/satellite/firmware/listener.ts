@@ -20,7 +20,8 @@ import { FjfrickeWire } from "../wires/fjfricke.js";
 import { feedSocket, toBuffer, wsLink } from "../wires/link.js";
 import { UNDERZENITH_PATH, UnderzenithWire } from "../wires/underzenith.js";
 import { VaClientWire } from "../wires/va-client.js";
-import { normalizeAddress, type FirmwareAccess, type KnownDevice } from "./access.js";
+import { normalizeAddress } from "../../net/address.js";
+import type { FirmwareAccess, KnownDevice } from "./access.js";
 
 export interface FirmwareListenerOptions {
   dialects: readonly Dialect[];

@@ -1,0 +1,58 @@
+/**
+ * Peer addresses of accepted sockets: one normal form, and allow lists of addresses and subnets.
+ * Pure (no I/O); `node:net`'s `BlockList` does the matching.
+ */
+import { BlockList, isIP } from "node:net";
+
+/** The peer address as configured: IPv4-mapped IPv6 (`::ffff:192.168.1.50`) becomes plain IPv4. */
+export function normalizeAddress(address: string | undefined): string {
+  if (address === undefined) return "";
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return mapped?.[1] ?? address.toLowerCase();
+}
+
+/** `192.168.1.20`, `fd00::5`, `192.168.1.0/24` or `fd00::/8`; null when it is none of these. */
+export function parseAddressOrSubnet(
+  entry: string,
+): { address: string; prefix?: number; family: "ipv4" | "ipv6" } | null {
+  const [address = "", prefixText, extra] = entry.trim().split("/");
+  if (extra !== undefined) return null;
+  const version = isIP(address);
+  if (version === 0) return null;
+  const family = version === 4 ? "ipv4" : "ipv6";
+  if (prefixText === undefined) return { address, family };
+  if (!/^\d{1,3}$/.test(prefixText)) return null;
+  const prefix = Number(prefixText);
+  if (prefix > (version === 4 ? 32 : 128)) return null;
+  return { address, prefix, family };
+}
+
+/** Loopback, always allowed: the add-on itself and tools on the same host. */
+export const LOOPBACK = ["127.0.0.0/8", "::1"] as const;
+
+/**
+ * Addresses and subnets a listener accepts. Entries must pass `parseAddressOrSubnet` (the config
+ * model validates them); a malformed one throws.
+ */
+export class AddressAllowList {
+  readonly #list = new BlockList();
+  readonly entries: readonly string[];
+
+  constructor(entries: readonly string[]) {
+    this.entries = [...entries];
+    for (const entry of entries) {
+      const parsed = parseAddressOrSubnet(entry);
+      if (parsed === null) throw new Error(`not an address or subnet: ${entry}`);
+      if (parsed.prefix === undefined) this.#list.addAddress(parsed.address, parsed.family);
+      else this.#list.addSubnet(parsed.address, parsed.prefix, parsed.family);
+    }
+  }
+
+  /** Whether a peer at `address` (as a socket reports it, IPv4-mapped or not) is allowed. */
+  allows(address: string | undefined): boolean {
+    const plain = normalizeAddress(address);
+    const version = isIP(plain);
+    if (version === 0) return false;
+    return this.#list.check(plain, version === 4 ? "ipv4" : "ipv6");
+  }
+}
