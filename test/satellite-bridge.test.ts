@@ -378,6 +378,26 @@ describe("conversation lifecycle", () => {
     await app!.source.nth(1);
   });
 
+  it("client turns: a long push-to-talk that streams audio is not cut by the idle timer; a silent device still is", async () => {
+    await setup({ conversationIdleS: 0.4 });
+    const s = await sat();
+    await s.hello({ turn: "client" });
+    s.send({ type: "turn.start" });
+    const conv = await app!.source.nth(0);
+    // The button is held for three idle periods while the microphone streams.
+    for (let i = 0; i < 24; i++) {
+      s.sendAudio(tonePcm(20, 16000));
+      await sleep(50);
+    }
+    expect(conv.ended).toBe(false);
+    s.send({ type: "turn.end" });
+    await expect.poll(() => conv.calls.some((c) => c.kind === "commit"), { timeout: 2000 }).toBe(true);
+    expect(conv.ended).toBe(false);
+    // Nothing more from the device: the conversation ends after the idle period.
+    await expect.poll(() => conv.ended, { timeout: 2000 }).toBe(true);
+    expect(conv.calls).toContainEqual({ kind: "end", reason: "idle" });
+  });
+
   it("an unreachable upstream gives upstream_unavailable (non-fatal) and state error → idle", async () => {
     await setup();
     app!.source.failWith = new Error("connect ECONNREFUSED");

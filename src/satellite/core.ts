@@ -157,6 +157,8 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   readonly #stopped: string[] = [];
   /** End of the user's turn (speech stopped / `endTurn`), for turn_first_audio_seconds. */
   #turnEndAt: number | null = null;
+  /** When microphone audio last arrived (monotonic ms): a client turn that streams is not idle. */
+  #lastMicAt = Number.NEGATIVE_INFINITY;
   #idleTimer: NodeJS.Timeout | null = null;
   /** Tool calls of the current conversation between `started` and `completed`/`failed`. */
   #toolsRunning = 0;
@@ -225,6 +227,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       else slot.turnEnded = true;
     }
     this.#setState("thinking");
+    this.#armIdle();
   }
 
   /** Stop the reply: `clear`, `response.end` reason `cancelled` for every reply, upstream cancelled. */
@@ -246,6 +249,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
         return;
       this.startTurn();
     }
+    this.#lastMicAt = this.#now();
     const pcm24 = this.#pipe.micToUpstream(pcm);
     if (pcm24.byteLength === 0) return;
     this.#deps.metrics.audioSeconds.inc({ direction: "in" }, pcm.byteLength / 2 / this.#pipe.inRate);
@@ -462,6 +466,14 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       for (const id of this.#approvalIds)
         if (this.#deps.approvals.get(id) === undefined) this.#approvalIds.delete(id);
       if (this.#replies.length > 0 || this.#approvalIds.size > 0 || this.#toolsRunning > 0)
+        return this.#armIdle();
+      // Push-to-talk held open: the device streams its microphone, with no upstream VAD to say so.
+      const idleMs = this.#deps.conversationIdleS * 1000;
+      if (
+        this.#session.turn === "client" &&
+        this.#state === "listening" &&
+        this.#now() - this.#lastMicAt < idleMs
+      )
         return this.#armIdle();
       const c = this.#releaseConversation();
       this.#log.info("conversation ended after idle timeout");
