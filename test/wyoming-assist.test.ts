@@ -314,7 +314,8 @@ describe("conversation agent", () => {
     const down = await setup({ openai: { api_key: "sk-wrong", pool_size: 0 } });
     const h = await haHandle(down.port, { text: "hello", conversationId: "01HDOWN" });
     expect(h.answer?.data).toMatchObject({ code: "upstream_unavailable" });
-    expect(String(h.answer?.data.text)).toMatch(/cannot reach OpenAI/);
+    // The reason in words, as satellites and /readyz give it.
+    expect(String(h.answer?.data.text)).toMatch(/cannot answer right now: OpenAI rejected the API key/);
   });
 });
 

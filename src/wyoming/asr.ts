@@ -10,7 +10,7 @@
 import { Resampler } from "../audio/resampler.js";
 import { pcm16Bytes, pcm16View } from "../audio/pcm.js";
 import type { AssistConversation } from "../realtime/conversation.js";
-import type { AssistSessions } from "./assist.js";
+import { unavailableSentence, type AssistSessions } from "./assist.js";
 import type { AsrEvent, EventOf } from "./events.js";
 import { WyomingEvents } from "./events.js";
 import type { WyomingAsrProgram, WyomingCall, WyomingCallContext } from "./program.js";
@@ -102,7 +102,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
           { err: err instanceof Error ? err.message : String(err) },
           "speech-to-text: no upstream conversation",
         );
-        this.#fail("upstream_unavailable", SENTENCE.unreachable);
+        this.#fail("upstream_unavailable", unavailableSentence(err, SENTENCE.unreachable));
         return null;
       },
     );

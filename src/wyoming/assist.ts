@@ -5,10 +5,22 @@
  * Assistant answered itself creates no response and runs no tool), and a conversation whose
  * `conversation_id` has been quiet for `idleEndMs`.
  */
+import { LimitError } from "../errors.js";
+import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
 import type { Logger } from "../log.js";
 import type { AssistConversation, ConversationOptions, SpeechSource } from "../realtime/conversation.js";
 import type { KeptAudio } from "./memory.js";
 import { ANSWER_TTL_MS, ASR_TURN_TTL_MS, ExpiringTextIndex } from "./memory.js";
+
+/**
+ * Why no conversation could be had, as a sentence for people: the upstream's reason in words ("OpenAI
+ * quota exceeded", "OpenAI rejected the API key") or the conversation cap's, else `fallback`.
+ */
+export function unavailableSentence(err: unknown, fallback: string): string {
+  if (err instanceof UpstreamUnavailableError || err instanceof LimitError)
+    return `The voice assistant cannot answer right now: ${err.message}.`;
+  return fallback;
+}
 
 /** What the programs need of the realtime engine. */
 export interface AssistEngine extends SpeechSource {

@@ -9,7 +9,7 @@
  */
 import type { WyomingErrorCode } from "../errors.js";
 import type { AssistConversation } from "../realtime/conversation.js";
-import type { AssistSessions, HandleTarget } from "./assist.js";
+import { unavailableSentence, type AssistSessions, type HandleTarget } from "./assist.js";
 import type { HandleEvent } from "./events.js";
 import { WyomingEvents } from "./events.js";
 import { KeptAudio } from "./memory.js";
@@ -129,7 +129,7 @@ class HandleCall implements WyomingCall<HandleEvent> {
     } catch (err) {
       logger.warn({ err: err instanceof Error ? err.message : String(err) }, "conversation: no upstream");
       turn.finish("error");
-      return peer.fail("upstream_unavailable", SENTENCE.unreachable);
+      return peer.fail("upstream_unavailable", unavailableSentence(err, SENTENCE.unreachable));
     }
     const { conversation, heard } = target;
     logger.debug({ heard, chars: event.text.length }, "conversation: asking the model");

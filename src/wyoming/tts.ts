@@ -14,7 +14,7 @@
  */
 import { VOICES } from "../config/model.js";
 import type { WyomingErrorCode } from "../errors.js";
-import type { AssistSessions } from "./assist.js";
+import { unavailableSentence, type AssistSessions } from "./assist.js";
 import type { SynthesizeVoice, TtsEvent } from "./events.js";
 import { WyomingEvents, type AudioFormat } from "./events.js";
 import type { WyomingCall, WyomingCallContext, WyomingTtsProgram } from "./program.js";
@@ -111,7 +111,10 @@ class TtsCall implements WyomingCall<TtsEvent> {
           : "upstream_unavailable";
         logger.warn({ err: message, chunks }, "text-to-speech: the model did not speak the text");
         turn.finish("error");
-        peer.fail(code, code === "upstream_unavailable" ? SENTENCE.unreachable : SENTENCE.failed);
+        peer.fail(
+          code,
+          code === "upstream_unavailable" ? unavailableSentence(err, SENTENCE.unreachable) : SENTENCE.failed,
+        );
         return false;
       }
     }
