@@ -1,3 +1,4 @@
+import { normalizeAddress } from "../src/net/address.js";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +12,6 @@ import {
   createIngressServer,
   createSatelliteServer,
   INGRESS_PROXY_ADDRESS,
-  plainAddress,
   secretEquals,
 } from "../src/http/server.js";
 import { createLogger } from "../src/log.js";
@@ -44,9 +44,9 @@ describe("helpers", () => {
     expect(bearerToken(undefined)).toBeUndefined();
   });
 
-  it("plainAddress unmaps IPv4-mapped IPv6", () => {
-    expect(plainAddress("::ffff:172.30.32.2")).toBe("172.30.32.2");
-    expect(plainAddress("::1")).toBe("::1");
+  it("normalizeAddress unmaps IPv4-mapped IPv6", () => {
+    expect(normalizeAddress("::ffff:172.30.32.2")).toBe("172.30.32.2");
+    expect(normalizeAddress("::1")).toBe("::1");
   });
 
   it("add-on detection and data dir", () => {

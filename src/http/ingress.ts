@@ -33,6 +33,7 @@ import type { Logger } from "../log.js";
 import type { ServerStatus } from "../mcp/types.js";
 import type { ServerAdmin } from "../state/server-admin.js";
 import type { WyomingActivitySnapshot } from "../wyoming/activity.js";
+import { normalizeAddress } from "../net/address.js";
 
 export type { ServerAdmin } from "../state/server-admin.js";
 
@@ -144,17 +145,11 @@ const SECURITY_HEADERS = {
   "cache-control": "no-cache",
 } as const;
 
-/** `::ffff:172.30.32.2` → `172.30.32.2`. */
-export function normaliseAddress(addr: string | undefined): string {
-  if (!addr) return "";
-  return addr.startsWith("::ffff:") ? addr.slice(7) : addr;
-}
-
 /** An `onRequest` hook that answers 403 `forbidden` to every peer not in `allowed`. */
 export function restrictToAddresses(allowed: readonly string[]): onRequestHookHandler {
-  const set = new Set(allowed.map(normaliseAddress));
+  const set = new Set(allowed.map(normalizeAddress));
   return (request, reply, done) => {
-    if (set.has(normaliseAddress(request.socket.remoteAddress))) {
+    if (set.has(normalizeAddress(request.socket.remoteAddress))) {
       done();
       return;
     }

@@ -20,6 +20,7 @@ import type { Registry } from "prom-client";
 import { ApiError, apiErrorBody } from "../errors.js";
 import type { Logger } from "../log.js";
 import { browserOriginGuard, loopbackOnly } from "./origin.js";
+import { normalizeAddress } from "../net/address.js";
 
 /** The address Home Assistant's ingress proxy connects from. */
 export const INGRESS_PROXY_ADDRESS = "172.30.32.2";
@@ -41,11 +42,6 @@ export function secretEquals(presented: string, expected: string): boolean {
 export function bearerToken(header: string | undefined): string | undefined {
   const m = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   return m?.[1];
-}
-
-/** IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as plain IPv4. */
-export function plainAddress(address: string | undefined): string | undefined {
-  return address?.startsWith("::ffff:") ? address.slice(7) : address;
 }
 
 /** No per-request log lines (health probes and scrapes would flood the add-on log); errors still log. */
@@ -151,8 +147,8 @@ export function createIngressServer(opts: IngressServerOptions): FastifyInstance
   const allowed = opts.allowedAddresses;
   if (allowed !== undefined) {
     app.addHook("onRequest", async (req, reply) => {
-      const from = plainAddress(req.socket.remoteAddress);
-      if (from === undefined || !allowed.includes(from)) {
+      const from = normalizeAddress(req.socket.remoteAddress);
+      if (!allowed.includes(from)) {
         req.log.warn({ from }, "ingress request from a foreign address refused");
         return reply.code(403).send(apiErrorBody("forbidden"));
       }

@@ -15,6 +15,7 @@ import type {
 } from "./conversation.js";
 import { summariseTurns, type TranscriptTurn } from "./session-config.js";
 import type { OrphanedCallOutput, RealtimeSession, SessionClose } from "./session.js";
+import { subscribe } from "../subscribe.js";
 
 /** Where a conversation gets its (next) upstream session; the engine implements it. */
 export interface SessionSource {
@@ -513,20 +514,14 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     const lost = (info: SessionClose): void => {
       if (!info.byUs && this.#link.status !== "ended") this.turns.emit("upstream.lost");
     };
-    session.on("input.committed", committed);
-    session.on("user.transcript", transcript);
-    session.on("user.transcript.failed", failed);
-    session.on("response.failed", responseFailed);
-    session.on("idle", idle);
-    session.on("closed", lost);
-    return () => {
-      session.off("input.committed", committed);
-      session.off("user.transcript", transcript);
-      session.off("user.transcript.failed", failed);
-      session.off("response.failed", responseFailed);
-      session.off("idle", idle);
-      session.off("closed", lost);
-    };
+    return subscribe(session, {
+      "input.committed": committed,
+      "user.transcript": transcript,
+      "user.transcript.failed": failed,
+      "response.failed": responseFailed,
+      idle,
+      closed: lost,
+    });
   }
 
   prependHistory(turns: readonly TranscriptTurn[]): void {

@@ -27,6 +27,7 @@ import type {
 } from "../realtime/conversation.js";
 import type { SatelliteLimits } from "./limits.js";
 import { AudioPipe, PCM_RATE_UPSTREAM } from "./media.js";
+import { subscribe } from "../subscribe.js";
 
 /** What the device is doing, as every wire reports it in its own words. */
 export type SatelliteState = "idle" | "listening" | "thinking" | "speaking" | "error";
@@ -385,11 +386,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       }),
       closed: guard(({ reason }: { reason: string }) => this.#onConversationClosed(reason)),
     };
-    const names = Object.keys(on) as (keyof ConversationEvents)[];
-    for (const name of names) c.on(name, on[name]);
-    return () => {
-      for (const name of names) c.off(name, on[name]);
-    };
+    return subscribe(c, on);
   }
 
   /** A running tool keeps the conversation alive; the idle clock starts over when the last one ends. */

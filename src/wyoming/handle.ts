@@ -8,6 +8,7 @@
  * `synthesize` call that follows. Failures answer `error {text, code}` with a sentence a person reads.
  */
 import type { WyomingErrorCode } from "../errors.js";
+import { subscribe } from "../subscribe.js";
 import type { AssistConversation } from "../realtime/conversation.js";
 import { unavailableSentence, type AssistSessions, type HandleTarget } from "./assist.js";
 import type { HandleEvent } from "./events.js";
@@ -77,30 +78,32 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
       ANSWER_TIMEOUT_MS,
     );
     timer.unref();
+    let detach = (): void => undefined;
     const settle = (err?: AnswerError): void => {
       clearTimeout(timer);
       clearTimeout(grace);
-      conversation.off("transcript", onTranscript);
-      conversation.off("audio", onAudio);
-      conversation.off("response.end", onEnd);
-      conversation.off("error", onError);
-      conversation.off("closed", onClosed);
-      conversation.turns.off("response.failed", onFailed);
-      conversation.turns.off("idle", onIdle);
-      conversation.turns.off("upstream.lost", onClosed);
+      detach();
       signal.removeEventListener("abort", onAbort);
       audio.finish(err ? "cut" : "complete");
       if (err) reject(err);
       else resolve({ text: texts.join(" "), audio });
     };
-    conversation.on("transcript", onTranscript);
-    conversation.on("audio", onAudio);
-    conversation.on("response.end", onEnd);
-    conversation.on("error", onError);
-    conversation.on("closed", onClosed);
-    conversation.turns.on("response.failed", onFailed);
-    conversation.turns.on("idle", onIdle);
-    conversation.turns.on("upstream.lost", onClosed);
+    const offConversation = subscribe(conversation, {
+      transcript: onTranscript,
+      audio: onAudio,
+      "response.end": onEnd,
+      error: onError,
+      closed: onClosed,
+    });
+    const offTurns = subscribe(conversation.turns, {
+      "response.failed": onFailed,
+      idle: onIdle,
+      "upstream.lost": onClosed,
+    });
+    detach = () => {
+      offConversation();
+      offTurns();
+    };
     signal.addEventListener("abort", onAbort, { once: true });
     ask();
   });
