@@ -14,6 +14,7 @@ import type { Dialect, SatelliteDevice } from "../src/config/model.js";
 import type { Metrics } from "../src/metrics.js";
 import { RealtimeEngine } from "../src/realtime/engine.js";
 import { SatelliteAuth } from "../src/satellite/auth.js";
+import { sleep } from "./satellite-helpers.js";
 import { FirmwareAccess } from "../src/satellite/firmware/access.js";
 import { FirmwareListener } from "../src/satellite/firmware/listener.js";
 import { resolveLimits } from "../src/satellite/limits.js";
@@ -238,7 +239,7 @@ export class RefusedUpgrade extends Error {
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep };
 
 /**
  * Streams PCM16 at real time in frames of `frameBytes` (drift-corrected); stops early when
