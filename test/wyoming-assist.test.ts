@@ -426,6 +426,29 @@ describe("nothing done twice", () => {
   });
 });
 
+describe("the right turn", () => {
+  it("handle continues the newest transcript of its text; the older one, answered elsewhere, is never answered", async () => {
+    // Two speech-to-text calls hear the same words: the first was answered locally by Home Assistant
+    // (no conversation call), the second goes to the conversation agent.
+    const { fake, port } = await setup({ asrTurnTtlMs: 1500, fake: { transcribe: () => "what time is it" } });
+    const older = await haSttLegacy(port, { language: "en", chunks: chunkPcm(KITCHEN) });
+    const newer = await haSttLegacy(port, { language: "en", chunks: chunkPcm(LIVING_ROOM) });
+    expect([older.text, newer.text]).toEqual(["what time is it", "what time is it"]);
+    const h = await haHandle(port, { text: "what time is it", conversationId: "01HNEWEST" });
+    expect(h.answer?.type).toBe("handled");
+    const appended = (c: FakeConnection): number =>
+      c.all("input_audio_buffer.append").reduce((n, e) => n + e.audio.length, 0);
+    const [a, b] = listeners(fake);
+    const [heardOlder, heardNewer] = appended(a!) < appended(b!) ? [a!, b!] : [b!, a!];
+    expect(heardNewer.all("response.create")).toHaveLength(1);
+    expect(heardOlder.all("response.create")).toHaveLength(0);
+    // The older turn was not consumed by the call: it expires unclaimed and its conversation ends.
+    await until(() => heardOlder.closed, 5000, "older turn's conversation ended");
+    expect(heardOlder.all("response.create")).toHaveLength(0);
+    expect(heardNewer.closed).toBe(false);
+  });
+});
+
 describe("two satellites at once", () => {
   it("interleaved turns each get their own transcript, answer and audio", async () => {
     const answers = { a: "Kitchen light on.", b: "Living room lights on." };
