@@ -61,7 +61,7 @@ export class WyomingTestClient {
 
   /** Writes one event as the Python writer does (`data` in the data part, zero lengths omitted). */
   write(type: string, data?: Record<string, unknown>, payload?: Buffer): Promise<void> {
-    const header: Record<string, unknown> = { type, version: "1.8.0" };
+    const header: Record<string, unknown> = { type, version: "1.9.0" };
     const dataBytes = data && Object.keys(data).length > 0 ? Buffer.from(JSON.stringify(data)) : undefined;
     if (dataBytes) header.data_length = dataBytes.length;
     if (payload && payload.length > 0) header.payload_length = payload.length;
