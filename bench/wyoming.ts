@@ -101,7 +101,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     logger: silentLogger(),
     metrics: freshMetrics(),
   });
-  const assist = createAssistPrograms({ engine, logger: silentLogger() });
+  const assist = createAssistPrograms({ engine, config, logger: silentLogger() });
   const server = new WyomingServer({
     config,
     version: "bench",

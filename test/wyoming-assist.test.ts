@@ -43,8 +43,13 @@ const silence16k = (ms: number): Buffer => Buffer.alloc(16 * ms * 2);
 /** What the fake "hears": the living-room fixture is the long one. */
 const transcribe = (pcm: Buffer): string =>
   pcm.length / 48_000 > 3.4 ? "turn on the living room lights" : "turn on the kitchen light";
-/** Out-of-band speech: a tone whose length and pitch follow the text, so each text has its own audio. */
-const speechAudio = (text: string): Buffer => tone(80 + 4 * text.length, 180 + 3 * text.length);
+/**
+ * Out-of-band speech: a tone whose length and pitch follow the text and the voice, so each text in each
+ * voice has its own audio.
+ */
+const VOICE_PITCH: Record<string, number> = { marin: 0, cedar: 40, alloy: 80 };
+const speechAudio = (text: string, voice = "marin"): Buffer =>
+  tone(80 + 4 * text.length, 180 + 3 * text.length + (VOICE_PITCH[voice] ?? 120));
 
 const EVERYTHING_BIN = new URL("../node_modules/.bin/mcp-server-everything", import.meta.url).pathname;
 const everything = McpServerSchema.parse({
@@ -114,6 +119,7 @@ async function setup(s: Setup = {}) {
   await engine.warmUp();
   assist = createAssistPrograms({
     engine,
+    config,
     logger: silentLogger(),
     ...(s.asrTurnTtlMs !== undefined ? { asrTurnTtlMs: s.asrTurnTtlMs, sweepMs: 20 } : {}),
   });
@@ -324,7 +330,7 @@ describe("text to speech", () => {
     const { fake, port } = await setup();
     const streamed = await haTtsStreaming(port, ["It is ", "seven o'clock."], "cedar");
     expect(streamed.stopped).toBe(true);
-    expect(streamed.audio!.equals(speechAudio("It is seven o'clock."))).toBe(true);
+    expect(streamed.audio!.equals(speechAudio("It is seven o'clock.", "cedar"))).toBe(true);
     expect(streamed.events.filter((e) => e.type === "audio-start")).toHaveLength(1);
     const creates = fake.connections.flatMap((c) => c.all("response.create"));
     expect(creates).toHaveLength(1);
@@ -353,6 +359,39 @@ describe("text to speech", () => {
     expect(r.audio!.equals(speechAudio("Hello there."))).toBe(true);
     const creates = fake.connections.flatMap((c) => c.all("response.create"));
     expect(creates[0]!.response?.audio?.output?.voice).toBe("marin");
+  });
+});
+
+describe("one assistant, one voice", () => {
+  it("an answer asked for in another voice is spoken anew in that voice; the kept audio only in the conversation's own", async () => {
+    const { fake, port } = await setup({ fake: { replyTranscript: "The kitchen light is on." } });
+    const stt = await haSttLegacy(port, { language: "en", chunks: chunkPcm(KITCHEN) });
+    const h = await haHandle(port, { text: stt.text!, conversationId: "01HVOICE" });
+    expect(h.answer?.data.text).toBe("The kitchen light is on.");
+    const outOfBand = () =>
+      fake.connections.flatMap((c) =>
+        c.all("response.create").filter((e) => e.response?.conversation === "none"),
+      );
+
+    // The pipeline's voice is not the model's (openai.voice is marin): the text is read in cedar.
+    const cedar = await haTts(port, "The kitchen light is on.", "cedar");
+    expect(cedar.audio!.equals(speechAudio("The kitchen light is on.", "cedar"))).toBe(true);
+    expect(cedar.audio!.equals(fake.replyAudio)).toBe(false);
+    expect(outOfBand().map((e) => e.response?.audio?.output?.voice)).toEqual(["cedar"]);
+    // On a session that had spoken nothing before, so the voice it names is the one it speaks in.
+    const speaker = fake.connections.find((c) =>
+      c.all("response.create").some((e) => e.response?.audio?.output?.voice === "cedar"),
+    )!;
+    expect(speaker.all("response.create")).toHaveLength(1);
+    const streamed = await haTtsStreaming(port, ["The kitchen ", "light is on."], "cedar");
+    expect(streamed.audio!.equals(speechAudio("The kitchen light is on.", "cedar"))).toBe(true);
+
+    // No voice, or the conversation's own: the model's own audio of the answer, nothing spoken anew.
+    const plain = await haTts(port, "The kitchen light is on.");
+    expect(plain.audio!.equals(fake.replyAudio)).toBe(true);
+    const marin = await haTts(port, "The kitchen light is on.", "marin");
+    expect(marin.audio!.equals(fake.replyAudio)).toBe(true);
+    expect(outOfBand()).toHaveLength(2);
   });
 });
 

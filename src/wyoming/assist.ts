@@ -5,6 +5,7 @@
  * Assistant answered itself creates no response and runs no tool), and a conversation whose
  * `conversation_id` has been quiet for `idleEndMs`.
  */
+import type { Config } from "../config/model.js";
 import { LimitError } from "../errors.js";
 import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
 import type { Logger } from "../log.js";
@@ -31,6 +32,8 @@ export interface AssistEngine extends SpeechSource {
 
 export interface AssistSessionsOptions {
   readonly engine: AssistEngine;
+  /** `openai.voice` (the conversations' voice) and the `wyoming` options. */
+  readonly config: Pick<Config, "openai" | "wyoming">;
   readonly logger: Logger;
   /** Epoch ms. */
   readonly now?: () => number;
@@ -59,6 +62,8 @@ interface Bound {
 
 export class AssistSessions {
   readonly #engine: AssistEngine;
+  /** The voice every conversation speaks in, so the voice of every kept answer. */
+  readonly #voice: string;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #idleEndMs: number;
@@ -71,6 +76,7 @@ export class AssistSessions {
 
   constructor(opts: AssistSessionsOptions) {
     this.#engine = opts.engine;
+    this.#voice = opts.config.openai.voice;
     this.#log = opts.logger;
     this.#now = opts.now ?? Date.now;
     this.#idleEndMs = opts.idleEndMs ?? 5 * 60_000;
@@ -147,8 +153,12 @@ export class AssistSessions {
     this.#answers.put(text, audio, this.#now());
   }
 
-  /** The model's audio of a recent answer with this text, if any. */
-  answer(text: string): KeptAudio | undefined {
+  /**
+   * The model's audio of a recent answer with this text, if any, when it is in `voice`: absent
+   * (any voice will do) or the conversations' own. In another voice the text must be spoken anew.
+   */
+  answer(text: string, voice?: string): KeptAudio | undefined {
+    if (voice !== undefined && voice !== this.#voice) return undefined;
     return this.#answers.newest(text, this.#now());
   }
 
