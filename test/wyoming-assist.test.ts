@@ -39,6 +39,12 @@ const fixture = (name: string): Buffer =>
 const KITCHEN = fixture("kitchen_light_16k.wav");
 const LIVING_ROOM = fixture("living_room_16k.wav");
 const silence16k = (ms: number): Buffer => Buffer.alloc(16 * ms * 2);
+/** A steady loud hum at 16 kHz: speech to a level-based detector, and it never stops. */
+const hum16k = (ms: number): Buffer => {
+  const out = Buffer.alloc(16 * ms * 2);
+  for (let i = 0; i < out.length / 2; i++) out.writeInt16LE(Math.round(9000 * Math.sin(i / 6)), i * 2);
+  return out;
+};
 
 /** What the fake "hears": the living-room fixture is the long one. */
 const transcribe = (pcm: Buffer): string =>
@@ -94,6 +100,8 @@ interface Setup {
   openai?: Partial<ConfigInput["openai"]>;
   asrTurnTtlMs?: number;
   approvalTimeoutS?: number;
+  wyoming?: Partial<ConfigInput["wyoming"]>;
+  maxConversations?: number;
 }
 
 async function setup(s: Setup = {}) {
@@ -103,7 +111,8 @@ async function setup(s: Setup = {}) {
     {
       mcp_servers: [everything],
       listen: { host: "127.0.0.1" },
-      wyoming: { port: 0 },
+      wyoming: { port: 0, ...s.wyoming },
+      ...(s.maxConversations === undefined ? {} : { satellites: { max_conversations: s.maxConversations } }),
     },
     { pool_size: 2, ...s.openai },
   );
@@ -209,6 +218,51 @@ describe("speech to text", () => {
     expect(heard).toHaveLength(2);
     expect(Math.abs(heard[0]! - 1000)).toBeLessThan(5);
     expect(heard[1]).toBe(1000);
+  });
+
+  it("a false wake in a quiet room ends with an empty transcript and frees its conversation", async () => {
+    // Home Assistant streams the device's microphone until a transcript comes (no end-of-speech
+    // detection of its own: requires_external_vad is false), so only the service can end the call.
+    const { fake, port } = await setup({ wyoming: { no_speech_s: 1 }, maxConversations: 2 });
+    const quiet = chunkPcm(silence16k(6000));
+    const calls = [0, 1].map(() => haSttConcurrent(port, { language: "en", chunks: quiet, intervalMs: 64 }));
+    const results = await Promise.all(calls);
+    for (const r of results) {
+      expect(r.text).toBe("");
+      expect(r.events.find((e) => e.type === "transcript")?.data).toEqual({ text: "", language: "en" });
+      expect(r.chunksSent).toBeLessThan(quiet.length);
+    }
+    const silent = listeners(fake);
+    expect(silent).toHaveLength(2);
+    await until(() => silent.every((c) => c.closed), 5000, "silent calls' conversations ended");
+    for (const c of silent) expect(c.all("response.create")).toHaveLength(0);
+    // Both places under max_conversations are free again: a real question is answered.
+    const next = await haSttLegacy(port, { language: "en", chunks: chunkPcm(KITCHEN) });
+    expect(next.text).toBe("turn on the kitchen light");
+  });
+
+  it("a turn that never ends on its own is cut at the longest turn and what was heard is transcribed", async () => {
+    const heard: number[] = [];
+    const { fake, port } = await setup({
+      wyoming: { no_speech_s: 1, max_turn_s: 2 },
+      fake: {
+        transcribe: (pcm) => {
+          heard.push(pcm.length / 48); // ms at 24 kHz
+          return "a very long story";
+        },
+      },
+    });
+    const noisy = chunkPcm(hum16k(6000));
+    const r = await haSttConcurrent(port, { language: "en", chunks: noisy, intervalMs: 64 });
+    expect(r.text).toBe("a very long story");
+    expect(r.chunksSent).toBeLessThan(noisy.length);
+    const [conn] = listeners(fake);
+    expect(conn!.all("input_audio_buffer.commit")).toHaveLength(1);
+    expect(conn!.all("response.create")).toHaveLength(0);
+    // The audio up to the cut, at most two seconds of it (it is paced in real time).
+    expect(heard).toHaveLength(1);
+    expect(heard[0]).toBeGreaterThan(0);
+    expect(heard[0]).toBeLessThanOrEqual(2100);
   });
 
   it("refuses audio it cannot use with a clear error", async () => {

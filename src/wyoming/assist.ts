@@ -64,6 +64,7 @@ export class AssistSessions {
   readonly #engine: AssistEngine;
   /** The voice every conversation speaks in, so the voice of every kept answer. */
   readonly #voice: string;
+  readonly #listening: { readonly noSpeechMs: number; readonly maxTurnMs: number };
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #idleEndMs: number;
@@ -77,6 +78,10 @@ export class AssistSessions {
   constructor(opts: AssistSessionsOptions) {
     this.#engine = opts.engine;
     this.#voice = opts.config.openai.voice;
+    this.#listening = {
+      noSpeechMs: opts.config.wyoming.no_speech_s * 1000,
+      maxTurnMs: opts.config.wyoming.max_turn_s * 1000,
+    };
     this.#log = opts.logger;
     this.#now = opts.now ?? Date.now;
     this.#idleEndMs = opts.idleEndMs ?? 5 * 60_000;
@@ -88,6 +93,11 @@ export class AssistSessions {
 
   get engine(): AssistEngine {
     return this.#engine;
+  }
+
+  /** How long a speech-to-text call listens, from its first audio (`wyoming.no_speech_s`, `max_turn_s`). */
+  get listening(): { readonly noSpeechMs: number; readonly maxTurnMs: number } {
+    return this.#listening;
   }
 
   /** A conversation for one ASR call: upstream turn detection ends the turn, without a response. */
