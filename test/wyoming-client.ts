@@ -49,9 +49,10 @@ export class WyomingTestClient {
     });
   }
 
-  static connect(port: number, host = "127.0.0.1"): Promise<WyomingTestClient> {
+  /** `localAddress` picks the client's own address (e.g. `127.0.0.2`, another peer on loopback). */
+  static connect(port: number, host = "127.0.0.1", localAddress?: string): Promise<WyomingTestClient> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ port, host }, () => {
+      const socket = connect({ port, host, ...(localAddress ? { localAddress } : {}) }, () => {
         socket.off("error", reject);
         resolve(new WyomingTestClient(socket));
       });

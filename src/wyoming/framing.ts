@@ -109,6 +109,11 @@ export class WyomingFrameReader {
     return this.#buffered;
   }
 
+  /** True while part of an event has arrived and the rest has not. */
+  get midEvent(): boolean {
+    return this.#header !== undefined || this.#buffered > 0;
+  }
+
   /**
    * Adds bytes; returns every event they complete, in order.
    * @throws FramingError when the stream breaks the framing or a limit.

@@ -1166,8 +1166,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           if (part.type === "input_text" && part.text !== undefined) text = part.text;
     const own = params.audio?.output?.voice;
     const sessionVoice = this.session.audio?.output?.voice;
-    const voice =
-      typeof own === "string" ? own : typeof sessionVoice === "string" ? sessionVoice : "marin";
+    const voice = typeof own === "string" ? own : typeof sessionVoice === "string" ? sessionVoice : "marin";
     const audio = this.#server.opts.speechAudio?.(text, voice) ?? this.#server.replyAudio;
     this.#startResponse((r, done) => {
       const delay = this.#server.opts.replyDelayMs ?? 0;
