@@ -102,6 +102,7 @@ interface Setup {
   approvalTimeoutS?: number;
   wyoming?: Partial<ConfigInput["wyoming"]>;
   maxConversations?: number;
+  answerTimeoutMs?: number;
 }
 
 async function setup(s: Setup = {}) {
@@ -129,6 +130,8 @@ async function setup(s: Setup = {}) {
   assist = createAssistPrograms({
     engine,
     config,
+    approvals,
+    ...(s.answerTimeoutMs === undefined ? {} : { answerTimeoutMs: s.answerTimeoutMs }),
     logger: silentLogger(),
     ...(s.asrTurnTtlMs !== undefined ? { asrTurnTtlMs: s.asrTurnTtlMs, sweepMs: 20 } : {}),
   });
@@ -358,6 +361,49 @@ describe("conversation agent", () => {
     expect(h.answer?.type).toBe("handled");
     expect(String(h.answer?.data.text)).toMatch(/^The tool said: .*not_approved.*Nobody approved get-sum/);
   }, 20_000);
+
+  it("a call Home Assistant stops waiting for denies its pending approval: a later Approve runs nothing", async () => {
+    const { fake, port, approvals } = await setup({ approvalTimeoutS: 600 });
+    fake.script({ kind: "function_call", name: "get-sum", arguments: '{"a":1,"b":2}' });
+    const c = await WyomingTestClient.connect(port);
+    await c.write("transcript", {
+      text: "add one and two",
+      language: "en",
+      context: { conversation_id: "01HGAVEUP" },
+    });
+    await until(() => approvals.size === 1, 5000, "approval asked");
+    const [pending] = approvals.list();
+    // Home Assistant gives up on the call (its pipeline was cancelled, or it timed out first).
+    await c.close();
+    await until(() => approvals.size === 0, 5000, "approval settled when the call ended");
+    expect(approvals.settled(pending!.id)).toMatchObject({
+      approve: false,
+      source: "cancelled",
+      tool: "get-sum",
+      reason: expect.stringMatching(/Home Assistant stopped waiting/),
+    });
+    expect(approvals.answer(pending!.id, true, "ingress")).toBe(false);
+    const [conn] = fake.connections.filter((f) => f.all("conversation.item.create").length > 0);
+    const out = await conn!.waitFor(
+      "conversation.item.create",
+      (e) => e.item.type === "function_call_output",
+    );
+    const output = out.item.type === "function_call_output" ? out.item.output : "";
+    expect(output).toContain("not_approved");
+    expect(output).not.toMatch(/sum.*is 3/i);
+  });
+
+  it("waits for an approval past its own limit: the limit follows the approval's timeout", async () => {
+    const { fake, port, approvals } = await setup({ approvalTimeoutS: 5, answerTimeoutMs: 300 });
+    fake.script({ kind: "function_call", name: "get-sum", arguments: '{"a":1,"b":2}' });
+    const pending = haHandle(port, { text: "add one and two", conversationId: "01HSLOWOK" });
+    await until(() => approvals.size === 1, 5000, "approval asked");
+    await new Promise((r) => setTimeout(r, 700));
+    expect(approvals.answer(approvals.list()[0]!.id, true, "ingress")).toBe(true);
+    const h = await pending;
+    expect(h.answer?.type).toBe("handled");
+    expect(String(h.answer?.data.text)).toMatch(/^The tool said: .*3/);
+  });
 
   it("answers error with a sentence when the response fails or the upstream is unreachable", async () => {
     const { fake, port } = await setup();

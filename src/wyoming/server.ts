@@ -438,6 +438,9 @@ class WyomingConnection implements WyomingPeer {
     } catch (err) {
       return this.#failWith(err);
     }
+    // Home Assistant closes the whole connection when it stops waiting (TCP shows only the end of its
+    // writing): a call still waiting for its answer, with nothing left to read, has nobody to answer.
+    if (this.#pumping && this.#queue.length === 0) return this.#end("closed by the client");
     void this.#pump();
   }
 
