@@ -11,8 +11,8 @@
  * Nobody can hoard connections: one address holds at most `perPeer` at once (one more gets `error
  * too_many_connections` and a close); a connection with no call in progress is closed `idleMs` after
  * its last whole event (bytes of an unfinished event do not count); past `MAX_CONNECTIONS` in all, a new
- * connection still answers `describe` and `ping` but refuses program calls, so Home Assistant can
- * always read `info` while others hold the service.
+ * connection still answers `describe` and `ping` (for `eventMs`) but refuses program calls, so Home
+ * Assistant can read `info` while others hold the service; past four times that, one is refused.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { WYOMING_ERRORS, type WyomingErrorCode } from "../errors.js";
@@ -97,6 +97,8 @@ const QUEUE_HIGH_BYTES = 2 * 1024 * 1024;
 const KEEPALIVE_MS = 30_000;
 /** Connections served in full at once; past it a new connection only answers `describe` and `ping`. */
 export const MAX_CONNECTIONS = 128;
+/** Connections held at all (describe-only ones included); past it a new one is refused. */
+const HARD_MAX_CONNECTIONS = 4 * MAX_CONNECTIONS;
 /** How long a refused socket has to read its `error` before it is destroyed. */
 const REFUSED_LINGER_MS = 2_000;
 
@@ -215,6 +217,14 @@ export class WyomingServer {
         `the address holds ${held} connections, the most allowed (wyoming.max_connections_per_peer)`,
         `This address already holds ${held} connections to the Wyoming service, the most allowed ` +
           "(wyoming.max_connections_per_peer). Close one and try again.",
+      );
+    if (this.#connections.size >= HARD_MAX_CONNECTIONS)
+      return this.#refuse(
+        socket,
+        address,
+        "too_many_connections",
+        `${HARD_MAX_CONNECTIONS} connections are open`,
+        `The Wyoming service holds ${HARD_MAX_CONNECTIONS} connections, the most it keeps; try again when one ends.`,
       );
     const id = `w${++this.#next}`;
     const conn = new WyomingConnection(id, socket, this, {
