@@ -35,10 +35,11 @@ const SENTENCE = {
   failed: "The voice assistant could not come up with an answer. Please try again.",
   slow: "The voice assistant took too long to answer. Please try again.",
   lost: "The connection to OpenAI was lost before the answer was complete. Please try again.",
-  /** The denial of an approval still pending when its call ended: the model and the UI say it. */
+  /** Denials of an approval still pending when its call ended: the model and the UI say them. */
   ended:
     "The voice request that asked for it ended (Home Assistant stopped waiting for the answer) " +
     "before anyone decided, so it was not run.",
+  endedSlow: "The voice request that asked for it ran out of time before anyone decided, so it was not run.",
 } as const;
 
 class AnswerError extends Error {
@@ -101,14 +102,12 @@ function answerOf(
       else settle();
     };
     const onAbort = (): void => settle(new AnswerError("internal", "the client went away"));
+    const onSlow = (): void => settle(new AnswerError("response_failed", SENTENCE.slow), SENTENCE.endedSlow);
     let deadline = Date.now() + limits.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const armTimer = (): void => {
       clearTimeout(timer);
-      timer = setTimeout(
-        () => settle(new AnswerError("response_failed", SENTENCE.slow)),
-        deadline - Date.now(),
-      );
+      timer = setTimeout(onSlow, deadline - Date.now());
       timer.unref();
     };
     armTimer();
@@ -120,12 +119,12 @@ function answerOf(
       armTimer();
     };
     let detach = (): void => undefined;
-    const settle = (err?: AnswerError): void => {
+    const settle = (err?: AnswerError, denial: string = SENTENCE.ended): void => {
       clearTimeout(timer);
       clearTimeout(grace);
       detach();
       signal.removeEventListener("abort", onAbort);
-      if (err) limits.approvals.cancel((p) => asked.has(p.id), SENTENCE.ended);
+      if (err) limits.approvals.cancel((p) => asked.has(p.id), denial);
       audio.finish(err ? "cut" : "complete");
       if (err) reject(err);
       else resolve({ text: texts.join(" "), audio });
