@@ -94,14 +94,15 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     { listen: { host: "127.0.0.1" }, wyoming: { port: 0 } },
     { pool_size: 2 },
   );
+  const approvals = new ApprovalQueue({ timeoutS: 30 });
   const engine = new RealtimeEngine({
     config,
     tools: new RecordingTools(),
-    approvals: new ApprovalQueue({ timeoutS: 30 }),
+    approvals,
     logger: silentLogger(),
     metrics: freshMetrics(),
   });
-  const assist = createAssistPrograms({ engine, logger: silentLogger() });
+  const assist = createAssistPrograms({ engine, config, approvals, logger: silentLogger() });
   const server = new WyomingServer({
     config,
     version: "bench",

@@ -51,6 +51,12 @@ export const WYOMING_ERRORS = {
   bad_audio: { message: "audio the service cannot use (format, or audio outside a stream)" },
   upstream_unavailable: { message: "the Realtime upstream cannot be reached" },
   forbidden: { message: "this address may not use the Wyoming service (see wyoming.allowed_addresses)" },
+  too_many_connections: {
+    message:
+      "this address already holds the most connections allowed (wyoming.max_connections_per_peer), " +
+      "or the service is full and answers only describe",
+  },
+  event_timeout: { message: "an event did not arrive whole within 10 seconds of its first byte" },
   response_failed: { message: "the Realtime model did not produce an answer" },
   internal: { message: "internal error" },
 } as const satisfies Record<string, WyomingErrorSpec>;

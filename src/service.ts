@@ -116,7 +116,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   // The speech-to-text, conversation and text-to-speech programs over the engine's conversations. The
   // speaker session for text-to-speech opens on the first call that needs it, not at start-up.
   const assist = config.wyoming.enabled
-    ? createAssistPrograms({ engine, logger: logger.child({ part: "wyoming" }) })
+    ? createAssistPrograms({ engine, config, approvals, logger: logger.child({ part: "wyoming" }) })
     : undefined;
   const wyoming = assist
     ? new WyomingServer({

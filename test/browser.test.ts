@@ -417,6 +417,34 @@ describe("ingress UI in a real browser", () => {
     }
   }, 60_000);
 
+  it("an approval whose call ended says so in its row: cancelled, why, and no buttons left", async () => {
+    const page = await openAdmin();
+    const asked = approvals.request({
+      server: "everything",
+      tool: "unlock_door",
+      arguments: JSON.stringify({ door: "front" }),
+      mode: "client",
+    });
+    try {
+      const row = page.locator(`[data-approval="${asked.id}"]`);
+      await row.getByRole("button", { name: "Approve" }).waitFor();
+      // The Wyoming conversation call that asked for it ended: its approvals are denied as cancelled.
+      approvals.cancel(
+        (p) => p.id === asked.id,
+        "The voice request that asked for it ended (Home Assistant stopped waiting for the answer) " +
+          "before anyone decided, so it was not run.",
+      );
+      await page.locator(`[data-approval="${asked.id}"][data-settled="cancelled"]`).waitFor();
+      await expect(row.textContent()).resolves.toMatch(
+        /Cancelled: The voice request that asked for it ended \(Home Assistant stopped waiting/,
+      );
+      await expect(row.locator("button").count()).resolves.toBe(0);
+      await page.screenshot({ path: join(ARTIFACTS, "ingress-approval-cancelled.png"), fullPage: true });
+    } finally {
+      await page.close();
+    }
+  }, 60_000);
+
   it("on a phone (390 px) inside Home Assistant's panel: no second app bar, the satellite URL, an approval card that fits and works", async () => {
     const page = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
     page.setDefaultTimeout(15_000);

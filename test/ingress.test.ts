@@ -311,6 +311,41 @@ describe("ingress admin API", () => {
     expect((await h.app.inject({ url: "/api/approvals" })).json().approvals).toEqual([]);
   });
 
+  it("says how an approval that left was decided: in the list, and to a late Approve", async () => {
+    const { id } = h.approvals.request({
+      server: "everything",
+      tool: "get-sum",
+      arguments: "{}",
+      mode: "client",
+    });
+    h.approvals.cancel(
+      (p) => p.id === id,
+      "Home Assistant stopped waiting for the answer, so it was not run.",
+    );
+    const body = (await h.app.inject({ url: "/api/approvals" })).json();
+    expect(body.approvals).toEqual([]);
+    expect(body.settled).toEqual([
+      expect.objectContaining({
+        id,
+        tool: "get-sum",
+        approve: false,
+        source: "cancelled",
+        reason: "Home Assistant stopped waiting for the answer, so it was not run.",
+      }),
+    ]);
+    const late = await h.app.inject({
+      method: "POST",
+      url: `/api/approvals/${id}`,
+      payload: { approve: true },
+    });
+    expect(late.statusCode).toBe(404);
+    expect(late.json().error).toEqual({
+      code: "unknown_approval",
+      message:
+        "get-sum was already cancelled: Home Assistant stopped waiting for the answer, so it was not run.",
+    });
+  });
+
   it("POST /api/approvals/:id {approve:false} denies with a reason the model can speak", async () => {
     const { id, decision } = h.approvals.request({
       server: "s",

@@ -39,12 +39,23 @@ const fixture = (name: string): Buffer =>
 const KITCHEN = fixture("kitchen_light_16k.wav");
 const LIVING_ROOM = fixture("living_room_16k.wav");
 const silence16k = (ms: number): Buffer => Buffer.alloc(16 * ms * 2);
+/** A steady loud hum at 16 kHz: speech to a level-based detector, and it never stops. */
+const hum16k = (ms: number): Buffer => {
+  const out = Buffer.alloc(16 * ms * 2);
+  for (let i = 0; i < out.length / 2; i++) out.writeInt16LE(Math.round(9000 * Math.sin(i / 6)), i * 2);
+  return out;
+};
 
 /** What the fake "hears": the living-room fixture is the long one. */
 const transcribe = (pcm: Buffer): string =>
   pcm.length / 48_000 > 3.4 ? "turn on the living room lights" : "turn on the kitchen light";
-/** Out-of-band speech: a tone whose length and pitch follow the text, so each text has its own audio. */
-const speechAudio = (text: string): Buffer => tone(80 + 4 * text.length, 180 + 3 * text.length);
+/**
+ * Out-of-band speech: a tone whose length and pitch follow the text and the voice, so each text in each
+ * voice has its own audio.
+ */
+const VOICE_PITCH: Record<string, number> = { marin: 0, cedar: 40, alloy: 80 };
+const speechAudio = (text: string, voice = "marin"): Buffer =>
+  tone(80 + 4 * text.length, 180 + 3 * text.length + (VOICE_PITCH[voice] ?? 120));
 
 const EVERYTHING_BIN = new URL("../node_modules/.bin/mcp-server-everything", import.meta.url).pathname;
 const everything = McpServerSchema.parse({
@@ -89,6 +100,9 @@ interface Setup {
   openai?: Partial<ConfigInput["openai"]>;
   asrTurnTtlMs?: number;
   approvalTimeoutS?: number;
+  wyoming?: Partial<ConfigInput["wyoming"]>;
+  maxConversations?: number;
+  answerTimeoutMs?: number;
 }
 
 async function setup(s: Setup = {}) {
@@ -98,7 +112,8 @@ async function setup(s: Setup = {}) {
     {
       mcp_servers: [everything],
       listen: { host: "127.0.0.1" },
-      wyoming: { port: 0 },
+      wyoming: { port: 0, ...s.wyoming },
+      ...(s.maxConversations === undefined ? {} : { satellites: { max_conversations: s.maxConversations } }),
     },
     { pool_size: 2, ...s.openai },
   );
@@ -114,6 +129,9 @@ async function setup(s: Setup = {}) {
   await engine.warmUp();
   assist = createAssistPrograms({
     engine,
+    config,
+    approvals,
+    ...(s.answerTimeoutMs === undefined ? {} : { answerTimeoutMs: s.answerTimeoutMs }),
     logger: silentLogger(),
     ...(s.asrTurnTtlMs !== undefined ? { asrTurnTtlMs: s.asrTurnTtlMs, sweepMs: 20 } : {}),
   });
@@ -203,6 +221,51 @@ describe("speech to text", () => {
     expect(heard).toHaveLength(2);
     expect(Math.abs(heard[0]! - 1000)).toBeLessThan(5);
     expect(heard[1]).toBe(1000);
+  });
+
+  it("a false wake in a quiet room ends with an empty transcript and frees its conversation", async () => {
+    // Home Assistant streams the device's microphone until a transcript comes (no end-of-speech
+    // detection of its own: requires_external_vad is false), so only the service can end the call.
+    const { fake, port } = await setup({ wyoming: { no_speech_s: 1 }, maxConversations: 2 });
+    const quiet = chunkPcm(silence16k(6000));
+    const calls = [0, 1].map(() => haSttConcurrent(port, { language: "en", chunks: quiet, intervalMs: 64 }));
+    const results = await Promise.all(calls);
+    for (const r of results) {
+      expect(r.text).toBe("");
+      expect(r.events.find((e) => e.type === "transcript")?.data).toEqual({ text: "", language: "en" });
+      expect(r.chunksSent).toBeLessThan(quiet.length);
+    }
+    const silent = listeners(fake);
+    expect(silent).toHaveLength(2);
+    await until(() => silent.every((c) => c.closed), 5000, "silent calls' conversations ended");
+    for (const c of silent) expect(c.all("response.create")).toHaveLength(0);
+    // Both places under max_conversations are free again: a real question is answered.
+    const next = await haSttLegacy(port, { language: "en", chunks: chunkPcm(KITCHEN) });
+    expect(next.text).toBe("turn on the kitchen light");
+  });
+
+  it("a turn that never ends on its own is cut at the longest turn and what was heard is transcribed", async () => {
+    const heard: number[] = [];
+    const { fake, port } = await setup({
+      wyoming: { no_speech_s: 1, max_turn_s: 2 },
+      fake: {
+        transcribe: (pcm) => {
+          heard.push(pcm.length / 48); // ms at 24 kHz
+          return "a very long story";
+        },
+      },
+    });
+    const noisy = chunkPcm(hum16k(6000));
+    const r = await haSttConcurrent(port, { language: "en", chunks: noisy, intervalMs: 64 });
+    expect(r.text).toBe("a very long story");
+    expect(r.chunksSent).toBeLessThan(noisy.length);
+    const [conn] = listeners(fake);
+    expect(conn!.all("input_audio_buffer.commit")).toHaveLength(1);
+    expect(conn!.all("response.create")).toHaveLength(0);
+    // The audio up to the cut, at most two seconds of it (it is paced in real time).
+    expect(heard).toHaveLength(1);
+    expect(heard[0]).toBeGreaterThan(0);
+    expect(heard[0]).toBeLessThanOrEqual(2100);
   });
 
   it("refuses audio it cannot use with a clear error", async () => {
@@ -299,6 +362,49 @@ describe("conversation agent", () => {
     expect(String(h.answer?.data.text)).toMatch(/^The tool said: .*not_approved.*Nobody approved get-sum/);
   }, 20_000);
 
+  it("a call Home Assistant stops waiting for denies its pending approval: a later Approve runs nothing", async () => {
+    const { fake, port, approvals } = await setup({ approvalTimeoutS: 600 });
+    fake.script({ kind: "function_call", name: "get-sum", arguments: '{"a":1,"b":2}' });
+    const c = await WyomingTestClient.connect(port);
+    await c.write("transcript", {
+      text: "add one and two",
+      language: "en",
+      context: { conversation_id: "01HGAVEUP" },
+    });
+    await until(() => approvals.size === 1, 5000, "approval asked");
+    const [pending] = approvals.list();
+    // Home Assistant gives up on the call (its pipeline was cancelled, or it timed out first).
+    await c.close();
+    await until(() => approvals.size === 0, 5000, "approval settled when the call ended");
+    expect(approvals.settled(pending!.id)).toMatchObject({
+      approve: false,
+      source: "cancelled",
+      tool: "get-sum",
+      reason: expect.stringMatching(/Home Assistant stopped waiting/),
+    });
+    expect(approvals.answer(pending!.id, true, "ingress")).toBe(false);
+    const [conn] = fake.connections.filter((f) => f.all("conversation.item.create").length > 0);
+    const out = await conn!.waitFor(
+      "conversation.item.create",
+      (e) => e.item.type === "function_call_output",
+    );
+    const output = out.item.type === "function_call_output" ? out.item.output : "";
+    expect(output).toContain("not_approved");
+    expect(output).not.toMatch(/sum.*is 3/i);
+  });
+
+  it("waits for an approval past its own limit: the limit follows the approval's timeout", async () => {
+    const { fake, port, approvals } = await setup({ approvalTimeoutS: 5, answerTimeoutMs: 300 });
+    fake.script({ kind: "function_call", name: "get-sum", arguments: '{"a":1,"b":2}' });
+    const pending = haHandle(port, { text: "add one and two", conversationId: "01HSLOWOK" });
+    await until(() => approvals.size === 1, 5000, "approval asked");
+    await new Promise((r) => setTimeout(r, 700));
+    expect(approvals.answer(approvals.list()[0]!.id, true, "ingress")).toBe(true);
+    const h = await pending;
+    expect(h.answer?.type).toBe("handled");
+    expect(String(h.answer?.data.text)).toMatch(/^The tool said: .*3/);
+  });
+
   it("answers error with a sentence when the response fails or the upstream is unreachable", async () => {
     const { fake, port } = await setup();
     fake.script({ kind: "failed" });
@@ -324,7 +430,7 @@ describe("text to speech", () => {
     const { fake, port } = await setup();
     const streamed = await haTtsStreaming(port, ["It is ", "seven o'clock."], "cedar");
     expect(streamed.stopped).toBe(true);
-    expect(streamed.audio!.equals(speechAudio("It is seven o'clock."))).toBe(true);
+    expect(streamed.audio!.equals(speechAudio("It is seven o'clock.", "cedar"))).toBe(true);
     expect(streamed.events.filter((e) => e.type === "audio-start")).toHaveLength(1);
     const creates = fake.connections.flatMap((c) => c.all("response.create"));
     expect(creates).toHaveLength(1);
@@ -353,6 +459,39 @@ describe("text to speech", () => {
     expect(r.audio!.equals(speechAudio("Hello there."))).toBe(true);
     const creates = fake.connections.flatMap((c) => c.all("response.create"));
     expect(creates[0]!.response?.audio?.output?.voice).toBe("marin");
+  });
+});
+
+describe("one assistant, one voice", () => {
+  it("an answer asked for in another voice is spoken anew in that voice; the kept audio only in the conversation's own", async () => {
+    const { fake, port } = await setup({ fake: { replyTranscript: "The kitchen light is on." } });
+    const stt = await haSttLegacy(port, { language: "en", chunks: chunkPcm(KITCHEN) });
+    const h = await haHandle(port, { text: stt.text!, conversationId: "01HVOICE" });
+    expect(h.answer?.data.text).toBe("The kitchen light is on.");
+    const outOfBand = () =>
+      fake.connections.flatMap((c) =>
+        c.all("response.create").filter((e) => e.response?.conversation === "none"),
+      );
+
+    // The pipeline's voice is not the model's (openai.voice is marin): the text is read in cedar.
+    const cedar = await haTts(port, "The kitchen light is on.", "cedar");
+    expect(cedar.audio!.equals(speechAudio("The kitchen light is on.", "cedar"))).toBe(true);
+    expect(cedar.audio!.equals(fake.replyAudio)).toBe(false);
+    expect(outOfBand().map((e) => e.response?.audio?.output?.voice)).toEqual(["cedar"]);
+    // On a session that had spoken nothing before, so the voice it names is the one it speaks in.
+    const speaker = fake.connections.find((c) =>
+      c.all("response.create").some((e) => e.response?.audio?.output?.voice === "cedar"),
+    )!;
+    expect(speaker.all("response.create")).toHaveLength(1);
+    const streamed = await haTtsStreaming(port, ["The kitchen ", "light is on."], "cedar");
+    expect(streamed.audio!.equals(speechAudio("The kitchen light is on.", "cedar"))).toBe(true);
+
+    // No voice, or the conversation's own: the model's own audio of the answer, nothing spoken anew.
+    const plain = await haTts(port, "The kitchen light is on.");
+    expect(plain.audio!.equals(fake.replyAudio)).toBe(true);
+    const marin = await haTts(port, "The kitchen light is on.", "marin");
+    expect(marin.audio!.equals(fake.replyAudio)).toBe(true);
+    expect(outOfBand()).toHaveLength(2);
   });
 });
 
@@ -423,6 +562,29 @@ describe("nothing done twice", () => {
       content: [{ type: "input_text", text: "Turned on the light" }],
     });
     expect(fake.connections.flatMap((c) => c.all("conversation.item.create"))).toHaveLength(0);
+  });
+});
+
+describe("the right turn", () => {
+  it("handle continues the newest transcript of its text; the older one, answered elsewhere, is never answered", async () => {
+    // Two speech-to-text calls hear the same words: the first was answered locally by Home Assistant
+    // (no conversation call), the second goes to the conversation agent.
+    const { fake, port } = await setup({ asrTurnTtlMs: 1500, fake: { transcribe: () => "what time is it" } });
+    const older = await haSttLegacy(port, { language: "en", chunks: chunkPcm(KITCHEN) });
+    const newer = await haSttLegacy(port, { language: "en", chunks: chunkPcm(LIVING_ROOM) });
+    expect([older.text, newer.text]).toEqual(["what time is it", "what time is it"]);
+    const h = await haHandle(port, { text: "what time is it", conversationId: "01HNEWEST" });
+    expect(h.answer?.type).toBe("handled");
+    const appended = (c: FakeConnection): number =>
+      c.all("input_audio_buffer.append").reduce((n, e) => n + e.audio.length, 0);
+    const [a, b] = listeners(fake);
+    const [heardOlder, heardNewer] = appended(a!) < appended(b!) ? [a!, b!] : [b!, a!];
+    expect(heardNewer.all("response.create")).toHaveLength(1);
+    expect(heardOlder.all("response.create")).toHaveLength(0);
+    // The older turn was not consumed by the call: it expires unclaimed and its conversation ends.
+    await until(() => heardOlder.closed, 5000, "older turn's conversation ended");
+    expect(heardOlder.all("response.create")).toHaveLength(0);
+    expect(heardNewer.closed).toBe(false);
   });
 });
 

@@ -49,9 +49,10 @@ export class WyomingTestClient {
     });
   }
 
-  static connect(port: number, host = "127.0.0.1"): Promise<WyomingTestClient> {
+  /** `localAddress` picks the client's own address (e.g. `127.0.0.2`, another peer on loopback). */
+  static connect(port: number, host = "127.0.0.1", localAddress?: string): Promise<WyomingTestClient> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ port, host }, () => {
+      const socket = connect({ port, host, ...(localAddress ? { localAddress } : {}) }, () => {
         socket.off("error", reject);
         resolve(new WyomingTestClient(socket));
       });
@@ -61,7 +62,7 @@ export class WyomingTestClient {
 
   /** Writes one event as the Python writer does (`data` in the data part, zero lengths omitted). */
   write(type: string, data?: Record<string, unknown>, payload?: Buffer): Promise<void> {
-    const header: Record<string, unknown> = { type, version: "1.8.0" };
+    const header: Record<string, unknown> = { type, version: "1.9.0" };
     const dataBytes = data && Object.keys(data).length > 0 ? Buffer.from(JSON.stringify(data)) : undefined;
     if (dataBytes) header.data_length = dataBytes.length;
     if (payload && payload.length > 0) header.payload_length = payload.length;

@@ -1,6 +1,6 @@
 /**
  * The programs' memory (pure): texts compared after whitespace normalisation, values expiring after
- * their time to live, several values per text handed out oldest first, and kept audio that readers can
+ * their time to live, several values per text handed out newest first, and kept audio that readers can
  * follow while it still arrives.
  */
 import { describe, expect, it } from "vitest";
@@ -14,13 +14,13 @@ describe("normaliseText", () => {
 });
 
 describe("ExpiringTextIndex", () => {
-  it("takes the oldest live value of a text once, by its normalised form", () => {
+  it("takes the newest live value of a text once, by its normalised form", () => {
     const index = new ExpiringTextIndex<string>(30_000);
     index.put("turn on the light", "satellite A", 0);
     index.put("turn  on the light ", "satellite B", 10);
     expect(index.size).toBe(2);
-    expect(index.take("turn on the light", 20)).toBe("satellite A");
     expect(index.take("turn on the light", 20)).toBe("satellite B");
+    expect(index.take("turn on the light", 20)).toBe("satellite A");
     expect(index.take("turn on the light", 20)).toBeUndefined();
     expect(index.size).toBe(0);
   });

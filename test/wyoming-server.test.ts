@@ -23,6 +23,7 @@ import type {
 } from "../src/wyoming/program.js";
 import { AddressAllowList } from "../src/net/address.js";
 import { WyomingServer, wyomingPeers } from "../src/wyoming/server.js";
+import { until } from "./fake-realtime/helpers.js";
 import {
   WyomingTestClient,
   chunkPcm,
@@ -181,6 +182,7 @@ async function start(
     programs?: boolean;
     wyoming?: Record<string, unknown>;
     idleMs?: number;
+    eventMs?: number;
     allowedPeers?: AddressAllowList;
   } = {},
 ): Promise<void> {
@@ -192,6 +194,7 @@ async function start(
     logger: silent,
     activity: new WyomingActivity({ metrics }),
     ...(opts.idleMs === undefined ? {} : { idleMs: opts.idleMs }),
+    ...(opts.eventMs === undefined ? {} : { eventMs: opts.eventMs }),
     ...(opts.allowedPeers === undefined ? {} : { allowedPeers: opts.allowedPeers }),
     ...(opts.programs === false
       ? {}
@@ -439,6 +442,83 @@ describe("slow programs and idle clients", () => {
     await busy.write("audio-stop");
     expect(await busy.readUntil(["transcript"])).toMatchObject({ data: { text: "0 bytes" } });
     await busy.close();
+  });
+});
+
+describe("nobody hoards connections", () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** Writes `bytes` one byte at a time, `everyMs` apart, until the socket closes; resolves then. */
+  const trickle = async (c: WyomingTestClient, bytes: string, everyMs: number) => {
+    for (const ch of bytes) {
+      if (c.socket.destroyed || c.socket.writableEnded) return;
+      await c.writeRaw(ch);
+      await sleep(everyMs);
+    }
+  };
+
+  it("a header line sent a byte at a time gets event_timeout, and its bytes never reset the idle clock", async () => {
+    await start({ idleMs: 400, eventMs: 300 });
+    const slow = await WyomingTestClient.connect(port);
+    const line = JSON.stringify({ type: "describe" }) + "\n";
+    void trickle(slow, line.repeat(4), 50);
+    const events = await slow.readToClose(5000);
+    expect(events.map((e) => [e.type, e.data.code])).toEqual([["error", "event_timeout"]]);
+    expect(String(events[0]!.data.text)).toMatch(/did not arrive whole within 0.3 seconds/);
+    // A generous event deadline: the idle clock still closes a client that never completes an event.
+    await server.close();
+    await start({ idleMs: 300, eventMs: 60_000 });
+    const dribble = await WyomingTestClient.connect(port);
+    const closed = dribble.readToClose(5000);
+    void trickle(dribble, '{"type": "describe", "data": {"padding": "' + "x".repeat(100), 40);
+    expect(await closed).toEqual([]);
+  });
+
+  it("closes a connection idle between calls, after its call was answered", async () => {
+    await start({ idleMs: 300 });
+    const c = await WyomingTestClient.connect(port);
+    await c.write("transcript", { text: "hello", context: { conversation_id: "01HIDLE" } });
+    expect(await c.readUntil(["handled"])).toMatchObject({ data: { text: "You said: hello" } });
+    // Home Assistant would close now; this client keeps the socket and sends nothing.
+    expect(await c.readToClose(5000)).toEqual([]);
+  });
+
+  it("caps connections per address with too_many_connections; another address is served meanwhile", async () => {
+    await start({ wyoming: { max_connections_per_peer: 2 } });
+    const held = [await WyomingTestClient.connect(port), await WyomingTestClient.connect(port)];
+    const third = await WyomingTestClient.connect(port);
+    const refused = await third.readToClose();
+    expect(refused.map((e) => [e.type, e.data.code])).toEqual([["error", "too_many_connections"]]);
+    expect(String(refused[0]!.data.text)).toMatch(/already holds 2 connections/);
+    // Another peer (Home Assistant) describes and calls as usual.
+    const other = await WyomingTestClient.connect(port, "127.0.0.1", "127.0.0.2");
+    await other.write("describe");
+    expect((await other.readUntil(["info"]))?.type).toBe("info");
+    await other.write("transcript", { text: "still here", context: { conversation_id: "01HPEER" } });
+    expect(await other.readUntil(["handled"])).toMatchObject({ data: { text: "You said: still here" } });
+    await other.close();
+    // One of the first address's connections ends: its next one is served again.
+    await held[0]!.close();
+    await until(() => server.connections === 1, 5000, "connection gone");
+    const again = await WyomingTestClient.connect(port);
+    await again.write("describe");
+    expect((await again.readUntil(["info"]))?.type).toBe("info");
+    await Promise.all([held[1]!.close(), again.close()]);
+  });
+
+  it("the service full: a new connection still answers describe, and refuses a program call in words", async () => {
+    await start({ wyoming: { max_connections_per_peer: 1000 } });
+    const held: WyomingTestClient[] = [];
+    for (let i = 0; i < 128; i++) held.push(await WyomingTestClient.connect(port));
+    await until(() => server.connections === 128, 5000, "all connected");
+    const late = await WyomingTestClient.connect(port);
+    await late.write("describe");
+    expect((await late.readUntil(["info"], 5000))?.type).toBe("info");
+    await late.write("transcript", { text: "hello", context: { conversation_id: "01HFULL" } });
+    const e = await late.readUntil(["error", "handled"], 5000);
+    expect(e?.data).toMatchObject({ code: "too_many_connections" });
+    expect(String(e?.data.text)).toMatch(/128 connections, the most at once/);
+    expect(rec.events).toEqual([]);
+    await Promise.all([...held, late].map((c) => c.close()));
   });
 });
 

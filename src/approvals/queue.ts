@@ -31,6 +31,19 @@ export interface ApprovalDecision {
   readonly reason?: string;
 }
 
+/** A decision taken in the last minutes, so a late answer or a page that showed it can say how it went. */
+export interface SettledApproval extends ApprovalDecision {
+  readonly id: string;
+  readonly server: string;
+  readonly tool: string;
+  readonly satelliteId?: string;
+  readonly settledAt: number;
+}
+
+/** Decisions remembered for `settled`/`recent`: at most this many, for at most this long. */
+const SETTLED_KEPT = 50;
+const SETTLED_MS = 10 * 60_000;
+
 interface Entry {
   readonly pending: PendingApproval;
   readonly resolve: (d: ApprovalDecision) => void;
@@ -44,6 +57,8 @@ export interface ApprovalQueueEvents {
 
 export class ApprovalQueue extends EventEmitter<ApprovalQueueEvents> {
   readonly #entries = new Map<string, Entry>();
+  /** Newest last. */
+  #settled: SettledApproval[] = [];
   readonly #timeoutMs: number;
   readonly #now: () => number;
 
@@ -91,7 +106,10 @@ export class ApprovalQueue extends EventEmitter<ApprovalQueueEvents> {
     );
   }
 
-  /** Denies every pending approval (e.g. the conversation ended). */
+  /**
+   * Denies the pending approvals `filter` selects with source `cancelled` and `reason`, a sentence for
+   * the model and for people (the UI shows it): e.g. the conversation or the call that asked ended.
+   */
   cancel(filter: (p: PendingApproval) => boolean = () => true, reason = "The conversation ended."): void {
     for (const { pending } of [...this.#entries.values()])
       if (filter(pending)) this.#settle(pending.id, { approve: false, source: "cancelled", reason });
@@ -99,6 +117,22 @@ export class ApprovalQueue extends EventEmitter<ApprovalQueueEvents> {
 
   get(id: string): PendingApproval | undefined {
     return this.#entries.get(id)?.pending;
+  }
+
+  /** How a recent approval was decided (kept 10 minutes, the last 50), or undefined. */
+  settled(id: string): SettledApproval | undefined {
+    return this.#recentSettled().find((s) => s.id === id);
+  }
+
+  /** Recent decisions (kept 10 minutes, the last 50), newest first. */
+  recent(): SettledApproval[] {
+    return this.#recentSettled().reverse();
+  }
+
+  #recentSettled(): SettledApproval[] {
+    const since = this.#now() - SETTLED_MS;
+    this.#settled = this.#settled.filter((s) => s.settledAt > since);
+    return [...this.#settled];
   }
 
   /** Pending approvals, oldest first. */
@@ -119,6 +153,16 @@ export class ApprovalQueue extends EventEmitter<ApprovalQueueEvents> {
     if (!e) return false;
     this.#entries.delete(id);
     clearTimeout(e.timer);
+    const { server, tool, satelliteId } = e.pending;
+    this.#settled.push({
+      id,
+      server,
+      tool,
+      ...(satelliteId === undefined ? {} : { satelliteId }),
+      ...d,
+      settledAt: this.#now(),
+    });
+    if (this.#settled.length > SETTLED_KEPT) this.#settled.shift();
     e.resolve(d);
     this.emit("resolved", e.pending, d);
     return true;

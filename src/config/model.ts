@@ -106,6 +106,10 @@ export const SatelliteDeviceSchema = z
 export type SatelliteDevice = z.infer<typeof SatelliteDeviceSchema>;
 
 export const WYOMING_DEFAULT_PORT = 10300;
+/** Default `wyoming.no_speech_s`. */
+export const WYOMING_NO_SPEECH_S = 8;
+/** Default `wyoming.max_turn_s`: Home Assistant's own cap on a voice command when it detects the end. */
+export const WYOMING_MAX_TURN_S = 15;
 
 /**
  * Languages the upstream transcription understands well, announced by default (ISO 639-1 codes, the
@@ -226,12 +230,26 @@ export const ConfigSchema = z
             }),
           )
           .default([]),
+        /**
+         * Speech-to-text: when the model has heard no speech this many seconds after the first audio, the
+         * call ends with an empty transcript (Home Assistant runs no end-of-speech detection of its own).
+         */
+        no_speech_s: z.number().int().min(1).max(30).default(WYOMING_NO_SPEECH_S),
+        /** Speech-to-text: the longest turn, seconds from the first audio; then what was heard is transcribed. */
+        max_turn_s: z.number().int().min(2).max(120).default(WYOMING_MAX_TURN_S),
+        /**
+         * Connections one address may hold open at once. Home Assistant is one address for all of its
+         * satellites; absent: derived from `satellites.max_conversations` (`wyomingPeerCap`).
+         */
+        max_connections_per_peer: z.number().int().min(1).max(1000).optional(),
       })
       .default({
         enabled: true,
         port: WYOMING_DEFAULT_PORT,
         languages: [...WYOMING_DEFAULT_LANGUAGES],
         allowed_addresses: [],
+        no_speech_s: WYOMING_NO_SPEECH_S,
+        max_turn_s: WYOMING_MAX_TURN_S,
       }),
     approvals: z
       .object({ timeout_s: z.number().int().min(5).max(600).default(30) })

@@ -11,8 +11,11 @@
  *                                satellites, servers, pending approvals, Wyoming
  * - `GET  /api/servers`         `{servers: ServerStatus[]}`
  * - `POST /api/servers/:name`   `{enabled: boolean}` → `{server}`; applied live, persisted
- * - `GET  /api/approvals`       `{now, approvals: [...]}` pending, oldest first
- * - `POST /api/approvals/:id`   `{approve: boolean}` → `{id, approve}`; answered with source `ingress`
+ * - `GET  /api/approvals`       `{now, approvals: [...], settled: [...]}` pending, oldest first, and the
+ *                                decisions of the last minutes, newest first (`{id, server, tool,
+ *                                approve, source, reason?, settledAt}`: how a row that left was decided)
+ * - `POST /api/approvals/:id`   `{approve: boolean}` → `{id, approve}`; answered with source `ingress`;
+ *                                one already decided is `unknown_approval` with how it was decided
  * - `POST /api/firmware/allow`  `{address}` → `{address, id}`; a device refused on the firmware port
  *                                may connect from now on (persisted)
  * - `GET  /api/satellite`       `{protocol, path, token, talkToken, port?}`: the shared satellite token
@@ -27,7 +30,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
 import { z } from "zod";
-import type { ApprovalQueue, PendingApproval } from "../approvals/queue.js";
+import type { ApprovalQueue, PendingApproval, SettledApproval } from "../approvals/queue.js";
 import { ApiError, apiErrorBody, type ApiErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ServerStatus } from "../mcp/types.js";
@@ -233,6 +236,23 @@ function approvalView(p: PendingApproval, now: number) {
   };
 }
 
+/** How an approval was decided, in words: "cancelled: <reason>", "approved on the device", … */
+function settledWords(s: SettledApproval): string {
+  const verdict = s.approve ? "approved" : "denied";
+  switch (s.source) {
+    case "cancelled":
+      return `cancelled: ${s.reason ?? "the conversation ended"}`;
+    case "timeout":
+      return `denied: ${s.reason ?? "nobody answered in time"}`;
+    case "satellite":
+      return `${verdict} on the device`;
+    case "policy":
+      return `${verdict} by the approval policy`;
+    case "ingress":
+      return `${verdict} in the web UI`;
+  }
+}
+
 function parseOr400<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
@@ -301,15 +321,26 @@ export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions):
 
   app.get("/api/approvals", () => {
     const now = Date.now();
-    return { now, approvals: opts.approvals.list().map((p) => approvalView(p, now)) };
+    return {
+      now,
+      approvals: opts.approvals.list().map((p) => approvalView(p, now)),
+      settled: opts.approvals.recent(),
+    };
   });
 
   app.post("/api/approvals/:id", (request) => {
     const { id } = parseOr400(IdParams, request.params, "path");
     const { approve } = parseOr400(AnswerBody, request.body, "body");
     const pending = opts.approvals.get(id);
-    if (!pending || !opts.approvals.answer(id, approve, "ingress"))
-      throw new ApiError("unknown_approval", `no pending approval with id "${id}" (answered or expired?)`);
+    if (!pending || !opts.approvals.answer(id, approve, "ingress")) {
+      const settled = opts.approvals.settled(id);
+      throw new ApiError(
+        "unknown_approval",
+        settled
+          ? `${settled.tool} was already ${settledWords(settled)}`
+          : `no pending approval with id "${id}" (answered or expired?)`,
+      );
+    }
     log.info(
       { approval: id, server: pending.server, tool: pending.tool, approve },
       "approval answered in the UI",

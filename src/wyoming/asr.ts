@@ -6,6 +6,12 @@
  * client that reads concurrently and one that reads only after `audio-stop` both get it. Audio and
  * `audio-stop` after the transcript are ignored. The conversation then waits (30 s) for the `handle`
  * call of the same text.
+ *
+ * The call always ends, even when `audio-stop` never comes (`info` says `requires_external_vad: false`,
+ * so Home Assistant runs no end-of-speech detection and no time cap of its own): with no speech heard
+ * `wyoming.no_speech_s` after the first audio, the transcript is empty and the conversation ends at
+ * once; at `wyoming.max_turn_s` after the first audio the turn is committed as if `audio-stop` had come
+ * and the transcript says what was heard.
  */
 import { Resampler } from "../audio/resampler.js";
 import { pcm16Bytes, pcm16View } from "../audio/pcm.js";
@@ -44,6 +50,10 @@ class AsrCall implements WyomingCall<AsrEvent> {
   #committed = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
+  /** The no-speech and longest-turn deadlines, armed by the first audio. */
+  #deadlines: NodeJS.Timeout[] | null = null;
+  /** The upstream heard speech start. */
+  #heardSpeech = false;
   /** Upstream audio that arrived while the conversation was being taken. */
   #pending: Buffer[] = [];
   #unsubscribe: () => void = () => undefined;
@@ -72,7 +82,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
   }
 
   close(): void {
-    clearTimeout(this.#timer);
+    this.#clearTimers();
     this.#unsubscribe();
     const phase = this.#phase;
     this.#phase = { name: "done" };
@@ -126,10 +136,33 @@ class AsrCall implements WyomingCall<AsrEvent> {
     if (!this.#setFormat(event)) return;
     if (event.audio.length % (2 * event.channels) !== 0) return void this.#fail("bad_audio", SENTENCE.format);
     if (this.#phase.name === "waiting") this.#begin();
+    this.#deadlines ??= this.#armDeadlines();
     const pcm = this.#toUpstream(event.audio);
     if (pcm.length === 0) return;
     if (this.#phase.name === "listening") this.#append(this.#phase.conversation, pcm);
     else this.#pending.push(pcm);
+  }
+
+  #armDeadlines(): NodeJS.Timeout[] {
+    const { noSpeechMs, maxTurnMs } = this.#sessions.listening;
+    const quiet = setTimeout(() => {
+      if (this.#heardSpeech || this.#stopped || this.#endOfSpeech !== null) return;
+      this.#ctx.logger.info({ seconds: noSpeechMs / 1000 }, "speech-to-text: no speech heard, giving up");
+      void this.#send("");
+    }, noSpeechMs);
+    const longest = setTimeout(() => {
+      if (this.#stopped || this.#endOfSpeech !== null) return;
+      this.#ctx.logger.info({ seconds: maxTurnMs / 1000 }, "speech-to-text: longest turn reached");
+      this.#onStop();
+    }, maxTurnMs);
+    quiet.unref();
+    longest.unref();
+    return [quiet, longest];
+  }
+
+  #clearTimers(): void {
+    clearTimeout(this.#timer);
+    for (const t of this.#deadlines ?? []) clearTimeout(t);
   }
 
   #onStop(): void {
@@ -173,6 +206,9 @@ class AsrCall implements WyomingCall<AsrEvent> {
 
   #follow(conversation: AssistConversation): void {
     let itemId: string | null = null;
+    const started = (): void => {
+      this.#heardSpeech = true;
+    };
     const stopped = (): void => {
       this.#endOfSpeech ??= performance.now();
     };
@@ -196,6 +232,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
       void this.#send("");
     };
     const closed = (): void => this.#fail("upstream_unavailable", SENTENCE.unreachable);
+    conversation.on("speech.started", started);
     conversation.on("speech.stopped", stopped);
     conversation.turns.on("input.committed", committed);
     conversation.turns.on("user.transcript", transcript);
@@ -204,6 +241,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
     conversation.turns.on("upstream.lost", closed);
     this.#unsubscribe = () => {
       conversation.turns.off("upstream.lost", closed);
+      conversation.off("speech.started", started);
       conversation.off("speech.stopped", stopped);
       conversation.turns.off("input.committed", committed);
       conversation.turns.off("user.transcript", transcript);
@@ -215,7 +253,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
   /** Writes the transcript once; later audio is ignored. The conversation is left to `handle`. */
   async #send(text: string): Promise<void> {
     if (this.#phase.name === "done") return;
-    clearTimeout(this.#timer);
+    this.#clearTimers();
     this.#unsubscribe();
     this.#unsubscribe = () => undefined;
     if (this.#endOfSpeech !== null)
@@ -235,7 +273,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
 
   #fail(code: "upstream_unavailable" | "bad_audio", text: string): void {
     if (this.#phase.name === "done") return;
-    clearTimeout(this.#timer);
+    this.#clearTimers();
     this.#ctx.turn.finish("error");
     this.#ctx.peer.fail(code, text);
     this.close();

@@ -5,6 +5,8 @@
  * Assistant answered itself creates no response and runs no tool), and a conversation whose
  * `conversation_id` has been quiet for `idleEndMs`.
  */
+import type { ApprovalQueue } from "../approvals/queue.js";
+import type { Config } from "../config/model.js";
 import { LimitError } from "../errors.js";
 import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
 import type { Logger } from "../log.js";
@@ -31,7 +33,16 @@ export interface AssistEngine extends SpeechSource {
 
 export interface AssistSessionsOptions {
   readonly engine: AssistEngine;
+  /** `openai.voice` (the conversations' voice) and the `wyoming` options. */
+  readonly config: Pick<Config, "openai" | "wyoming">;
+  /** The queue the conversations ask a person through: a conversation call that ends denies its own. */
+  readonly approvals: ApprovalQueue;
   readonly logger: Logger;
+  /**
+   * Longest a conversation call waits for its answer with no approval pending. Default 120 s; each
+   * approval the call waits for extends it to the approval's expiry plus `ANSWER_AFTER_APPROVAL_MS`.
+   */
+  readonly answerTimeoutMs?: number;
   /** Epoch ms. */
   readonly now?: () => number;
   /** A conversation bound to a `conversation_id` ends after this long without a call. Default 5 min. */
@@ -59,6 +70,11 @@ interface Bound {
 
 export class AssistSessions {
   readonly #engine: AssistEngine;
+  /** The voice every conversation speaks in, so the voice of every kept answer. */
+  readonly #voice: string;
+  readonly #listening: { readonly noSpeechMs: number; readonly maxTurnMs: number };
+  readonly #approvals: ApprovalQueue;
+  readonly #answerTimeoutMs: number;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #idleEndMs: number;
@@ -71,6 +87,13 @@ export class AssistSessions {
 
   constructor(opts: AssistSessionsOptions) {
     this.#engine = opts.engine;
+    this.#voice = opts.config.openai.voice;
+    this.#approvals = opts.approvals;
+    this.#answerTimeoutMs = opts.answerTimeoutMs ?? 120_000;
+    this.#listening = {
+      noSpeechMs: opts.config.wyoming.no_speech_s * 1000,
+      maxTurnMs: opts.config.wyoming.max_turn_s * 1000,
+    };
     this.#log = opts.logger;
     this.#now = opts.now ?? Date.now;
     this.#idleEndMs = opts.idleEndMs ?? 5 * 60_000;
@@ -82,6 +105,20 @@ export class AssistSessions {
 
   get engine(): AssistEngine {
     return this.#engine;
+  }
+
+  get approvals(): ApprovalQueue {
+    return this.#approvals;
+  }
+
+  /** See `AssistSessionsOptions.answerTimeoutMs`. */
+  get answerTimeoutMs(): number {
+    return this.#answerTimeoutMs;
+  }
+
+  /** How long a speech-to-text call listens, from its first audio (`wyoming.no_speech_s`, `max_turn_s`). */
+  get listening(): { readonly noSpeechMs: number; readonly maxTurnMs: number } {
+    return this.#listening;
   }
 
   /** A conversation for one ASR call: upstream turn detection ends the turn, without a response. */
@@ -147,8 +184,12 @@ export class AssistSessions {
     this.#answers.put(text, audio, this.#now());
   }
 
-  /** The model's audio of a recent answer with this text, if any. */
-  answer(text: string): KeptAudio | undefined {
+  /**
+   * The model's audio of a recent answer with this text, if any, when it is in `voice`: absent
+   * (any voice will do) or the conversations' own. In another voice the text must be spoken anew.
+   */
+  answer(text: string, voice?: string): KeptAudio | undefined {
+    if (voice !== undefined && voice !== this.#voice) return undefined;
     return this.#answers.newest(text, this.#now());
   }
 

@@ -27,11 +27,13 @@ export const FRAMING_LIMITS: FramingLimits = {
 };
 
 /**
- * The protocol version we write in every header. It names the OHF-Voice/wyoming release whose events
- * this implementation follows (transcript/synthesize streaming, `supports_home_control`); readers
- * ignore it.
+ * The protocol version we write in every header: the OHF-Voice/wyoming release whose events this
+ * implementation follows. Transcript, synthesize and handled streaming came in 1.7.0, the handle
+ * program's `supports_home_control` in 1.9.0 (1.8.0 only fixed zeroconf). The ASR program's
+ * `requires_external_vad` and `prefers_*` flags came after 1.9.0; readers of 1.9.0 and older skip them.
+ * Readers ignore the header's version.
  */
-export const WYOMING_VERSION = "1.8.0";
+export const WYOMING_VERSION = "1.9.0";
 
 /** One event on the wire, before any event-specific validation. */
 export interface WyomingFrame {
@@ -105,6 +107,11 @@ export class WyomingFrameReader {
   /** Bytes held for an event that is not complete yet. */
   get buffered(): number {
     return this.#buffered;
+  }
+
+  /** True while part of an event has arrived and the rest has not. */
+  get midEvent(): boolean {
+    return this.#header !== undefined || this.#buffered > 0;
   }
 
   /**

@@ -6,7 +6,13 @@
  * model heard the audio); other text goes in as a typed user message. The same `conversation_id`
  * continues the same conversation while it lives. The model's audio of the answer is kept for the
  * `synthesize` call that follows. Failures answer `error {text, code}` with a sentence a person reads.
+ *
+ * A call waits 120 s for its answer, and longer while a person's approval is pending (the approval's
+ * timeout plus a minute), so `approvals.timeout_s` up to 600 s is honoured. A call that ends without its
+ * answer (the time is up, Home Assistant closed the connection, the upstream was lost) denies the
+ * approvals it still waits for, with source `cancelled` and a reason the UI shows.
  */
+import type { PendingApproval, ApprovalQueue } from "../approvals/queue.js";
 import type { WyomingErrorCode } from "../errors.js";
 import { subscribe } from "../subscribe.js";
 import type { AssistConversation } from "../realtime/conversation.js";
@@ -16,8 +22,11 @@ import { WyomingEvents } from "./events.js";
 import { KeptAudio } from "./memory.js";
 import type { WyomingCall, WyomingCallContext, WyomingHandleProgram } from "./program.js";
 
-/** Longest a call waits for the answer (tool calls and a person's approval included). */
-const ANSWER_TIMEOUT_MS = 120_000;
+/**
+ * After a person's approval expires, how long the call still waits: for the denial or the tool's run
+ * and the model's spoken answer after it.
+ */
+export const ANSWER_AFTER_APPROVAL_MS = 60_000;
 /** After a response ended `failed`, how long `idle` may take before the call answers anyway. */
 const FAILED_GRACE_MS = 2000;
 
@@ -26,6 +35,11 @@ const SENTENCE = {
   failed: "The voice assistant could not come up with an answer. Please try again.",
   slow: "The voice assistant took too long to answer. Please try again.",
   lost: "The connection to OpenAI was lost before the answer was complete. Please try again.",
+  /** Denials of an approval still pending when its call ended: the model and the UI say them. */
+  ended:
+    "The voice request that asked for it ended (Home Assistant stopped waiting for the answer) " +
+    "before anyone decided, so it was not run.",
+  endedSlow: "The voice request that asked for it ran out of time before anyone decided, so it was not run.",
 } as const;
 
 class AnswerError extends Error {
@@ -41,11 +55,26 @@ interface Answer {
   readonly audio: KeptAudio;
 }
 
+interface AnswerLimits {
+  readonly approvals: ApprovalQueue;
+  /** Longest wait with no approval pending. */
+  readonly timeoutMs: number;
+}
+
 /**
  * Asks `conversation` for its answer (`ask` sends the request) and follows it until nothing is in
- * progress upstream. The audio is kept as it arrives, in `audio`.
+ * progress upstream. The audio is kept as it arrives, in `audio`. The wait ends after
+ * `limits.timeoutMs`, later while a person's approval is pending (its expiry plus
+ * `ANSWER_AFTER_APPROVAL_MS`). When it ends without an answer, approvals this call asked for that are
+ * still pending are denied (source `cancelled`), so no later Approve runs a tool nobody hears about.
  */
-function answerOf(conversation: AssistConversation, ask: () => void, signal: AbortSignal): Promise<Answer> {
+function answerOf(
+  conversation: AssistConversation,
+  ask: () => void,
+  signal: AbortSignal,
+  limits: AnswerLimits,
+): Promise<Answer> {
+  const asked = new Set<string>();
   const texts: string[] = [];
   const audio = new KeptAudio();
   let failed = false;
@@ -73,17 +102,29 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
       else settle();
     };
     const onAbort = (): void => settle(new AnswerError("internal", "the client went away"));
-    const timer = setTimeout(
-      () => settle(new AnswerError("response_failed", SENTENCE.slow)),
-      ANSWER_TIMEOUT_MS,
-    );
-    timer.unref();
+    const onSlow = (): void => settle(new AnswerError("response_failed", SENTENCE.slow), SENTENCE.endedSlow);
+    let deadline = Date.now() + limits.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const armTimer = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(onSlow, deadline - Date.now());
+      timer.unref();
+    };
+    armTimer();
+    const onApproval = (p: PendingApproval): void => {
+      asked.add(p.id);
+      const until = Date.now() + (p.expiresAt - p.createdAt) + ANSWER_AFTER_APPROVAL_MS;
+      if (until <= deadline) return;
+      deadline = until;
+      armTimer();
+    };
     let detach = (): void => undefined;
-    const settle = (err?: AnswerError): void => {
+    const settle = (err?: AnswerError, denial: string = SENTENCE.ended): void => {
       clearTimeout(timer);
       clearTimeout(grace);
       detach();
       signal.removeEventListener("abort", onAbort);
+      if (err) limits.approvals.cancel((p) => asked.has(p.id), denial);
       audio.finish(err ? "cut" : "complete");
       if (err) reject(err);
       else resolve({ text: texts.join(" "), audio });
@@ -92,6 +133,7 @@ function answerOf(conversation: AssistConversation, ask: () => void, signal: Abo
       transcript: onTranscript,
       audio: onAudio,
       "response.end": onEnd,
+      "approval.request": onApproval,
       error: onError,
       closed: onClosed,
     });
@@ -141,6 +183,7 @@ class HandleCall implements WyomingCall<HandleEvent> {
         conversation,
         () => (heard ? conversation.respond() : conversation.sendText(event.text)),
         peer.signal,
+        { approvals: this.#sessions.approvals, timeoutMs: this.#sessions.answerTimeoutMs },
       );
       if (answer.text) this.#sessions.keepAnswer(answer.text, answer.audio);
       turn.stage("handled", (performance.now() - started) / 1000);

@@ -2,7 +2,9 @@
  * What the three Wyoming programs remember of each other (pure: no I/O, no timers; the caller passes
  * the clock). Home Assistant calls speech-to-text, the conversation agent and text-to-speech on three
  * separate connections that carry nothing in common but text, so the programs correlate by text:
- * - an ASR turn's transcript → the conversation that heard it (kept 30 s, taken once by `handle`);
+ * - an ASR turn's transcript → the conversation that heard it (kept 30 s, taken once by `handle`: the
+ *   newest first, since Home Assistant calls the conversation agent right after the speech-to-text call
+ *   that produced the text, and an older turn of the same words was answered elsewhere or not at all);
  * - a handled answer's text → the model's own audio of it (kept 60 s, read by `synthesize`).
  */
 
@@ -23,7 +25,8 @@ interface Entry<V> {
 
 /**
  * Values by normalised text, each kept `ttlMs` after it was put. One text may hold several values
- * (two satellites heard saying the same words); `take` hands out the oldest first.
+ * (the same words heard twice, e.g. by two satellites, or once answered locally by Home Assistant);
+ * `take` hands out the newest first and consumes it.
  */
 export class ExpiringTextIndex<V> {
   readonly #ttlMs: number;
@@ -40,11 +43,11 @@ export class ExpiringTextIndex<V> {
     else this.#byText.set(key, [{ value, at: now }]);
   }
 
-  /** Removes and returns the oldest live value for `text`. */
+  /** Removes and returns the newest live value for `text`. */
   take(text: string, now: number): V | undefined {
     const key = normaliseText(text);
     const list = this.#live(key, now);
-    const entry = list?.shift();
+    const entry = list?.pop();
     if (list?.length === 0) this.#byText.delete(key);
     return entry?.value;
   }

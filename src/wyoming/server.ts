@@ -4,8 +4,15 @@
  * itself and routes program events to the registered programs (`program.ts`).
  *
  * Bad input on one connection (not JSON, a header over 64 KiB, data or a payload over 1 MiB, a
- * connection ending inside an event, a known event with invalid data) gets `error {text, code}` and a
- * close; no other connection notices. Event types it does not know are skipped.
+ * connection ending inside an event, a known event with invalid data, an event that does not arrive
+ * whole within `eventMs` of its first byte) gets `error {text, code}` and a close; no other connection
+ * notices. Event types it does not know are skipped.
+ *
+ * Nobody can hoard connections: one address holds at most `perPeer` at once (one more gets `error
+ * too_many_connections` and a close); a connection with no call in progress is closed `idleMs` after
+ * its last whole event (bytes of an unfinished event do not count); past `MAX_CONNECTIONS` in all, a new
+ * connection still answers `describe` and `ping` (for `eventMs`) but refuses program calls, so Home
+ * Assistant can read `info` while others hold the service; past four times that, one is refused.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { WYOMING_ERRORS, type WyomingErrorCode } from "../errors.js";
@@ -43,10 +50,12 @@ export interface WyomingServerOptions {
   /** After we end a connection, how long the client has to close its side before it is destroyed. */
   readonly lingerMs?: number;
   /**
-   * A connection with no program call open that sends nothing for this long is closed (a client that
-   * connects and never speaks must not hold a slot). Calls in progress are never cut. Default 120 s.
+   * A connection with no program call in progress (none opened, or every one answered) is closed this
+   * long after its last whole event. Calls in progress are never cut. Default 30 s.
    */
   readonly idleMs?: number;
+  /** From the first byte of an event, how long the rest may take (`event_timeout`). Default 10 s. */
+  readonly eventMs?: number;
   /**
    * Who may connect (Wyoming has no authentication of its own). Default: loopback only. The service
    * passes loopback, Home Assistant's internal network when running as an add-on, and
@@ -67,6 +76,15 @@ export function wyomingPeers(config: Config, addon: boolean): AddressAllowList {
   ]);
 }
 
+/**
+ * Connections one address may hold at once when `wyoming.max_connections_per_peer` is not set: Home
+ * Assistant is one address for all of its satellites, each using at most a speech-to-text, a
+ * conversation and a text-to-speech connection in turn, plus its `describe` calls.
+ */
+export function wyomingPeerCap(config: Config): number {
+  return config.wyoming.max_connections_per_peer ?? 2 * config.satellites.max_conversations + 4;
+}
+
 /** Refused addresses logged at warning level (once each); more go to debug. */
 const REFUSED_LOGGED = 32;
 
@@ -77,8 +95,12 @@ const QUEUE_LOW = 16;
 const QUEUE_HIGH_BYTES = 2 * 1024 * 1024;
 /** TCP keepalive probes find peers that vanished without closing. */
 const KEEPALIVE_MS = 30_000;
-/** Connections accepted at once; more are refused by the kernel backlog. */
-const MAX_CONNECTIONS = 128;
+/** Connections served in full at once; past it a new connection only answers `describe` and `ping`. */
+export const MAX_CONNECTIONS = 128;
+/** Connections held at all (describe-only ones included); past it a new one is refused. */
+const HARD_MAX_CONNECTIONS = 4 * MAX_CONNECTIONS;
+/** How long a refused socket has to read its `error` before it is destroyed. */
+const REFUSED_LINGER_MS = 2_000;
 
 const PROGRAM_LABEL: Record<WyomingProgramKind, string> = {
   asr: "speech-to-text",
@@ -96,6 +118,9 @@ export class WyomingServer {
   #next = 0;
   readonly #peers: AddressAllowList;
   readonly #refusedLogged = new Set<string>();
+  readonly #perPeerCap: number;
+  /** Open connections by normalised address. */
+  readonly #byPeer = new Map<string, number>();
 
   constructor(opts: WyomingServerOptions) {
     this.#opts = opts;
@@ -103,6 +128,7 @@ export class WyomingServer {
     this.#programs = { ...opts.programs };
     this.activity = opts.activity ?? new WyomingActivity();
     this.#peers = opts.allowedPeers ?? new AddressAllowList(LOOPBACK);
+    this.#perPeerCap = wyomingPeerCap(opts.config);
   }
 
   /**
@@ -138,7 +164,6 @@ export class WyomingServer {
   async listen(): Promise<number> {
     if (this.#server) throw new Error("the Wyoming server is already listening");
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
-    server.maxConnections = MAX_CONNECTIONS;
     this.#server = server;
     const { host } = this.#opts.config.listen;
     await new Promise<void>((resolve, reject) => {
@@ -175,34 +200,62 @@ export class WyomingServer {
   }
 
   #accept(socket: Socket): void {
-    if (!this.#peers.allows(socket.remoteAddress)) return this.#refuse(socket);
+    const address = normalizeAddress(socket.remoteAddress);
+    if (!this.#peers.allows(socket.remoteAddress))
+      return this.#refuse(
+        socket,
+        address,
+        "forbidden",
+        "the address is not allowed (wyoming.allowed_addresses)",
+      );
+    const held = this.#byPeer.get(address) ?? 0;
+    if (held >= this.#perPeerCap)
+      return this.#refuse(
+        socket,
+        address,
+        "too_many_connections",
+        `the address holds ${held} connections, the most allowed (wyoming.max_connections_per_peer)`,
+        `This address already holds ${held} connections to the Wyoming service, the most allowed ` +
+          "(wyoming.max_connections_per_peer). Close one and try again.",
+      );
+    if (this.#connections.size >= HARD_MAX_CONNECTIONS)
+      return this.#refuse(
+        socket,
+        address,
+        "too_many_connections",
+        `${HARD_MAX_CONNECTIONS} connections are open`,
+        `The Wyoming service holds ${HARD_MAX_CONNECTIONS} connections, the most it keeps; try again when one ends.`,
+      );
     const id = `w${++this.#next}`;
     const conn = new WyomingConnection(id, socket, this, {
       logger: this.#logger.child({ wyoming: id }),
       limits: this.#opts.limits,
       lingerMs: this.#opts.lingerMs ?? 5_000,
-      idleMs: this.#opts.idleMs ?? 120_000,
+      idleMs: this.#opts.idleMs ?? 30_000,
+      eventMs: this.#opts.eventMs ?? 10_000,
+      describeOnly: this.#connections.size >= MAX_CONNECTIONS,
     });
     this.#connections.add(conn);
+    this.#byPeer.set(address, held + 1);
     this.activity.connectionOpened();
     void conn.gone.then(() => {
       this.#connections.delete(conn);
+      const left = (this.#byPeer.get(address) ?? 1) - 1;
+      if (left > 0) this.#byPeer.set(address, left);
+      else this.#byPeer.delete(address);
       this.activity.connectionClosed();
     });
   }
 
-  /** A peer outside the allowed addresses: one `error forbidden`, then the socket is closed. */
-  #refuse(socket: Socket): void {
-    const address = normalizeAddress(socket.remoteAddress);
-    const first = !this.#refusedLogged.has(address) && this.#refusedLogged.size < REFUSED_LOGGED;
-    if (first) this.#refusedLogged.add(address);
-    this.#logger[first ? "warn" : "debug"](
-      { address },
-      "Wyoming connection refused: the address is not allowed (wyoming.allowed_addresses)",
-    );
+  /** One `error` (`text` defaults to the code's meaning), then the socket is closed. Logged once per address. */
+  #refuse(socket: Socket, address: string, code: WyomingErrorCode, why: string, text?: string): void {
+    const key = `${code} ${address}`;
+    const first = !this.#refusedLogged.has(key) && this.#refusedLogged.size < REFUSED_LOGGED;
+    if (first) this.#refusedLogged.add(key);
+    this.#logger[first ? "warn" : "debug"]({ address, code }, `Wyoming connection refused: ${why}`);
     socket.on("error", () => undefined);
-    socket.end(encodeFrame(WyomingEvents.error(WYOMING_ERRORS.forbidden.message, "forbidden")));
-    socket.setTimeout(2_000, () => socket.destroy());
+    socket.end(encodeFrame(WyomingEvents.error(text ?? WYOMING_ERRORS[code].message, code)));
+    socket.setTimeout(REFUSED_LINGER_MS, () => socket.destroy());
   }
 }
 
@@ -211,7 +264,14 @@ interface ConnectionOptions {
   readonly limits: Partial<FramingLimits> | undefined;
   readonly lingerMs: number;
   readonly idleMs: number;
+  readonly eventMs: number;
+  /** The service is full: answer `describe` and `ping`, refuse program calls, idle out after `eventMs`. */
+  readonly describeOnly: boolean;
 }
+
+const FULL_SENTENCE =
+  `The Wyoming service is serving ${MAX_CONNECTIONS} connections, the most at once; ` +
+  "try again when one ends.";
 
 interface OpenCall {
   readonly call: WyomingCall<IncomingEvent>;
@@ -237,6 +297,13 @@ class WyomingConnection implements WyomingPeer {
   #ended = false;
   /** The service sent an `error`: calls still open end as `error`, not `abandoned`. */
   #failed = false;
+  readonly #idleMs: number;
+  readonly #eventMs: number;
+  readonly #describeOnly: boolean;
+  /** Closes the connection when no call is in progress; re-armed by every whole event. */
+  #idle: NodeJS.Timeout | undefined;
+  /** Armed by the first byte of an event; the rest must come before it fires. */
+  #eventDeadline: NodeJS.Timeout | undefined;
 
   constructor(id: string, socket: Socket, server: WyomingServer, opts: ConnectionOptions) {
     this.id = id;
@@ -252,12 +319,45 @@ class WyomingConnection implements WyomingPeer {
     socket.on("error", (err) => this.#log.debug({ err }, "Wyoming socket error"));
     socket.once("close", () => this.#onClose());
     socket.setKeepAlive(true, KEEPALIVE_MS);
-    socket.setTimeout(opts.idleMs, () => {
-      if (this.#calls.size > 0 || this.#pumping) return;
+    this.#describeOnly = opts.describeOnly;
+    this.#idleMs = opts.describeOnly ? opts.eventMs : opts.idleMs;
+    this.#eventMs = opts.eventMs;
+    this.#armIdle();
+    this.#log.debug({ remote: this.remote, describeOnly: opts.describeOnly }, "Wyoming connection");
+  }
+
+  /** (Re)starts the idle clock; when it runs out with a call in progress it starts again. */
+  #armIdle(): void {
+    clearTimeout(this.#idle);
+    this.#idle = setTimeout(() => {
+      if (this.#closing) return;
+      if (this.#pumping || this.#queue.length > 0 || [...this.#calls.values()].some((c) => !c.turn.finished))
+        return this.#armIdle();
       this.#log.debug("idle Wyoming connection closed");
       this.#end("idle");
-    });
-    this.#log.debug({ remote: this.remote }, "Wyoming connection");
+    }, this.#idleMs);
+    this.#idle.unref();
+  }
+
+  /** Starts the event clock at the first byte of an event; stops it once no event is partly read. */
+  #watchEvent(): void {
+    if (!this.#reader.midEvent) {
+      clearTimeout(this.#eventDeadline);
+      this.#eventDeadline = undefined;
+      return;
+    }
+    if (this.#eventDeadline !== undefined) return;
+    this.#eventDeadline = setTimeout(() => {
+      this.#eventDeadline = undefined;
+      // Reading is paused for our own backpressure: the client is not the slow one.
+      if (this.#socket.isPaused()) return this.#watchEvent();
+      if (this.#reader.midEvent)
+        this.fail(
+          "event_timeout",
+          `An event did not arrive whole within ${this.#eventMs / 1000} seconds of its first byte.`,
+        );
+    }, this.#eventMs);
+    this.#eventDeadline.unref();
   }
 
   get closed(): boolean {
@@ -323,6 +423,8 @@ class WyomingConnection implements WyomingPeer {
     } catch (err) {
       return this.#failWith(err);
     }
+    this.#watchEvent();
+    if (frames.length > 0) this.#armIdle();
     for (const frame of frames) {
       const parsed = parseEvent(frame);
       if (parsed.kind === "unknown") {
@@ -346,6 +448,9 @@ class WyomingConnection implements WyomingPeer {
     } catch (err) {
       return this.#failWith(err);
     }
+    // Home Assistant closes the whole connection when it stops waiting (TCP shows only the end of its
+    // writing): a call still waiting for its answer, with nothing left to read, has nobody to answer.
+    if (this.#pumping && this.#queue.length === 0) return this.#end("closed by the client");
     void this.#pump();
   }
 
@@ -363,6 +468,8 @@ class WyomingConnection implements WyomingPeer {
   /** Marks the connection closing, stops dispatching, and closes every program call once. */
   #beginClose(reason: string): void {
     this.#closing = true;
+    clearTimeout(this.#idle);
+    clearTimeout(this.#eventDeadline);
     this.#queue.length = 0;
     this.#queuedBytes = 0;
     this.#abort.abort();
@@ -381,10 +488,12 @@ class WyomingConnection implements WyomingPeer {
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
+    let dispatched = 0;
     try {
       while (!this.#closing) {
         const event = this.#queue.shift();
         if (event === undefined) break;
+        dispatched++;
         if (event.type === "audio-chunk") this.#queuedBytes -= event.audio.length;
         const low = this.#queue.length <= QUEUE_LOW && this.#queuedBytes < QUEUE_HIGH_BYTES / 2;
         if (low && this.#socket.isPaused()) this.#socket.resume();
@@ -393,6 +502,8 @@ class WyomingConnection implements WyomingPeer {
     } finally {
       this.#pumping = false;
     }
+    // The idle clock counts from the end of the last call's work, not only from its last event.
+    if (dispatched > 0 && !this.#closing) this.#armIdle();
     // The client closed its side (Home Assistant closes the whole socket when a call is over): once its
     // last events are handled the connection is over, as for the Python server at end of stream.
     if (this.#ended && !this.#closing && this.#queue.length === 0) this.#end("closed by the client");
@@ -412,6 +523,7 @@ class WyomingConnection implements WyomingPeer {
     }
     const kind = programOf(event.type);
     if (kind === undefined) return;
+    if (this.#describeOnly) return this.fail("too_many_connections", FULL_SENTENCE);
     const open = this.#calls.get(kind) ?? this.#open(kind);
     if (open === undefined) return;
     try {

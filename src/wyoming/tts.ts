@@ -3,10 +3,13 @@
  * all PCM16 mono at 24 kHz (the Realtime API's own rate: no resampling, nothing lost; Home Assistant
  * builds its WAV from the first chunk's format and converts if it must).
  *
- * When the text (whitespace-normalised) is an answer the conversation agent gave in the last 60 s, the
- * audio is the model's own audio of that answer, kept from the response: the first chunk goes out at
- * once. Any other text (Home Assistant's own answers, errors, `tts.speak`) is read verbatim by the model
- * in the requested (or configured) voice through an out-of-band response that enters no conversation.
+ * When the text (whitespace-normalised) is an answer the conversation agent gave in the last 60 s and
+ * the requested voice is absent or the conversations' own (`openai.voice`), the audio is the model's own
+ * audio of that answer, kept from the response: the first chunk goes out at once. Any other text (Home
+ * Assistant's own answers, errors, `tts.speak`), and an answer asked for in another voice, is read
+ * verbatim by the model in the requested (or configured) voice through an out-of-band response that
+ * enters no conversation and names that voice, on a speaker session of that voice: one assistant, one
+ * voice, whoever wrote the sentence.
  *
  * Streaming calls (`synthesize-start`, `synthesize-chunk`…, `synthesize`, `synthesize-stop`) get one
  * audio stream for the whole text, then `synthesize-stopped`. The stream starts on `synthesize` (the
@@ -91,7 +94,7 @@ class TtsCall implements WyomingCall<TtsEvent> {
       void peer.write(WyomingEvents.audioChunk(TTS_FORMAT, pcm));
     };
     void peer.write(WyomingEvents.audioStart(TTS_FORMAT));
-    const kept = this.#sessions.answer(text);
+    const kept = this.#sessions.answer(text, this.#voice);
     if (kept) {
       logger.debug("text-to-speech: the model's own audio of a handled answer");
       await new Promise<void>((resolve) => kept.read(write, () => resolve()));

@@ -26,7 +26,8 @@
  * A commit (client or VAD) is transcribed (`transcribe(pcm)` or `userTranscript`): word deltas, then
  * `.completed` (or `.failed`), after or before the user item's `conversation.item.done` (`transcription`).
  * `turn_detection.create_response: false` commits turns without a response. An out-of-band `response.create`
- * (`response.conversation: "none"`) speaks the text of its `input` in `speechAudio(text)`, echoes `metadata`,
+ * (`response.conversation: "none"`) speaks the text of its `input` in `speechAudio(text, voice)` (the voice
+ * named in the response, else the session's), echoes `metadata`,
  * runs beside any other response and adds nothing to the conversation.
  * Every server event is typed with the `openai` package's `RealtimeServerEvent`, so drift breaks the build.
  */
@@ -136,8 +137,11 @@ export interface FakeRealtimeOptions {
    * runs unless a `session.update` set `audio.input.transcription` to null.
    */
   transcription?: { delayMs?: number; order?: "after_item_done" | "before_item_done"; fail?: boolean };
-  /** Audio of an out-of-band spoken text (PCM16 24 kHz). Default: `replyAudio`. */
-  speechAudio?: (text: string) => Buffer;
+  /**
+   * Audio of an out-of-band spoken text (PCM16 24 kHz) in `voice`: the response's own
+   * `audio.output.voice`, else the session's. Default: `replyAudio`.
+   */
+  speechAudio?: (text: string, voice: string) => Buffer;
   /**
    * Delay from the commit to the input transcription (`transcription.delayMs` wins). Default 5.
    * Transcription runs beside the response, so with a long delay the reply's deltas come first, as
@@ -1151,7 +1155,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
 
   /**
    * An out-of-band response: speaks the text of the last `input_text` of its `input` (what a reader of that
-   * text would say) in `speechAudio(text)`, after `replyDelayMs`, at `audioSpeed`. Several may run at once.
+   * text would say) in `speechAudio(text, voice)` (the response's voice, else the session's), after `replyDelayMs`, at `audioSpeed`. Several may run at once.
    */
   #onOutOfBandCreate(ev: EventOf<"response.create">): void {
     const params = ev.response ?? {};
@@ -1160,7 +1164,10 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       if (item.type === "message")
         for (const part of item.content)
           if (part.type === "input_text" && part.text !== undefined) text = part.text;
-    const audio = this.#server.opts.speechAudio?.(text) ?? this.#server.replyAudio;
+    const own = params.audio?.output?.voice;
+    const sessionVoice = this.session.audio?.output?.voice;
+    const voice = typeof own === "string" ? own : typeof sessionVoice === "string" ? sessionVoice : "marin";
+    const audio = this.#server.opts.speechAudio?.(text, voice) ?? this.#server.replyAudio;
     this.#startResponse((r, done) => {
       const delay = this.#server.opts.replyDelayMs ?? 0;
       if (delay > 0) this.#later(delay, () => this.#isLive(r) && this.#speakBody(r, done, text, audio));

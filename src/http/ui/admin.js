@@ -3,6 +3,8 @@
 import { api, el, toast, copyText } from "./common.js";
 
 const POLL_MS = 1500;
+/** How long a row that left the queue stays, saying how it was decided (e.g. cancelled, and why). */
+const SETTLED_SHOWN_MS = 20_000;
 /** Server clock minus ours, from the last API answer: countdowns follow the server's deadline. */
 let clockSkewMs = 0;
 const serverRows = new Map();
@@ -236,6 +238,13 @@ function approvalRow(a) {
   const countdown = el("span", { class: "countdown" });
   const approve = el("button", { type: "button", class: "raised approve" }, "Approve");
   const deny = el("button", { type: "button", class: "danger deny" }, "Deny");
+  const secondary = el(
+    "div",
+    { class: "secondary" },
+    a.satelliteId ? `asked by ${a.satelliteId} · ` : "",
+    countdown,
+    " left",
+  );
   const row = el(
     "div",
     { class: "row approval", "data-approval": a.id },
@@ -243,19 +252,13 @@ function approvalRow(a) {
       "div",
       { class: "main" },
       el("div", { class: "name" }, `${a.server} → ${a.tool}`),
-      el(
-        "div",
-        { class: "secondary" },
-        a.satelliteId ? `asked by ${a.satelliteId} · ` : "",
-        countdown,
-        " left",
-      ),
+      secondary,
       el("pre", {}, prettyArgs(a.arguments)),
     ),
     deny,
     approve,
   );
-  const entry = { row, countdown, expiresAt: a.expiresAt };
+  const entry = { row, countdown, secondary, expiresAt: a.expiresAt, settled: false };
   const answer = async (yes) => {
     approve.disabled = deny.disabled = true;
     try {
@@ -265,7 +268,8 @@ function approvalRow(a) {
       approvalRows.delete(a.id);
       showApprovalsEmpty();
     } catch (err) {
-      toast(err.code === "unknown_approval" ? "Already answered or expired" : `Failed: ${err.message}`);
+      // An approval decided meanwhile: the API says how ("get-sum was already cancelled: …").
+      toast(err.code === "unknown_approval" ? err.message : `Failed: ${err.message}`);
       row.remove();
       approvalRows.delete(a.id);
       showApprovalsEmpty();
@@ -274,6 +278,36 @@ function approvalRow(a) {
   approve.addEventListener("click", () => void answer(true));
   deny.addEventListener("click", () => void answer(false));
   return entry;
+}
+
+/** How a decision came about, in words for the row that showed it. */
+function settledText(s) {
+  const verdict = s.approve ? "Approved" : "Denied";
+  switch (s.source) {
+    case "cancelled":
+      return `Cancelled: ${s.reason ?? "the conversation ended."}`;
+    case "timeout":
+      return `Not run: ${s.reason ?? "nobody answered in time."}`;
+    case "satellite":
+      return `${verdict} on the device.`;
+    default:
+      return `${verdict} elsewhere.`;
+  }
+}
+
+/** Turns a pending row into a note of how it was decided, removed after a while. */
+function settleRow(id, entry, s) {
+  entry.settled = true;
+  entry.row.dataset.settled = s.source;
+  entry.row.classList.add("settled");
+  for (const b of entry.row.querySelectorAll("button")) b.remove();
+  entry.secondary.replaceChildren(settledText(s));
+  setTimeout(() => {
+    if (approvalRows.get(id) !== entry) return;
+    entry.row.remove();
+    approvalRows.delete(id);
+    showApprovalsEmpty();
+  }, SETTLED_SHOWN_MS);
 }
 
 function showApprovalsEmpty() {
@@ -296,25 +330,27 @@ function renderApprovals(body) {
       box.append(entry.row);
     }
   }
-  for (const [id, entry] of approvalRows)
-    if (!seen.has(id)) {
-      entry.row.remove();
-      approvalRows.delete(id);
+  for (const [id, entry] of approvalRows) {
+    if (seen.has(id) || entry.settled) continue;
+    const settled = (body.settled ?? []).find((s) => s.id === id);
+    if (settled) {
+      settleRow(id, entry, settled);
+      continue;
     }
+    entry.row.remove();
+    approvalRows.delete(id);
+  }
   showApprovalsEmpty();
   tickCountdowns();
 }
 
 function tickCountdowns() {
   const now = Date.now() + clockSkewMs;
-  for (const [id, entry] of approvalRows) {
+  // At 0 the row stays until the next poll says how it ended ("Not run: nobody approved …").
+  for (const entry of approvalRows.values()) {
+    if (entry.settled) continue;
     const left = Math.max(0, Math.ceil((entry.expiresAt - now) / 1000));
     entry.countdown.textContent = `${left} s`;
-    if (left === 0) {
-      entry.row.remove();
-      approvalRows.delete(id);
-      showApprovalsEmpty();
-    }
   }
 }
 
