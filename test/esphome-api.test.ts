@@ -2,10 +2,13 @@
  * The ESPHome API client (src/esphome/api) against the device emulator (test/esphome/emulator), over
  * real TCP on 127.0.0.1; the media player's start rule against a small HTTP server on 127.0.0.1.
  */
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import pino from "pino";
 import { createMp3Encoder } from "wasm-media-encoders";
@@ -106,6 +109,35 @@ describe("connect", () => {
     expect(err.message).not.toContain(wrong);
   });
 
+  it("never logs the key, even at trace level", async () => {
+    const key = randomBytes(32).toString("base64");
+    const lines: string[] = [];
+    const traced = pino({ level: "trace" }, { write: (l: string) => lines.push(l) });
+    const d = await device({ encryptionKey: key });
+    const c = await connectDevice({
+      host: d.host,
+      port: d.port,
+      clientInfo: "t",
+      encryptionKey: key,
+      logger: traced,
+    });
+    c.subscribeVoice(true);
+    await probeVoiceOwner(c);
+    c.close();
+    await connectError(
+      connectDevice({
+        host: d.host,
+        port: d.port,
+        clientInfo: "t",
+        encryptionKey: randomBytes(32).toString("base64"),
+        logger: traced,
+      }),
+    );
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.join("\n")).not.toContain(key);
+    expect(lines.join("\n")).not.toContain(Buffer.from(key, "base64").toString("hex"));
+  });
+
   it("a missing key is key_required", async () => {
     const d = await device({ encryptionKey: randomBytes(32).toString("base64") });
     const err = await connectError(connect(d));
@@ -158,6 +190,13 @@ describe("connect", () => {
     );
     expect(odd.code).toBe("protocol");
     expect(odd.message).not.toContain("secret");
+  });
+
+  it("loads esphome-client only on the first connect", async () => {
+    const script = fileURLToPath(new URL("./esphome/lazy-import.mjs", import.meta.url));
+    const api = fileURLToPath(new URL("../src/esphome/api/index.ts", import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", script, api]);
+    expect(JSON.parse(stdout)).toEqual({ before: false, after: true });
   });
 
   it("close is emitted once, when the device goes away", async () => {
