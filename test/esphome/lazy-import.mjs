@@ -1,6 +1,7 @@
 // Imports the module named on the command line and reports whether `esphome-client` was resolved
 // before and after a first connect attempt (to a closed port). Used by test/esphome-api.test.ts.
 import { registerHooks } from "node:module";
+import process from "node:process";
 
 const seen = new Set();
 registerHooks({
