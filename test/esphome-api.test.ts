@@ -338,6 +338,18 @@ function answerRuns(
   return { requests, frames };
 }
 
+/** Answers each run at once: the device stops listening and streams the reply `serve` writes. */
+function streamAtOnce(c: DeviceConnection, reply: ReplyServer, serve: () => void): void {
+  c.on("voice.request", (r) => {
+    if (!r.start) return;
+    c.respondToRequest({ port: 0 });
+    c.sendVoiceEvent(VoiceEvent.RUN_START, { url: reply.url("/r.wav") });
+    c.sendVoiceEvent(VoiceEvent.STT_VAD_END);
+    c.sendVoiceEvent(VoiceEvent.INTENT_PROGRESS, { tts_start_streaming: "1" });
+    serve();
+  });
+}
+
 describe("voice assistant", () => {
   it("runs a turn: request, microphone frames from the ring, events, the reply played, AnnounceFinished", async () => {
     const d = await device();
@@ -474,6 +486,17 @@ describe("voice assistant", () => {
     expect(d.state).toBe("IDLE");
   });
 
+  it("a run nobody answers ends at the emulator's listen limit with start=false", async () => {
+    const d = await device({ maxListenMs: 300 });
+    const c = await owned(d);
+    const requests: VoiceRequest[] = [];
+    c.on("voice.request", (r) => requests.push(r));
+    const run = await d.wake(ramp(3200));
+    expect(run.error?.code).toBe("emulator-listen-timeout");
+    await until(() => requests.length === 2);
+    expect(requests.map((r) => r.start)).toEqual([true, false]);
+  });
+
   it("a refused request ({error: true}) idles the device", async () => {
     const d = await device();
     const c = await owned(d);
@@ -487,12 +510,7 @@ describe("voice assistant", () => {
     const d = await device();
     const c = await owned(d);
     const reply = await replyServer("audio/wav");
-    c.on("voice.request", (r) => {
-      if (!r.start) return;
-      c.respondToRequest({ port: 0 });
-      c.sendVoiceEvent(VoiceEvent.RUN_START, { url: reply.url("/r.wav") });
-      c.sendVoiceEvent(VoiceEvent.STT_VAD_END);
-      c.sendVoiceEvent(VoiceEvent.INTENT_PROGRESS, { tts_start_streaming: "1" });
+    streamAtOnce(c, reply, () => {
       reply.write(wavHeader(16000, 3200));
       reply.write(Buffer.alloc(3200));
       reply.end();
@@ -510,12 +528,7 @@ describe("voice assistant", () => {
     const d = await device();
     const c = await owned(d);
     const reply = await replyServer("audio/wav");
-    c.on("voice.request", (r) => {
-      if (!r.start) return;
-      c.respondToRequest({ port: 0 });
-      c.sendVoiceEvent(VoiceEvent.RUN_START, { url: reply.url("/r.wav") });
-      c.sendVoiceEvent(VoiceEvent.STT_VAD_END);
-      c.sendVoiceEvent(VoiceEvent.INTENT_PROGRESS, { tts_start_streaming: "1" });
+    streamAtOnce(c, reply, () => {
       reply.write(wavHeader(16000));
       reply.write(Buffer.alloc(32000 * 3)); // 3 s, and the stream stays open
     });
