@@ -719,6 +719,8 @@ describe("media player start rule", () => {
     expect(fileTypeOf("audio/x-wav", "http://h/r.wav?t=1")).toBeNull();
     expect(fileTypeOf("audio/x-wav", "http://h/r.wav")).toBe("wav");
     expect(fileTypeOf(undefined, "http://h/r.flac")).toBe("flac");
+    expect(fileTypeOf("Audio/MPEG", "http://h/r")).toBe("mp3");
+    expect(fileTypeOf("audio/mpeg; charset=binary", "http://h/R.WAV")).toBe("wav");
     expect(wavInfo(Buffer.from("RIFF\0\0\0\0WAVE"))).toBeNull();
     expect(wavInfo(Buffer.from("RIFX\0\0\0\0WAVE"))).toEqual({ error: "not a WAV file" });
   });

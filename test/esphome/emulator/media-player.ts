@@ -3,7 +3,9 @@
  * (`speaker/media_player/audio_pipeline.cpp`, `audio/audio_decoder.cpp`, `audio/audio_reader.cpp`):
  * - the reader fetches the url over HTTP; the file type comes from the exact Content-Type
  *   (`audio/wav`; `audio/mpeg`, `audio/mp3`, `mp3`; `audio/flac`, `audio/x-flac`), else from the url's
- *   ending, query string included; 5 s without data fails the reader, which drops what it buffered;
+ *   ending, query string included; 5 s without data fails the reader, which drops what it buffered
+ *   (`CONNECTION_TIMEOUT_MS`; one firmware version seen waits 6 × that before failing on a read that
+ *   times out: `readTimeoutMs` plays it);
  * - the decoder starts paused and begins output once the raw ring buffer holds
  *   `ms_to_bytes(INITIAL_BUFFER_MS = 1000)` of the decoded format (÷ 8 for MP3, capped at ¾ of the
  *   buffer) or the reader has finished. The paused decoder has already taken bytes out of the ring:
@@ -22,9 +24,9 @@ const TICK_MS = 10;
 
 export type FileType = "wav" | "mp3" | "flac";
 
-/** The reader's file-type rule. */
+/** The reader's file-type rule: the whole Content-Type compared without case, else the lower-cased url's ending. */
 export function fileTypeOf(contentType: string | undefined, url: string): FileType | null {
-  switch (contentType) {
+  switch (contentType?.toLowerCase()) {
     case "audio/wav":
       return "wav";
     case "audio/mpeg":
@@ -35,9 +37,10 @@ export function fileTypeOf(contentType: string | undefined, url: string): FileTy
     case "audio/x-flac":
       return "flac";
   }
-  if (url.endsWith(".wav")) return "wav";
-  if (url.endsWith(".mp3")) return "mp3";
-  if (url.endsWith(".flac")) return "flac";
+  const lower = url.toLowerCase();
+  if (lower.endsWith(".wav")) return "wav";
+  if (lower.endsWith(".mp3")) return "mp3";
+  if (lower.endsWith(".flac")) return "flac";
   return null;
 }
 
@@ -167,6 +170,10 @@ export interface MediaPlayerEvents {
 export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
   private current: { stop: () => void } | null = null;
 
+  constructor(private readonly readTimeoutMs = READ_TIMEOUT_MS) {
+    super();
+  }
+
   get announcing(): boolean {
     return this.current !== null;
   }
@@ -217,7 +224,7 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
       };
       const armReadTimeout = (): void => {
         if (readTimer) clearTimeout(readTimer);
-        readTimer = setTimeout(() => finish("read timeout"), READ_TIMEOUT_MS);
+        readTimer = setTimeout(() => finish("read timeout"), this.readTimeoutMs);
       };
       const update = (): void => {
         if (!fileType || fileType === "flac") return;
@@ -250,7 +257,8 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
 
       const req = http.get(url, (res) => {
         contentType = res.headers["content-type"] ?? null;
-        if (res.statusCode !== 200) return finish(`HTTP ${res.statusCode ?? 0}`);
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 308) return finish(`HTTP ${status}`);
         fileType = fileTypeOf(res.headers["content-type"], url);
         if (!fileType) return finish("unknown file type");
         if (fileType === "flac") return finish("the emulator does not decode FLAC");
