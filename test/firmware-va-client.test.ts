@@ -169,6 +169,18 @@ describe("va_client: connect and refusals", () => {
     expect(h.registry.devices()).toMatchObject([{ clientId: "hall", dialect: "va_client" }]);
   });
 
+  it("a configured IPv6 address matches the peer in any spelling (0:0:0:0:0:0:0:1 is ::1)", async () => {
+    h = await startFirmware({
+      dialects: ["va_client"],
+      host: "::1",
+      devices: [{ id: "loft", address: "0:0:0:0:0:0:0:1" }],
+    });
+    const fw = await boot(h);
+    expect(fw.dev.texts()).toEqual([HELLO]);
+    expect(h.registry.devices()).toMatchObject([{ clientId: "loft", dialect: "va_client" }]);
+    expect(h.access.refused()).toEqual([]);
+  });
+
   it("closes 1008 when its first frame names a dialect that is not enabled", async () => {
     h = await startFirmware({ dialects: ["fjfricke"] });
     const dev = await DeviceSocket.connect(h.url("/"), { headers: { Authorization: "Bearer " } });
@@ -188,7 +200,14 @@ describe("va_client: turns", () => {
     expect(values).toEqual(["listening", "thinking", "replying", "idle"]);
     expect(fw.phases[0]!.at - fw.wokeAt).toBeLessThan(NO_SPEECH_MS);
     expect(fw.streaming).toBe(false);
-    expect(fw.dev.texts().slice(1)).toEqual(values.map((v) => `{"type":"phase","value":"${v}"}`));
+    // The end of the reply's audio is announced before the turn's idle.
+    expect(fw.dev.texts().slice(1)).toEqual([
+      ...["listening", "thinking", "replying"].map((v) => `{"type":"phase","value":"${v}"}`),
+      '{"type":"audio_done"}',
+      '{"type":"phase","value":"idle"}',
+    ]);
+    const done = fw.dev.frames.findIndex((f) => f.text === '{"type":"audio_done"}');
+    expect(fw.dev.frames.slice(done).some((f) => f.binary !== undefined)).toBe(false);
     const frames = fw.dev.audio();
     expect(frames.reduce((n, f) => n + f.binary!.length, 0)).toBe(72_000);
     expect(framesFit(frames)).toBe(true);
