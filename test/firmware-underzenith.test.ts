@@ -12,6 +12,7 @@ import {
   DeviceSocket,
   Mic,
   RefusedUpgrade,
+  SHARED_TOKEN,
   UZ_ID,
   UZ_TOKEN,
   fixture,
@@ -165,6 +166,35 @@ describe("underzenith: connect and auth", () => {
     devices.push(bad);
     bad.sendText('{"type":"ptt_start"}');
     expect((await bad.waitClose()).code).toBe(1002);
+  });
+
+  it("with the shared token any client_id of up to 128 characters names the device; a device token binds its own", async () => {
+    h = await startFirmware({ dialects: ["underzenith"], devices: [{ id: "hall", address: "127.0.0.1" }] });
+    const hello = (id: string) =>
+      `{"type":"hello","protocol":1,"client_type":"voice_pe","client_id":${JSON.stringify(id)},"name":"Voice PE"}`;
+    const connect = async (id: string, token = SHARED_TOKEN) => {
+      const dev = await DeviceSocket.connect(h!.url(PATH), { headers: { Authorization: `Bearer ${token}` } });
+      devices.push(dev);
+      dev.sendText(hello(id));
+      return dev;
+    };
+    const kitchen = await connect("Kitchen PE");
+    await kitchen.waitText('"type":"session_ready"');
+    expect(kitchen.texts()[0]).toBe('{"type":"session_ready","client_id":"Kitchen PE"}');
+    const long = await connect("x".repeat(128));
+    await long.waitText('"type":"session_ready"');
+    expect(h.registry.devices().map((d) => d.clientId)).toEqual(["Kitchen PE", "x".repeat(128)]);
+    const tooLong = await connect("x".repeat(129));
+    expect((await tooLong.waitClose()).code).toBe(1002);
+    expect(kitchen.closed).toBeNull();
+    await h.close();
+
+    // A device token: its own id, spaces and all; another client_id is refused.
+    h = await startFirmware({ dialects: ["underzenith"], devices: [{ id: "Kitchen PE", token: UZ_TOKEN }] });
+    const own = await connect("Kitchen PE", UZ_TOKEN);
+    await own.waitText('"type":"session_ready"');
+    const other = await connect("Hall PE", UZ_TOKEN);
+    expect((await other.waitClose()).code).toBe(1008);
   });
 });
 
