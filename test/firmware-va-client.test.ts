@@ -245,6 +245,8 @@ describe("va_client: turns", () => {
     await expect
       .poll(() => conn.received.some((e) => e.type === "conversation.item.truncate"), { timeout: 3000 })
       .toBe(true);
+    // The turn is dropped upstream too: nothing said before the interrupt joins the next question.
+    expect(conn.all("input_audio_buffer.clear")).toHaveLength(1);
     const n = fw.dev.audio().length;
     await sleep(400);
     expect(fw.dev.audio().length).toBe(n);

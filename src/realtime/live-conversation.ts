@@ -125,6 +125,11 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     if (this.#link.status === "attached") this.#link.session.cancelResponse();
   }
 
+  /** While reconnecting there is nothing to clear: the next session starts with an empty buffer. */
+  cancelTurn(): void {
+    if (this.#link.status === "attached") this.#link.session.cancelTurn();
+  }
+
   /**
    * Truncates against the session that owns the item (a rotated-out session keeps its last reply's items)
    * and keeps only what was heard of that reply in the history carried to later sessions.

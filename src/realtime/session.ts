@@ -118,6 +118,8 @@ interface OpenResponse {
   /** Native MCP calls of this response that finished, and whether it spoke after the last of them. */
   callsDone: number;
   spokeAfterCall: boolean;
+  /** Cancelled by `cancelTurn` before it said anything: none of its events reach the listener. */
+  dropped?: boolean;
 }
 
 interface NativeCall {
@@ -195,6 +197,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
    */
   #responseCreateId: string | null = null;
   #retryRespond: NodeJS.Timeout | undefined;
+  /** `event_id` of a `response.create` whose turn was abandoned before its `response.created`. */
+  #abandonedRequest: string | null = null;
   #lastToolsJson = "";
   #updated = false;
   #readyWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
@@ -426,6 +430,27 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     this.#send({ type: "response.cancel" });
   }
 
+  /**
+   * The listener abandoned its turn (see `Conversation.cancelTurn`): clears the uncommitted input audio
+   * and cancels the response in flight or asked for; one not yet created is cancelled when it is.
+   */
+  cancelTurn(): void {
+    this.#send({ type: "input_audio_buffer.clear" });
+    this.#needResponse = false;
+    if (this.#awaitingResponse) this.#abandonedRequest = this.#responseCreateId;
+    this.#abandonResponse();
+  }
+
+  /** Cancels the response in flight; one that has not spoken yet never reaches the listener. */
+  #abandonResponse(): void {
+    const r = this.#response;
+    if (!r) return;
+    if (!r.started) r.dropped = true;
+    if (r.endReason !== null) return;
+    r.endReason = "cancelled";
+    this.#send({ type: "response.cancel", response_id: r.id });
+  }
+
   interrupt(itemId: string, audioEndMs: number): void {
     if (this.#response) {
       this.#response.endReason = "interrupted";
@@ -544,8 +569,10 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         return this.#onNativeCallOutcome(e.item_id, true);
       case "response.mcp_call.failed":
         return this.#onNativeCallOutcome(e.item_id, false);
-      case "response.created":
+      case "response.created": {
+        const abandoned = this.#awaitingResponse && this.#abandonedRequest === this.#responseCreateId;
         this.#awaitingResponse = false;
+        this.#abandonedRequest = null;
         this.#response = {
           id: e.response.id ?? "",
           started: false,
@@ -553,8 +580,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
           callsDone: 0,
           spokeAfterCall: false,
         };
+        // The answer to a turn the listener abandoned while it was being asked for.
+        if (abandoned) this.#abandonResponse();
         return;
+      }
       case "response.output_audio.delta":
+        if (this.#response?.dropped && this.#response.id === e.response_id) return;
         this.#startResponse(e.response_id);
         this.emit("audio", {
           responseId: e.response_id,
@@ -563,10 +594,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         });
         return;
       case "response.output_audio_transcript.delta":
+        if (this.#response?.dropped && this.#response.id === e.response_id) return;
         this.#startResponse(e.response_id);
         this.emit("transcript", { role: "assistant", text: e.delta, final: false });
         return;
       case "response.output_audio_transcript.done":
+        if (this.#response?.dropped && this.#response.id === e.response_id) return;
         this.emit("transcript", { role: "assistant", text: e.transcript, final: true });
         return;
       case "response.done":
@@ -620,7 +653,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
           r.endReason ?? (res.status_details?.reason === "turn_detected" ? "interrupted" : "cancelled");
       else if (failed) reason = "failed";
       this.emit("response.end", { id: r.id, reason });
-    } else if (r && failed) {
+    } else if (r && failed && !r.dropped) {
       // Nothing was said: the listener must still hear that this turn is over, and why.
       const details = res.status_details;
       const code = details?.error?.code ?? undefined;
@@ -668,10 +701,13 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   /** Our `response.create` met a response already active: send it again once that one is done. */
   #onResponseBusy(): void {
+    // An abandoned turn's request is not sent again (a newer turn's may be waiting: `#needResponse`).
+    if (this.#abandonedRequest === null || this.#abandonedRequest !== this.#responseCreateId)
+      this.#needResponse = true;
+    this.#abandonedRequest = null;
     this.#awaitingResponse = false;
     this.#responseCreateId = null;
-    this.#needResponse = true;
-    if (this.#response !== null) return; // its response.done sends ours
+    if (this.#response !== null || !this.#needResponse) return; // its response.done sends ours
     // The active response is one we have not heard of yet; try again shortly rather than at once.
     clearTimeout(this.#retryRespond);
     this.#retryRespond = setTimeout(() => this.#maybeRespond(), 250);

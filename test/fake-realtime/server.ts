@@ -171,6 +171,11 @@ export interface FakeRealtimeOptions {
    * Default 0. A fixed delay makes end-to-end latency figures comparable with a real upstream.
    */
   replyDelayMs?: number;
+  /**
+   * A busy upstream: a client `response.create` (in-band) is answered only this many ms later, starting
+   * with its `response.created`. Default 0.
+   */
+  responseCreatedDelayMs?: number;
 }
 
 export const DEFAULT_USAGE: RealtimeResponseUsage = {
@@ -452,6 +457,10 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         return this.send({ type: "input_audio_buffer.cleared", event_id: nextId("event") });
       case "response.create":
         if (ev.response?.conversation === "none") return this.#onOutOfBandCreate(ev);
+        if ((this.#server.opts.responseCreatedDelayMs ?? 0) > 0)
+          return this.#later(this.#server.opts.responseCreatedDelayMs ?? 0, () =>
+            this.#onResponseCreate(ev.event_id),
+          );
         return this.#onResponseCreate(ev.event_id);
       case "response.cancel":
         if (ev.response_id !== undefined && this.#outOfBand.has(ev.response_id))

@@ -48,8 +48,8 @@ export class UnderzenithWire extends SatelliteConnection {
     if (msg === null) return this.badFrame("bad_message", "a text frame must be a JSON object with a type");
     switch (msg.type) {
       case "ptt_start":
-        // A press while the reply plays interrupts it, as the firmware's own server does.
-        if (core.replying) core.cancel();
+        // A new press abandons the previous turn (its reply, even one not started yet), as the
+        // firmware's own server does.
         return core.startTurn();
       case "ptt_stop":
         return core.endTurn();
