@@ -36,6 +36,8 @@ export interface RealtimeLimits {
   /** Warm sessions nobody took are replaced after this long. */
   idleRecycleMs: number;
   connectTimeoutMs: number;
+  /** An upstream that accepted the socket but sent nothing for this long refused the session. */
+  handshakeTimeoutMs: number;
   /** Bound for `session.updated` plus native tool listing. */
   readyTimeoutMs: number;
   /** Waits before each reconnect attempt of a conversation. */
@@ -47,6 +49,7 @@ export const DEFAULT_LIMITS: RealtimeLimits = {
   rotateBeforeMs: 5 * 60_000,
   idleRecycleMs: 45 * 60_000,
   connectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
   readyTimeoutMs: 15_000,
   reconnectDelaysMs: [0, 500, 1000, 2000, 4000],
 };
@@ -98,6 +101,9 @@ export interface RealtimeStatus {
     failedOver: boolean;
   }[];
 }
+
+/** The longest wait between two attempts to open a warm session while the upstream refuses them. */
+const MAX_RETRY_MS = 10_000;
 
 /** Voices with a speaker session at a time; the oldest is closed beyond it. */
 const MAX_SPEAKERS = 3;
@@ -451,6 +457,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       ...(context ? { context } : {}),
       ...(createResponse !== undefined ? { createResponse } : {}),
       readyTimeoutMs: this.#limits.readyTimeoutMs,
+      handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
       now: this.#now,
     });
     this.#sessions.add(session);
@@ -526,7 +533,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
 
   #retryPoolLater(): void {
     if (this.#closed || this.#poolRetry !== undefined) return;
-    const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.#poolFailures - 1));
+    const delay = Math.min(MAX_RETRY_MS, 500 * 2 ** Math.min(5, this.#poolFailures - 1));
     this.#poolRetry = setTimeout(() => {
       this.#poolRetry = undefined;
       void this.#fillPool();

@@ -96,6 +96,8 @@ export interface SessionOptions {
   readonly createResponse?: boolean;
   /** Bound for `session.updated` and every native list-tools outcome. */
   readonly readyTimeoutMs: number;
+  /** Bound for the first upstream event after the socket opened (default `readyTimeoutMs`). */
+  readonly handshakeTimeoutMs?: number;
   readonly now?: () => number;
 }
 
@@ -201,6 +203,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   #abandonedRequest: string | null = null;
   #lastToolsJson = "";
   #updated = false;
+  /** The upstream has sent something on this socket. */
+  #answered = false;
   #readyWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
   #response: OpenResponse | null = null;
@@ -306,6 +310,18 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     });
     const timer = setTimeout(() => this.#onReadyTimeout(), this.#o.readyTimeoutMs);
     timer.unref();
+    const handshakeMs = this.#o.handshakeTimeoutMs ?? this.#o.readyTimeoutMs;
+    // A socket OpenAI keeps open and silent is a refused session.
+    const handshake = setTimeout(() => {
+      if (!this.#answered)
+        this.#readyWaiters?.reject(
+          new UpstreamUnavailableError(
+            "timeout",
+            `${UPSTREAM_MESSAGES.noAnswer} (nothing within ${handshakeMs} ms of connecting)`,
+          ),
+        );
+    }, handshakeMs);
+    handshake.unref();
     // A fatal error can arrive in the same read as the upgrade, before this point.
     if (this.#fatalError) this.#readyWaiters?.reject(this.#fatalError);
     try {
@@ -316,6 +332,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       throw toUpstreamUnavailable(err);
     } finally {
       clearTimeout(timer);
+      clearTimeout(handshake);
     }
     if (this.#state === "configuring") this.#setState("ready");
   }
@@ -529,6 +546,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #dispatch(e: HandledEvent): void {
+    this.#answered = true;
     if (this.#speech.route(e)) return;
     if (e.type === "response.done" && e.response.status === "failed")
       this.emit("response.failed", {

@@ -68,6 +68,22 @@ export interface FakeUpstreamError {
   type?: string;
 }
 
+/**
+ * An outage of the upstream (`FakeRealtimeServer.fault`): `quota` answers every new socket's first event
+ * with `insufficient_quota` and closes it, `bad_key` with `invalid_api_key`; `silent` accepts the socket and
+ * never says anything.
+ */
+export type FakeFault = "quota" | "bad_key" | "silent";
+
+const FAULT_ERRORS: Record<Exclude<FakeFault, "silent">, FakeUpstreamError> = {
+  quota: {
+    code: "insufficient_quota",
+    type: "insufficient_quota",
+    message: "You exceeded your current quota, please check your plan and billing details.",
+  },
+  bad_key: { code: "invalid_api_key", message: "Incorrect API key provided." },
+};
+
 /** One scripted reaction to a `response.create` (or to a VAD end of turn with create_response). */
 export type FakeTurn =
   | { kind: "speak"; transcript?: string; audio?: Buffer }
@@ -321,7 +337,12 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       for (const r of this.#outOfBand.values()) clearTimeout(r.timer);
       this.emit("close");
     });
-    const refusal = server.opts.refuseSession?.(server.connections.length + 1);
+    const fault = server.faultMode;
+    if (fault !== null) server.faultAttempts++;
+    // Silent: the socket stays open and every client event stays in #early, unanswered.
+    if (fault === "silent") return;
+    const refusal =
+      fault !== null ? FAULT_ERRORS[fault] : server.opts.refuseSession?.(server.connections.length + 1);
     if (refusal) {
       // Client events stay in #early: a refused session answers nothing.
       setImmediate(() => {
@@ -1187,6 +1208,10 @@ export class FakeRealtimeServer extends EventEmitter<{ connection: [FakeConnecti
   readonly #wss: WebSocketServer;
   readonly #turns: FakeTurn[] = [];
   #taken = 0;
+  /** The outage in force (see `fault`), or null. */
+  faultMode: FakeFault | null = null;
+  /** Connection attempts refused (or left silent) by a fault, since the server started. */
+  faultAttempts = 0;
 
   constructor(wss: WebSocketServer, opts: FakeRealtimeOptions) {
     super();
@@ -1230,6 +1255,16 @@ export class FakeRealtimeServer extends EventEmitter<{ connection: [FakeConnecti
       };
       this.on("connection", on);
     });
+  }
+
+  /**
+   * Starts an outage: every connection attempt from now on is refused (`quota`, `bad_key`) or left
+   * silent, for as long as it lasts, until `fault(null)`. `dropOpen` also cuts every open socket at once
+   * without a close frame, as a network drop does.
+   */
+  fault(kind: FakeFault | null, opts: { dropOpen?: boolean } = {}): void {
+    this.faultMode = kind;
+    if (opts.dropOpen) for (const c of this.connections) if (!c.closed) c.drop();
   }
 
   /** Connections still open. */
