@@ -100,9 +100,7 @@ export async function startFirmware(opts: HarnessOptions): Promise<FirmwareHarne
     deps: {
       conversations: engine,
       approvals,
-      auth: new SatelliteAuth(
-        tokens.length > 0 ? { devices: tokens } : { token: SHARED_TOKEN },
-      ),
+      auth: new SatelliteAuth(tokens.length > 0 ? { devices: tokens } : { token: SHARED_TOKEN }),
       logger,
       metrics,
       limits: resolveLimits({ helloTimeoutMs: 3000 }),

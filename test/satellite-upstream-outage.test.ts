@@ -54,12 +54,19 @@ function next<T extends ServerMessage["type"]>(
   from = s.frames.length,
 ): Promise<Extract<ServerMessage, { type: T }>> {
   return s
-    .waitFor((f) => f.json?.type === type && pred(f.json as Extract<ServerMessage, { type: T }>), timeoutMs, from)
+    .waitFor(
+      (f) => f.json?.type === type && pred(f.json as Extract<ServerMessage, { type: T }>),
+      timeoutMs,
+      from,
+    )
     .then((f) => f.json as Extract<ServerMessage, { type: T }>);
 }
 
 /** One push-to-talk turn; resolves with the reply's end. */
-async function talk(s: TestSatellite, timeoutMs = 3000): Promise<Extract<ServerMessage, { type: "response.end" }>> {
+async function talk(
+  s: TestSatellite,
+  timeoutMs = 3000,
+): Promise<Extract<ServerMessage, { type: "response.end" }>> {
   const from = s.frames.length;
   s.send({ type: "turn.start" });
   s.sendAudio(tonePcm(300, 16000));
