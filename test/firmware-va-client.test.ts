@@ -252,6 +252,28 @@ describe("va_client: turns", () => {
     expect(fw.dev.audio().length).toBe(n);
   });
 
+  it("interrupt while thinking: the answer the upstream starts afterwards is cancelled and never plays", async () => {
+    // A busy upstream: server VAD's response starts 400 ms after the end of the turn.
+    h = await startFirmware({
+      dialects: ["va_client"],
+      fake: { replyAudio: tone(800), responseCreatedDelayMs: 400 },
+    });
+    const fw = await boot(h);
+    fw.wake();
+    void fw.mic.say(pcmOf(await fixture("kitchen_light_16k.wav")));
+    await fw.dev.waitText('"value":"thinking"', 10_000);
+    fw.interrupt();
+    await fw.dev.waitText('"value":"idle"', 3000);
+    const conn = h.fake.connections[0]!;
+    await expect
+      .poll(() => conn.all("response.cancel").some((e) => e.response_id !== undefined), { timeout: 3000 })
+      .toBe(true);
+    await sleep(600);
+    expect(fw.dev.audio()).toHaveLength(0);
+    expect(fw.phases.map((p) => p.value)).not.toContain("replying");
+    expect(conn.all("input_audio_buffer.clear")).toHaveLength(1);
+  });
+
   it("barge-in (firmware built with barge-in): speech during the reply → listening, and the audio stops", async () => {
     h = await startFirmware({
       dialects: ["va_client"],

@@ -201,6 +201,10 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   #retryRespond: NodeJS.Timeout | undefined;
   /** `event_id` of a `response.create` whose turn was abandoned before its `response.created`. */
   #abandonedRequest: string | null = null;
+  /** With server turn detection: a turn was abandoned; a response the upstream starts before new speech answers it. */
+  #abandonedServerTurn = false;
+  /** Bumped by `cancelTurn`: a client call of an abandoned turn hands its output over without asking for an answer. */
+  #turnEpoch = 0;
   #lastToolsJson = "";
   #updated = false;
   /** The upstream has sent something on this socket. */
@@ -454,7 +458,9 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   cancelTurn(): void {
     this.#send({ type: "input_audio_buffer.clear" });
     this.#needResponse = false;
+    this.#turnEpoch++;
     if (this.#awaitingResponse) this.#abandonedRequest = this.#responseCreateId;
+    else if (this.#turn === "server_vad" && !this.#response) this.#abandonedServerTurn = true;
     this.#abandonResponse();
   }
 
@@ -588,9 +594,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       case "response.mcp_call.failed":
         return this.#onNativeCallOutcome(e.item_id, false);
       case "response.created": {
-        const abandoned = this.#awaitingResponse && this.#abandonedRequest === this.#responseCreateId;
+        const abandoned = this.#awaitingResponse
+          ? this.#abandonedRequest === this.#responseCreateId
+          : this.#abandonedServerTurn;
         this.#awaitingResponse = false;
         this.#abandonedRequest = null;
+        this.#abandonedServerTurn = false;
         this.#response = {
           id: e.response.id ?? "",
           started: false,
@@ -626,6 +635,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         void this.#runFunctionCall(e.call_id, e.name, e.arguments);
         return;
       case "input_audio_buffer.speech_started":
+        this.#abandonedServerTurn = false;
         this.#speaking = true;
         this.emit("speech.started");
         return;
@@ -995,6 +1005,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   async #runFunctionCall(callId: string, name: string, args: string): Promise<void> {
     this.#callsInFlight++;
+    const epoch = this.#turnEpoch;
     let output: string;
     try {
       const routed = this.#functionTools().find((t) => t.name === name);
@@ -1047,6 +1058,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       type: "conversation.item.create",
       item: { type: "function_call_output", call_id: callId, output },
     });
+    // The listener abandoned the turn that made this call: its output stays, no answer is asked for.
+    if (epoch !== this.#turnEpoch) return this.#emitIdle();
     this.#needResponse = true;
     this.#maybeRespond();
   }

@@ -188,8 +188,8 @@ export interface FakeRealtimeOptions {
    */
   replyDelayMs?: number;
   /**
-   * A busy upstream: a client `response.create` (in-band) is answered only this many ms later, starting
-   * with its `response.created`. Default 0.
+   * A busy upstream: a client `response.create` (in-band), or the response server VAD starts at the end
+   * of a turn, begins (with its `response.created`) only this many ms later. Default 0.
    */
   responseCreatedDelayMs?: number;
 }
@@ -478,11 +478,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         return this.send({ type: "input_audio_buffer.cleared", event_id: nextId("event") });
       case "response.create":
         if (ev.response?.conversation === "none") return this.#onOutOfBandCreate(ev);
-        if ((this.#server.opts.responseCreatedDelayMs ?? 0) > 0)
-          return this.#later(this.#server.opts.responseCreatedDelayMs ?? 0, () =>
-            this.#onResponseCreate(ev.event_id),
-          );
-        return this.#onResponseCreate(ev.event_id);
+        return this.#respondLater(ev.event_id);
       case "response.cancel":
         if (ev.response_id !== undefined && this.#outOfBand.has(ev.response_id))
           return this.#outOfBand.get(ev.response_id)?.finish("cancelled", "client_cancelled");
@@ -673,7 +669,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
             item_id: this.#speechItemId,
           });
           this.#commit(this.#speechItemId);
-          if (td.create_response !== false) this.#onResponseCreate(undefined);
+          if (td.create_response !== false) this.#respondLater(undefined);
         }
       }
     }
@@ -873,6 +869,13 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   startServerResponse(turn: FakeTurn): void {
     this.#server.script(turn);
     this.#onResponseCreate(undefined, true);
+  }
+
+  /** `#onResponseCreate` after `responseCreatedDelayMs` (a busy upstream), or now. */
+  #respondLater(eventId: string | undefined): void {
+    const delay = this.#server.opts.responseCreatedDelayMs ?? 0;
+    if (delay > 0) this.#later(delay, () => this.#onResponseCreate(eventId));
+    else this.#onResponseCreate(eventId);
   }
 
   #onResponseCreate(eventId: string | undefined, ownTurn = false): void {
