@@ -112,6 +112,13 @@ describe("an upstream that refuses every session in the middle of a conversation
       expect((await talk(s)).reason).toBe("done");
       expect(performance.now() - t2).toBeLessThan(2000);
       expect(s.closed).toBeNull();
+      // The conversation goes on: the new session was given what was said before the outage.
+      const instructions = fake!.connections
+        .at(-1)!
+        .all("session.update")
+        .map((e) => (e.session.type === "realtime" ? (e.session.instructions ?? "") : ""));
+      expect(instructions.some((i) => i.includes("User: turn on the kitchen light"))).toBe(true);
+      expect(instructions.some((i) => i.includes("Assistant: Sure, done."))).toBe(true);
     },
   );
 
