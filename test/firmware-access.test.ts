@@ -47,6 +47,24 @@ describe("satellites.devices with an address", () => {
     expect(normalizeAddress("::ffff:192.168.1.50")).toBe("192.168.1.50");
     expect(normalizeAddress("FD00::5")).toBe("fd00::5");
   });
+
+  it("writes IPv6 in one form, so a configured fd00:0::5 is the peer fd00::5", () => {
+    expect(normalizeAddress("fd00:0::5")).toBe("fd00::5");
+    expect(normalizeAddress("FD00:0000:0:0:0:0:0:0005")).toBe("fd00::5");
+    const access = new FirmwareAccess({
+      devices: [{ id: "hall", address: "fd00:0::5" }],
+      state: { allowedDevices: [], allowDevice: () => Promise.resolve() },
+      logger,
+    });
+    expect(access.deviceAt(normalizeAddress("fd00::5"))).toEqual({ id: "hall" });
+    // Two spellings of one address are one address.
+    expect(
+      parse([
+        { id: "a", address: "fd00::5" },
+        { id: "b", address: "fd00:0::5" },
+      ]).success,
+    ).toBe(false);
+  });
 });
 
 describe("the Allow button: POST /api/firmware/allow", () => {

@@ -29,6 +29,8 @@ import {
 
 export const UZ_TOKEN = "underzenith-device-token-0123";
 export const UZ_ID = "kitchen-voice-pe";
+/** `satellites.token` of a harness whose devices have no token of their own. */
+export const SHARED_TOKEN = "shared-satellite-token-0123456789";
 
 const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
 
@@ -60,6 +62,8 @@ export interface HarnessOptions {
   devices?: SatelliteDevice[];
   fake?: FakeRealtimeOptions;
   conversationIdleS?: number;
+  /** Where the firmware port listens (loopback); default 127.0.0.1. */
+  host?: "127.0.0.1" | "::1";
 }
 
 export async function startFirmware(opts: HarnessOptions): Promise<FirmwareHarness> {
@@ -96,16 +100,15 @@ export async function startFirmware(opts: HarnessOptions): Promise<FirmwareHarne
     deps: {
       conversations: engine,
       approvals,
-      auth: new SatelliteAuth(
-        tokens.length > 0 ? { devices: tokens } : { token: "unused-shared-token-0123456789" },
-      ),
+      auth: new SatelliteAuth(tokens.length > 0 ? { devices: tokens } : { token: SHARED_TOKEN }),
       logger,
       metrics,
       limits: resolveLimits({ helloTimeoutMs: 3000 }),
       conversationIdleS: opts.conversationIdleS ?? 30,
     },
   });
-  const port = await listener.listen("127.0.0.1", 0);
+  const host = opts.host ?? "127.0.0.1";
+  const port = await listener.listen(host, 0);
   return {
     fake,
     engine,
@@ -116,7 +119,7 @@ export async function startFirmware(opts: HarnessOptions): Promise<FirmwareHarne
     state,
     dataDir,
     port,
-    url: (path = "/") => `ws://127.0.0.1:${port}${path}`,
+    url: (path = "/") => `ws://${host === "::1" ? "[::1]" : host}:${port}${path}`,
     async close() {
       await Promise.all(registry.all().map((c) => c.end("shutdown")));
       await listener.close();

@@ -12,10 +12,12 @@ import {
   DeviceSocket,
   Mic,
   RefusedUpgrade,
+  SHARED_TOKEN,
   UZ_ID,
   UZ_TOKEN,
   fixture,
   framesFit,
+  loud,
   maxLeadMs,
   pcmOf,
   sleep,
@@ -166,6 +168,35 @@ describe("underzenith: connect and auth", () => {
     bad.sendText('{"type":"ptt_start"}');
     expect((await bad.waitClose()).code).toBe(1002);
   });
+
+  it("with the shared token any client_id of up to 128 characters names the device; a device token binds its own", async () => {
+    h = await startFirmware({ dialects: ["underzenith"], devices: [{ id: "hall", address: "127.0.0.1" }] });
+    const hello = (id: string) =>
+      `{"type":"hello","protocol":1,"client_type":"voice_pe","client_id":${JSON.stringify(id)},"name":"Voice PE"}`;
+    const connect = async (id: string, token = SHARED_TOKEN) => {
+      const dev = await DeviceSocket.connect(h!.url(PATH), { headers: { Authorization: `Bearer ${token}` } });
+      devices.push(dev);
+      dev.sendText(hello(id));
+      return dev;
+    };
+    const kitchen = await connect("Kitchen PE");
+    await kitchen.waitText('"type":"session_ready"');
+    expect(kitchen.texts()[0]).toBe('{"type":"session_ready","client_id":"Kitchen PE"}');
+    const long = await connect("x".repeat(128));
+    await long.waitText('"type":"session_ready"');
+    expect(h.registry.devices().map((d) => d.clientId)).toEqual(["Kitchen PE", "x".repeat(128)]);
+    const tooLong = await connect("x".repeat(129));
+    expect((await tooLong.waitClose()).code).toBe(1002);
+    expect(kitchen.closed).toBeNull();
+    await h.close();
+
+    // A device token: its own id, spaces and all; another client_id is refused.
+    h = await startFirmware({ dialects: ["underzenith"], devices: [{ id: "Kitchen PE", token: UZ_TOKEN }] });
+    const own = await connect("Kitchen PE", UZ_TOKEN);
+    await own.waitText('"type":"session_ready"');
+    const other = await connect("Hall PE", UZ_TOKEN);
+    expect((await other.waitClose()).code).toBe(1008);
+  });
 });
 
 describe("underzenith: turns", () => {
@@ -290,5 +321,58 @@ describe("underzenith: turns", () => {
     await turn(fw);
     await expect.poll(() => h!.fake.connections.length, { timeout: 5000 }).toBe(2);
     await fw.dev.waitText('"type":"response.done"', 10_000, fw.dev.frames.length - 1);
+  });
+
+  it("cancel drops the half-sentence: 1 s spoken, cancel, a 2.3 s question → one committed turn of the question alone", async () => {
+    const committed: number[] = [];
+    h = await startFirmware({
+      dialects: ["underzenith"],
+      fake: {
+        replyAudio: tone(300),
+        transcribe: (pcm) => {
+          committed.push(pcm.length);
+          return "turn on the kitchen light";
+        },
+      },
+    });
+    const fw = await boot(h);
+    fw.startTurn();
+    await fw.mic.say(loud(1000, 24_000));
+    fw.cancel();
+    await sleep(200);
+    const before = fw.sentBytes;
+    fw.startTurn();
+    await fw.mic.say(loud(2300, 24_000));
+    while (fw.listening) await sleep(20);
+    await fw.dev.waitText('"type":"response.done"', 10_000);
+    // One turn, exactly the audio sent after the second ptt_start (the question and the quiet that ended it).
+    expect(committed).toEqual([fw.sentBytes - before]);
+    expect(committed[0]! / 48).toBeLessThan(2300 + 1500);
+    expect(h.fake.connections[0]!.all("input_audio_buffer.clear").length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("a new push-to-talk while the answer is still being asked for: that answer is cancelled and never plays", async () => {
+    h = await startFirmware({
+      dialects: ["underzenith"],
+      // A busy upstream: response.created comes 300 ms after response.create, after the new press.
+      fake: { replyAudio: tone(800), audioSpeed: 8, responseCreatedDelayMs: 300 },
+    });
+    const fw = await boot(h);
+    await turn(fw);
+    const pressed = fw.dev.frames.length;
+    fw.startTurn();
+    await fw.mic.say(loud(1500, 24_000));
+    while (fw.listening) await sleep(20);
+    const released = fw.dev.frames.length;
+    await fw.dev.waitText('"type":"response.done"', 10_000, released);
+    await sleep(300);
+    // Nothing of the first answer reached the device while the user asked again, nor after.
+    expect(fw.dev.frames.slice(pressed, released).filter((f) => f.binary !== undefined)).toHaveLength(0);
+    expect(fw.dev.texts().filter((t) => t.includes("response.created"))).toHaveLength(1);
+    expect(fw.dev.audio().reduce((n, f) => n + f.binary!.length, 0)).toBe(38_400);
+    // Upstream, the abandoned answer was cancelled by its id once it was created.
+    const conn = h.fake.connections[0]!;
+    expect(conn.all("response.cancel").some((e) => e.response_id !== undefined)).toBe(true);
+    expect(conn.all("input_audio_buffer.commit")).toHaveLength(2);
   });
 });

@@ -169,6 +169,18 @@ describe("va_client: connect and refusals", () => {
     expect(h.registry.devices()).toMatchObject([{ clientId: "hall", dialect: "va_client" }]);
   });
 
+  it("a configured IPv6 address matches the peer in any spelling (0:0:0:0:0:0:0:1 is ::1)", async () => {
+    h = await startFirmware({
+      dialects: ["va_client"],
+      host: "::1",
+      devices: [{ id: "loft", address: "0:0:0:0:0:0:0:1" }],
+    });
+    const fw = await boot(h);
+    expect(fw.dev.texts()).toEqual([HELLO]);
+    expect(h.registry.devices()).toMatchObject([{ clientId: "loft", dialect: "va_client" }]);
+    expect(h.access.refused()).toEqual([]);
+  });
+
   it("closes 1008 when its first frame names a dialect that is not enabled", async () => {
     h = await startFirmware({ dialects: ["fjfricke"] });
     const dev = await DeviceSocket.connect(h.url("/"), { headers: { Authorization: "Bearer " } });
@@ -188,7 +200,14 @@ describe("va_client: turns", () => {
     expect(values).toEqual(["listening", "thinking", "replying", "idle"]);
     expect(fw.phases[0]!.at - fw.wokeAt).toBeLessThan(NO_SPEECH_MS);
     expect(fw.streaming).toBe(false);
-    expect(fw.dev.texts().slice(1)).toEqual(values.map((v) => `{"type":"phase","value":"${v}"}`));
+    // The end of the reply's audio is announced before the turn's idle.
+    expect(fw.dev.texts().slice(1)).toEqual([
+      ...["listening", "thinking", "replying"].map((v) => `{"type":"phase","value":"${v}"}`),
+      '{"type":"audio_done"}',
+      '{"type":"phase","value":"idle"}',
+    ]);
+    const done = fw.dev.frames.findIndex((f) => f.text === '{"type":"audio_done"}');
+    expect(fw.dev.frames.slice(done).some((f) => f.binary !== undefined)).toBe(false);
     const frames = fw.dev.audio();
     expect(frames.reduce((n, f) => n + f.binary!.length, 0)).toBe(72_000);
     expect(framesFit(frames)).toBe(true);
@@ -226,9 +245,33 @@ describe("va_client: turns", () => {
     await expect
       .poll(() => conn.received.some((e) => e.type === "conversation.item.truncate"), { timeout: 3000 })
       .toBe(true);
+    // The turn is dropped upstream too: nothing said before the interrupt joins the next question.
+    expect(conn.all("input_audio_buffer.clear")).toHaveLength(1);
     const n = fw.dev.audio().length;
     await sleep(400);
     expect(fw.dev.audio().length).toBe(n);
+  });
+
+  it("interrupt while thinking: the answer the upstream starts afterwards is cancelled and never plays", async () => {
+    // A busy upstream: server VAD's response starts 400 ms after the end of the turn.
+    h = await startFirmware({
+      dialects: ["va_client"],
+      fake: { replyAudio: tone(800), responseCreatedDelayMs: 400 },
+    });
+    const fw = await boot(h);
+    fw.wake();
+    void fw.mic.say(pcmOf(await fixture("kitchen_light_16k.wav")));
+    await fw.dev.waitText('"value":"thinking"', 10_000);
+    fw.interrupt();
+    await fw.dev.waitText('"value":"idle"', 3000);
+    const conn = h.fake.connections[0]!;
+    await expect
+      .poll(() => conn.all("response.cancel").some((e) => e.response_id !== undefined), { timeout: 3000 })
+      .toBe(true);
+    await sleep(600);
+    expect(fw.dev.audio()).toHaveLength(0);
+    expect(fw.phases.map((p) => p.value)).not.toContain("replying");
+    expect(conn.all("input_audio_buffer.clear")).toHaveLength(1);
   });
 
   it("barge-in (firmware built with barge-in): speech during the reply → listening, and the audio stops", async () => {

@@ -430,3 +430,27 @@ describe("case 7: barge-in after a rotation", () => {
     await until(() => conn.closed, 3000, "retired session closed after the barge-in");
   });
 });
+
+describe("an abandoned turn (cancelTurn)", () => {
+  it("a client call still running hands its output over, and no answer to that turn is asked for", async () => {
+    const tools = new GatedTools();
+    const { fake, engine } = await setup({ tools });
+    fake.script({ kind: "function_call", name: "echo", arguments: '{"message":"x"}', callId: "call_gone" });
+    const { conv, rec, conn } = await talk(fake, engine);
+    say(conv);
+    await tools.started;
+    conv.cancelTurn();
+    tools.release();
+    const output = await conn.waitFor(
+      "conversation.item.create",
+      (e) => e.item.type === "function_call_output",
+    );
+    expect(output.item).toMatchObject({ call_id: "call_gone" });
+    await sleep(300);
+    expect(conn.all("input_audio_buffer.clear")).toHaveLength(1);
+    // Only the turn's own response.create; nothing answers the abandoned turn's call.
+    expect(conn.all("response.create")).toHaveLength(1);
+    expect(rec.of("audio")).toHaveLength(0);
+    expect(conn.responseActive).toBe(false);
+  });
+});

@@ -31,6 +31,7 @@ export class FakeConversation extends EventEmitter<ConversationEvents> implement
   readonly calls: (
     | { kind: "commit" }
     | { kind: "cancel" }
+    | { kind: "cancelTurn" }
     | { kind: "interrupt"; itemId: string; audioEndMs: number; at: number }
     | { kind: "end"; reason: string }
   )[] = [];
@@ -48,6 +49,9 @@ export class FakeConversation extends EventEmitter<ConversationEvents> implement
   }
   cancelResponse(): void {
     this.calls.push({ kind: "cancel" });
+  }
+  cancelTurn(): void {
+    this.calls.push({ kind: "cancelTurn" });
   }
   interrupt(itemId: string, audioEndMs: number): void {
     this.calls.push({ kind: "interrupt", itemId, audioEndMs, at: performance.now() });

@@ -537,6 +537,22 @@ describe("the upstream goes away mid-call", () => {
     expect(r.text).toBeNull();
     expect(r.error?.data).toMatchObject({ code: "upstream_unavailable" });
   });
+
+  it("a quota error during an answer: handle's error text says why in words", async () => {
+    const { fake, port } = await setup();
+    fake.script({ kind: "hang" });
+    const pending = haHandle(port, { text: "a question", conversationId: "01HQUOTA" });
+    await until(() => fake.connections.some((c) => c.responseActive), 5000, "response in flight");
+    fake.fault("quota");
+    fake.connections
+      .find((c) => c.responseActive)!
+      .sendError("insufficient_quota", "You exceeded your current quota.", "insufficient_quota");
+    const h = await pending;
+    expect(h.answer?.data).toMatchObject({ code: "upstream_unavailable" });
+    expect(String(h.answer?.data.text)).toBe(
+      "The voice assistant cannot answer right now: OpenAI quota exceeded.",
+    );
+  });
 });
 
 describe("nothing done twice", () => {

@@ -6,6 +6,7 @@
  * Defaults here are the documented defaults (DOCS.md): change them in both places.
  */
 import { z } from "zod";
+import { normalizeAddress } from "../net/address.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "notice", "warning", "error", "fatal"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -89,7 +90,8 @@ export type Dialect = (typeof DIALECTS)[number];
 
 export const SatelliteDeviceSchema = z
   .object({
-    id: z.string().regex(/^[a-zA-Z0-9_.:-]{1,64}$/, "letters, digits, _ . : - only (1-64 characters)"),
+    /** Any 1–128 characters: an underzenith firmware's `client_id` is whatever its owner typed. */
+    id: z.string().min(1).max(128, "at most 128 characters"),
     name: z.string().optional(),
     token: z.string().min(16, "at least 16 characters").optional(),
     /** The device's IP address: how firmwares without a token (fjfricke, va_client) are recognised. */
@@ -287,13 +289,14 @@ export const ConfigSchema = z
     const addresses = new Set<string>();
     c.satellites.devices.forEach((d, i) => {
       if (d.address === undefined) return;
-      if (addresses.has(d.address))
+      const address = normalizeAddress(d.address);
+      if (addresses.has(address))
         ctx.addIssue({
           code: "custom",
           path: ["satellites", "devices", i, "address"],
           message: `two devices with address ${d.address}`,
         });
-      addresses.add(d.address);
+      addresses.add(address);
     });
   });
 

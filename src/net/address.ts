@@ -4,11 +4,18 @@
  */
 import { BlockList, isIP } from "node:net";
 
-/** The peer address as configured: IPv4-mapped IPv6 (`::ffff:192.168.1.50`) becomes plain IPv4. */
+/**
+ * One spelling per address, for configured addresses and socket peers alike: IPv4-mapped IPv6
+ * (`::ffff:192.168.1.50`) becomes plain IPv4, and IPv6 takes its canonical form (RFC 5952: lower case,
+ * leading zeros dropped, the longest run of zero groups as `::`), so `fd00:0::5` equals `fd00::5`.
+ */
 export function normalizeAddress(address: string | undefined): string {
   if (address === undefined) return "";
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return mapped?.[1] ?? address.toLowerCase();
+  if (mapped?.[1] !== undefined) return mapped[1];
+  if (isIP(address) !== 6 || address.includes("%")) return address.toLowerCase();
+  // The URL parser serialises an IPv6 host in the canonical form.
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
 }
 
 /** `192.168.1.20`, `fd00::5`, `192.168.1.0/24` or `fd00::/8`; null when it is none of these. */

@@ -59,6 +59,13 @@ export interface Conversation extends EventEmitter<ConversationEvents> {
   /** Stops the current response, if any (`response.end` reason `cancelled`). */
   cancelResponse(): void;
   /**
+   * The listener abandoned its turn (a cancel, a stop word, a new push-to-talk): the input audio not yet
+   * committed is cleared upstream and the response in flight, or asked for and not yet created, is
+   * cancelled. An answer that has not spoken yet never reaches the listener (no `response.start`, audio
+   * or transcript), even when its `response.created` arrives after this call.
+   */
+  cancelTurn(): void;
+  /**
    * Barge-in: the listener heard only `audioEndMs` of item `itemId`. Cancels the response
    * in flight (`response.end` reason `interrupted`) and truncates the item upstream.
    */

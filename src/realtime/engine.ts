@@ -19,7 +19,7 @@ import type {
 } from "./conversation.js";
 import { LiveConversation, type SessionSource } from "./live-conversation.js";
 import { RealtimeSession, type NativeListState, type SessionState, type ToolCatalog } from "./session.js";
-import type { TurnMode } from "./session-config.js";
+import type { TranscriptTurn, TurnMode } from "./session-config.js";
 import { realtimeUrl, type RealtimeTransportFactory } from "./transport.js";
 import { createWsTransport } from "./ws-transport.js";
 import {
@@ -36,6 +36,8 @@ export interface RealtimeLimits {
   /** Warm sessions nobody took are replaced after this long. */
   idleRecycleMs: number;
   connectTimeoutMs: number;
+  /** An upstream that accepted the socket but sent nothing for this long refused the session. */
+  handshakeTimeoutMs: number;
   /** Bound for `session.updated` plus native tool listing. */
   readyTimeoutMs: number;
   /** Waits before each reconnect attempt of a conversation. */
@@ -47,6 +49,7 @@ export const DEFAULT_LIMITS: RealtimeLimits = {
   rotateBeforeMs: 5 * 60_000,
   idleRecycleMs: 45 * 60_000,
   connectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
   readyTimeoutMs: 15_000,
   reconnectDelaysMs: [0, 500, 1000, 2000, 4000],
 };
@@ -99,6 +102,12 @@ export interface RealtimeStatus {
   }[];
 }
 
+/** How long the turns of a conversation the upstream ended wait for that device's next conversation. */
+const CARRY_OVER_MS = 5 * 60_000;
+
+/** The longest wait between two attempts to open a warm session while the upstream refuses them. */
+const MAX_RETRY_MS = 10_000;
+
 /** Voices with a speaker session at a time; the oldest is closed beyond it. */
 const MAX_SPEAKERS = 3;
 
@@ -112,6 +121,8 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
   readonly #pool: RealtimeSession[] = [];
   readonly #recycleTimers = new Map<RealtimeSession, NodeJS.Timeout>();
   readonly #conversations = new Set<LiveConversation>();
+  /** Turns of conversations the upstream ended (refused reconnect), by device, for its next one. */
+  readonly #carried = new Map<string, { turns: readonly TranscriptTurn[]; at: number }>();
   /** Starts that hold a place under the conversation cap but have no session yet. */
   #starting = 0;
   #native: McpServerConfig[];
@@ -220,11 +231,22 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       now: this.#now,
       onEnd: (c) => {
         if (this.#conversations.delete(c)) this.#o.metrics.conversationsActive.dec();
+        if (c.endReason === "upstream_unavailable" && opts.satelliteId && c.history.length > 0)
+          this.#carried.set(opts.satelliteId, { turns: [...c.history], at: this.#now() });
       },
     });
+    this.#resume(conv, opts.satelliteId);
     this.#conversations.add(conv);
     this.#o.metrics.conversationsActive.inc();
     return conv;
+  }
+
+  /** A device's conversation that an outage ended (within 5 min) goes on in its next one, with its turns. */
+  #resume(conv: LiveConversation, satelliteId: string | undefined): void {
+    const carried = satelliteId === undefined ? undefined : this.#carried.get(satelliteId);
+    if (satelliteId === undefined || carried === undefined) return;
+    this.#carried.delete(satelliteId);
+    if (this.#now() - carried.at < CARRY_OVER_MS) conv.prependHistory(carried.turns);
   }
 
   /** A ready session for a conversation: warm when possible. Used for starts, reconnects and rotation. */
@@ -451,6 +473,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       ...(context ? { context } : {}),
       ...(createResponse !== undefined ? { createResponse } : {}),
       readyTimeoutMs: this.#limits.readyTimeoutMs,
+      handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
       now: this.#now,
     });
     this.#sessions.add(session);
@@ -526,7 +549,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
 
   #retryPoolLater(): void {
     if (this.#closed || this.#poolRetry !== undefined) return;
-    const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.#poolFailures - 1));
+    const delay = Math.min(MAX_RETRY_MS, 500 * 2 ** Math.min(5, this.#poolFailures - 1));
     this.#poolRetry = setTimeout(() => {
       this.#poolRetry = undefined;
       void this.#fillPool();

@@ -13,8 +13,10 @@ import type {
   ConversationOptions,
   TurnEvents,
 } from "./conversation.js";
+import { HeldTurn } from "./held-turn.js";
 import { summariseTurns, type TranscriptTurn } from "./session-config.js";
 import type { OrphanedCallOutput, RealtimeSession, SessionClose } from "./session.js";
+import { UPSTREAM_MESSAGES, toUpstreamUnavailable, type UpstreamFailureKind } from "./upstream-error.js";
 import { subscribe } from "../subscribe.js";
 
 /** Where a conversation gets its (next) upstream session; the engine implements it. */
@@ -45,6 +47,8 @@ const TRACKED_ITEMS = 8;
 /** Longest a rotated-out session is kept for a barge-in into its last reply. */
 const RETIRE_MAX_MS = 30_000;
 const PCM_BYTES_PER_MS = 48; // PCM16 mono at 24 kHz
+/** Reconnect failures that retrying soon cannot mend: the listener is told at once. */
+const REFUSALS: ReadonlySet<UpstreamFailureKind> = new Set(["auth", "quota", "config"]);
 
 /** Audio received for one reply item: how long it is, when it began, and its transcript turn. */
 interface ReplyItem {
@@ -81,6 +85,10 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   #lastAudioItem: string | null = null;
   /** The session rotated out while its last reply may still be playing: barge-in truncates there. */
   #retired: { session: RealtimeSession; timer: NodeJS.Timeout } | null = null;
+  /** What the listener said while reconnecting, for the next session. */
+  readonly #held = new HeldTurn();
+  /** Ends the current reconnect backoff early (the listener is talking). */
+  #wake: (() => void) | null = null;
 
   constructor(deps: {
     source: SessionSource;
@@ -113,16 +121,38 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     return this.#history;
   }
 
+  /**
+   * While reconnecting, audio and requests are held (audio up to 10 s) and replayed into the next
+   * session; they also cut the reconnect backoff short, and if that attempt fails the listener is told
+   * at once (`error` `upstream_unavailable`, then `closed`) instead of waiting for an answer.
+   */
   appendAudio(pcm: Buffer): void {
-    if (this.#link.status === "attached") this.#link.session.appendAudio(pcm);
+    if (this.#link.status === "attached") return this.#link.session.appendAudio(pcm);
+    if (this.#link.status !== "reconnecting") return;
+    this.#held.audio(pcm);
+    this.#wake?.();
   }
 
   commitAndRespond(): void {
-    if (this.#link.status === "attached") this.#link.session.commitAndRespond();
+    this.#command((s) => s.commitAndRespond());
+  }
+
+  /** Runs `fn` on the session now, or holds it for the next one while reconnecting. */
+  #command(fn: (s: RealtimeSession) => void): void {
+    if (this.#link.status === "attached") return fn(this.#link.session);
+    if (this.#link.status !== "reconnecting") return;
+    this.#held.step(fn);
+    this.#wake?.();
   }
 
   cancelResponse(): void {
     if (this.#link.status === "attached") this.#link.session.cancelResponse();
+  }
+
+  /** While reconnecting, what was held is dropped: the next session starts with an empty buffer. */
+  cancelTurn(): void {
+    this.#held.clear();
+    if (this.#link.status === "attached") this.#link.session.cancelTurn();
   }
 
   /**
@@ -167,6 +197,8 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     }
     this.#orphans.clear();
     this.#pendingOutputs.length = 0;
+    this.#held.clear();
+    this.#wake?.();
     if (this.#openResponse !== null) {
       this.emit("response.end", { id: this.#openResponse, reason: "cancelled" });
       this.#openResponse = null;
@@ -246,6 +278,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     this.#link = { status: "attached", session, gen, detach };
     this.#scheduleRotation(session);
     for (const o of this.#pendingOutputs.splice(0)) session.deliverOrphanedOutput(o);
+    this.#held.replay(session);
   }
 
   /** Emits `error` only to a listener: an unheard `"error"` event would throw. */
@@ -446,9 +479,9 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       this.#attach(rotated);
       return;
     }
-    let lastError = "";
+    let lastError: string = UPSTREAM_MESSAGES.failed;
     for (const delay of this.#limits.reconnectDelaysMs) {
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay).unref());
+      if (delay > 0 && !this.#held.waiting) await this.#backoff(delay);
       if (!stillMine()) return;
       try {
         const session = await this.#source.acquire(this.#acquireOpts());
@@ -458,27 +491,40 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
         this.#attach(session);
         return;
       } catch (err) {
-        lastError = err instanceof Error ? err.message : String(err);
+        const why = toUpstreamUnavailable(err);
+        lastError = why.message;
         this.#log.warn({ err: lastError }, "reconnect attempt failed");
+        // Told now: the upstream refuses us (key, quota, configuration), or the listener is waiting.
+        if (REFUSALS.has(why.kind) || this.#held.waiting) break;
       }
     }
     if (!stillMine()) return;
-    this.#emitError({
-      code: "upstream_unavailable",
-      message: `Could not reconnect: ${lastError}`,
-      fatal: true,
-    });
+    this.#emitError({ code: "upstream_unavailable", message: lastError, fatal: true });
     await this.end("upstream_unavailable");
+  }
+
+  /** Waits `ms` before the next reconnect attempt, or until the listener talks (`#wake`). */
+  #backoff(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      this.#wake = done;
+    });
   }
 
   // ── assist turns ──────────────────────────────────────────────────────────────────────────────
 
   commit(): void {
-    if (this.#link.status === "attached") this.#link.session.commit();
+    this.#command((s) => s.commit());
   }
 
   respond(): void {
-    if (this.#link.status === "attached") this.#link.session.respond();
+    this.#command((s) => s.respond());
   }
 
   setInputLanguage(language: string): void {
@@ -488,9 +534,9 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   }
 
   sendText(text: string): void {
-    if (this.#link.status !== "attached") return;
+    if (this.#link.status === "ended") return;
     this.#remember("user", text);
-    this.#link.session.sendText(text);
+    this.#command((s) => s.sendText(text));
   }
 
   /** Forwards the session's `TurnEvents` while `live()`; returns the function that stops it. */

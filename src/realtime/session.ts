@@ -96,6 +96,8 @@ export interface SessionOptions {
   readonly createResponse?: boolean;
   /** Bound for `session.updated` and every native list-tools outcome. */
   readonly readyTimeoutMs: number;
+  /** Bound for the first upstream event after the socket opened (default `readyTimeoutMs`). */
+  readonly handshakeTimeoutMs?: number;
   readonly now?: () => number;
 }
 
@@ -118,6 +120,8 @@ interface OpenResponse {
   /** Native MCP calls of this response that finished, and whether it spoke after the last of them. */
   callsDone: number;
   spokeAfterCall: boolean;
+  /** Cancelled by `cancelTurn` before it said anything: none of its events reach the listener. */
+  dropped?: boolean;
 }
 
 interface NativeCall {
@@ -195,8 +199,16 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
    */
   #responseCreateId: string | null = null;
   #retryRespond: NodeJS.Timeout | undefined;
+  /** `event_id` of a `response.create` whose turn was abandoned before its `response.created`. */
+  #abandonedRequest: string | null = null;
+  /** With server turn detection: a turn was abandoned; a response the upstream starts before new speech answers it. */
+  #abandonedServerTurn = false;
+  /** Bumped by `cancelTurn`: a client call of an abandoned turn hands its output over without asking for an answer. */
+  #turnEpoch = 0;
   #lastToolsJson = "";
   #updated = false;
+  /** The upstream has sent something on this socket. */
+  #answered = false;
   #readyWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
   #response: OpenResponse | null = null;
@@ -302,6 +314,18 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     });
     const timer = setTimeout(() => this.#onReadyTimeout(), this.#o.readyTimeoutMs);
     timer.unref();
+    const handshakeMs = this.#o.handshakeTimeoutMs ?? this.#o.readyTimeoutMs;
+    // A socket OpenAI keeps open and silent is a refused session.
+    const handshake = setTimeout(() => {
+      if (!this.#answered)
+        this.#readyWaiters?.reject(
+          new UpstreamUnavailableError(
+            "timeout",
+            `${UPSTREAM_MESSAGES.noAnswer} (nothing within ${handshakeMs} ms of connecting)`,
+          ),
+        );
+    }, handshakeMs);
+    handshake.unref();
     // A fatal error can arrive in the same read as the upgrade, before this point.
     if (this.#fatalError) this.#readyWaiters?.reject(this.#fatalError);
     try {
@@ -312,6 +336,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       throw toUpstreamUnavailable(err);
     } finally {
       clearTimeout(timer);
+      clearTimeout(handshake);
     }
     if (this.#state === "configuring") this.#setState("ready");
   }
@@ -426,6 +451,29 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     this.#send({ type: "response.cancel" });
   }
 
+  /**
+   * The listener abandoned its turn (see `Conversation.cancelTurn`): clears the uncommitted input audio
+   * and cancels the response in flight or asked for; one not yet created is cancelled when it is.
+   */
+  cancelTurn(): void {
+    this.#send({ type: "input_audio_buffer.clear" });
+    this.#needResponse = false;
+    this.#turnEpoch++;
+    if (this.#awaitingResponse) this.#abandonedRequest = this.#responseCreateId;
+    else if (this.#turn === "server_vad" && !this.#response) this.#abandonedServerTurn = true;
+    this.#abandonResponse();
+  }
+
+  /** Cancels the response in flight; one that has not spoken yet never reaches the listener. */
+  #abandonResponse(): void {
+    const r = this.#response;
+    if (!r) return;
+    if (!r.started) r.dropped = true;
+    if (r.endReason !== null) return;
+    r.endReason = "cancelled";
+    this.#send({ type: "response.cancel", response_id: r.id });
+  }
+
   interrupt(itemId: string, audioEndMs: number): void {
     if (this.#response) {
       this.#response.endReason = "interrupted";
@@ -504,6 +552,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #dispatch(e: HandledEvent): void {
+    this.#answered = true;
     if (this.#speech.route(e)) return;
     if (e.type === "response.done" && e.response.status === "failed")
       this.emit("response.failed", {
@@ -544,8 +593,13 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         return this.#onNativeCallOutcome(e.item_id, true);
       case "response.mcp_call.failed":
         return this.#onNativeCallOutcome(e.item_id, false);
-      case "response.created":
+      case "response.created": {
+        const abandoned = this.#awaitingResponse
+          ? this.#abandonedRequest === this.#responseCreateId
+          : this.#abandonedServerTurn;
         this.#awaitingResponse = false;
+        this.#abandonedRequest = null;
+        this.#abandonedServerTurn = false;
         this.#response = {
           id: e.response.id ?? "",
           started: false,
@@ -553,8 +607,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
           callsDone: 0,
           spokeAfterCall: false,
         };
+        // The answer to a turn the listener abandoned while it was being asked for.
+        if (abandoned) this.#abandonResponse();
         return;
+      }
       case "response.output_audio.delta":
+        if (this.#response?.dropped && this.#response.id === e.response_id) return;
         this.#startResponse(e.response_id);
         this.emit("audio", {
           responseId: e.response_id,
@@ -563,10 +621,12 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         });
         return;
       case "response.output_audio_transcript.delta":
+        if (this.#response?.dropped && this.#response.id === e.response_id) return;
         this.#startResponse(e.response_id);
         this.emit("transcript", { role: "assistant", text: e.delta, final: false });
         return;
       case "response.output_audio_transcript.done":
+        if (this.#response?.dropped && this.#response.id === e.response_id) return;
         this.emit("transcript", { role: "assistant", text: e.transcript, final: true });
         return;
       case "response.done":
@@ -575,6 +635,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         void this.#runFunctionCall(e.call_id, e.name, e.arguments);
         return;
       case "input_audio_buffer.speech_started":
+        this.#abandonedServerTurn = false;
         this.#speaking = true;
         this.emit("speech.started");
         return;
@@ -620,7 +681,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
           r.endReason ?? (res.status_details?.reason === "turn_detected" ? "interrupted" : "cancelled");
       else if (failed) reason = "failed";
       this.emit("response.end", { id: r.id, reason });
-    } else if (r && failed) {
+    } else if (r && failed && !r.dropped) {
       // Nothing was said: the listener must still hear that this turn is over, and why.
       const details = res.status_details;
       const code = details?.error?.code ?? undefined;
@@ -668,10 +729,13 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   /** Our `response.create` met a response already active: send it again once that one is done. */
   #onResponseBusy(): void {
+    // An abandoned turn's request is not sent again (a newer turn's may be waiting: `#needResponse`).
+    if (this.#abandonedRequest === null || this.#abandonedRequest !== this.#responseCreateId)
+      this.#needResponse = true;
+    this.#abandonedRequest = null;
     this.#awaitingResponse = false;
     this.#responseCreateId = null;
-    this.#needResponse = true;
-    if (this.#response !== null) return; // its response.done sends ours
+    if (this.#response !== null || !this.#needResponse) return; // its response.done sends ours
     // The active response is one we have not heard of yet; try again shortly rather than at once.
     clearTimeout(this.#retryRespond);
     this.#retryRespond = setTimeout(() => this.#maybeRespond(), 250);
@@ -941,6 +1005,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   async #runFunctionCall(callId: string, name: string, args: string): Promise<void> {
     this.#callsInFlight++;
+    const epoch = this.#turnEpoch;
     let output: string;
     try {
       const routed = this.#functionTools().find((t) => t.name === name);
@@ -993,6 +1058,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       type: "conversation.item.create",
       item: { type: "function_call_output", call_id: callId, output },
     });
+    // The listener abandoned the turn that made this call: its output stays, no answer is asked for.
+    if (epoch !== this.#turnEpoch) return this.#emitIdle();
     this.#needResponse = true;
     this.#maybeRespond();
   }

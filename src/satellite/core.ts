@@ -210,10 +210,18 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
   // ── intents ──────────────────────────────────────────────────────────────────────────────
 
-  /** Wake word heard / button pressed: start a conversation or continue the current one. */
+  /**
+   * Wake word heard / button pressed: start a conversation or continue the current one. With
+   * `turn: "client"` a new push-to-talk abandons the previous turn: its reply stops (`cancelled`), its
+   * answer is cancelled upstream even before it has started, and audio not yet committed is dropped.
+   */
   startTurn(): void {
     if (this.#closed) return;
     if (this.#slot.status === "none") void this.#startConversation();
+    else if (this.#session.turn === "client") {
+      if (this.#replies.length > 0) this.#stopPlayback("cancelled");
+      this.#abandonTurn();
+    }
     this.#setState("listening");
     this.#armIdle();
   }
@@ -231,10 +239,15 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     this.#armIdle();
   }
 
-  /** Stop the reply: `clear`, `response.end` reason `cancelled` for every reply, upstream cancelled. */
+  /**
+   * Stop the reply and drop the turn: `clear`, `response.end` reason `cancelled` for every reply, the
+   * answer cancelled upstream (also one not yet started) and the microphone audio not yet committed
+   * dropped, so the next question is heard alone.
+   */
   cancel(): void {
     if (this.#closed) return;
     this.#stopPlayback("cancelled");
+    this.#abandonTurn();
   }
 
   /**
@@ -299,6 +312,17 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       if (conversation !== null) await conversation.end(reason);
     } catch (err) {
       this.#log.warn({ err }, "conversation end failed");
+    }
+  }
+
+  /** Drops the turn's audio not yet committed (here and upstream) and its answer. */
+  #abandonTurn(): void {
+    const slot = this.#slot;
+    if (slot.status === "active") slot.conversation.cancelTurn();
+    else if (slot.status === "starting") {
+      slot.mic = [];
+      slot.micBytes = 0;
+      slot.turnEnded = false;
     }
   }
 

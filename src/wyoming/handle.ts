@@ -16,6 +16,7 @@ import type { PendingApproval, ApprovalQueue } from "../approvals/queue.js";
 import type { WyomingErrorCode } from "../errors.js";
 import { subscribe } from "../subscribe.js";
 import type { AssistConversation } from "../realtime/conversation.js";
+import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
 import { unavailableSentence, type AssistSessions, type HandleTarget } from "./assist.js";
 import type { HandleEvent } from "./events.js";
 import { WyomingEvents } from "./events.js";
@@ -91,8 +92,15 @@ function answerOf(
     const onFailed = (): void => {
       failed = true;
     };
-    const onError = (e: { fatal: boolean }): void => {
-      if (e.fatal) settle(new AnswerError("upstream_unavailable", SENTENCE.lost));
+    // A fatal error names why (a refused reconnect: "OpenAI quota exceeded"); say that, not just "lost".
+    const onError = (e: { message: string; fatal: boolean }): void => {
+      if (e.fatal)
+        settle(
+          new AnswerError(
+            "upstream_unavailable",
+            unavailableSentence(new UpstreamUnavailableError("error", e.message), SENTENCE.lost),
+          ),
+        );
     };
     const onClosed = (): void => settle(new AnswerError("upstream_unavailable", SENTENCE.lost));
     // A failed response is normally followed by idle; if nothing follows, do not wait for it.

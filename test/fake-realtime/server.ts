@@ -69,6 +69,22 @@ export interface FakeUpstreamError {
   type?: string;
 }
 
+/**
+ * An outage of the upstream (`FakeRealtimeServer.fault`): `quota` answers every new socket's first event
+ * with `insufficient_quota` and closes it, `bad_key` with `invalid_api_key`; `silent` accepts the socket and
+ * never says anything.
+ */
+export type FakeFault = "quota" | "bad_key" | "silent";
+
+const FAULT_ERRORS: Record<Exclude<FakeFault, "silent">, FakeUpstreamError> = {
+  quota: {
+    code: "insufficient_quota",
+    type: "insufficient_quota",
+    message: "You exceeded your current quota, please check your plan and billing details.",
+  },
+  bad_key: { code: "invalid_api_key", message: "Incorrect API key provided." },
+};
+
 /** One scripted reaction to a `response.create` (or to a VAD end of turn with create_response). */
 export type FakeTurn =
   | { kind: "speak"; transcript?: string; audio?: Buffer }
@@ -175,6 +191,11 @@ export interface FakeRealtimeOptions {
    * Default 0. A fixed delay makes end-to-end latency figures comparable with a real upstream.
    */
   replyDelayMs?: number;
+  /**
+   * A busy upstream: a client `response.create` (in-band), or the response server VAD starts at the end
+   * of a turn, begins (with its `response.created`) only this many ms later. Default 0.
+   */
+  responseCreatedDelayMs?: number;
 }
 
 export const DEFAULT_USAGE: RealtimeResponseUsage = {
@@ -320,7 +341,12 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       for (const r of this.#outOfBand.values()) clearTimeout(r.timer);
       this.emit("close");
     });
-    const refusal = server.opts.refuseSession?.(server.connections.length + 1);
+    const fault = server.faultMode;
+    if (fault !== null) server.faultAttempts++;
+    // Silent: the socket stays open and every client event stays in #early, unanswered.
+    if (fault === "silent") return;
+    const refusal =
+      fault !== null ? FAULT_ERRORS[fault] : server.opts.refuseSession?.(server.connections.length + 1);
     if (refusal) {
       // Client events stay in #early: a refused session answers nothing.
       setImmediate(() => {
@@ -456,7 +482,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
         return this.send({ type: "input_audio_buffer.cleared", event_id: nextId("event") });
       case "response.create":
         if (ev.response?.conversation === "none") return this.#onOutOfBandCreate(ev);
-        return this.#onResponseCreate(ev.event_id);
+        return this.#respondLater(ev.event_id);
       case "response.cancel":
         if (ev.response_id !== undefined && this.#outOfBand.has(ev.response_id))
           return this.#outOfBand.get(ev.response_id)?.finish("cancelled", "client_cancelled");
@@ -647,7 +673,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
             item_id: this.#speechItemId,
           });
           this.#commit(this.#speechItemId);
-          if (td.create_response !== false) this.#onResponseCreate(undefined);
+          if (td.create_response !== false) this.#respondLater(undefined);
         }
       }
     }
@@ -847,6 +873,13 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   startServerResponse(turn: FakeTurn): void {
     this.#server.script(turn);
     this.#onResponseCreate(undefined, true);
+  }
+
+  /** `#onResponseCreate` after `responseCreatedDelayMs` (a busy upstream), or now. */
+  #respondLater(eventId: string | undefined): void {
+    const delay = this.#server.opts.responseCreatedDelayMs ?? 0;
+    if (delay > 0) this.#later(delay, () => this.#onResponseCreate(eventId));
+    else this.#onResponseCreate(eventId);
   }
 
   #onResponseCreate(eventId: string | undefined, ownTurn = false): void {
@@ -1185,6 +1218,10 @@ export class FakeRealtimeServer extends EventEmitter<{ connection: [FakeConnecti
   readonly #wss: WebSocketServer;
   readonly #turns: FakeTurn[] = [];
   #taken = 0;
+  /** The outage in force (see `fault`), or null. */
+  faultMode: FakeFault | null = null;
+  /** Connection attempts refused (or left silent) by a fault, since the server started. */
+  faultAttempts = 0;
 
   constructor(wss: WebSocketServer, opts: FakeRealtimeOptions) {
     super();
@@ -1228,6 +1265,16 @@ export class FakeRealtimeServer extends EventEmitter<{ connection: [FakeConnecti
       };
       this.on("connection", on);
     });
+  }
+
+  /**
+   * Starts an outage: every connection attempt from now on is refused (`quota`, `bad_key`) or left
+   * silent, for as long as it lasts, until `fault(null)`. `dropOpen` also cuts every open socket at once
+   * without a close frame, as a network drop does.
+   */
+  fault(kind: FakeFault | null, opts: { dropOpen?: boolean } = {}): void {
+    this.faultMode = kind;
+    if (opts.dropOpen) for (const c of this.connections) if (!c.closed) c.drop();
   }
 
   /** Connections still open. */

@@ -10,7 +10,6 @@ import { z } from "zod";
 import type { SatelliteErrorCode } from "../../errors.js";
 import type { TokenMatch } from "../auth.js";
 import type { SatelliteCore } from "../core.js";
-import { CLIENT_ID_RE } from "./v1-protocol.js";
 import { FIRMWARE_LEAD_MS, SatelliteConnection, parseTyped, type SatelliteDeps } from "./connection.js";
 import type { SatelliteLink } from "./link.js";
 
@@ -20,7 +19,8 @@ const HelloSchema = z.object({
   type: z.literal("hello"),
   protocol: z.literal(1),
   client_type: z.string().max(64).optional(),
-  client_id: z.string().regex(CLIENT_ID_RE, "letters, digits, _ . : - only (1-64 characters)"),
+  /** Any string, as the firmware and its own back-end take it (e.g. "Kitchen PE"): the device's id. */
+  client_id: z.string().min(1).max(128),
   name: z.string().max(128).optional(),
 });
 
@@ -48,8 +48,8 @@ export class UnderzenithWire extends SatelliteConnection {
     if (msg === null) return this.badFrame("bad_message", "a text frame must be a JSON object with a type");
     switch (msg.type) {
       case "ptt_start":
-        // A press while the reply plays interrupts it, as the firmware's own server does.
-        if (core.replying) core.cancel();
+        // A new press abandons the previous turn (its reply, even one not started yet), as the
+        // firmware's own server does.
         return core.startTurn();
       case "ptt_stop":
         return core.endTurn();

@@ -9,6 +9,9 @@
  * - `thinking` at the end of speech (the firmware closes its microphone), `replying` with the
  *   first reply audio, `idle` when the reply is over or the conversation ends.
  *
+ * `{"type":"audio_done"}` follows the last audio frame of each reply: the firmware holds back the end
+ * of its fade window until it knows no more audio comes.
+ *
  * `{"type":"interrupt"}` from the device stops the reply. The device is known by its address, or by
  * a bearer token when its firmware was built with one.
  */
@@ -29,6 +32,9 @@ const HELLO = JSON.stringify({
   wake_open_delay_ms: 700,
   playback_prebuffer_ms: 0,
 });
+
+/** After the last audio frame of a reply, whatever ended it. */
+const AUDIO_DONE = JSON.stringify({ type: "audio_done" });
 
 const StartSchema = z.object({
   type: z.literal("start"),
@@ -84,6 +90,7 @@ export class VaClientWire extends SatelliteConnection {
   #subscribe(core: SatelliteCore): void {
     core.on("speech.start", () => this.#setPhase("listening"));
     core.on("state", (state) => this.#onState(state));
+    core.on("response.end", () => this.sendText(AUDIO_DONE));
     core.on("end", () => this.#setPhase("idle"));
   }
 
