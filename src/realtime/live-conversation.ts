@@ -5,6 +5,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
+import type { DeviceRef } from "../cost/budget.js";
+import type { CostAccount } from "../cost/meter.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type {
@@ -55,7 +57,7 @@ interface ReplyItem {
 }
 
 export class LiveConversation extends EventEmitter<ConversationEvents> implements AssistConversation {
-  readonly id = randomUUID();
+  readonly id: string;
   readonly turns = new EventEmitter<TurnEvents>();
   readonly #source: SessionSource;
   readonly #opts: ConversationOptions;
@@ -64,6 +66,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   readonly #metrics: Metrics;
   readonly #now: () => number;
   readonly #onEnd: (c: LiveConversation) => void;
+  readonly #usage: CostAccount | undefined;
   #link: Link = { status: "reconnecting", gen: 0 };
   #gen = 0;
   readonly #history: TranscriptTurn[] = [];
@@ -91,14 +94,18 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     metrics: Metrics;
     now: () => number;
     onEnd: (c: LiveConversation) => void;
+    usage?: CostAccount;
+    id?: string;
   }) {
     super();
+    this.id = deps.id ?? randomUUID();
     this.#source = deps.source;
     this.#opts = deps.opts;
     this.#limits = deps.limits;
     this.#metrics = deps.metrics;
     this.#now = deps.now;
     this.#onEnd = deps.onEnd;
+    this.#usage = deps.usage;
     this.#log = deps.logger.child({ conversation: this.id });
     this.#attach(deps.session);
   }
@@ -181,6 +188,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     const gen = ++this.#gen;
     const live = (): boolean => this.#link.status === "attached" && this.#link.gen === gen;
     session.satelliteId = this.#opts.satelliteId;
+    session.usage = this.#usage;
     session.activate();
     const on = {
       speechStarted: () => live() && this.emit("speech.started"),
@@ -535,6 +543,10 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       createResponse: this.#opts.createResponse ?? true,
       ...(context ? { context } : {}),
     });
+  }
+
+  attribute(device: DeviceRef): void {
+    this.#usage?.attribute(device);
   }
 
   /** Why it ended, once ended. */
