@@ -467,6 +467,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       ...(createResponse !== undefined ? { createResponse } : {}),
       readyTimeoutMs: this.#limits.readyTimeoutMs,
       now: this.#now,
+      contextTokens: this.#o.config.cost.context_tokens,
     });
     this.#sessions.add(session);
     session.once("closed", (info) => {

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { DeviceRef } from "../cost/budget.js";
 import type { CostAccount } from "../cost/meter.js";
+import { SpeechGate } from "../audio/speech-gate.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type {
@@ -67,6 +68,8 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   readonly #now: () => number;
   readonly #onEnd: (c: LiveConversation) => void;
   readonly #usage: CostAccount | undefined;
+  /** Whether the current client turn held speech. */
+  readonly #gate = new SpeechGate();
   #link: Link = { status: "reconnecting", gen: 0 };
   #gen = 0;
   readonly #history: TranscriptTurn[] = [];
@@ -121,11 +124,20 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   }
 
   appendAudio(pcm: Buffer): void {
-    if (this.#link.status === "attached") this.#link.session.appendAudio(pcm);
+    if (this.#link.status !== "attached") return;
+    this.#gate.push(pcm);
+    this.#link.session.appendAudio(pcm);
   }
 
+  /** A turn whose audio was all silence asks for no response: the conversation ends (`no_speech`). */
   commitAndRespond(): void {
-    if (this.#link.status === "attached") this.#link.session.commitAndRespond();
+    if (this.#link.status !== "attached") return;
+    if (this.#gate.take() === "silent") {
+      this.#log.info("the turn held no speech; no answer asked for");
+      void this.end("no_speech");
+      return;
+    }
+    this.#link.session.commitAndRespond();
   }
 
   cancelResponse(): void {

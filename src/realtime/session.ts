@@ -95,6 +95,8 @@ export interface SessionOptions {
   readonly context?: string;
   /** With server turn detection: false ends turns without creating a response. Default true. */
   readonly createResponse?: boolean;
+  /** `cost.context_tokens` (see `contextTruncation`). */
+  readonly contextTokens?: number;
   /** Bound for `session.updated` and every native list-tools outcome. */
   readonly readyTimeoutMs: number;
   readonly now?: () => number;
@@ -296,6 +298,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       functions: this.#functionTools(),
       ...(this.#o.context ? { context: this.#o.context } : {}),
       createResponse: this.#createResponse,
+      ...(this.#o.contextTokens ? { contextTokens: this.#o.contextTokens } : {}),
     });
     this.#lastToolsJson = JSON.stringify(update.session.type === "realtime" ? update.session.tools : []);
     this.#openingUpdateId = clientEventId("session_update");
