@@ -29,7 +29,10 @@ export const SATELLITE_ERRORS = {
   approval_unknown: def(1007, "no pending approval with that id"),
   too_many_conversations: def(1013, "too many conversations at once; try again when one ends"),
   too_many_connections: def(1008, "too many connections with this device token", true),
-  budget_exceeded: def(1008, "today's voice budget is used up (cost.daily_budget_usd); it resets at midnight"),
+  budget_exceeded: def(
+    1008,
+    "today's voice budget is used up (cost.daily_budget_usd); it resets at midnight",
+  ),
   internal: def(1011, "internal error"),
 } as const satisfies Record<string, ErrorSpec>;
 export type SatelliteErrorCode = keyof typeof SATELLITE_ERRORS;
@@ -53,7 +56,9 @@ export const WYOMING_ERRORS = {
   upstream_unavailable: { message: "the Realtime upstream cannot be reached" },
   forbidden: { message: "this address may not use the Wyoming service (see wyoming.allowed_addresses)" },
   response_failed: { message: "the Realtime model did not produce an answer" },
-  budget_exceeded: { message: "today's voice budget is used up (cost.daily_budget_usd); it resets at midnight" },
+  budget_exceeded: {
+    message: "today's voice budget is used up (cost.daily_budget_usd); it resets at midnight",
+  },
   internal: { message: "internal error" },
 } as const satisfies Record<string, WyomingErrorSpec>;
 export type WyomingErrorCode = keyof typeof WYOMING_ERRORS;

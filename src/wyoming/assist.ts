@@ -115,7 +115,11 @@ export class AssistSessions {
    * the conversation bound to `conversationId`, if that is another one), else the bound conversation,
    * else a new one. The result is bound to `conversationId` and marked busy until `release`.
    */
-  async forHandle(text: string, conversationId: string | undefined, deviceId?: string): Promise<HandleTarget> {
+  async forHandle(
+    text: string,
+    conversationId: string | undefined,
+    deviceId?: string,
+  ): Promise<HandleTarget> {
     const device = deviceId === undefined ? WYOMING_DEVICE : { id: deviceId, route: "wyoming" as const };
     const now = this.#now();
     const heardBy = this.#turns.take(text, now);
