@@ -236,6 +236,8 @@ const nextId = (prefix: string): string =>
 export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent]; close: [] }> {
   /** Every client event received, in order. */
   readonly received: RealtimeClientEvent[] = [];
+  /** Every server event sent, in order. */
+  readonly sent: RealtimeServerEvent[] = [];
   /** The merged session config (what `session.updated` reports). */
   session: RealtimeSessionCreateRequest;
   readonly model: string | null;
@@ -341,6 +343,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   /** Sends any GA server event. */
   send(event: RealtimeServerEvent): void {
     if (this.closed || this.#ws.readyState !== this.#ws.OPEN) return;
+    this.sent.push(event);
     this.#ws.send(JSON.stringify(event));
   }
 
