@@ -80,7 +80,7 @@ export interface CostReport {
 /** What the meter watches of a running conversation (a `LiveConversation`). */
 export interface WatchedConversation {
   readonly id: string;
-  on(event: "response.start", fn: () => void): unknown;
+  on(event: "response.start" | "response.end", fn: () => void): unknown;
   on(event: "audio", fn: (e: { pcm: Buffer }) => void): unknown;
   once(event: "closed", fn: () => void): unknown;
   readonly turns: { on(event: "idle", fn: () => void): unknown };
@@ -145,8 +145,10 @@ export class CostMeter {
   }
 
   /**
-   * Ends `c` at its next quiet moment (once its last reply has had time to play) when its device's
-   * budget is used up or it has run `maxConversationMs`.
+   * Ends `c` when its device's budget is used up or it has run `maxConversationMs`: after the answer in
+   * progress ends (or at once when none is), once that answer has had time to play on the device. A
+   * conversation that keeps talking never waits for a quiet moment; one that neither answers nor goes
+   * quiet ends after two minutes more.
    */
   watch(c: WatchedConversation, account: CostAccount): void {
     let playedUntil = 0;
@@ -181,6 +183,7 @@ export class CostMeter {
       playedUntil = replyStart + replyBytes / PCM_BYTES_PER_MS;
     });
     c.turns.on("idle", endSoon);
+    c.on("response.end", endSoon);
     account.onBlocked = () => mark("budget_exceeded");
     if (this.#o.maxConversationMs > 0) {
       maxTimer = setTimeout(() => mark("max_duration"), this.#o.maxConversationMs);
