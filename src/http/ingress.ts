@@ -136,6 +136,7 @@ const UI_ROUTES: Readonly<Record<string, string>> = {
   "/common.js": "common.js",
   "/admin.js": "admin.js",
   "/talk.js": "talk.js",
+  "/cost.js": "cost.js",
   "/mic-worklet.js": "mic-worklet.js",
   "/icon.svg": "icon.svg",
 };
