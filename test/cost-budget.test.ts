@@ -5,15 +5,9 @@
  * one device while another talks; `/api/cost` and the metrics agree with the prices applied to the
  * usage the upstream reported.
  */
-import type { RealtimeResponseUsage } from "openai/resources/realtime/realtime";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConfigInput } from "../src/config/model.js";
-import {
-  PriceTable,
-  priceResponse,
-  priceTranscription,
-  type TranscriptionUsage,
-} from "../src/cost/prices.js";
+import { PriceTable, priceResponse, priceTranscription } from "../src/cost/prices.js";
 import { DeviceSocket, UZ_ID, UZ_TOKEN } from "./firmware-helpers.js";
 import { metricValue } from "./fake-realtime/helpers.js";
 import { startFakeRealtime, tone, type FakeRealtimeServer } from "./fake-realtime/server.js";
@@ -95,9 +89,9 @@ function expectedUsd(f: FakeRealtimeServer): number {
   for (const c of f.connections)
     for (const e of c.sent) {
       if (e.type === "response.done" && e.response.usage)
-        usd += priceResponse(table, "gpt-realtime", e.response.usage as RealtimeResponseUsage).usd!;
+        usd += priceResponse(table, "gpt-realtime", e.response.usage).usd!;
       if (e.type === "conversation.item.input_audio_transcription.completed")
-        usd += priceTranscription(table, "gpt-4o-mini-transcribe", e.usage as TranscriptionUsage).usd!;
+        usd += priceTranscription(table, "gpt-4o-mini-transcribe", e.usage).usd!;
     }
   return usd;
 }
@@ -105,7 +99,7 @@ function expectedUsd(f: FakeRealtimeServer): number {
 /** The conversation ended by itself (the budget), after its answer. */
 const ended = (s: InProcessService): Promise<true> =>
   waitFor(
-    async () => (s.service.engine.status().conversations === 0 ? true : undefined),
+    () => (s.service.engine.status().conversations === 0 ? true : undefined),
     10_000,
     "the conversation to end",
   );

@@ -1,6 +1,6 @@
 // What the voice costs: the status page's cost card (today's spend against the budget, per device, allow
 // more today) and the talk page's cost of each transcript line. Amounts come from the admin API.
-import { api, el, toast } from "./common.js";
+import { api, badgeRow, el, toast } from "./common.js";
 
 const POLL_MS = 3000;
 
@@ -43,27 +43,14 @@ function renderCost(c) {
   }
   box.replaceChildren(
     ...c.devices.map((d) =>
-      el(
-        "div",
+      badgeRow(
         { class: "row cost-device", "data-device": d.device },
-        el(
-          "div",
-          { class: "main" },
-          el(
-            "div",
-            { class: "name" },
-            `${d.device} `,
-            el("span", { class: "badge" }, ROUTE_LABEL[d.route] ?? d.route),
-          ),
-          el(
-            "div",
-            { class: "secondary" },
-            d.budget_usd === null
-              ? dollars(d.spent_usd)
-              : `${dollars(d.spent_usd)} of ${dollars(d.budget_usd)}`,
-            d.blocked ? " · used up" : d.warn ? " · near its budget" : "",
-          ),
-        ),
+        d.device,
+        ROUTE_LABEL[d.route] ?? d.route,
+        (d.budget_usd === null
+          ? dollars(d.spent_usd)
+          : `${dollars(d.spent_usd)} of ${dollars(d.budget_usd)}`) +
+          (d.blocked ? " · used up" : d.warn ? " · near its budget" : ""),
         c.device_budget_usd !== null && d.blocked && !c.blocked
           ? el("button", { type: "button", onclick: () => allow(d) }, "Allow more")
           : null,
