@@ -1,7 +1,7 @@
 /**
  * Builds the cost meter of a service: the ledger in the data folder, Home Assistant's time zone, the
- * configured prices and budgets. The ledger is read, and the time zone asked for, once the ingress port
- * listens; conversations started before that wait for the ledger (`CostMeter.admit`).
+ * configured prices and budgets. The ledger is read, and Home Assistant asked for its time zone, once the
+ * ingress port listens; conversations started before that wait for the ledger (`CostMeter.admit`).
  */
 import type { App } from "../app.js";
 import { homeAssistantTimeZone, localTimeZone } from "../ha/time-zone.js";
@@ -35,11 +35,12 @@ export function createCostMeter(app: App, now?: () => number): CostMeter {
   });
   app.ingress.addHook("onListen", (done) => {
     setImmediate(() => {
-      void (async () => {
-        zone = (await homeAssistantTimeZone(app.env, log)) ?? zone;
+      // Starts wait for the ledger, not for Home Assistant's answer (which only moves midnight).
+      void meter.load();
+      void homeAssistantTimeZone(app.env, log).then((answer) => {
+        zone = answer ?? zone;
         log.debug({ time_zone: zone }, "days of the cost ledger end at local midnight");
-        await meter.load();
-      })();
+      });
     });
     done();
   });
