@@ -11,25 +11,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startFakeRealtime, type FakeRealtimeServer } from "./fake-realtime/server.js";
+import { waitFor } from "./reliability/harness.js";
 import { TestSatellite, tonePcm } from "./satellite-helpers.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const mainJs = join(root, "dist", "main.js");
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Cost {
   spent_usd: number;
   devices: { device: string; route: string; spent_usd: number }[];
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 beforeAll(() => {
@@ -64,14 +54,22 @@ async function start(config: string): Promise<{ satellite: number; ingress: numb
     stdio: "ignore",
   });
   return waitFor(
-    "the port file",
-    async () => JSON.parse(await readFile(portFile, "utf8")) as { satellite: number; ingress: number },
+    () =>
+      readFile(portFile, "utf8").then(
+        (text) => JSON.parse(text) as { satellite: number; ingress: number },
+        () => undefined,
+      ),
     15_000,
+    "the port file",
   );
 }
 
-const cost = async (ingress: number): Promise<Cost> =>
-  (await (await fetch(`http://127.0.0.1:${ingress}/api/cost`)).json()) as Cost;
+/** Today's spend as `/api/cost` shows it; undefined while the service does not answer. */
+const cost = (ingress: number): Promise<Cost | undefined> =>
+  fetch(`http://127.0.0.1:${ingress}/api/cost`).then(
+    async (res) => (await res.json()) as Cost,
+    () => undefined,
+  );
 
 describe("spend and a crash", () => {
   it("what /api/cost showed survives SIGKILL and a restart", async () => {
@@ -102,12 +100,12 @@ describe("spend and a crash", () => {
     sat.send({ type: "turn.end" });
     await sat.waitJson("response.end", () => true, 10_000);
     const shown = await waitFor(
-      "the answer's cost",
       async () => {
         const c = await cost(ports.ingress);
-        return c.spent_usd > 0 && c.devices.length > 0 ? c : undefined;
+        return c && c.spent_usd > 0 && c.devices.length > 0 ? c : undefined;
       },
       10_000,
+      "the answer's cost",
     );
     expect(shown.devices[0]).toMatchObject({ device: "kitchen", route: "v1" });
 
@@ -116,12 +114,12 @@ describe("spend and a crash", () => {
     sat.close();
     ports = await start(config);
     const after = await waitFor(
-      "the ledger read back",
       async () => {
         const c = await cost(ports.ingress);
-        return c.devices.length > 0 ? c : undefined;
+        return c && c.devices.length > 0 ? c : undefined;
       },
       10_000,
+      "the ledger read back",
     );
     expect(after.spent_usd).toBe(shown.spent_usd);
     expect(after.devices).toEqual(shown.devices);
