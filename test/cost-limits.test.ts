@@ -137,5 +137,9 @@ describe("Wyoming attribution", () => {
     const device = cost.devices.find((d) => d.device === "ha-voice-pe");
     expect(device).toMatchObject({ route: "wyoming", spent_usd: cost.spent_usd });
     expect(cost.devices.find((d) => d.device === "wyoming")?.spent_usd ?? 0).toBe(0);
+    // The speech-to-text's priced item moved with it (the talk page and the UI read these).
+    const items = svc.service.cost.recent({ id: "ha-voice-pe", route: "wyoming" });
+    expect(new Set(items.map((i) => i.kind))).toEqual(new Set(["response", "transcription"]));
+    expect(svc.service.cost.recent({ id: "wyoming", route: "wyoming" })).toEqual([]);
   });
 });

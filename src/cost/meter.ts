@@ -275,7 +275,16 @@ export class CostMeter {
   /** @internal Moves an account to `device` with what it spent today. */
   move(account: CostAccount, device: DeviceRef): void {
     this.#o.ledger.move(account.conversation, device);
-    this.#recent.delete(deviceKey(account.device));
+    const from = this.#recent.get(deviceKey(account.device)) ?? [];
+    const moved = from.filter((i) => i.conversation === account.conversation);
+    if (moved.length > 0) {
+      this.#recent.set(
+        deviceKey(account.device),
+        from.filter((i) => i.conversation !== account.conversation),
+      );
+      const to = [...(this.#recent.get(deviceKey(device)) ?? []), ...moved].sort((a, b) => a.at - b.at);
+      this.#recent.set(deviceKey(device), to.slice(-RECENT_ITEMS));
+    }
     this.#afterSpend(account, device);
   }
 
