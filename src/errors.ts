@@ -29,6 +29,10 @@ export const SATELLITE_ERRORS = {
   approval_unknown: def(1007, "no pending approval with that id"),
   too_many_conversations: def(1013, "too many conversations at once; try again when one ends"),
   too_many_connections: def(1008, "too many connections with this device token", true),
+  budget_exceeded: def(
+    1008,
+    "today's voice budget is used up (cost.daily_budget_usd); it resets at midnight",
+  ),
   internal: def(1011, "internal error"),
 } as const satisfies Record<string, ErrorSpec>;
 export type SatelliteErrorCode = keyof typeof SATELLITE_ERRORS;
@@ -58,6 +62,9 @@ export const WYOMING_ERRORS = {
   },
   event_timeout: { message: "an event did not arrive whole within 10 seconds of its first byte" },
   response_failed: { message: "the Realtime model did not produce an answer" },
+  budget_exceeded: {
+    message: "today's voice budget is used up (cost.daily_budget_usd); it resets at midnight",
+  },
   internal: { message: "internal error" },
 } as const satisfies Record<string, WyomingErrorSpec>;
 export type WyomingErrorCode = keyof typeof WYOMING_ERRORS;
@@ -68,6 +75,7 @@ export const API_ERRORS = {
   unknown_server: def(404, "no MCP server with that name"),
   unknown_approval: def(404, "no pending approval with that id"),
   bad_request: def(400, "the request body is invalid"),
+  no_budget: def(409, "no daily budget is configured (cost.daily_budget_usd, cost.device_daily_budget_usd)"),
   forbidden: def(403, "only Home Assistant ingress may use this endpoint"),
   forbidden_host: def(403, "the Host header must name this machine (localhost, 127.0.0.1 or [::1])"),
   forbidden_origin: def(403, "requests from a web page on another origin are refused"),
@@ -90,7 +98,7 @@ export class ApiError extends Error {
 }
 
 /** The satellite codes of a limit that refused something. */
-export type LimitErrorCode = "too_many_conversations" | "too_many_connections";
+export type LimitErrorCode = "too_many_conversations" | "too_many_connections" | "budget_exceeded";
 
 /**
  * A limit refused a request (a conversation beyond `satellites.max_conversations`, a connection
@@ -102,6 +110,17 @@ export class LimitError extends Error {
     super(message ?? SATELLITE_ERRORS[code].message);
     this.name = "LimitError";
     this.code = code;
+  }
+}
+
+/**
+ * Today's voice budget (all devices, or the device's) is used up: no new conversation until midnight or
+ * until more is allowed. `message` is the sentence to show or say.
+ */
+export class BudgetExceededError extends LimitError {
+  constructor(message: string) {
+    super("budget_exceeded", message);
+    this.name = "BudgetExceededError";
   }
 }
 

@@ -9,6 +9,7 @@ import type { RealtimeResponseUsage } from "openai/resources/realtime/realtime";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { ApprovalQueueEvents } from "./approvals/queue.js";
 import { DIALECTS } from "./config/model.js";
+import { responseTokens } from "./cost/prices.js";
 import { SATELLITE_ERRORS } from "./errors.js";
 import type { ToolCallOutcome } from "./mcp/types.js";
 
@@ -181,6 +182,27 @@ export function createMetrics(registry: Registry = new Registry(), opts: Metrics
       labelNames: ["kind"] as const,
       registers: r,
     }),
+    costUsd: new Counter({
+      name: `${P}cost_usd_total`,
+      help: "Spend in US dollars at the configured prices, by device and route (v1, dialect, wyoming, esphome, talk).",
+      labelNames: ["device", "route"] as const,
+      registers: r,
+    }),
+    budgetUsd: new Gauge({
+      name: `${P}budget_usd`,
+      help: "Today's voice budget for all devices in US dollars, with what was allowed more today; 0 without one.",
+      registers: r,
+    }),
+    budgetSpentRatio: new Gauge({
+      name: `${P}budget_spent_ratio`,
+      help: "Today's spend over today's budget (1 = used up); 0 without a budget.",
+      registers: r,
+    }),
+    budgetWarn: new Gauge({
+      name: `${P}budget_warn`,
+      help: "1 when today's spend reached cost.warn_percent of the budget.",
+      registers: r,
+    }),
     errors: new Counter({
       name: `${P}errors_total`,
       help: "Errors by code (satellite protocol, upstream and internal codes).",
@@ -235,45 +257,14 @@ function collectProcessMetrics(registry: Registry): void {
  * counted as `input_cached`. Tokens a side's total has beyond its breakdown count as text.
  */
 export function recordTokenUsage(metrics: Metrics, usage: RealtimeResponseUsage): Record<TokenKind, number> {
-  const inDetails = usage.input_token_details ?? {};
-  const outDetails = usage.output_token_details ?? {};
-  const n = (v: number | undefined): number => (v !== undefined && Number.isFinite(v) && v > 0 ? v : 0);
-
-  const text = n(inDetails.text_tokens);
-  const audio = n(inDetails.audio_tokens);
-  const image = n(inDetails.image_tokens);
-  const cached = n(inDetails.cached_tokens);
-  const split = inDetails.cached_tokens_details;
-  let cachedText: number;
-  let cachedAudio: number;
-  let cachedImage: number;
-  if (split !== undefined) {
-    cachedText = Math.min(text, n(split.text_tokens));
-    cachedAudio = Math.min(audio, n(split.audio_tokens));
-    cachedImage = Math.min(image, n(split.image_tokens));
-  } else {
-    cachedText = Math.min(text, cached);
-    cachedAudio = Math.min(audio, cached - cachedText);
-    cachedImage = Math.min(image, cached - cachedText - cachedAudio);
-  }
-  const cachedByModality = cachedText + cachedAudio + cachedImage;
-  const cachedTotal = Math.max(cached, cachedByModality);
-  // Input tokens beyond the modality breakdown; cached tokens of no known modality come out of them.
-  const inputRest = Math.max(
-    0,
-    n(usage.input_tokens) - text - audio - image - (cachedTotal - cachedByModality),
-  );
-  const outText = n(outDetails.text_tokens);
-  const outAudio = n(outDetails.audio_tokens);
-  const outputRest = Math.max(0, n(usage.output_tokens) - outText - outAudio);
-
+  const t = responseTokens(usage);
   const added: Record<TokenKind, number> = {
-    input_text: text - cachedText + inputRest,
-    input_audio: audio - cachedAudio,
-    input_image: image - cachedImage,
-    input_cached: cachedTotal,
-    output_text: outText + outputRest,
-    output_audio: outAudio,
+    input_text: t.input_text,
+    input_audio: t.input_audio,
+    input_image: t.input_image,
+    input_cached: t.cached_text + t.cached_audio + t.cached_image,
+    output_text: t.output_text,
+    output_audio: t.output_audio,
   };
   for (const kind of TOKEN_KINDS) if (added[kind] > 0) metrics.tokens.inc({ kind }, added[kind]);
   return added;

@@ -8,6 +8,8 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ApprovalQueue } from "./approvals/queue.js";
 import type { App } from "./app.js";
+import { createCostMeter } from "./cost/wire.js";
+import type { CostMeter } from "./cost/meter.js";
 import { deriveMcpServers } from "./ha/derive.js";
 import { ingressPlugin, type StatusSnapshot } from "./http/ingress.js";
 import { ClientMcpManager } from "./mcp/manager.js";
@@ -29,11 +31,14 @@ export interface ServiceOptions {
   /** Test seams for the outside world and for time-compressed runs. */
   readonly realtime?: Pick<RealtimeEngineOptions, "transportFactory" | "limits" | "now">;
   readonly satelliteLimits?: Partial<SatelliteLimits>;
+  /** Epoch milliseconds of the cost ledger (its days roll over at local midnight). */
+  readonly costClock?: () => number;
 }
 
 export interface Service {
   readonly tools: ClientMcpManager;
   readonly engine: RealtimeEngine;
+  readonly cost: CostMeter;
   readonly approvals: ApprovalQueue;
   readonly auth: SatelliteAuth;
   readonly satellites: SatelliteRegistry;
@@ -74,7 +79,9 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     metrics,
     clientInfo: { name: "openvoice-mcp", version: VERSION },
   });
+  const cost = createCostMeter(app, opts.costClock);
   const engine = new RealtimeEngine({
+    cost,
     config,
     tools,
     approvals,
@@ -110,6 +117,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   await app.ingress.register(satelliteRoute, {
     ...routeOptions,
     auth: new SatelliteAuth({ token: talkToken }),
+    talkPage: true,
   });
 
   const wyomingActivity = new WyomingActivity({ metrics, enabled: config.wyoming.enabled });
@@ -202,6 +210,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     status,
     satelliteToken: () => auth.sharedToken,
     talkToken: () => talkToken,
+    cost,
     allowFirmwareDevice: (address: string) => firmwareAccess.allow(address),
     satellitePort: () => {
       const bound = app.satellite.server.address();
@@ -232,6 +241,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   return {
     tools,
     engine,
+    cost,
     approvals,
     auth,
     satellites,

@@ -20,6 +20,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApprovalQueue, type ApprovalDecision } from "../src/approvals/queue.js";
 import { parseWav } from "../src/audio/wav.js";
 import { ConfigSchema } from "../src/config/model.js";
+import { CostLedger } from "../src/cost/ledger.js";
+import { CostMeter } from "../src/cost/meter.js";
+import { PriceTable } from "../src/cost/prices.js";
 import { ingressPlugin, type StatusSnapshot } from "../src/http/ingress.js";
 import { createIngressServer } from "../src/http/server.js";
 import type { ToolProvider } from "../src/mcp/types.js";
@@ -521,5 +524,144 @@ describe("ingress UI in a real browser", () => {
     } finally {
       await lan.close();
     }
+  }, 60_000);
+});
+
+// ── the cost panel (kept in its own block) ─────────────────────────────────────────────────────
+
+describe("cost in a real browser", () => {
+  let fake: FakeRealtimeServer;
+  let engine: RealtimeEngine;
+  let ingress: FastifyInstance;
+  let proxy: IngressProxy;
+  let browser: Browser;
+  let dataDir: string;
+  let cost: CostMeter;
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+  beforeAll(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    dataDir = await mkdtemp(join(tmpdir(), "browser-cost-"));
+    const reply = parseWav(await readFile(AUDIO("living_room_24k_sox_vhq.wav")));
+    fake = await startFakeRealtime({
+      replyAudio: Buffer.from(reply.samples.buffer, reply.samples.byteOffset, reply.samples.byteLength),
+      replyTranscript: "The living room light is on.",
+      audioSpeed: 8,
+    });
+    const config = ConfigSchema.parse({
+      openai: { api_key: "sk-test", base_url: fake.url, pool_size: 0 },
+      cost: { daily_budget_usd: 0.001, device_daily_budget_usd: 0.5 },
+    });
+    const metrics = createMetrics(new Registry(), { defaults: false });
+    const approvals = new ApprovalQueue({ timeoutS: 30 });
+    cost = new CostMeter({
+      budget: { dailyUsd: 0.001, deviceDailyUsd: 0.5, warnPercent: 80 },
+      maxConversationMs: 0,
+      prices: new PriceTable(),
+      ledger: new CostLedger({ dataDir, timeZone: () => "UTC", logger }),
+      metrics,
+      logger,
+    });
+    await cost.load();
+    engine = new RealtimeEngine({ config, tools: lightTool, approvals, logger, metrics, cost });
+    ingress = createIngressServer({ logger, allowedAddresses: ["127.0.0.1"] });
+    await ingress.register(satelliteRoute, {
+      conversations: engine,
+      approvals,
+      auth: new SatelliteAuth({ token: TALK_TOKEN }),
+      logger,
+      metrics,
+      talkPage: true,
+    });
+    await ingress.register(ingressPlugin, {
+      servers: new PersistentServerAdmin({
+        targets: [engine.serverTarget],
+        state: await RuntimeState.load(dataDir, logger),
+        logger,
+      }),
+      approvals,
+      status: (): StatusSnapshot => ({
+        upstream: engine.status().upstream,
+        sessions: {},
+        satellites: { connected: 0, conversations: engine.status().conversations },
+      }),
+      satelliteToken: () => SATELLITE_TOKEN,
+      talkToken: () => TALK_TOKEN,
+      cost,
+      logger,
+    });
+    await ingress.listen({ host: "127.0.0.1", port: 0 });
+    const { port } = ingress.server.address() as { port: number };
+    proxy = await startIngressProxy({ target: `http://127.0.0.1:${port}` });
+    browser = await chromium.launch({
+      executablePath: findChromium(),
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        `--use-file-for-fake-audio-capture=${AUDIO("kitchen_light_16k.wav")}`,
+        "--autoplay-policy=no-user-gesture-required",
+      ],
+      timeout: 20_000,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await proxy?.close();
+    await ingress?.close();
+    await engine?.close();
+    await cost?.close();
+    await fake?.close();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  }, 30_000);
+
+  it("the talk page shows each line's cost; the status page today's spend against the budget, per device, and allows more", async () => {
+    const talk = await browser.newPage({ viewport: { width: 800, height: 900 } });
+    talk.setDefaultTimeout(15_000);
+    await talk.goto(`${proxy.url}/talk`);
+    await talk.locator("#connect").click();
+    await talk.locator("#conn.ready").waitFor();
+    await talk.locator("#ptt").hover();
+    await talk.mouse.down();
+    await new Promise((r) => setTimeout(r, 2500));
+    await talk.mouse.up();
+    const answer = talk.locator(".bubble.assistant", { hasText: "The living room light is on." });
+    await answer.locator(".cost").waitFor();
+    const report = await cost.report();
+    const device = report.devices.find((d) => d.device === "talk");
+    expect(device).toMatchObject({ route: "talk" });
+    // The answer's line carries what its responses cost, as the ledger priced them.
+    const answered = cost.recent({ id: "talk", route: "talk" }).filter((i) => i.kind === "response");
+    const answerUsd = answered.reduce((a, i) => a + i.usd!, 0);
+    await expect(answer.locator(".cost").textContent()).resolves.toBe(
+      answerUsd < 0.01 ? `$${answerUsd.toFixed(4)}` : `$${answerUsd.toFixed(2)}`,
+    );
+    await talk.locator(".bubble.user .cost").waitFor();
+    await talk.screenshot({ path: join(ARTIFACTS, "talk-page-costs.png"), fullPage: true });
+    await talk.close();
+
+    const admin = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    admin.setDefaultTimeout(15_000);
+    await admin.goto(`${proxy.url}/`);
+    await admin.locator('#cost-devices [data-device="talk"]').waitFor();
+    const spent = (await cost.report()).spent_usd;
+    expect(spent).toBeGreaterThan(0.001); // one answer with about 2 s of speech is more than a tenth of a cent
+    await expect(admin.locator("#cost-spent").textContent()).resolves.toBe(
+      `${spent < 0.01 ? `$${spent.toFixed(4)}` : `$${spent.toFixed(2)}`} of $0.0010 today`,
+    );
+    await expect(admin.locator('#cost-devices [data-device="talk"]').textContent()).resolves.toMatch(
+      /talk talk page.*of \$0\.50/,
+    );
+    // Past the budget: the page says so, and more can be allowed for today.
+    await admin.locator("#cost-blocked:not([hidden])").waitFor();
+    await admin.locator("#cost-allow-usd").fill("2");
+    await admin.locator("#cost-allow-button").click();
+    await admin.locator("#cost-spent", { hasText: "of $2.00 today" }).waitFor();
+    await admin.locator("#cost-blocked[hidden]").waitFor({ state: "attached" });
+    expect((await cost.report()).budget_usd).toBe(2.001);
+    await admin.screenshot({ path: join(ARTIFACTS, "ingress-cost.png"), fullPage: true });
+    await admin.close();
   }, 60_000);
 });

@@ -100,6 +100,26 @@ describe("dashboard model", () => {
   });
 });
 
+describe("dashboard cost row", () => {
+  it("shows dollars per hour and per device, and today against the budget", () => {
+    const exprsOf = (title: string): string[] => {
+      const p = dataPanels.find((x) => x.title === title);
+      expect(p, title).toBeDefined();
+      return (p!.targets as Json[]).map((t) => String(t.expr));
+    };
+    expect(exprsOf("Dollars per hour by device")).toEqual([
+      '3600 * sum by (device, route) (rate(openvoice_cost_usd_total{instance=~"$instance"}[$__rate_interval]))',
+    ]);
+    expect(exprsOf("Spend (range) by device").flatMap(metricNamesIn)).toEqual(["openvoice_cost_usd_total"]);
+    expect(exprsOf("Today against the budget").flatMap(metricNamesIn)).toEqual([
+      "openvoice_budget_spent_ratio",
+      "openvoice_budget_usd",
+    ]);
+    const row = panels.find((p) => p.type === "row" && p.title === "Spend");
+    expect(row).toBeDefined();
+  });
+});
+
 describe("dashboard queries", () => {
   it("extracts metric names from PromQL (and the extraction can tell a missing metric)", () => {
     expect(

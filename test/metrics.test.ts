@@ -45,6 +45,8 @@ const REQUIRED: Record<string, { type: string; labels: string[] }> = {
 
 /** Label names that stay low-cardinality: configured names, fixed vocabularies, device ids. */
 const LOW_CARDINALITY_LABELS = new Set([
+  "device",
+  "route",
   "server",
   "tool",
   "mode",

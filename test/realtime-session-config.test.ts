@@ -87,6 +87,7 @@ function input(
     turn: "server_vad",
     native: servers.filter((s) => s.mode === "native"),
     functions,
+    contextTokens: config.cost.context_tokens,
   };
 }
 
@@ -228,6 +229,16 @@ describe("buildSessionUpdate: more configurations", () => {
     });
     const client = session({ ...base, turn: "client" });
     expect(client.audio?.input?.turn_detection).toBeNull();
+  });
+
+  it("bounds the context each answer re-reads (cost.context_tokens), or leaves the model's limit at 0", async () => {
+    const config = await seedExample("client-only");
+    expect(session(input(config, [])).truncation).toEqual({
+      type: "retention_ratio",
+      retention_ratio: 0.8,
+      token_limits: { post_instructions: 8000 },
+    });
+    expect(session({ ...input(config, []), contextTokens: 0 })).not.toHaveProperty("truncation");
   });
 
   it("appends carried-over context to the instructions", () => {

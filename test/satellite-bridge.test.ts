@@ -267,7 +267,11 @@ describe("conversation lifecycle", () => {
     s.send({ type: "turn.start", wake_word: "ok nabu" });
     await s.waitJson("state", (m) => m.value === "listening");
     const conv = await app!.source.nth(0);
-    expect(conv.opts).toEqual({ turn: "server_vad", satelliteId: "kitchen" });
+    expect(conv.opts).toEqual({
+      turn: "server_vad",
+      satelliteId: "kitchen",
+      device: { id: "kitchen", route: "v1" },
+    });
 
     const sent = tonePcm(1000, 16000); // 32000 bytes
     for (let i = 0; i < sent.length; i += 640) s.sendAudio(sent.subarray(i, i + 640));

@@ -150,6 +150,40 @@ export const WYOMING_DEFAULT_LANGUAGES = [
   "ca",
 ] as const;
 
+const usdPerUnit = z.number().finite().nonnegative().max(100_000).optional();
+
+/** `cost.prices`: one model's prices, USD per million tokens (`per_minute`: USD per minute of audio). */
+export const PriceOverrideSchema = z.object({
+  model: z.string().min(1),
+  input_text: usdPerUnit,
+  input_audio: usdPerUnit,
+  input_image: usdPerUnit,
+  cached_text: usdPerUnit,
+  cached_audio: usdPerUnit,
+  cached_image: usdPerUnit,
+  output_text: usdPerUnit,
+  output_audio: usdPerUnit,
+  per_minute: usdPerUnit,
+});
+
+export const CostSchema = z.object({
+  /** USD per day for all devices together; unset: no budget. */
+  daily_budget_usd: z.number().finite().positive().max(100_000).optional(),
+  /** USD per day for each device; unset: none. */
+  device_daily_budget_usd: z.number().finite().positive().max(100_000).optional(),
+  /** Warn (log, UI, metric) at this share of a budget. */
+  warn_percent: z.number().int().min(1).max(100).default(80),
+  /** A conversation that never goes idle ends at its next quiet moment after this long; 0: never. */
+  max_conversation_minutes: z.number().int().min(0).max(600).default(15),
+  /**
+   * Conversation tokens (after the instructions) the model re-reads per answer at most; older turns are
+   * dropped past it (the GA `truncation` with a retention ratio). 0: the model's own limit.
+   */
+  context_tokens: z.number().int().min(0).max(1_000_000).default(8000),
+  prices: z.array(PriceOverrideSchema).default([]),
+});
+export type CostConfig = z.infer<typeof CostSchema>;
+
 /** `en`, `pt-BR`, `zh-Hant`: a primary code and optional subtags. */
 export const LANGUAGE_CODE_RE = /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
 
@@ -262,6 +296,12 @@ export const ConfigSchema = z
         token: z.string().min(1).optional(),
       })
       .default({}),
+    cost: CostSchema.default({
+      warn_percent: 80,
+      max_conversation_minutes: 15,
+      context_tokens: 8000,
+      prices: [],
+    }),
     log_level: z.enum(LOG_LEVELS).default("info"),
   })
   .superRefine((c, ctx) => {

@@ -26,6 +26,8 @@
  * origin needs a CORS preflight, which this plugin never grants).
  */
 import { existsSync } from "node:fs";
+import type { CostMeter } from "../cost/meter.js";
+import { registerCostApi } from "./cost-api.js";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
@@ -92,6 +94,8 @@ export interface IngressOptions {
    * instance. Default: `satelliteToken()`. See DOCS.md (ingress) for why an ingress-only token is enough.
    */
   readonly talkToken?: () => string;
+  /** Spend and budgets (`/api/cost`). */
+  readonly cost?: CostMeter;
   readonly logger: Logger;
   /**
    * When set, requests from any other address get 403 `forbidden` (as an add-on: `["172.30.32.2"]`).
@@ -135,6 +139,7 @@ const UI_ROUTES: Readonly<Record<string, string>> = {
   "/common.js": "common.js",
   "/admin.js": "admin.js",
   "/talk.js": "talk.js",
+  "/cost.js": "cost.js",
   "/mic-worklet.js": "mic-worklet.js",
   "/icon.svg": "icon.svg",
 };
@@ -355,6 +360,8 @@ export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions):
     log.info({ address, device: device.id }, "firmware device allowed in the UI");
     return { address, id: device.id };
   });
+
+  if (opts.cost) registerCostApi(app, opts.cost, log);
 
   app.get("/api/satellite", () => {
     const token = opts.satelliteToken() ?? null;

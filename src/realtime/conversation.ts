@@ -4,6 +4,7 @@
  */
 import type { EventEmitter } from "node:events";
 import type { PendingApproval } from "../approvals/queue.js";
+import type { DeviceRef } from "../cost/budget.js";
 import type { TranscriptTurn } from "./session-config.js";
 
 export type ResponseEndReason = "done" | "cancelled" | "interrupted" | "failed";
@@ -83,6 +84,8 @@ export interface ConversationOptions {
    * response; the front end asks for one with `respond()`. Default true.
    */
   createResponse?: boolean;
+  /** Whose conversation this is, for its cost and budgets. Default: `satelliteId` on `v1`, else `unknown`. */
+  device?: DeviceRef;
 }
 
 /**
@@ -110,6 +113,12 @@ export interface AssistConversation extends Conversation {
    * own and gives the model a summary of them.
    */
   prependHistory(turns: readonly TranscriptTurn[]): void;
+  /**
+   * Names the device this conversation turned out to serve (a Wyoming call whose context names Home
+   * Assistant's device): its spend so far moves there. Throws `BudgetExceededError` when that device's
+   * budget is used up today.
+   */
+  attribute(device: DeviceRef): void;
 }
 
 export interface SpeechOptions {

@@ -3,12 +3,14 @@
  * the tool catalog that merges native and client tools (with per-session failover), and runtime
  * changes pushed to every live session.
  */
+import { randomUUID } from "node:crypto";
 import type { ApprovalQueue } from "../approvals/queue.js";
 import type { Config, McpServerConfig, RequireApproval } from "../config/model.js";
 import { LimitError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RoutedTool, ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
 import type { Metrics } from "../metrics.js";
+import { conversationDevice, type CostMeter } from "../cost/meter.js";
 import type {
   AssistConversation,
   Conversation,
@@ -75,6 +77,8 @@ export interface RealtimeEngineOptions {
    * Assistant through the Supervisor). A native server's `fallback_url` is a route too.
    */
   failoverRoutes?: ReadonlyMap<string, McpServerConfig>;
+  /** Prices usage, keeps budgets: refuses starts over budget and ends conversations at their limits. */
+  cost?: CostMeter;
 }
 
 export type UpstreamState = "idle" | "connecting" | "connected" | "unreachable";
@@ -107,6 +111,8 @@ const CARRY_OVER_MS = 5 * 60_000;
 
 /** The longest wait between two attempts to open a warm session while the upstream refuses them. */
 const MAX_RETRY_MS = 10_000;
+/** Out-of-band speech serves Wyoming's text-to-speech, which names no device. */
+const SPEECH_DEVICE = { id: "wyoming", route: "wyoming" } as const;
 
 /** Voices with a speaker session at a time; the oldest is closed beyond it. */
 const MAX_SPEAKERS = 3;
@@ -196,6 +202,8 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
    */
   async start(opts: ConversationOptions): Promise<Conversation> {
     if (this.#closed) throw new Error("the realtime engine is closed");
+    const device = conversationDevice(opts);
+    await this.#o.cost?.admit(device);
     const max = this.#o.config.satellites.max_conversations;
     if (this.#conversations.size + this.#starting >= max) {
       this.#log.warn({ max, satellite: opts.satelliteId }, "conversation refused: the cap is reached");
@@ -221,7 +229,11 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       session.close(1000, "shutdown");
       throw new Error("the realtime engine is closed");
     }
+    const id = randomUUID();
+    const usage = this.#o.cost?.account(id, device);
     const conv = new LiveConversation({
+      id,
+      ...(usage ? { usage } : {}),
       source: this,
       session,
       opts,
@@ -236,6 +248,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       },
     });
     this.#resume(conv, opts.satelliteId);
+    if (usage) this.#o.cost?.watch(conv, usage);
     this.#conversations.add(conv);
     this.#o.metrics.conversationsActive.inc();
     return conv;
@@ -321,6 +334,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
     const opening = this.acquire({ turn: "client" }).then((session) => {
       if (session.state === "closed") throw new Error("the speaker session closed");
       session.activate();
+      session.usage = this.#o.cost?.account(`speech-${session.id}`, SPEECH_DEVICE);
       session.prepareSpeaker(voice);
       session.once("closed", () => {
         if (this.#speakers.get(voice) === opening) this.#speakers.delete(voice);
@@ -475,6 +489,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       readyTimeoutMs: this.#limits.readyTimeoutMs,
       handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
       now: this.#now,
+      contextTokens: this.#o.config.cost.context_tokens,
     });
     this.#sessions.add(session);
     session.once("closed", (info) => {

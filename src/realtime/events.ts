@@ -76,7 +76,23 @@ const SCHEMAS = {
   }),
   "input_audio_buffer.speech_started": itemId,
   "input_audio_buffer.speech_stopped": itemId,
-  "conversation.item.input_audio_transcription.completed": itemId.extend({ transcript: z.string() }),
+  "conversation.item.input_audio_transcription.completed": itemId.extend({
+    transcript: z.string(),
+    usage: z
+      .union([
+        z.looseObject({
+          type: z.literal("tokens"),
+          input_tokens: z.number().optional(),
+          output_tokens: z.number().optional(),
+          input_token_details: z
+            .looseObject({ audio_tokens: z.number().optional(), text_tokens: z.number().optional() })
+            .optional(),
+        }),
+        z.looseObject({ type: z.literal("duration"), seconds: z.number() }),
+      ])
+      .optional()
+      .catch(undefined),
+  }),
   "conversation.item.input_audio_transcription.failed": itemId.extend({
     error: z.looseObject({ message: z.string().optional(), code: z.string().optional() }),
   }),

@@ -5,6 +5,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
+import type { DeviceRef } from "../cost/budget.js";
+import type { CostAccount } from "../cost/meter.js";
+import { SpeechGate } from "../audio/speech-gate.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type {
@@ -59,7 +62,7 @@ interface ReplyItem {
 }
 
 export class LiveConversation extends EventEmitter<ConversationEvents> implements AssistConversation {
-  readonly id = randomUUID();
+  readonly id: string;
   readonly turns = new EventEmitter<TurnEvents>();
   readonly #source: SessionSource;
   readonly #opts: ConversationOptions;
@@ -68,6 +71,9 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   readonly #metrics: Metrics;
   readonly #now: () => number;
   readonly #onEnd: (c: LiveConversation) => void;
+  readonly #usage: CostAccount | undefined;
+  /** Whether the current client turn held speech. */
+  readonly #gate = new SpeechGate();
   #link: Link = { status: "reconnecting", gen: 0 };
   #gen = 0;
   readonly #history: TranscriptTurn[] = [];
@@ -99,14 +105,18 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     metrics: Metrics;
     now: () => number;
     onEnd: (c: LiveConversation) => void;
+    usage?: CostAccount;
+    id?: string;
   }) {
     super();
+    this.id = deps.id ?? randomUUID();
     this.#source = deps.source;
     this.#opts = deps.opts;
     this.#limits = deps.limits;
     this.#metrics = deps.metrics;
     this.#now = deps.now;
     this.#onEnd = deps.onEnd;
+    this.#usage = deps.usage;
     this.#log = deps.logger.child({ conversation: this.id });
     this.#attach(deps.session);
   }
@@ -127,13 +137,21 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
    * at once (`error` `upstream_unavailable`, then `closed`) instead of waiting for an answer.
    */
   appendAudio(pcm: Buffer): void {
+    if (this.#link.status === "ended") return;
+    this.#gate.push(pcm);
     if (this.#link.status === "attached") return this.#link.session.appendAudio(pcm);
-    if (this.#link.status !== "reconnecting") return;
     this.#held.audio(pcm);
     this.#wake?.();
   }
 
+  /** A turn whose audio was all silence asks for no response: the conversation ends (`no_speech`). */
   commitAndRespond(): void {
+    if (this.#link.status === "ended") return;
+    if (this.#gate.take() === "silent") {
+      this.#log.info("the turn held no speech; no answer asked for");
+      void this.end("no_speech");
+      return;
+    }
     this.#command((s) => s.commitAndRespond());
   }
 
@@ -213,6 +231,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     const gen = ++this.#gen;
     const live = (): boolean => this.#link.status === "attached" && this.#link.gen === gen;
     session.satelliteId = this.#opts.satelliteId;
+    session.usage = this.#usage;
     session.activate();
     const on = {
       speechStarted: () => live() && this.emit("speech.started"),
@@ -581,6 +600,10 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       createResponse: this.#opts.createResponse ?? true,
       ...(context ? { context } : {}),
     });
+  }
+
+  attribute(device: DeviceRef): void {
+    this.#usage?.attribute(device);
   }
 
   /** Why it ended, once ended. */

@@ -8,6 +8,7 @@ import type {
   RealtimeFunctionTool,
   RealtimeSessionCreateRequest,
   RealtimeToolsConfigUnion,
+  RealtimeTruncation,
   SessionUpdateEvent,
 } from "openai/resources/realtime/realtime";
 import { toApiRequireApproval } from "../approvals/policy.js";
@@ -28,6 +29,25 @@ export interface SessionConfigInput {
   readonly context?: string;
   /** With server turn detection: false ends turns without creating a response. Default true. */
   readonly createResponse?: boolean;
+  /** `cost.context_tokens`: the most conversation tokens an answer re-reads; 0 or absent: the model's limit. */
+  readonly contextTokens?: number;
+}
+
+/** Share of `contextTokens` kept when the conversation outgrows it (older turns go first). */
+export const RETENTION_RATIO = 0.8;
+
+/**
+ * The GA `truncation` that bounds what each answer re-reads: past `contextTokens` conversation tokens
+ * (after the instructions) the oldest turns are dropped down to `RETENTION_RATIO` of it, so the cached
+ * prefix stays stable between truncations. Undefined (the API's `auto`) for 0.
+ */
+export function contextTruncation(contextTokens: number | undefined): RealtimeTruncation | undefined {
+  if (!contextTokens) return undefined;
+  return {
+    type: "retention_ratio",
+    retention_ratio: RETENTION_RATIO,
+    token_limits: { post_instructions: contextTokens },
+  };
 }
 
 export type McpToolEntry = RealtimeToolsConfigUnion.Mcp;
@@ -106,6 +126,8 @@ export function buildSessionUpdate(input: SessionConfigInput): SessionUpdateEven
     tools: sessionTools(input.native, input.functions),
     tool_choice: "auto",
   };
+  const truncation = contextTruncation(input.contextTokens);
+  if (truncation) session.truncation = truncation;
   return { type: "session.update", session };
 }
 

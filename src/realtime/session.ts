@@ -9,6 +9,7 @@ import type { RealtimeClientEvent } from "openai/resources/realtime/realtime";
 import { evaluatePolicy } from "../approvals/policy.js";
 import type { ApprovalDecision, ApprovalQueue, ApprovalRequest } from "../approvals/queue.js";
 import type { Config, McpServerConfig, RequireApproval } from "../config/model.js";
+import type { UsageSink } from "../cost/meter.js";
 import type { Logger } from "../log.js";
 import type { RoutedTool, ToolProvider } from "../mcp/types.js";
 import { recordTokenUsage, type Metrics } from "../metrics.js";
@@ -94,6 +95,8 @@ export interface SessionOptions {
   readonly context?: string;
   /** With server turn detection: false ends turns without creating a response. Default true. */
   readonly createResponse?: boolean;
+  /** `cost.context_tokens` (see `contextTruncation`). */
+  readonly contextTokens?: number;
   /** Bound for `session.updated` and every native list-tools outcome. */
   readonly readyTimeoutMs: number;
   /** Bound for the first upstream event after the socket opened (default `readyTimeoutMs`). */
@@ -184,6 +187,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   #stateCounted = false;
   /** Set by the conversation: the device that is asked first for approvals. */
   satelliteId: string | undefined;
+  /** Set by the conversation (or the engine, for speech): where this session's usage is priced. */
+  usage: UsageSink | undefined;
 
   readonly #native = new Map<string, NativeListState>();
   readonly #failedOver = new Set<string>();
@@ -305,6 +310,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       functions: this.#functionTools(),
       ...(this.#o.context ? { context: this.#o.context } : {}),
       createResponse: this.#createResponse,
+      ...(this.#o.contextTokens ? { contextTokens: this.#o.contextTokens } : {}),
     });
     this.#lastToolsJson = JSON.stringify(update.session.type === "realtime" ? update.session.tools : []);
     this.#openingUpdateId = clientEventId("session_update");
@@ -553,6 +559,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #dispatch(e: HandledEvent): void {
     this.#answered = true;
+    this.#meter(e);
     if (this.#speech.route(e)) return;
     if (e.type === "response.done" && e.response.status === "failed")
       this.emit("response.failed", {
@@ -670,7 +677,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #onResponseDone(e: ServerEventOf<"response.done">): void {
     const res = e.response;
-    if (res.usage) recordTokenUsage(this.#o.metrics, res.usage);
     const r = this.#response;
     this.#response = null;
     const failed = res.status === "failed" || res.status === "incomplete";
@@ -740,6 +746,15 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     clearTimeout(this.#retryRespond);
     this.#retryRespond = setTimeout(() => this.#maybeRespond(), 250);
     this.#retryRespond.unref();
+  }
+
+  /** Every usage, of conversation and out-of-band responses and of input transcription. */
+  #meter(e: HandledEvent): void {
+    if (e.type === "response.done" && e.response.usage) {
+      recordTokenUsage(this.#o.metrics, e.response.usage);
+      this.usage?.response(this.#o.openai.model, e.response.usage);
+    } else if (e.type === "conversation.item.input_audio_transcription.completed" && e.usage)
+      this.usage?.transcription(this.#o.openai.transcription_model, e.usage);
   }
 
   #emitIdle(): void {

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { RealtimeClientEvent } from "openai/resources/realtime/realtime";
-import { recordTokenUsage, type Metrics } from "../metrics.js";
+import type { Metrics } from "../metrics.js";
 import type { SpeechOptions } from "./conversation.js";
 import type { HandledEvent } from "./events.js";
 
@@ -94,7 +94,6 @@ export class OutOfBandSpeech {
     if (!speech) return false;
     if (e.type === "response.output_audio.delta") speech.onAudio(Buffer.from(e.delta, "base64"));
     else if (e.type === "response.done") {
-      if (e.response.usage) recordTokenUsage(this.#metrics, e.response.usage);
       const status = e.response.status;
       speech.settle(status === "completed" ? undefined : new Error(`speech ${status ?? "failed"}`));
     }

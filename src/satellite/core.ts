@@ -16,6 +16,7 @@ import { performance } from "node:perf_hooks";
 import type { ApprovalDecision, ApprovalQueue, PendingApproval } from "../approvals/queue.js";
 import type { PcmRate } from "../audio/resampler.js";
 import { PlaybackPacer } from "../audio/pacer.js";
+import type { DeviceRef } from "../cost/budget.js";
 import { LimitError, type SatelliteErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -102,6 +103,8 @@ export interface CoreDeps {
 export interface CoreSession {
   /** The device's id (hello `client_id`, configured device id, or address). */
   satelliteId: string;
+  /** Whose spend and budget the conversations are (default: `satelliteId` on v1). */
+  device?: DeviceRef;
   turn: TurnMode;
   audio: { inRate: PcmRate; outRate: PcmRate };
   /** Reply audio kept buffered on the device ahead of its play head (default 200 ms). */
@@ -336,6 +339,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       conversation = await this.#deps.conversations.start({
         turn: this.#session.turn,
         satelliteId: this.#session.satelliteId,
+        ...(this.#session.device ? { device: this.#session.device } : {}),
       });
     } catch (err) {
       if (this.#slot.status !== "starting" || this.#slot.generation !== generation) return;

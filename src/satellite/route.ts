@@ -35,6 +35,8 @@ export interface SatelliteRouteOptions {
   /** Upper bound on ending every bridge at shutdown. Default 3000 ms. */
   shutdownTimeoutMs?: number;
   registry?: SatelliteRegistry;
+  /** The ingress talk page: its conversations count as the device `talk`. */
+  talkPage?: boolean;
 }
 
 const QuerySchema = z.object({ token: z.string().min(1).max(512).optional() });
@@ -81,6 +83,7 @@ export const satelliteRoute: FastifyPluginAsync<SatelliteRouteOptions> = async (
         metrics: opts.metrics,
         limits,
         conversationIdleS: opts.conversationIdleS ?? 30,
+        ...(opts.talkPage ? { talkPage: true } : {}),
       },
       connectToken(req.headers.authorization, req.query),
     );

@@ -16,7 +16,7 @@
 import { Resampler } from "../audio/resampler.js";
 import { pcm16Bytes, pcm16View } from "../audio/pcm.js";
 import type { AssistConversation } from "../realtime/conversation.js";
-import { unavailableSentence, type AssistSessions } from "./assist.js";
+import { unavailableCode, unavailableSentence, type AssistSessions } from "./assist.js";
 import type { AsrEvent, EventOf } from "./events.js";
 import { WyomingEvents } from "./events.js";
 import type { WyomingAsrProgram, WyomingCall, WyomingCallContext } from "./program.js";
@@ -112,7 +112,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
           { err: err instanceof Error ? err.message : String(err) },
           "speech-to-text: no upstream conversation",
         );
-        this.#fail("upstream_unavailable", unavailableSentence(err, SENTENCE.unreachable));
+        this.#fail(unavailableCode(err), unavailableSentence(err, SENTENCE.unreachable));
         return null;
       },
     );
@@ -271,7 +271,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
     this.#ctx.turn.finish("success");
   }
 
-  #fail(code: "upstream_unavailable" | "bad_audio", text: string): void {
+  #fail(code: "upstream_unavailable" | "bad_audio" | "budget_exceeded", text: string): void {
     if (this.#phase.name === "done") return;
     this.#clearTimers();
     this.#ctx.turn.finish("error");

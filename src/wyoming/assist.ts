@@ -7,7 +7,7 @@
  */
 import type { ApprovalQueue } from "../approvals/queue.js";
 import type { Config } from "../config/model.js";
-import { LimitError } from "../errors.js";
+import { BudgetExceededError, LimitError } from "../errors.js";
 import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
 import type { Logger } from "../log.js";
 import type { AssistConversation, ConversationOptions, SpeechSource } from "../realtime/conversation.js";
@@ -19,10 +19,19 @@ import { ANSWER_TTL_MS, ASR_TURN_TTL_MS, ExpiringTextIndex } from "./memory.js";
  * quota exceeded", "OpenAI rejected the API key") or the conversation cap's, else `fallback`.
  */
 export function unavailableSentence(err: unknown, fallback: string): string {
+  if (err instanceof BudgetExceededError) return err.message;
   if (err instanceof UpstreamUnavailableError || err instanceof LimitError)
     return `The voice assistant cannot answer right now: ${err.message}.`;
   return fallback;
 }
+
+/** The Wyoming error code of a call that got no conversation. */
+export function unavailableCode(err: unknown): "budget_exceeded" | "upstream_unavailable" {
+  return err instanceof BudgetExceededError ? "budget_exceeded" : "upstream_unavailable";
+}
+
+/** Spend of Wyoming calls that name no Home Assistant device. */
+const WYOMING_DEVICE = { id: "wyoming", route: "wyoming" } as const;
 
 /** What the programs need of the realtime engine. */
 export interface AssistEngine extends SpeechSource {
@@ -123,7 +132,7 @@ export class AssistSessions {
 
   /** A conversation for one ASR call: upstream turn detection ends the turn, without a response. */
   listen(): Promise<AssistConversation> {
-    return this.#start({ turn: "server_vad", createResponse: false });
+    return this.#start({ turn: "server_vad", createResponse: false, device: WYOMING_DEVICE });
   }
 
   /** The ASR call delivered `text` from `conversation`; a `handle` call may claim it for 30 s. */
@@ -143,7 +152,12 @@ export class AssistSessions {
    * the conversation bound to `conversationId`, if that is another one), else the bound conversation,
    * else a new one. The result is bound to `conversationId` and marked busy until `release`.
    */
-  async forHandle(text: string, conversationId: string | undefined): Promise<HandleTarget> {
+  async forHandle(
+    text: string,
+    conversationId: string | undefined,
+    deviceId?: string,
+  ): Promise<HandleTarget> {
+    const device = deviceId === undefined ? WYOMING_DEVICE : { id: deviceId, route: "wyoming" as const };
     const now = this.#now();
     const heardBy = this.#turns.take(text, now);
     const bound = conversationId === undefined ? undefined : this.#bound.get(conversationId);
@@ -156,7 +170,14 @@ export class AssistSessions {
       }
       target = { conversation: heardBy, heard: true };
     } else if (bound) target = { conversation: bound.conversation, heard: false };
-    else target = { conversation: await this.#start({ turn: "client" }), heard: false };
+    else target = { conversation: await this.#start({ turn: "client", device }), heard: false };
+    // The turn's speech-to-text counts for the device too; a device over its budget gets no answer.
+    try {
+      target.conversation.attribute(device);
+    } catch (err) {
+      if (target.conversation !== bound?.conversation) void target.conversation.end("budget_exceeded");
+      throw err;
+    }
     if (conversationId !== undefined) {
       const entry = this.#bound.get(conversationId);
       if (entry?.conversation === target.conversation) {

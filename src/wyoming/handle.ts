@@ -17,7 +17,7 @@ import type { WyomingErrorCode } from "../errors.js";
 import { subscribe } from "../subscribe.js";
 import type { AssistConversation } from "../realtime/conversation.js";
 import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
-import { unavailableSentence, type AssistSessions, type HandleTarget } from "./assist.js";
+import { unavailableCode, unavailableSentence, type AssistSessions, type HandleTarget } from "./assist.js";
 import type { HandleEvent } from "./events.js";
 import { WyomingEvents } from "./events.js";
 import { KeptAudio } from "./memory.js";
@@ -178,11 +178,11 @@ class HandleCall implements WyomingCall<HandleEvent> {
     const conversationId = event.context?.conversation_id;
     let target: HandleTarget;
     try {
-      target = await this.#sessions.forHandle(event.text, conversationId);
+      target = await this.#sessions.forHandle(event.text, conversationId, event.context?.device_id);
     } catch (err) {
       logger.warn({ err: err instanceof Error ? err.message : String(err) }, "conversation: no upstream");
       turn.finish("error");
-      return peer.fail("upstream_unavailable", unavailableSentence(err, SENTENCE.unreachable));
+      return peer.fail(unavailableCode(err), unavailableSentence(err, SENTENCE.unreachable));
     }
     const { conversation, heard } = target;
     logger.debug({ heard, chars: event.text.length }, "conversation: asking the model");

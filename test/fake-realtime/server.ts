@@ -198,14 +198,6 @@ export interface FakeRealtimeOptions {
   responseCreatedDelayMs?: number;
 }
 
-export const DEFAULT_USAGE: RealtimeResponseUsage = {
-  total_tokens: 180,
-  input_tokens: 120,
-  output_tokens: 60,
-  input_token_details: { text_tokens: 40, audio_tokens: 80, cached_tokens: 16 },
-  output_token_details: { text_tokens: 12, audio_tokens: 48 },
-};
-
 const SAMPLE_RATE = 24_000;
 /** The transcription models the API accepts (the `openai` package's list). */
 const TRANSCRIPTION_MODELS = new Set([
@@ -217,6 +209,11 @@ const TRANSCRIPTION_MODELS = new Set([
   "gpt-realtime-whisper",
 ]);
 const FRAME_SAMPLES = 240; // 10 ms
+/** Realtime audio tokens: input 1 per 100 ms, output 1 per 50 ms (PCM16 24 kHz: 48 bytes a ms). */
+const BYTES_PER_INPUT_TOKEN = 4800;
+const BYTES_PER_OUTPUT_TOKEN = 2400;
+/** Text tokens of `chars` characters (about four characters a token). */
+const textTokens = (chars: number): number => Math.ceil(chars / 4);
 
 /** A tone, PCM16 24 kHz mono. */
 export function tone(ms: number, hz = 440, amplitude = 0.3): Buffer {
@@ -242,6 +239,9 @@ export function rms(pcm: Buffer, start = 0, end = pcm.length): number {
 interface ActiveResponse {
   readonly id: string;
   readonly output: ConversationItem[];
+  /** What it said, for its usage: reply audio bytes sent and transcript characters. */
+  outAudioBytes?: number;
+  outTextChars?: number;
   timer?: NodeJS.Timeout;
   finish: (
     status: RealtimeResponse["status"] & string,
@@ -261,6 +261,8 @@ const nextId = (prefix: string): string =>
 export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent]; close: [] }> {
   /** Every client event received, in order. */
   readonly received: RealtimeClientEvent[] = [];
+  /** Every server event sent, in order. */
+  readonly sent: RealtimeServerEvent[] = [];
   /** The merged session config (what `session.updated` reports). */
   session: RealtimeSessionCreateRequest;
   readonly model: string | null;
@@ -296,6 +298,9 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   #inSpeech = false;
   #speechStartMs = 0;
   #speechItemId = "";
+  /** Conversation tokens after the instructions (what every response re-reads), and the last response's input. */
+  readonly #context = { text: 0, audio: 0 };
+  #lastInput = { text: 0, audio: 0 };
 
   constructor(ws: WebSocket, req: IncomingMessage, server: FakeRealtimeServer) {
     super();
@@ -368,6 +373,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
   /** Sends any GA server event. */
   send(event: RealtimeServerEvent): void {
     if (this.closed || this.#ws.readyState !== this.#ws.OPEN) return;
+    this.sent.push(event);
     this.#ws.send(JSON.stringify(event));
   }
 
@@ -684,6 +690,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
     const opts = this.#server.opts;
     const heard = Buffer.concat(this.#turnAudio);
     this.#turnAudio = [];
+    this.#context.audio += Math.round(heard.length / BYTES_PER_INPUT_TOKEN);
     const transcript = opts.transcribe?.(heard) ?? opts.userTranscript ?? "turn on the kitchen light";
     this.send({
       type: "input_audio_buffer.committed",
@@ -747,7 +754,21 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
           item_id: itemId,
           content_index: 0,
           transcript,
-          usage: { type: "duration", seconds: Math.max(1, Math.round(heard.length / 48_000)) },
+          // whisper-1 is billed by duration, the gpt-4o transcribe models by tokens.
+          usage:
+            this.session.audio?.input?.transcription?.model === "whisper-1"
+              ? { type: "duration", seconds: Math.max(1, Math.round(heard.length / 48_000)) }
+              : {
+                  type: "tokens",
+                  input_tokens: Math.round(heard.length / BYTES_PER_INPUT_TOKEN),
+                  output_tokens: textTokens(transcript.length),
+                  total_tokens:
+                    Math.round(heard.length / BYTES_PER_INPUT_TOKEN) + textTokens(transcript.length),
+                  input_token_details: {
+                    audio_tokens: Math.round(heard.length / BYTES_PER_INPUT_TOKEN),
+                    text_tokens: 0,
+                  },
+                },
         });
       }
       if (order === "before_item_done") itemDone(tr.fail ? null : transcript);
@@ -756,6 +777,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
 
   #onItemCreate(ev: EventOf<"conversation.item.create">): void {
     const item = { ...ev.item, id: ev.item.id ?? nextId("item") };
+    this.#context.text += textTokens(JSON.stringify(ev.item).length);
     this.send({
       type: "conversation.item.added",
       event_id: nextId("event"),
@@ -1068,7 +1090,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
                   ? { type: "failed", error: { type: "server_error", code: "server_error" } }
                   : { type: "completed" }),
             output: r.output,
-            usage: this.#server.opts.usage ?? DEFAULT_USAGE,
+            usage: this.#server.opts.usage ?? this.#usageOf(r, outOfBand !== undefined),
           },
         });
       },
@@ -1081,6 +1103,50 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       response: { ...base(), status: "in_progress", output: [] },
     });
     body(r, () => r.finish("completed"));
+  }
+
+  /**
+   * A `response.done` usage as the API reports it: the instructions, tools and the conversation so far as
+   * input (audio at 10 tokens a second), the previous response's input cached once it reached 1,024
+   * tokens, the reply as output (audio at 20 tokens a second), which later responses re-read.
+   */
+  #usageOf(r: ActiveResponse, outOfBand: boolean): RealtimeResponseUsage {
+    const fixed = textTokens(
+      (this.session.instructions ?? "").length + JSON.stringify(this.session.tools ?? []).length,
+    );
+    const input = outOfBand
+      ? { text: fixed, audio: 0 }
+      : { text: fixed + this.#context.text, audio: this.#context.audio };
+    const previous = this.#lastInput.text + this.#lastInput.audio;
+    const cached =
+      outOfBand || previous < 1024
+        ? { text: 0, audio: 0 }
+        : {
+            text: Math.min(input.text, this.#lastInput.text),
+            audio: Math.min(input.audio, this.#lastInput.audio),
+          };
+    const out = {
+      text: textTokens(r.outTextChars ?? 0),
+      audio: Math.round((r.outAudioBytes ?? 0) / BYTES_PER_OUTPUT_TOKEN),
+    };
+    if (!outOfBand) {
+      this.#lastInput = input;
+      this.#context.text += out.text;
+      this.#context.audio += out.audio;
+    }
+    return {
+      total_tokens: input.text + input.audio + out.text + out.audio,
+      input_tokens: input.text + input.audio,
+      output_tokens: out.text + out.audio,
+      input_token_details: {
+        text_tokens: input.text,
+        audio_tokens: input.audio,
+        image_tokens: 0,
+        cached_tokens: cached.text + cached.audio,
+        cached_tokens_details: { text_tokens: cached.text, audio_tokens: cached.audio, image_tokens: 0 },
+      },
+      output_token_details: { text_tokens: out.text, audio_tokens: out.audio },
+    };
   }
 
   #speak(
@@ -1119,6 +1185,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       content_index: 0,
       delta: transcript,
     });
+    r.outTextChars = (r.outTextChars ?? 0) + transcript.length;
     const chunkMs = this.#server.opts.chunkMs ?? 100;
     const chunkBytes = Math.max(2, Math.round((SAMPLE_RATE * chunkMs) / 1000) * 2);
     const speed = this.#server.opts.audioSpeed ?? 4;
@@ -1129,6 +1196,7 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
       do {
         const chunk = audio.subarray(off, off + chunkBytes);
         off += chunkBytes;
+        r.outAudioBytes = (r.outAudioBytes ?? 0) + chunk.length;
         if (chunk.length > 0)
           this.send({
             type: "response.output_audio.delta",

@@ -1,6 +1,6 @@
 // Status, servers, approvals and the satellite token. Polls the admin API; rows are keyed and
 // updated in place so a click never lands on a row that was just replaced.
-import { api, el, toast, copyText } from "./common.js";
+import { api, badgeRow, el, toast, copyText } from "./common.js";
 
 const POLL_MS = 1500;
 /** How long a row that left the queue stays, saying how it was decided (e.g. cancelled, and why). */
@@ -62,26 +62,13 @@ function renderWyoming(w) {
       const stages = Object.entries(t.stages).map(([k, ms]) => `${STAGE_LABEL[k] ?? k}: ${ms} ms`);
       const when = new Date(t.startedAt).toLocaleTimeString();
       const outcome = t.outcome ?? "running";
-      return el(
-        "div",
+      return badgeRow(
         { class: "row wyoming-turn" },
-        el(
-          "div",
-          { class: "main" },
-          el(
-            "div",
-            { class: "name" },
-            `${PROGRAM_LABEL[t.program] ?? t.program} `,
-            el("span", { class: "badge" }, outcome),
-          ),
-          el(
-            "div",
-            { class: "secondary" },
-            [when, ...stages, t.durationMs !== undefined ? `total ${t.durationMs} ms` : ""]
-              .filter(Boolean)
-              .join(" · "),
-          ),
-        ),
+        PROGRAM_LABEL[t.program] ?? t.program,
+        outcome,
+        [when, ...stages, t.durationMs !== undefined ? `total ${t.durationMs} ms` : ""]
+          .filter(Boolean)
+          .join(" · "),
       );
     }),
   );

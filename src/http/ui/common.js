@@ -36,6 +36,21 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** A list row: a name with a badge, a secondary line under it, and optional trailing controls. */
+export function badgeRow(attrs, name, badge, secondary, ...controls) {
+  return el(
+    "div",
+    attrs,
+    el(
+      "div",
+      { class: "main" },
+      el("div", { class: "name" }, `${name} `, el("span", { class: "badge" }, badge)),
+      el("div", { class: "secondary" }, secondary),
+    ),
+    ...controls,
+  );
+}
+
 let toastTimer;
 /** A short message at the bottom of the page. */
 export function toast(text) {

@@ -2,6 +2,7 @@
 // ingress instance: microphone at 16 kHz from an AudioWorklet, replies at 24 kHz played through a
 // second AudioContext, push-to-talk with client-side turns.
 import { api, el, toast } from "./common.js";
+import { lineCosts } from "./cost.js";
 
 const IN_RATE = 16000;
 const OUT_RATE = 24000;
@@ -123,6 +124,9 @@ function clearPlayback() {
 
 // ── transcript ──────────────────────────────────────────────────────────────────────────────
 const partial = { user: null, assistant: null };
+/** The newest finished line of each role, where its cost goes. */
+const lastLine = { user: null, assistant: null };
+const annotateCosts = lineCosts("talk", "talk");
 /**
  * Lines stay in spoken order. The user's words are transcribed on the side and often arrive after
  * the reply has begun (its text, a tool, an approval): from the end of a turn until the user's
@@ -154,6 +158,8 @@ function say(role, text, final) {
     bubble.textContent = text;
     bubble.classList.remove("partial");
     partial[role] = null;
+    lastLine[role] = bubble;
+    if (role === "user") void annotateCosts(lastLine);
   } else {
     bubble.textContent = role === "assistant" ? bubble.textContent + text : text;
     bubble.classList.add("partial");
@@ -232,6 +238,7 @@ function onMessage(msg) {
       break;
     case "response.end":
       responseEnded = true;
+      void annotateCosts(lastLine);
       break;
     case "playback.clear":
       clearPlayback();

@@ -33,6 +33,8 @@ export interface SatelliteDeps {
   conversationIdleS: number;
   /** Monotonic milliseconds; injectable for tests. */
   now?: () => number;
+  /** The ingress talk page: its conversations count as the device `talk`. */
+  talkPage?: boolean;
 }
 
 export interface ConnectionEvents {
@@ -209,7 +211,13 @@ export abstract class SatelliteConnection
     });
     const core = new SatelliteCore(
       this.deps,
-      { ...device, sendBuffer: () => this.link.bufferedAmount },
+      {
+        ...device,
+        device: this.deps.talkPage
+          ? { id: "talk", route: "talk" }
+          : { id: device.satelliteId, route: this.wire === "v1" ? "v1" : "dialect" },
+        sendBuffer: () => this.link.bufferedAmount,
+      },
       this.log,
     );
     this.#core = core;

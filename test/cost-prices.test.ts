@@ -1,0 +1,211 @@
+/**
+ * The price arithmetic (pure): real `response.done` usage shapes with and without
+ * `cached_tokens_details`, transcription billed by tokens and by duration, overrides, unknown models,
+ * budgets and the calendar day.
+ */
+import type { RealtimeResponseUsage } from "openai/resources/realtime/realtime";
+import { describe, expect, it } from "vitest";
+import { budgetSentence, dayBefore, dayOf, refusal, usd, type DaySpend } from "../src/cost/budget.js";
+import {
+  PriceTable,
+  priceResponse,
+  priceTranscription,
+  responseTokens,
+  type TokenCounts,
+} from "../src/cost/prices.js";
+
+/** A response.done usage as the API sent it (gpt-realtime, a later turn of a conversation). */
+const WITH_DETAILS: RealtimeResponseUsage = {
+  total_tokens: 1821,
+  input_tokens: 1789,
+  output_tokens: 32,
+  input_token_details: {
+    text_tokens: 1313,
+    audio_tokens: 476,
+    image_tokens: 0,
+    cached_tokens: 1152,
+    cached_tokens_details: { text_tokens: 1024, audio_tokens: 128, image_tokens: 0 },
+  },
+  output_token_details: { text_tokens: 9, audio_tokens: 23 },
+};
+
+/** Older sessions report `cached_tokens` without the per-modality split. */
+const WITHOUT_DETAILS: RealtimeResponseUsage = {
+  total_tokens: 1821,
+  input_tokens: 1789,
+  output_tokens: 32,
+  input_token_details: { text_tokens: 1313, audio_tokens: 476, cached_tokens: 1152 },
+  output_token_details: { text_tokens: 9, audio_tokens: 23 },
+};
+
+const sum = (t: TokenCounts): number => Object.values(t).reduce((a, b) => a + b, 0);
+const table = new PriceTable();
+
+describe("response usage", () => {
+  it("prices every token kind once, by cached_tokens_details", () => {
+    const t = responseTokens(WITH_DETAILS);
+    expect(t).toEqual({
+      input_text: 289,
+      input_audio: 348,
+      input_image: 0,
+      cached_text: 1024,
+      cached_audio: 128,
+      cached_image: 0,
+      output_text: 9,
+      output_audio: 23,
+    });
+    expect(sum(t)).toBe(WITH_DETAILS.input_tokens! + WITH_DETAILS.output_tokens!);
+    const expected = (289 * 4 + 348 * 32 + 1024 * 0.4 + 128 * 0.4 + 9 * 16 + 23 * 64) / 1e6;
+    expect(priceResponse(table, "gpt-realtime", WITH_DETAILS).usd).toBeCloseTo(expected, 12);
+  });
+
+  it("without cached_tokens_details takes cached tokens from text first, then audio", () => {
+    const t = responseTokens(WITHOUT_DETAILS);
+    expect(t.cached_text).toBe(1152);
+    expect(t.cached_audio).toBe(0);
+    expect(t.input_text).toBe(1313 - 1152);
+    expect(t.input_audio).toBe(476);
+    expect(sum(t)).toBe(1821);
+  });
+
+  it("prices image tokens and cached images", () => {
+    const usage: RealtimeResponseUsage = {
+      input_tokens: 300,
+      output_tokens: 0,
+      input_token_details: {
+        text_tokens: 100,
+        image_tokens: 200,
+        cached_tokens: 50,
+        cached_tokens_details: { image_tokens: 50 },
+      },
+    };
+    expect(priceResponse(table, "gpt-realtime", usage).usd).toBeCloseTo(
+      (100 * 4 + 150 * 5 + 50 * 0.5) / 1e6,
+      12,
+    );
+  });
+
+  it("a dated snapshot uses its model's prices; an override replaces only the fields it names", () => {
+    expect(priceResponse(table, "gpt-realtime-2025-08-28", WITH_DETAILS).usd).toBe(
+      priceResponse(table, "gpt-realtime", WITH_DETAILS).usd,
+    );
+    const cheaper = new PriceTable([{ model: "gpt-realtime", output_audio: 32 }]);
+    const delta = (23 * 64 - 23 * 32) / 1e6;
+    expect(priceResponse(cheaper, "gpt-realtime", WITH_DETAILS).usd! + delta).toBeCloseTo(
+      priceResponse(table, "gpt-realtime", WITH_DETAILS).usd!,
+      12,
+    );
+  });
+
+  it("an unknown model without an override has no price (never free); an override prices it", () => {
+    expect(priceResponse(table, "my-proxy-model", WITH_DETAILS).usd).toBeNull();
+    const priced = new PriceTable([
+      {
+        model: "my-proxy-model",
+        input_text: 1,
+        input_audio: 1,
+        cached_text: 1,
+        cached_audio: 1,
+        output_text: 1,
+        output_audio: 1,
+      },
+    ]);
+    expect(priceResponse(priced, "my-proxy-model", WITH_DETAILS).usd).toBeCloseTo(1821 / 1e6, 12);
+    // A kind used but not priced by the override: no price, rather than a silent zero.
+    const partial = new PriceTable([{ model: "my-proxy-model", input_text: 1 }]);
+    expect(priceResponse(partial, "my-proxy-model", WITH_DETAILS).usd).toBeNull();
+  });
+
+  it("an empty usage costs nothing", () => {
+    expect(priceResponse(table, "gpt-realtime", {}).usd).toBe(0);
+  });
+});
+
+describe("transcription usage", () => {
+  it("by tokens (gpt-4o-mini-transcribe)", () => {
+    const priced = priceTranscription(table, "gpt-4o-mini-transcribe", {
+      type: "tokens",
+      input_tokens: 120,
+      output_tokens: 14,
+      input_token_details: { audio_tokens: 110, text_tokens: 10 },
+    });
+    expect(priced.usd).toBeCloseTo((110 * 3 + 10 * 1.25 + 14 * 5) / 1e6, 12);
+  });
+
+  it("by duration (whisper-1)", () => {
+    expect(priceTranscription(table, "whisper-1", { type: "duration", seconds: 90 }).usd).toBeCloseTo(
+      0.009,
+      12,
+    );
+    // A token-priced model billed by duration has no per-minute price: flagged, not free.
+    expect(priceTranscription(table, "gpt-4o-transcribe", { type: "duration", seconds: 5 }).usd).toBeNull();
+  });
+});
+
+describe("the worked example of DOCS.md", () => {
+  it("a one-minute exchange at the default settings costs $0.071", () => {
+    const answer = (uncached: [number, number], cached: [number, number]): RealtimeResponseUsage => ({
+      input_tokens: uncached[0] + uncached[1] + cached[0] + cached[1],
+      output_tokens: 230,
+      input_token_details: {
+        text_tokens: uncached[0] + cached[0],
+        audio_tokens: uncached[1] + cached[1],
+        cached_tokens: cached[0] + cached[1],
+        cached_tokens_details: { text_tokens: cached[0], audio_tokens: cached[1] },
+      },
+      output_token_details: { text_tokens: 30, audio_tokens: 200 },
+    });
+    const answers = [
+      answer([1500, 100], [0, 0]),
+      answer([30, 300], [1500, 100]),
+      answer([30, 300], [1530, 400]),
+    ].map((u) => priceResponse(table, "gpt-realtime", u).usd!);
+    expect(answers.map((a) => a.toFixed(4))).toEqual(["0.0225", "0.0236", "0.0238"]);
+    const transcription = priceTranscription(table, "gpt-4o-mini-transcribe", {
+      type: "tokens",
+      input_tokens: 300,
+      output_tokens: 60,
+      input_token_details: { audio_tokens: 300 },
+    }).usd!;
+    expect(transcription.toFixed(4)).toBe("0.0012");
+    expect((answers.reduce((a, b) => a + b) + transcription).toFixed(3)).toBe("0.071");
+  });
+});
+
+describe("budgets and days", () => {
+  const day = (total: number, devices: Record<string, number> = {}, allowance = 0): DaySpend => ({
+    totalUsd: total,
+    allowanceUsd: allowance,
+    device: (k) => (devices[k] === undefined ? undefined : { usd: devices[k], allowanceUsd: 0 }),
+  });
+  const s = { dailyUsd: 2, deviceDailyUsd: 0.5, warnPercent: 80 };
+
+  it("refuses at the daily budget with the sentence, and one device at its own", () => {
+    expect(refusal(s, day(1.99), { id: "kitchen", route: "v1" })).toBeNull();
+    expect(refusal(s, day(2), { id: "kitchen", route: "v1" })).toBe(
+      "Today's voice budget of $2.00 is used up; it resets at midnight.",
+    );
+    expect(refusal(s, day(0.6, { "v1:kitchen": 0.5 }), { id: "kitchen", route: "v1" })).toBe(
+      budgetSentence(0.5, true),
+    );
+    expect(refusal(s, day(0.6, { "v1:kitchen": 0.5 }), { id: "office", route: "v1" })).toBeNull();
+    // Allowed more today: the budget grows by it.
+    expect(refusal(s, day(2.5, {}, 1), { id: "kitchen", route: "v1" })).toBeNull();
+    expect(refusal({ warnPercent: 80 }, day(1000), { id: "kitchen", route: "v1" })).toBeNull();
+  });
+
+  it("formats dollars", () => {
+    expect(usd(2)).toBe("$2.00");
+    expect(usd(0.0042)).toBe("$0.0042");
+  });
+
+  it("days end at local midnight in the given time zone", () => {
+    // 2026-03-01 22:59:59 UTC is 23:59:59 in Berlin (UTC+1): still Sunday there; a second later Monday.
+    const before = Date.UTC(2026, 2, 1, 22, 59, 59);
+    expect(dayOf(before, "Europe/Berlin")).toBe("2026-03-01");
+    expect(dayOf(before + 1000, "Europe/Berlin")).toBe("2026-03-02");
+    expect(dayOf(before + 1000, "UTC")).toBe("2026-03-01");
+    expect(dayOf(before, "Not/A_Zone")).toBe("2026-03-01");
+    expect(dayBefore("2026-03-01", 1)).toBe("2026-02-28");
+  });
+});
