@@ -1,7 +1,7 @@
 /**
  * The effective configuration for people (`--check-config`, the admin UI): every secret masked.
- * Secrets: `api_key`, `token`, `authorization`, `password`, `encryption_key`, `noise_psk` at any depth, and every value of a
- * `headers` or `env` map (their names stay visible).
+ * Secrets: `api_key`, `token`, `authorization`, `password`, `encryption_key`, `noise_psk` at any
+ * depth, and every value of a `headers` or `env` map (their names stay visible).
  */
 import { stringify } from "yaml";
 import type { Config } from "./model.js";
