@@ -14,6 +14,7 @@
 import WebSocket from "ws";
 import { z } from "zod";
 import { supervisorBaseUrl, type HaEnv } from "../ha/derive.js";
+import { toBuffer } from "../satellite/wires/link.js";
 
 export interface HaWebSocketTarget {
   /** `ws://` or `wss://` URL of the WebSocket API. */
@@ -155,9 +156,7 @@ export class HaWebSocketClient {
         let parsed: unknown;
         try {
           if (isBinary) throw new Error("binary");
-          parsed = JSON.parse(
-            Buffer.isBuffer(data) ? data.toString("utf8") : Buffer.concat([data].flat()).toString("utf8"),
-          );
+          parsed = JSON.parse(toBuffer(data).toString("utf8"));
         } catch {
           finish(new HaWebSocketError("protocol", `${where} sent something that is not JSON`));
           return;
