@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { MP3_SPEECH_BITRATE_KBPS, Mp3StreamEncoder } from "../src/audio/mp3.js";
 import { parseWav } from "../src/audio/wav.js";
-import { median, type BenchContext, type BenchRow } from "./types.js";
+import { loopSamples, median, type BenchContext, type BenchRow } from "./types.js";
 
 const FIXTURES = new URL("../test/fixtures/audio/", import.meta.url);
 const RATE = 24_000;
@@ -24,14 +24,7 @@ function speech(seconds: number): Buffer {
   const parts = ["living_room_24k_sox_vhq.wav", "kitchen_light_24k_sox_vhq.wav"].map(
     (n) => parseWav(readFileSync(new URL(n, FIXTURES))).samples,
   );
-  const out = new Int16Array(RATE * seconds);
-  for (let at = 0, i = 0; at < out.length; i++) {
-    const part = parts[i % parts.length]!;
-    const n = Math.min(part.length, out.length - at);
-    out.set(part.subarray(0, n), at);
-    at += n;
-  }
-  return Buffer.from(out.buffer);
+  return Buffer.from(loopSamples(parts, RATE * seconds).buffer);
 }
 
 /** CPU ms (user + system) to encode `pcm` in chunks, start to flush. */
