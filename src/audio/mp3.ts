@@ -51,6 +51,7 @@ type LameEncoder = MediaEncoders.WasmMediaEncoder<"audio/mpeg">;
 type LameLibrary = Pick<typeof MediaEncoders, "createEncoder">;
 
 let library: Promise<{ lib: LameLibrary; module: WebAssembly.Module }> | undefined;
+let libraryLoaded = false;
 
 function loadLibrary(): Promise<{ lib: LameLibrary; module: WebAssembly.Module }> {
   library ??= (async () => {
@@ -59,7 +60,9 @@ function loadLibrary(): Promise<{ lib: LameLibrary; module: WebAssembly.Module }
       import("wasm-media-encoders"),
       readFile(require.resolve("wasm-media-encoders/wasm/mp3")),
     ]);
-    return { lib, module: await WebAssembly.compile(bytes) };
+    const module = await WebAssembly.compile(bytes);
+    libraryLoaded = true;
+    return { lib, module };
   })();
   library.catch(() => {
     library = undefined; // a later call may try again
@@ -78,6 +81,11 @@ export class Mp3StreamEncoder {
   /** Compiles the WebAssembly module (once per process; later calls share it). Rejects if it cannot load. */
   static load(): Promise<void> {
     return loadLibrary().then(() => undefined);
+  }
+
+  /** Whether the WebAssembly module has been compiled in this process. */
+  static get loaded(): boolean {
+    return libraryLoaded;
   }
 
   /** Resolves when `encode`/`flush` work synchronously; rejects when LAME could not be loaded. */

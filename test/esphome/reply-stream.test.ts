@@ -5,6 +5,7 @@ import { get, type IncomingMessage } from "node:http";
 import { readFileSync } from "node:fs";
 import Fastify, { type FastifyInstance } from "fastify";
 import { pino } from "pino";
+import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseWav } from "../../src/audio/wav.js";
 import {
@@ -13,6 +14,7 @@ import {
   ReplyUrlUnavailableError,
   type ReplyStreamsOptions,
 } from "../../src/esphome/reply-stream.js";
+import { createSatelliteServer } from "../../src/http/server.js";
 import { mp3Frames } from "./mp3-frames.js";
 
 const speech = parseWav(
@@ -88,7 +90,8 @@ describe("ReplyStreams", () => {
   let streams: ReplyStreams;
 
   async function start(o: Partial<ReplyStreamsOptions> = {}): Promise<void> {
-    app = Fastify();
+    // The satellite port's own instance, as the service registers the plugin on it.
+    app = createSatelliteServer({ logger, registry: new Registry(), readiness: () => ({ ready: true }) });
     streams = new ReplyStreams({ baseUrl: () => base, logger, ...o });
     await app.register(streams.plugin);
     await app.listen({ host: "127.0.0.1", port: 0 });
