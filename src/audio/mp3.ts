@@ -49,18 +49,25 @@ export class Mp3EncoderNotReadyError extends Error {
 
 type LameEncoder = MediaEncoders.WasmMediaEncoder<"audio/mpeg">;
 type LameLibrary = Pick<typeof MediaEncoders, "createEncoder">;
+/** The compiled WebAssembly module, as the library hands it to its module callback. */
+type LameModule = Parameters<NonNullable<Parameters<LameLibrary["createEncoder"]>[2]>>[0];
 
-let library: Promise<{ lib: LameLibrary; module: WebAssembly.Module }> | undefined;
+let library: Promise<{ lib: LameLibrary; module: LameModule }> | undefined;
 let libraryLoaded = false;
 
-function loadLibrary(): Promise<{ lib: LameLibrary; module: WebAssembly.Module }> {
+/** Compiles LAME once: the first encoder is built from the file's bytes and gives back the module. */
+function loadLibrary(): Promise<{ lib: LameLibrary; module: LameModule }> {
   library ??= (async () => {
     const require = createRequire(import.meta.url);
     const [lib, bytes] = await Promise.all([
       import("wasm-media-encoders"),
       readFile(require.resolve("wasm-media-encoders/wasm/mp3")),
     ]);
-    const module = await WebAssembly.compile(bytes);
+    let module: LameModule | undefined;
+    await lib.createEncoder("audio/mpeg", bytes, (m) => {
+      module = m;
+    });
+    if (module === undefined) throw new Error("the MP3 encoder's WebAssembly module did not compile");
     libraryLoaded = true;
     return { lib, module };
   })();
