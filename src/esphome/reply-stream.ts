@@ -26,6 +26,8 @@ export const REPLY_SAMPLE_RATE = 24_000;
 export const REPLY_CONTENT_TYPES: Record<ReplyFormat, string> = { mp3: "audio/mpeg", wav: "audio/wav" };
 const TOKEN_RE = /^([0-9a-f]{32})\.(mp3|wav)$/;
 const BYTES_PER_MS = (REPLY_SAMPLE_RATE * 2) / 1000;
+/** How often what the device has taken is sampled while its connection is open. */
+const PROGRESS_SAMPLE_MS = 50;
 
 /** Why a stream is over. `expired`: never fetched in time; `closed_early`: the device hung up first. */
 export type ReplyOutcome = "complete" | "closed_early" | "expired" | "shutdown";
@@ -125,6 +127,9 @@ class Stream implements ReplyStream {
   #pendingPcm: Buffer[] = [];
   #res: ServerResponse | undefined;
   #sent = 0;
+  /** Bytes the connection took (handed to the kernel), sampled while it is open: a closed one forgets. */
+  #taken = 0;
+  #progress: NodeJS.Timeout | undefined;
   #writtenBytes = 0;
   #lastWriteAt = 0;
   #holding = false;
@@ -180,9 +185,8 @@ class Stream implements ReplyStream {
   }
 
   get servedMs(): number {
-    const res = this.#res;
-    const taken = res ? this.#sent - res.writableLength : 0;
-    return Math.min(this.writtenMs, this.#encoding.msOf(Math.max(0, taken)));
+    this.#sampleTaken();
+    return Math.min(this.writtenMs, this.#encoding.msOf(this.#taken));
   }
 
   write(pcm24k: Buffer): void {
@@ -211,7 +215,13 @@ class Stream implements ReplyStream {
       "content-type": REPLY_CONTENT_TYPES[this.format],
       "cache-control": "no-store",
     });
+    res.on("drain", () => this.#sampleTaken());
+    res.on("finish", () => this.#sampleTaken());
+    // Node drops its send buffer when the connection closes, so what was taken is sampled before that.
+    this.#progress = setInterval(() => this.#sampleTaken(), PROGRESS_SAMPLE_MS);
+    this.#progress.unref();
     res.on("close", () => {
+      clearInterval(this.#progress);
       if (!res.writableFinished) {
         this.#log.debug({ device: this.device, servedMs: Math.round(this.servedMs) }, "reply closed early");
         this.#resolveClosedEarly();
@@ -253,6 +263,13 @@ class Stream implements ReplyStream {
     if (!res || bytes.length === 0 || res.destroyed || res.writableEnded) return;
     this.#sent += bytes.length;
     res.write(bytes);
+    this.#sampleTaken();
+  }
+
+  #sampleTaken(): void {
+    const res = this.#res;
+    if (!res || res.destroyed) return;
+    this.#taken = Math.max(this.#taken, this.#sent - res.writableLength);
   }
 
   #endNow(): void {
@@ -285,6 +302,7 @@ class Stream implements ReplyStream {
     this.#over = true;
     this.#ending = true;
     clearTimeout(this.#expiry);
+    clearInterval(this.#progress);
     this.#stopKeepAlive();
     this.#queued = [];
     this.#pendingPcm = [];

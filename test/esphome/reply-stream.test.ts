@@ -22,6 +22,7 @@ const speech = parseWav(
 );
 const speechBytes = Buffer.from(speech.samples.buffer, speech.samples.byteOffset, speech.samples.byteLength);
 const logger = pino({ level: "silent" });
+const REPLY_BYTES_PER_S = 48_000;
 
 interface Fetch {
   readonly res: IncomingMessage;
@@ -209,6 +210,22 @@ describe("ReplyStreams", () => {
     s.write(speechBytes.subarray(0, 4800)); // ignored, no throw
     s.end();
     expect(s.servedMs).toBeLessThanOrEqual(2000);
+  });
+
+  it("servedMs after an early close counts what the device took, not what was still queued for it", async () => {
+    const s = streams.open({ device: "kitchen", format: "wav" });
+    const f = await fetchStream(s.url);
+    await f.bytes(44);
+    f.res.pause(); // the device's buffer is full: it stops reading
+    const minute = Buffer.alloc(REPLY_BYTES_PER_S * 60);
+    for (let i = 0; i < 3; i++) s.write(minute); // 3 minutes: far more than the sockets can hold
+    await new Promise((r) => setTimeout(r, 300));
+    const before = s.servedMs;
+    f.abort(); // the stop word
+    await s.closedEarly;
+    expect(s.writtenMs).toBe(180_000);
+    expect(s.servedMs).toBe(before);
+    expect(s.servedMs).toBeLessThan(90_000);
   });
 
   it("servedMs follows what was handed to the device, in written time, for MP3 too", async () => {
