@@ -29,8 +29,11 @@ const BYTES_PER_MS = (REPLY_SAMPLE_RATE * 2) / 1000;
 /** How often what the device has taken is sampled while its connection is open. */
 const PROGRESS_SAMPLE_MS = 50;
 
-/** Why a stream is over. `expired`: never fetched in time; `closed_early`: the device hung up first. */
-export type ReplyOutcome = "complete" | "closed_early" | "expired" | "shutdown";
+/**
+ * Why a stream is over. `expired`: never fetched in time; `closed_early`: the device hung up first;
+ * `failed`: the encoder could not be loaded; `shutdown`: the server closed.
+ */
+export type ReplyOutcome = "complete" | "closed_early" | "expired" | "failed" | "shutdown";
 
 export interface ReplyStream {
   /** Where the device fetches it; the path ends in `.mp3` / `.wav`. */
@@ -175,7 +178,7 @@ class Stream implements ReplyStream {
       (err: unknown) => {
         this.#failed = true;
         this.#log.error({ err, device: this.device }, "the MP3 encoder could not be loaded");
-        this.#finish("shutdown");
+        this.#finish("failed");
       },
     );
   }
