@@ -20,7 +20,10 @@ import type {
   SpeechSource,
 } from "./conversation.js";
 import { LiveConversation, type SessionSource } from "./live-conversation.js";
-import { RealtimeSession, type NativeListState, type SessionState, type ToolCatalog } from "./session.js";
+import { RealtimeSession, type NativeListState, type SessionState } from "./session.js";
+import { EngineToolCatalog, type FailoverTarget } from "./tool-catalog.js";
+
+export type { FailoverTarget } from "./tool-catalog.js";
 import type { TranscriptTurn, TurnMode } from "./session-config.js";
 import { realtimeUrl, type RealtimeTransportFactory } from "./transport.js";
 import { createWsTransport } from "./ws-transport.js";
@@ -57,10 +60,6 @@ export const DEFAULT_LIMITS: RealtimeLimits = {
 };
 
 /** What the client MCP manager offers beyond `ToolProvider`: adding a server at runtime (failover). */
-export interface FailoverTarget {
-  addServer(cfg: McpServerConfig): Promise<unknown>;
-}
-
 export interface RealtimeEngineOptions {
   config: Config;
   tools: ToolProvider & Partial<FailoverTarget>;
@@ -131,9 +130,6 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
   readonly #carried = new Map<string, { turns: readonly TranscriptTurn[]; at: number }>();
   /** Starts that hold a place under the conversation cap but have no session yet. */
   #starting = 0;
-  #native: McpServerConfig[];
-  readonly #enabled = new Map<string, boolean>();
-  readonly #failovers = new Map<string, Promise<boolean>>();
   #warming = 0;
   #poolFailures = 0;
   /** One session per voice for out-of-band speech, oldest first. */
@@ -142,7 +138,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
   #upstream: UpstreamHealth = { state: "idle" };
   #closed = false;
   readonly #unsubscribe: () => void;
-  readonly #catalog: ToolCatalog;
+  readonly #catalog: EngineToolCatalog;
 
   constructor(opts: RealtimeEngineOptions) {
     this.#o = opts;
@@ -150,14 +146,14 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
     this.#log = opts.logger.child({ component: "realtime" });
     this.#now = opts.now ?? Date.now;
     this.#factory = opts.transportFactory ?? createWsTransport;
-    this.#native = (opts.nativeServers ?? opts.config.mcp_servers).filter((s) => s.mode === "native");
-    for (const s of this.#native) this.#enabled.set(s.name, s.enabled);
-    this.#catalog = {
-      nativeServers: () => this.#native.filter((s) => this.#enabled.get(s.name) ?? s.enabled),
-      functionTools: (failedOver) => this.#functionTools(failedOver),
-      policyOf: (server) => this.#policyOf(server),
-      failover: (server) => this.#failover(server),
-    };
+    this.#catalog = new EngineToolCatalog({
+      servers: opts.nativeServers ?? opts.config.mcp_servers,
+      config: opts.config,
+      tools: opts.tools,
+      failoverRoutes: opts.failoverRoutes,
+      readyTimeoutMs: this.#limits.readyTimeoutMs,
+      logger: this.#log,
+    });
     this.#unsubscribe = opts.tools.onToolsChanged(() => this.#refreshAll());
   }
 
@@ -361,17 +357,14 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
    * Returns false when no native server has that name (client servers are the manager's).
    */
   setServerEnabled(name: string, enabled: boolean): boolean {
-    if (!this.#native.some((s) => s.name === name)) return false;
-    if (this.#enabled.get(name) === enabled) return true;
-    this.#enabled.set(name, enabled);
-    this.#refreshAll();
-    return true;
+    const outcome = this.#catalog.setEnabled(name, enabled);
+    if (outcome === "changed") this.#refreshAll();
+    return outcome !== "unknown";
   }
 
   /** Replaces the native server list (config reload); live sessions get a new `session.update`. */
   setNativeServers(servers: McpServerConfig[]): void {
-    this.#native = servers.filter((s) => s.mode === "native");
-    for (const s of this.#native) if (!this.#enabled.has(s.name)) this.#enabled.set(s.name, s.enabled);
+    this.#catalog.setServers(servers);
     this.#refreshAll();
   }
 
@@ -384,7 +377,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       closed: 0,
     };
     for (const s of this.#sessions) sessions[s.state]++;
-    const native = this.#native.map((cfg) => {
+    const native = this.#catalog.configured().map((cfg) => {
       const per: Partial<Record<NativeListState, number>> = {};
       for (const s of this.#sessions) {
         const st = s.nativeStates().get(cfg.name);
@@ -392,9 +385,9 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       }
       return {
         name: cfg.name,
-        enabled: this.#enabled.get(cfg.name) ?? cfg.enabled,
+        enabled: this.#catalog.isEnabled(cfg),
         sessions: per,
-        failedOver: this.#failovers.has(cfg.name),
+        failedOver: this.#catalog.hasFailedOver(cfg.name),
       };
     });
     return {
@@ -602,63 +595,5 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
 
   #refreshAll(): void {
     for (const s of this.#sessions) s.refreshTools();
-  }
-
-  // ── tool catalog ──────────────────────────────────────────────────────────────────────────────
-
-  #functionTools(failedOver: ReadonlySet<string>): readonly RoutedTool[] {
-    const all = this.#o.tools.tools();
-    if (this.#failovers.size === 0) return all;
-    return all.filter((t) => !this.#failovers.has(t.server) || failedOver.has(t.server));
-  }
-
-  #policyOf(server: string): RequireApproval {
-    return (
-      this.#native.find((s) => s.name === server)?.require_approval ??
-      this.#o.config.mcp_servers.find((s) => s.name === server)?.require_approval ??
-      this.#o.failoverRoutes?.get(server)?.require_approval ??
-      "always"
-    );
-  }
-
-  #routeOf(server: string): McpServerConfig | undefined {
-    const route = this.#o.failoverRoutes?.get(server);
-    if (route) return { ...route, name: server, mode: "client" };
-    const native = this.#native.find((s) => s.name === server);
-    if (!native?.fallback_url) return undefined;
-    const { fallback_url: url, ...rest } = native;
-    return { ...rest, mode: "client", transport: "http", server_url: url };
-  }
-
-  #failover(server: string): Promise<boolean> {
-    const existing = this.#failovers.get(server);
-    if (existing) return existing;
-    const route = this.#routeOf(server);
-    const add = this.#o.tools.addServer?.bind(this.#o.tools);
-    if (!route || !add) {
-      this.#log.warn({ server }, "native MCP server has no client route; its tools stay unavailable");
-      return Promise.resolve(false);
-    }
-    this.#log.info({ server, transport: route.transport }, "moving native MCP server to client mode");
-    const timeoutMs = Math.min(this.#limits.readyTimeoutMs, route.timeout * 1000);
-    let settle!: (moved: boolean) => void;
-    const p = new Promise<boolean>((resolve) => (settle = resolve));
-    // Registered before the manager hears of the route, so its tools never show in other sessions.
-    this.#failovers.set(server, p);
-    const timer = setTimeout(() => settle(true), timeoutMs);
-    timer.unref();
-    add(route).then(
-      () => settle(true),
-      (err: unknown) => {
-        this.#log.warn(
-          { server, err: err instanceof Error ? err.message : String(err) },
-          "failover route failed",
-        );
-        this.#failovers.delete(server);
-        settle(false);
-      },
-    );
-    void p.finally(() => clearTimeout(timer));
-    return p;
   }
 }
