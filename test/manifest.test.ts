@@ -16,6 +16,7 @@ import { parseConfig } from "../src/config/load.js";
 import { ConfigSchema } from "../src/config/model.js";
 import { API_ERRORS, SATELLITE_ERRORS, WYOMING_ERRORS, type ErrorSpec } from "../src/errors.js";
 import { INHERITED_ENV } from "../src/mcp/env.js";
+import { lacks } from "./helpers/tools.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const read = (p: string): string => readFileSync(join(root, p), "utf8");
@@ -351,15 +352,17 @@ describe("Dockerfile and run.sh", () => {
     expect(runtime).toContain(`ARG BUILD_VERSION=${String(manifest.version)}`);
   });
 
-  const shellcheck = spawnSync("shellcheck", ["--version"]).status === 0;
-  it.skipIf(!shellcheck)("every shell script passes shellcheck", () => {
-    const scripts = ["run.sh", ".ci/run", "test/fixtures/audio/regenerate.sh"];
-    const r = spawnSync("shellcheck", ["-s", "bash", ...scripts], { cwd: root, encoding: "utf8" });
-    expect(r.stdout + r.stderr).toBe("");
-    expect(r.status).toBe(0);
-    // .ci/run checks the same list.
-    expect(read(".ci/run")).toContain(`shellcheck -s bash ${scripts.join(" ")}`);
-  });
+  it.skipIf(lacks("shellcheck", "shellcheck of the shell scripts"))(
+    "every shell script passes shellcheck",
+    () => {
+      const scripts = ["run.sh", ".ci/run", "test/fixtures/audio/regenerate.sh"];
+      const r = spawnSync("shellcheck", ["-s", "bash", ...scripts], { cwd: root, encoding: "utf8" });
+      expect(r.stdout + r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      // .ci/run checks the same list.
+      expect(read(".ci/run")).toContain(`shellcheck -s bash ${scripts.join(" ")}`);
+    },
+  );
 });
 
 /** Width and height of a PNG, from its IHDR chunk. */
@@ -432,13 +435,15 @@ describe("store presentation and Home Assistant conventions", () => {
     expect(manifest).not.toHaveProperty("apparmor");
   });
 
-  const parser = spawnSync("apparmor_parser", ["--version"]).status === 0;
-  it.skipIf(!parser)("apparmor.txt parses with apparmor_parser", () => {
-    const r = spawnSync("apparmor_parser", ["--skip-kernel-load", "--skip-cache", "apparmor.txt"], {
-      cwd: root,
-      encoding: "utf8",
-    });
-    expect(r.stderr.replace(/^Cache read\/write disabled.*\n?/m, "")).toBe("");
-    expect(r.status).toBe(0);
-  });
+  it.skipIf(lacks("apparmor_parser", "apparmor_parser of apparmor.txt"))(
+    "apparmor.txt parses with apparmor_parser",
+    () => {
+      const r = spawnSync("apparmor_parser", ["--skip-kernel-load", "--skip-cache", "apparmor.txt"], {
+        cwd: root,
+        encoding: "utf8",
+      });
+      expect(r.stderr.replace(/^Cache read\/write disabled.*\n?/m, "")).toBe("");
+      expect(r.status).toBe(0);
+    },
+  );
 });
