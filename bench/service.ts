@@ -81,6 +81,21 @@ setInterval(() => undefined, 60_000);
 process.on("SIGTERM", () => process.exit(0));
 `;
 
+/** What the import floor loads, for the bench's notes. */
+const FLOOR_LOADS =
+  "the floor imports fastify, @fastify/websocket, ws, zod, pino, prom-client, yaml and the MCP SDK client with its stdio transport from node_modules, holds them and builds nothing";
+
+/** The import floor's settled RSS: one process, started, measured, stopped. */
+async function floorRss(nodeOptions: string): Promise<number> {
+  const floorProc = await startFloor(nodeOptions);
+  try {
+    await sleep(1500);
+    return await settledRss(floorProc.pid, 3000);
+  } finally {
+    await floorProc.stop();
+  }
+}
+
 /** Starts the import-floor process; resolves once every import finished. */
 async function startFloor(nodeOptions: string): Promise<{ pid: number; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "openvoice-bench-floor-"));
@@ -292,28 +307,25 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const flags = nodeOptions === "" ? "no Node options" : `NODE_OPTIONS="${nodeOptions}" as in the image`;
   // Replies of 400 ms sent 4× faster than real time and paced at real time at the satellite.
   const fake = await startFakeRealtime({ apiKey: secrets.apiKey, audioSpeed: 4, replyAudio: tone(400) });
+  // One data folder for every start of the service, as the add-on's /data: the first start fills
+  // the compile cache, and every later one (the idle and talking measurements too) reads it.
+  const dataDir = await mkdtemp(join(tmpdir(), "openvoice-bench-data-"));
   try {
     // ── start-up to /healthz, and idle RSS ──────────────────────────────────────────────────
     const starts = ctx.quick ? 3 : 9;
     const oursReady: number[] = [];
     const bareReady: number[] = [];
     const bareRss: number[] = [];
-    // One data folder for every start, as the add-on's /data: the first start fills the compile cache.
-    const dataDir = await mkdtemp(join(tmpdir(), "openvoice-bench-data-"));
     let firstStart: number | undefined;
-    try {
-      for (let i = 0; i < starts; i++) {
-        const bare = await startBare(nodeOptions);
-        bareReady.push(bare.readyMs);
-        if (i === 0) bareRss.push(await settledRss(bare.pid, 2000));
-        await bare.stop();
-        const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions, dataDir);
-        if (firstStart === undefined) firstStart = readyMs;
-        else oursReady.push(readyMs);
-        await svc.stop();
-      }
-    } finally {
-      await rm(dataDir, { recursive: true, force: true });
+    for (let i = 0; i < starts; i++) {
+      const bare = await startBare(nodeOptions);
+      bareReady.push(bare.readyMs);
+      if (i === 0) bareRss.push(await settledRss(bare.pid, 2000));
+      await bare.stop();
+      const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions, dataDir);
+      if (firstStart === undefined) firstStart = readyMs;
+      else oursReady.push(readyMs);
+      await svc.stop();
     }
     const o = median(oursReady);
     const b = median(bareReady);
@@ -340,35 +352,38 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       note: "one start: what the add-on's first start after an install or update takes",
     });
 
-    const floorProc = await startFloor(nodeOptions);
-    let floor: number;
-    try {
+    // ── idle RSS against the import floor: alternating processes, medians ──────────────────────
+    const rounds = ctx.quick ? 2 : 4;
+    const floors: number[] = [];
+    const idles: number[] = [];
+    let svc: ServiceChild | undefined;
+    for (let i = 0; i < rounds; i++) {
+      floors.push(await floorRss(nodeOptions));
+      await svc?.stop();
+      svc = (await startOurs(fake.url, secrets, 1, nodeOptions, dataDir)).svc;
+      // Idle means the warm session is open: wait for /readyz, then let it settle.
+      await pollReady(svc.baseUrl, Date.now() + 20_000, "/readyz");
       await sleep(1500);
-      floor = await settledRss(floorProc.pid, 3000);
-    } finally {
-      await floorProc.stop();
+      idles.push(await settledRss(svc.pid, 3000));
     }
+    const running = svc!;
+    const floor = median(floors);
+    const idle = median(idles);
     const bareIdle = bareRss[0]!;
     rows.push({
       group: GROUP,
-      name: "import floor RSS (the service's dependencies imported, nothing else)",
+      name: `import floor RSS (the service's dependencies imported, nothing else; median of ${rounds})`,
       unit: "MiB",
       ours: floor / MiB,
       baseline: bareIdle / MiB,
       baselineName: "bare Node + Fastify",
       ratio: floor / bareIdle,
-      note: `fastify, @fastify/websocket, ws, zod, pino, prom-client, yaml, MCP SDK client + stdio; ${flags}`,
+      note: `${FLOOR_LOADS}; ${flags}`,
     });
-
-    const { svc } = await startOurs(fake.url, secrets, 1, nodeOptions);
     try {
-      // Idle means the warm session is open: wait for /readyz, then let it settle.
-      await pollReady(svc.baseUrl, Date.now() + 20_000, "/readyz");
-      await sleep(1500);
-      const idle = await settledRss(svc.pid, 3000);
       rows.push({
         group: GROUP,
-        name: "idle RSS (warm pool of 1, no satellite)",
+        name: `idle RSS (warm pool of 1, no satellite; median of ${rounds}, alternating with the floor)`,
         unit: "MiB",
         ours: idle / MiB,
         baseline: floor / MiB,
@@ -376,14 +391,14 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         ratio: idle / floor,
         target: "≤ import floor + 8 MiB",
         met: idle <= floor + 8 * MiB,
-        note: `${((idle - floor) / MiB).toFixed(1)} MiB above the floor; ${(bareIdle / MiB).toFixed(1)} MiB for bare Node + Fastify; ${flags}`,
+        note: `${((idle - floor) / MiB).toFixed(1)} MiB above the floor; ${(bareIdle / MiB).toFixed(1)} MiB for bare Node + Fastify; same Node options for both: ${flags}`,
       });
 
       // ── RSS per active satellite ──────────────────────────────────────────────────────────
       for (const n of ctx.quick ? [1, 10] : [1, 10, 50]) {
-        const t = talk(svc, secrets.satelliteToken, n);
+        const t = talk(running, secrets.satelliteToken, n);
         await sleep(ctx.quick ? 3000 : 5000);
-        const rss = await settledRss(svc.pid, ctx.quick ? 2000 : 4000);
+        const rss = await settledRss(running.pid, ctx.quick ? 2000 : 4000);
         const turns = await t.stop();
         const per = (rss - idle) / n;
         rows.push({
@@ -405,7 +420,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       fake.opts.replyDelayMs = REPLY_DELAY_MS;
       const count = ctx.quick ? 8 : 30;
       const direct = await directTurns(fake, secrets.apiKey, count);
-      const through = await serviceTurns(svc, secrets.satelliteToken, count);
+      const through = await serviceTurns(running, secrets.satelliteToken, count);
       const d = median(direct);
       const s = median(through);
       rows.push({
@@ -419,10 +434,11 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         note: `the service adds ${(s - d).toFixed(2)} ms (median); p90 ${percentile(through, 90).toFixed(2)} vs ${percentile(direct, 90).toFixed(2)} ms`,
       });
     } finally {
-      await svc.stop();
+      await running.stop();
     }
   } finally {
     await fake.close();
+    await rm(dataDir, { recursive: true, force: true });
   }
   return rows;
 }
