@@ -29,8 +29,8 @@ export interface CompileCacheResult {
  * Enables the cache for every module loaded after this call (not the caller's own). Never throws.
  */
 export function enableCompileCache(env: Env, cwd = process.cwd()): CompileCacheResult {
-  const { compileCacheStatus: S } = module.constants;
   try {
+    const { compileCacheStatus: S } = module.constants;
     const r = module.enableCompileCache(compileCacheDir(env, cwd));
     const status =
       r.status === S.ENABLED
