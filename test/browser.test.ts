@@ -594,10 +594,9 @@ describe("cost in a real browser", () => {
     const { port } = ingress.server.address() as { port: number };
     proxy = await startIngressProxy({ target: `http://127.0.0.1:${port}` });
     browser = await chromium.launch({
-      executablePath: findChromium(),
+      executablePath: (await findChromium()).executablePath,
       args: [
-        "--no-sandbox",
-        "--disable-gpu",
+        ...CHROMIUM_ARGS,
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         `--use-file-for-fake-audio-capture=${AUDIO("kitchen_light_16k.wav")}`,
