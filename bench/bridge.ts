@@ -25,7 +25,7 @@ import {
   type FakeRealtimeServer,
 } from "../test/fake-realtime/server.js";
 import { REPO_ROOT, spawnService, waitFor, type ServiceChild } from "../test/reliability/harness.js";
-import { percentile, type BenchContext, type BenchRow } from "./types.js";
+import { median, percentile, type BenchContext, type BenchRow } from "./types.js";
 
 const FRAME_MS = 20;
 const TOKEN = "bench-token-0123456789abcdef";
@@ -235,20 +235,28 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startService(fake: FakeRealtimeServer, firmwarePort: number): Promise<ServiceChild> {
-  return spawnService({
-    openai: { api_key: API_KEY, base_url: fake.url, pool_size: 0 },
-    satellites: {
-      token: TOKEN,
-      conversation_idle_s: 600,
-      dialects: ["underzenith"],
-      // Up to 100 satellites talk at once here; the default cap is 8.
-      max_conversations: 100,
+async function startService(
+  fake: FakeRealtimeServer,
+  firmwarePort: number,
+  profileDir: string | undefined,
+): Promise<ServiceChild> {
+  const nodeArgs = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`];
+  return spawnService(
+    {
+      openai: { api_key: API_KEY, base_url: fake.url, pool_size: 0 },
+      satellites: {
+        token: TOKEN,
+        conversation_idle_s: 600,
+        dialects: ["underzenith"],
+        // Up to 100 satellites talk at once here; the default cap is 8.
+        max_conversations: 100,
+      },
+      listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0, firmware_port: firmwarePort },
+      wyoming: { port: 0 },
+      log_level: "warning",
     },
-    listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0, firmware_port: firmwarePort },
-    wyoming: { port: 0 },
-    log_level: "warning",
-  });
+    { nodeArgs },
+  );
 }
 
 async function startRelay(fake: FakeRealtimeServer): Promise<{ port: number; stop(): Promise<void> }> {
@@ -284,14 +292,48 @@ async function startRelay(fake: FakeRealtimeServer): Promise<{ port: number; sto
   }
 }
 
+/** The figures of one round of one side: p50 and p99 of its frames, and how many were measured. */
+interface Round {
+  p50: number;
+  p99: number;
+  frames: number;
+}
+
+function round(latencies: number[]): Round {
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), frames: latencies.length };
+}
+
+/**
+ * Knobs for a focused run (all optional): `BENCH_BRIDGE_PATHS=v1,underzenith`, `BENCH_BRIDGE_SIZES=100`,
+ * `BENCH_BRIDGE_ROUNDS=7` (at every size), and `BENCH_CPU_PROF=DIR`, which runs the service with
+ * `--cpu-prof` and leaves its profile in DIR when it stops.
+ */
+function knobs(ctx: BenchContext): {
+  paths: string[];
+  sizes: number[];
+  rounds: (n: number) => number;
+  profileDir: string | undefined;
+} {
+  const list = (v: string | undefined): string[] | undefined => v?.split(",").filter(Boolean);
+  const fixedRounds = Number(process.env.BENCH_BRIDGE_ROUNDS ?? "") || undefined;
+  return {
+    paths: list(process.env.BENCH_BRIDGE_PATHS) ?? ["v1", "underzenith"],
+    sizes: list(process.env.BENCH_BRIDGE_SIZES)?.map(Number) ?? [1, 20, 100],
+    // Five alternating rounds at least where the target is judged; the relay's p99 alone moves by
+    // several ms between runs on a shared machine.
+    rounds: (n) => fixedRounds ?? (ctx.quick ? 1 : n >= 100 ? 5 : 3),
+    profileDir: process.env.BENCH_CPU_PROF || undefined,
+  };
+}
+
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const seconds = ctx.quick ? 2 : 4;
-  const rounds = ctx.quick ? 1 : 3;
   const frames = (seconds * 1000) / FRAME_MS;
+  const opts = knobs(ctx);
   const rows: BenchRow[] = [];
   const fake = await startFakeRealtime({ apiKey: API_KEY, vad: { threshold: 0.5 } });
   const firmwarePort = await freePort();
-  const svc = await startService(fake, firmwarePort);
+  const svc = await startService(fake, firmwarePort, opts.profileDir);
   // Readiness needs one upstream session (with pool_size 0 a probe opens and closes one): once
   // ready, every upstream connection made so far is the probe's, and each satellite's is the next.
   await waitFor(
@@ -306,37 +348,50 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   for (let i = fake.connections.length; i > 0; i--) await fake.nextConnection();
   const relay = await startRelay(fake);
   const compared = [
-    { label: "protocol v1", ours: v1Path(svc), base: relayPath(relay.port, 16_000) },
+    { key: "v1", label: "protocol v1", ours: v1Path(svc), base: relayPath(relay.port, 16_000) },
     {
+      key: "underzenith",
       label: "dialect underzenith",
       ours: underzenithPath(firmwarePort),
       base: relayPath(relay.port, 24_000),
     },
-  ];
+  ].filter((c) => opts.paths.includes(c.key));
   try {
     for (const { label, ours: oursPath, base: basePath } of compared)
-      for (const n of [1, 20, 100]) {
-        // Interleaved rounds, pooled: load from outside these processes hits both sides alike.
-        const base: number[] = [];
-        const ours: number[] = [];
+      for (const n of opts.sizes) {
+        // Alternating rounds (relay, ours, relay, ours…): load from outside these processes hits
+        // both sides alike. Each round gives one p50/p99 per side; the rows are medians over rounds.
+        const rounds = opts.rounds(n);
+        const base: Round[] = [];
+        const ours: Round[] = [];
         for (let r = 0; r < rounds; r++) {
-          base.push(...(await measure(fake, basePath, n, frames)));
-          ours.push(...(await measure(fake, oursPath, n, frames)));
+          base.push(round(await measure(fake, basePath, n, frames)));
+          ours.push(round(await measure(fake, oursPath, n, frames)));
         }
         const expected = rounds * n * (frames - WARMUP_FRAMES);
-        for (const p of [50, 99]) {
-          const o = percentile(ours, p);
-          const b = percentile(base, p);
+        const measured = (rs: Round[]): number => rs.reduce((sum, r) => sum + r.frames, 0);
+        for (const p of [50, 99] as const) {
+          const pick = (r: Round): number => (p === 50 ? r.p50 : r.p99);
+          const o = median(ours.map(pick));
+          const b = median(base.map(pick));
+          const target =
+            n !== 100
+              ? {}
+              : p === 50
+                ? { target: "p50 added ≤ 0.5 ms at 100", met: o - b <= 0.5 }
+                : { target: "p99 ≤ 1.15 × relay at 100", met: o / b <= 1.15 };
           rows.push({
             group: "bridge",
-            name: `mic frame → upstream append p${p}, ${label}, ${n} satellite${n > 1 ? "s" : ""} (service process, 20 ms frames, ${rounds}×${seconds} s)`,
+            name: `mic frame → upstream append p${p}, ${label}, ${n} satellite${n > 1 ? "s" : ""} (service process, 20 ms frames, median of ${rounds} alternating rounds × ${seconds} s)`,
             unit: "ms",
             ours: o,
             baseline: b,
             baselineName: "plain ws relay process",
             ratio: o / b,
-            ...(p === 99 && n === 100 ? { target: "p99 added ≤ 2 ms at 100", met: o - b <= 2 } : {}),
-            note: `ours adds ${(o - b).toFixed(2)} ms; ${ours.length}/${expected} frames measured (relay ${base.length})`,
+            ...target,
+            note:
+              `ours adds ${(o - b).toFixed(2)} ms; rounds ours ${ours.map((r) => pick(r).toFixed(1)).join("/")}, ` +
+              `relay ${base.map((r) => pick(r).toFixed(1)).join("/")}; ${measured(ours)}/${expected} frames measured (relay ${measured(base)})`,
           });
         }
       }
