@@ -10,7 +10,10 @@
  * process: a plain `ws` relay that wraps each binary frame into an append as it is (no protocol, no
  * resampling), fed the same frames as the path it is compared with.
  * A frame counts as arrived when the upstream has received as many samples as the satellite had
- * sent up to and including it (rate-adjusted).
+ * sent up to and including it (rate-adjusted). Rounds alternate (relay, ours, relay, ours…, five at
+ * 100 satellites); each round gives one p50 and one p99 per side, and the rows are the medians over
+ * rounds. Beside the latencies: each process's CPU time per streamed frame (Linux /proc), which
+ * load from outside moves far less than the latency tail.
  * Runnable alone: `npm run build && npx tsx bench/bridge.ts` (BENCH_QUICK=1 for a short run).
  */
 import { spawn } from "node:child_process";
@@ -154,10 +157,27 @@ interface Path {
   /** Upstream samples per input sample, and samples the resampler may hold back. */
   ratio: number;
   slack: number;
+  /** The process that does the path's work, for its CPU time. */
+  pid: number;
   connect(s: number): Promise<WebSocket>;
 }
 
-async function measure(fake: FakeRealtimeServer, path: Path, n: number, frames: number): Promise<number[]> {
+/** CPU time (user + system, ms) a process has used so far, from /proc; null where there is none. */
+async function cpuMs(pid: number): Promise<number | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  // Fields after the parenthesised command: state is field 3, utime 14 and stime 15 (clock ticks, USER_HZ 100).
+  const fields = stat?.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (fields === undefined || fields.length < 13) return null;
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** One round of one path: per-frame latencies, and the path's CPU time per streamed frame (µs). */
+interface Measured {
+  latencies: number[];
+  cpuPerFrameUs: number | null;
+}
+
+async function measure(fake: FakeRealtimeServer, path: Path, n: number, frames: number): Promise<Measured> {
   const sockets: WebSocket[] = [];
   const arrivals: Arrivals[] = [];
   try {
@@ -168,9 +188,14 @@ async function measure(fake: FakeRealtimeServer, path: Path, n: number, frames: 
     }
     await new Promise((r) => setTimeout(r, 300));
     const payload = frame(path.rate);
+    const cpu0 = await cpuMs(path.pid);
     const sent = await stream(sockets, payload, frames);
     await new Promise((r) => setTimeout(r, 300));
-    return latencies(sent, arrivals, payload.length / 2, path.ratio, path.slack);
+    const cpu1 = await cpuMs(path.pid);
+    return {
+      latencies: latencies(sent, arrivals, payload.length / 2, path.ratio, path.slack),
+      cpuPerFrameUs: cpu0 === null || cpu1 === null ? null : ((cpu1 - cpu0) * 1000) / (n * frames),
+    };
   } finally {
     for (const ws of sockets) ws.terminate();
     await new Promise((r) => setTimeout(r, 200));
@@ -180,6 +205,7 @@ async function measure(fake: FakeRealtimeServer, path: Path, n: number, frames: 
 /** Protocol v1 on the service's satellite port. */
 function v1Path(svc: ServiceChild): Path {
   return {
+    pid: svc.pid,
     rate: 16_000,
     ratio: 1.5,
     slack: 3,
@@ -202,8 +228,9 @@ function v1Path(svc: ServiceChild): Path {
 }
 
 /** Dialect `underzenith` on the service's firmware port: hello, session_ready, ptt_start. */
-function underzenithPath(port: number): Path {
+function underzenithPath(svc: ServiceChild, port: number): Path {
   return {
+    pid: svc.pid,
     rate: 24_000,
     ratio: 1,
     slack: 0,
@@ -220,8 +247,8 @@ function underzenithPath(port: number): Path {
   };
 }
 
-function relayPath(port: number, rate: number): Path {
-  return { rate, ratio: 1, slack: 0, connect: () => openWs(`ws://127.0.0.1:${port}`) };
+function relayPath(relay: { port: number; pid: number }, rate: number): Path {
+  return { pid: relay.pid, rate, ratio: 1, slack: 0, connect: () => openWs(`ws://127.0.0.1:${relay.port}`) };
 }
 
 async function freePort(): Promise<number> {
@@ -259,10 +286,15 @@ async function startService(
   );
 }
 
-async function startRelay(fake: FakeRealtimeServer): Promise<{ port: number; stop(): Promise<void> }> {
+async function startRelay(
+  fake: FakeRealtimeServer,
+  profileDir: string | undefined,
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "openvoice-bench-relay-"));
   const portFile = join(dir, "port.json");
-  const child = spawn(process.execPath, ["--input-type=module", "-e", RELAY], {
+  const profile =
+    profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "relay")}`];
+  const child = spawn(process.execPath, [...profile, "--input-type=module", "-e", RELAY], {
     cwd: REPO_ROOT,
     env: {
       PATH: process.env.PATH ?? "",
@@ -280,6 +312,7 @@ async function startRelay(fake: FakeRealtimeServer): Promise<{ port: number; sto
       const { port } = JSON.parse(text) as { port: number };
       return {
         port,
+        pid: child.pid!,
         async stop() {
           child.kill("SIGTERM");
           await exited;
@@ -292,21 +325,27 @@ async function startRelay(fake: FakeRealtimeServer): Promise<{ port: number; sto
   }
 }
 
-/** The figures of one round of one side: p50 and p99 of its frames, and how many were measured. */
+/** The figures of one round of one side: p50 and p99 of its frames, how many were measured, CPU per frame. */
 interface Round {
   p50: number;
   p99: number;
   frames: number;
+  cpuPerFrameUs: number | null;
 }
 
-function round(latencies: number[]): Round {
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), frames: latencies.length };
+function round({ latencies, cpuPerFrameUs }: Measured): Round {
+  return {
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    frames: latencies.length,
+    cpuPerFrameUs,
+  };
 }
 
 /**
  * Knobs for a focused run (all optional): `BENCH_BRIDGE_PATHS=v1,underzenith`, `BENCH_BRIDGE_SIZES=100`,
- * `BENCH_BRIDGE_ROUNDS=7` (at every size), and `BENCH_CPU_PROF=DIR`, which runs the service with
- * `--cpu-prof` and leaves its profile in DIR when it stops.
+ * `BENCH_BRIDGE_ROUNDS=7` (at every size), and `BENCH_CPU_PROF=DIR`, which runs the service and the
+ * relay with `--cpu-prof` and leaves their profiles in DIR and DIR/relay when they stop.
  */
 function knobs(ctx: BenchContext): {
   paths: string[];
@@ -346,14 +385,14 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     "the service's /readyz",
   );
   for (let i = fake.connections.length; i > 0; i--) await fake.nextConnection();
-  const relay = await startRelay(fake);
+  const relay = await startRelay(fake, opts.profileDir);
   const compared = [
-    { key: "v1", label: "protocol v1", ours: v1Path(svc), base: relayPath(relay.port, 16_000) },
+    { key: "v1", label: "protocol v1", ours: v1Path(svc), base: relayPath(relay, 16_000) },
     {
       key: "underzenith",
       label: "dialect underzenith",
-      ours: underzenithPath(firmwarePort),
-      base: relayPath(relay.port, 24_000),
+      ours: underzenithPath(svc, firmwarePort),
+      base: relayPath(relay, 24_000),
     },
   ].filter((c) => opts.paths.includes(c.key));
   try {
@@ -394,6 +433,21 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
               `relay ${base.map((r) => pick(r).toFixed(1)).join("/")}; ${measured(ours)}/${expected} frames measured (relay ${measured(base)})`,
           });
         }
+        const cpu = (rs: Round[]): number | null =>
+          rs.some((r) => r.cpuPerFrameUs === null) ? null : median(rs.map((r) => r.cpuPerFrameUs!));
+        const oc = cpu(ours);
+        const bc = cpu(base);
+        if (oc !== null && bc !== null)
+          rows.push({
+            group: "bridge",
+            name: `CPU time per mic frame, ${label}, ${n} satellite${n > 1 ? "s" : ""} (user + system of the process, while streaming)`,
+            unit: "µs",
+            ours: oc,
+            baseline: bc,
+            baselineName: "plain ws relay process",
+            ratio: oc / bc,
+            note: `median of ${rounds} rounds; /proc clock ticks (10 ms) over ${n * frames} frames a round`,
+          });
       }
   } finally {
     await relay.stop();
@@ -407,12 +461,9 @@ const invokedDirectly =
   process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (invokedDirectly) {
   const rows = await run({ quick: process.env.BENCH_QUICK === "1" });
-  console.table(
-    rows.map((r) => ({
-      name: r.name,
-      ours: r.ours.toFixed(2),
-      baseline: r.baseline?.toFixed(2),
-      ratio: r.ratio?.toFixed(2),
-    })),
-  );
+  for (const r of rows)
+    console.log(
+      `${r.name}: ${r.ours.toFixed(2)} ${r.unit} vs ${r.baseline?.toFixed(2)} ${r.unit} (×${r.ratio?.toFixed(2)})` +
+        `${r.target ? ` | ${r.target} ${r.met ? "✔" : "✘"}` : ""} | ${r.note ?? ""}`,
+    );
 }
