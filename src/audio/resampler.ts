@@ -211,21 +211,7 @@ export class Resampler {
       out[o++] = toPcm16(b1);
       out[o++] = toPcm16(b2);
     }
-    if (c < cycles) {
-      const base = c * step;
-      let a0 = 0;
-      let a1 = 0;
-      let a2 = 0;
-      for (let d = 0, j = 0; d < taps; d++, j += 3) {
-        const x = history[base + d]!;
-        a0 += x * coef[j]!;
-        a1 += x * coef[j + 1]!;
-        a2 += x * coef[j + 2]!;
-      }
-      out[o++] = toPcm16(a0);
-      out[o++] = toPcm16(a1);
-      out[o++] = toPcm16(a2);
-    }
+    if (c < cycles) this.#oneCycle(c * step, o);
   }
 
   /** L = 2 (24→16 kHz). Two cycles per pass, as in {@link #cycles3}. */
@@ -257,17 +243,18 @@ export class Resampler {
       out[o++] = toPcm16(b0);
       out[o++] = toPcm16(b1);
     }
-    if (c < cycles) {
-      const base = c * step;
-      let a0 = 0;
-      let a1 = 0;
-      for (let d = 0, j = 0; d < taps; d++, j += 2) {
-        const x = history[base + d]!;
-        a0 += x * coef[j]!;
-        a1 += x * coef[j + 1]!;
-      }
-      out[o++] = toPcm16(a0);
-      out[o++] = toPcm16(a1);
+    if (c < cycles) this.#oneCycle(c * step, o);
+  }
+
+  /** A cycle left over after the pairs, for any L: the same sums, in the same order. */
+  #oneCycle(base: number, o: number): void {
+    const L = this.#up;
+    const history = this.#history;
+    const coef = this.#coef;
+    for (let k = 0; k < L; k++) {
+      let acc = 0;
+      for (let d = 0, j = k; d < this.#taps; d++, j += L) acc += history[base + d]! * coef[j]!;
+      this.#output[o + k] = toPcm16(acc);
     }
   }
 
