@@ -228,14 +228,11 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   app.addClosable("realtime engine", () => engine.close());
   app.addClosable("client MCP servers", () => tools.close());
 
-  // Background start once both ports listen (ingress binds last), so loading the MCP client code,
-  // spawning servers and opening upstream sessions stay off the path to listening.
-  app.ingress.addHook("onListen", (done) => {
-    setImmediate(() => {
-      void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
-      void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
-    });
-    done();
+  // Background start once every port listens, so loading the MCP client code, spawning servers and
+  // opening upstream sessions stay off the path to listening.
+  app.afterListen(() => {
+    void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
+    void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
   });
 
   return {
