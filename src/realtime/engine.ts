@@ -1,14 +1,14 @@
 /**
- * The realtime engine: a warm pool of configured upstream sessions, conversations on top of them,
- * the tool catalog that merges native and client tools (with per-session failover), and runtime
- * changes pushed to every live session.
+ * The realtime engine: a warm pool of configured upstream sessions, conversations on top of them, and
+ * runtime changes (servers enabled, tools changed) pushed to every live session. The tool catalog the
+ * sessions share (native and client tools, per-session failover) is `tool-catalog.ts`.
  */
 import { randomUUID } from "node:crypto";
 import type { ApprovalQueue } from "../approvals/queue.js";
-import type { Config, McpServerConfig, RequireApproval } from "../config/model.js";
+import type { Config, McpServerConfig } from "../config/model.js";
 import { LimitError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { RoutedTool, ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
+import type { ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
 import type { Metrics } from "../metrics.js";
 import { conversationDevice, type CostMeter } from "../cost/meter.js";
 import type {

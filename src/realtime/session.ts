@@ -14,25 +14,26 @@ import type { Config } from "../config/model.js";
 import type { UsageSink } from "../cost/meter.js";
 import type { Logger } from "../log.js";
 import type { RoutedTool, ToolProvider } from "../mcp/types.js";
-import { recordTokenUsage, type Metrics } from "../metrics.js";
-import type { ConversationEvents, ResponseEndReason, SpeechOptions, TurnEvents } from "./conversation.js";
-import { clientEventId, errorCode, matchError } from "./error-match.js";
+import type { Metrics } from "../metrics.js";
+import type { ConversationEvents, SpeechOptions, TurnEvents } from "./conversation.js";
+import { errorCode, matchError } from "./error-match.js";
 import type { HandledEvent, ServerEventOf } from "./events.js";
 import { FunctionCalls, type OrphanedCallOutput } from "./function-calls.js";
 import { NativeCalls } from "./native-calls.js";
 import { NativeListing, type NativeListState } from "./native-listing.js";
 import { ResponseQueue } from "./response-queue.js";
+import { ResponseStream } from "./response-stream.js";
 import { SessionApprovals } from "./session-approvals.js";
 import { ReadyGate } from "./session-ready.js";
 import type { TurnMode } from "./session-config.js";
 import { SessionUpdates } from "./session-updates.js";
 import { OutOfBandSpeech } from "./speech.js";
 import type { ToolCatalog } from "./tool-catalog.js";
+import { meterUsage } from "./usage.js";
 import { UpstreamConnectError, type RealtimeTransport, type TransportClose } from "./transport.js";
 import {
   UPSTREAM_MESSAGES,
   UpstreamUnavailableError,
-  failedResponseMessage,
   fromUpstreamError,
   sessionRejected,
   toUpstreamUnavailable,
@@ -101,6 +102,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   readonly #nativeCalls: NativeCalls;
   readonly #calls: FunctionCalls;
   readonly #responses: ResponseQueue;
+  readonly #stream: ResponseStream;
   #closing = false;
   #expired = false;
   #fatal = false;
@@ -178,6 +180,16 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       callsInFlight: () => this.#calls.inFlight,
       closed,
       turn: () => this.#updates.turn,
+      log: this.#log,
+      settled,
+    });
+    this.#stream = new ResponseStream({
+      queue: this.#responses,
+      // The stream emits a subset of SessionEvents, with their own argument types.
+      emit: (event, ...args) =>
+        void (this.emit.bind(this) as (e: string, ...a: unknown[]) => boolean)(event, ...args),
+      error: (e) => this.#emitError(e),
+      metrics: opts.metrics,
       log: this.#log,
       settled,
     });
@@ -410,13 +422,9 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #dispatch(e: HandledEvent): void {
     this.#ready.answered();
-    this.#meter(e);
+    meterUsage(e, this.#o.metrics, this.usage, this.#o.openai);
     if (this.#speech.route(e)) return;
-    if (e.type === "response.done" && e.response.status === "failed")
-      this.emit("response.failed", {
-        responseId: e.response.id ?? "",
-        message: e.response.status_details?.error?.code ?? e.response.status_details?.error?.type ?? "failed",
-      });
+    if (this.#stream.route(e)) return;
     const calls = this.#nativeCalls;
     switch (e.type) {
       case "session.created":
@@ -453,28 +461,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         return calls.onOutcome(e.item_id, true);
       case "response.mcp_call.failed":
         return calls.onOutcome(e.item_id, false);
-      case "response.created":
-        return this.#responses.onCreated(e.response.id ?? "");
-      case "response.output_audio.delta":
-        if (this.#responses.isDropped(e.response_id)) return;
-        this.#startResponse(e.response_id);
-        this.emit("audio", {
-          responseId: e.response_id,
-          itemId: e.item_id,
-          pcm: Buffer.from(e.delta, "base64"),
-        });
-        return;
-      case "response.output_audio_transcript.delta":
-        if (this.#responses.isDropped(e.response_id)) return;
-        this.#startResponse(e.response_id);
-        this.emit("transcript", { role: "assistant", text: e.delta, final: false });
-        return;
-      case "response.output_audio_transcript.done":
-        if (this.#responses.isDropped(e.response_id)) return;
-        this.emit("transcript", { role: "assistant", text: e.transcript, final: true });
-        return;
-      case "response.done":
-        return this.#onResponseDone(e);
       case "response.function_call_arguments.done":
         void this.#calls.run(e.call_id, e.name, e.arguments);
         return;
@@ -501,47 +487,6 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         this.emit("input.committed", { itemId: e.item_id });
         return;
     }
-  }
-
-  #startResponse(id: string): void {
-    if (this.#responses.start(id)) this.emit("response.start", { id });
-  }
-
-  #onResponseDone(e: ServerEventOf<"response.done">): void {
-    const res = e.response;
-    const r = this.#responses.take();
-    const failed = res.status === "failed" || res.status === "incomplete";
-    if (r?.started) {
-      let reason: ResponseEndReason = "done";
-      if (res.status === "cancelled")
-        reason =
-          r.endReason ?? (res.status_details?.reason === "turn_detected" ? "interrupted" : "cancelled");
-      else if (failed) reason = "failed";
-      this.emit("response.end", { id: r.id, reason });
-    } else if (r && failed && !r.dropped) {
-      // Nothing was said: the listener must still hear that this turn is over, and why.
-      const details = res.status_details;
-      const code = details?.error?.code ?? undefined;
-      this.#log.warn({ status: res.status, reason: details?.reason, code }, "upstream response failed");
-      this.#o.metrics.errors.inc({ code: "upstream_response_failed" });
-      this.#emitError({
-        code: "response_failed",
-        message: failedResponseMessage(res.status, details?.reason, code),
-        fatal: false,
-      });
-      this.emit("response.end", { id: r.id, reason: "failed" });
-    }
-    this.#responses.afterDone(r, res.status === "completed");
-    this.#emitIdle();
-  }
-
-  /** Every usage, of conversation and out-of-band responses and of input transcription. */
-  #meter(e: HandledEvent): void {
-    if (e.type === "response.done" && e.response.usage) {
-      recordTokenUsage(this.#o.metrics, e.response.usage);
-      this.usage?.response(this.#o.openai.model, e.response.usage);
-    } else if (e.type === "conversation.item.input_audio_transcription.completed" && e.usage)
-      this.usage?.transcription(this.#o.openai.transcription_model, e.usage);
   }
 
   #emitIdle(): void {
