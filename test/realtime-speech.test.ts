@@ -1,6 +1,6 @@
 /** Out-of-band speech, driven directly: a recording `send`, server events through the edge parser. */
 import { describe, expect, it } from "vitest";
-import type { RealtimeClientEvent, RealtimeServerEvent } from "openai/resources/realtime/realtime";
+import type { RealtimeClientEvent } from "openai/resources/realtime/realtime";
 import { parseServerEvent, type HandledEvent } from "../src/realtime/events.js";
 import { OutOfBandSpeech } from "../src/realtime/speech.js";
 import { freshMetrics, metricValue } from "./fake-realtime/helpers.js";
@@ -8,7 +8,7 @@ import { eventId } from "./fake-realtime/memory-transport.js";
 
 function event(e: Record<string, unknown>): HandledEvent {
   const parsed = parseServerEvent(
-    JSON.stringify({ event_id: eventId(), ...e } as unknown as RealtimeServerEvent),
+    JSON.stringify({ event_id: eventId(), ...e }),
   );
   if (parsed.kind !== "event") throw new Error(`not a handled event: ${JSON.stringify(parsed)}`);
   return parsed.event;
