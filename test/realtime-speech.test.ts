@@ -7,9 +7,7 @@ import { freshMetrics, metricValue } from "./fake-realtime/helpers.js";
 import { eventId } from "./fake-realtime/memory-transport.js";
 
 function event(e: Record<string, unknown>): HandledEvent {
-  const parsed = parseServerEvent(
-    JSON.stringify({ event_id: eventId(), ...e }),
-  );
+  const parsed = parseServerEvent(JSON.stringify({ event_id: eventId(), ...e }));
   if (parsed.kind !== "event") throw new Error(`not a handled event: ${JSON.stringify(parsed)}`);
   return parsed.event;
 }
