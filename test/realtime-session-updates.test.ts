@@ -6,6 +6,14 @@ import type { RoutedTool } from "../src/mcp/types.js";
 import { SessionUpdates } from "../src/realtime/session-updates.js";
 import { makeConfig, silentLogger, tool } from "./fake-realtime/helpers.js";
 
+type Update = Extract<RealtimeClientEvent, { type: "session.update" }>;
+/** The realtime session of a sent update (these updates are never transcription sessions). */
+const realtime = (e: RealtimeClientEvent | undefined) => {
+  const session = (e as Update).session;
+  if (session.type !== "realtime") throw new Error("not a realtime session update");
+  return session;
+};
+
 const config = makeConfig("wss://upstream.invalid/v1/realtime", {
   mcp_servers: [{ name: "ha", mode: "native", server_url: "https://ha.example/mcp" }],
 });
@@ -35,7 +43,7 @@ describe("SessionUpdates", () => {
     updates.opening();
     expect(sent).toHaveLength(1);
     expect(sent[0]?.event_id).toBe(updates.openingId);
-    const tools = (sent[0] as Extract<RealtimeClientEvent, { type: "session.update" }>).session.tools ?? [];
+    const tools = realtime(sent[0]).tools ?? [];
     expect(tools.map((t) => t.type).sort()).toEqual(["function", "mcp"]);
     expect(offered).toEqual([["ha"]]);
   });
@@ -60,7 +68,7 @@ describe("SessionUpdates", () => {
     expect(sent).toEqual([]);
     updates.configure({ turn: "client", context: "User: hi" });
     expect(updates.turn).toBe("client");
-    const session = (sent[0] as Extract<RealtimeClientEvent, { type: "session.update" }>).session;
+    const session = realtime(sent[0]);
     expect(session).toMatchObject({ audio: { input: { turn_detection: null } } });
     expect(session.instructions).toContain("User: hi");
   });
