@@ -21,6 +21,7 @@ import type {
 } from "./conversation.js";
 import { LiveConversation, type SessionSource } from "./live-conversation.js";
 import { RealtimeSession, type NativeListState, type SessionState } from "./session.js";
+import { Speakers } from "./speakers.js";
 import { EngineToolCatalog, type FailoverTarget } from "./tool-catalog.js";
 
 export type { FailoverTarget } from "./tool-catalog.js";
@@ -113,9 +114,6 @@ const MAX_RETRY_MS = 10_000;
 /** Out-of-band speech serves Wyoming's text-to-speech, which names no device. */
 const SPEECH_DEVICE = { id: "wyoming", route: "wyoming" } as const;
 
-/** Voices with a speaker session at a time; the oldest is closed beyond it. */
-const MAX_SPEAKERS = 3;
-
 export class RealtimeEngine implements ConversationSource, SessionSource, SpeechSource {
   readonly #o: RealtimeEngineOptions;
   readonly #limits: RealtimeLimits;
@@ -133,7 +131,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
   #warming = 0;
   #poolFailures = 0;
   /** One session per voice for out-of-band speech, oldest first. */
-  readonly #speakers = new Map<string, Promise<RealtimeSession>>();
+  readonly #speakers: Speakers<RealtimeSession>;
   #poolRetry: NodeJS.Timeout | undefined;
   #upstream: UpstreamHealth = { state: "idle" };
   #closed = false;
@@ -153,6 +151,12 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       failoverRoutes: opts.failoverRoutes,
       readyTimeoutMs: this.#limits.readyTimeoutMs,
       logger: this.#log,
+    });
+    this.#speakers = new Speakers({
+      acquire: () => this.acquire({ turn: "client" }),
+      account: (session) => this.#o.cost?.account(`speech-${session.id}`, SPEECH_DEVICE),
+      closed: () => this.#closed,
+      defaultVoice: opts.config.openai.voice,
     });
     this.#unsubscribe = opts.tools.onToolsChanged(() => this.#refreshAll());
   }
@@ -296,60 +300,13 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
    * Speaks `text` verbatim through an out-of-band response of this voice's speaker session (a warm
    * session kept for speech, turn detection off). See `SpeechSource.speak`.
    */
-  async speak(text: string, opts: SpeechOptions): Promise<void> {
-    const voice = opts.voice ?? this.#o.config.openai.voice;
-    let heard = false;
-    const onAudio = (pcm: Buffer): void => {
-      heard = true;
-      opts.onAudio(pcm);
-    };
-    try {
-      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
-    } catch (err) {
-      // A speaker session that went away (expiry, network) before any audio: once more on a new one.
-      if (
-        heard ||
-        opts.signal?.aborted ||
-        this.#closed ||
-        (err instanceof Error && err.message.startsWith("speech "))
-      )
-        throw err;
-      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
-    }
+  speak(text: string, opts: SpeechOptions): Promise<void> {
+    return this.#speakers.speak(text, opts);
   }
 
   /** Opens (or takes from the pool) the speaker session of `voice` ahead of the first `speak`. */
   async prepareSpeech(voice = this.#o.config.openai.voice): Promise<void> {
-    await this.#speaker(voice);
-  }
-
-  #speaker(voice: string): Promise<RealtimeSession> {
-    if (this.#closed) return Promise.reject(new Error("the realtime engine is closed"));
-    const existing = this.#speakers.get(voice);
-    if (existing) return existing;
-    const opening = this.acquire({ turn: "client" }).then((session) => {
-      if (session.state === "closed") throw new Error("the speaker session closed");
-      session.activate();
-      session.usage = this.#o.cost?.account(`speech-${session.id}`, SPEECH_DEVICE);
-      session.prepareSpeaker(voice);
-      session.once("closed", () => {
-        if (this.#speakers.get(voice) === opening) this.#speakers.delete(voice);
-      });
-      return session;
-    });
-    this.#speakers.set(voice, opening);
-    opening.catch(() => {
-      if (this.#speakers.get(voice) === opening) this.#speakers.delete(voice);
-    });
-    if (this.#speakers.size > MAX_SPEAKERS) {
-      const [oldest, old] = this.#speakers.entries().next().value as [string, Promise<RealtimeSession>];
-      this.#speakers.delete(oldest);
-      void old.then(
-        (s) => s.close(1000, "speaker evicted"),
-        () => undefined,
-      );
-    }
-    return opening;
+    await this.#speakers.speaker(voice);
   }
 
   /**
