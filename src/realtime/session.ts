@@ -1,10 +1,11 @@
 /**
- * One upstream Realtime session (one socket): opening and configuration, event dispatch and the public
- * API. Its parts live beside it: native tool listing (`native-listing.ts`), native MCP calls
- * (`native-calls.ts`), client function calls (`function-calls.ts`), approvals (`session-approvals.ts`),
- * the response queue (`response-queue.ts`), error matching (`error-match.ts`) and out-of-band speech
- * (`speech.ts`). It speaks to its owner (a conversation, or the warm pool) through conversation-shaped
- * events.
+ * One upstream Realtime session (one socket): opening, event dispatch, error handling and the public
+ * API. It speaks to its owner (a conversation, or the warm pool) through conversation-shaped events.
+ * Its parts, each in its own file: readiness (`session-ready.ts`), configuration updates
+ * (`session-updates.ts`), native tool listing (`native-listing.ts`), native MCP calls (`native-calls.ts`),
+ * client function calls (`function-calls.ts`), approvals (`session-approvals.ts`), the response queue
+ * (`response-queue.ts`) and what the listener hears of responses (`response-stream.ts`), error matching
+ * (`error-match.ts`), out-of-band speech (`speech.ts`) and usage metering (`usage.ts`).
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -115,7 +116,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   satelliteId: string | undefined;
   /** Set by the conversation (or the engine, for speech): where this session's usage is priced. */
   usage: UsageSink | undefined;
-
+  /** The upstream's turn detection heard the user start and not yet stop. */
   #speaking = false;
 
   constructor(opts: SessionOptions) {
