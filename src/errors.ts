@@ -124,3 +124,13 @@ export function apiErrorBody(
 ): { error: { code: string; message: string } } {
   return { error: { code, message: message ?? API_ERRORS[code].message } };
 }
+
+/** Why a connection to an ESPHome device failed (DESIGN §11); the error's own text names the device. */
+export const ESPHOME_CONNECT_ERRORS = {
+  unreachable: { message: "the device cannot be reached" },
+  bad_key: { message: "the encryption key does not match" },
+  key_required: { message: "the device needs an encryption key" },
+  timeout: { message: "the device did not answer in time" },
+  protocol: { message: "the device answered something this client does not understand" },
+} as const satisfies Record<string, { message: string }>;
+export type EsphomeConnectErrorCode = keyof typeof ESPHOME_CONNECT_ERRORS;
