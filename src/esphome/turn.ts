@@ -24,7 +24,17 @@ import { AudioPipe } from "../satellite/media.js";
 import { subscribe } from "../subscribe.js";
 import { VoiceEvent, type DeviceConnection, type VoiceEventType } from "./api/index.js";
 import { DevicePlayhead } from "./playhead.js";
-import type { ReplyStream } from "./reply-stream.js";
+
+/** The part of a reply stream (`reply-stream.ts`) a turn uses. */
+export interface TurnStream {
+  readonly url: string;
+  write(pcm24k: Buffer): void;
+  hold(on: boolean): void;
+  end(): void;
+  readonly servedMs: number;
+  readonly fetched: Promise<void>;
+  readonly closedEarly: Promise<void>;
+}
 
 /** What a turn reports when it is over. */
 export type TurnOutcome = "answered" | "stopped" | "error" | "aborted";
@@ -55,7 +65,7 @@ export interface TurnOptions {
   conversation: Promise<TurnConversation>;
   /** The id the device gets in `INTENT_END` and names on its next request. */
   conversationId: string;
-  stream: ReplyStream;
+  stream: TurnStream;
   /** `startRuleMs` of the stream's format: how much audio the device buffers before its first sound. */
   startRuleMs: number;
   logger: Logger;

@@ -11,8 +11,7 @@ import type { ConversationOptions, SpeechSource } from "../realtime/conversation
 import { subscribe } from "../subscribe.js";
 import { VoiceEvent, type DeviceConnection, type VoiceRequest } from "./api/index.js";
 import { startRuleMs, type ReplyFormat } from "./playhead.js";
-import type { ReplyStream } from "./reply-stream.js";
-import { VoiceTurn, type TurnConversation, type TurnLimits, type TurnResult } from "./turn.js";
+import { VoiceTurn, type TurnConversation, type TurnStream, type TurnLimits, type TurnResult } from "./turn.js";
 
 /** Where a device's voice assistant is, as the status page shows it. */
 export type VoicePhase = "idle" | "listening" | "thinking" | "replying" | "announcing";
@@ -20,7 +19,7 @@ export type VoicePhase = "idle" | "listening" | "thinking" | "replying" | "annou
 export interface VoiceHostDeps {
   conversations: { start(opts: ConversationOptions): Promise<TurnConversation> };
   speech: SpeechSource;
-  streams: { open(o: { device: string; format: ReplyFormat }): ReplyStream };
+  streams: { open(o: { device: string; format: ReplyFormat }): TurnStream };
   format: ReplyFormat;
   /** A conversation nobody spoke to for this long ends (`satellites.conversation_idle_s`). */
   conversationIdleS: number;
@@ -150,7 +149,7 @@ export class VoiceHost {
     // A wake during a reply: the previous run is over for the device.
     this.#turn?.abort("a new run started");
     this.#playing = null;
-    let stream: ReplyStream;
+    let stream: TurnStream;
     try {
       stream = this.#d.streams.open({ device: this.#name, format: this.#d.format });
     } catch (err) {
@@ -192,7 +191,8 @@ export class VoiceHost {
     this.#d.metrics.esphomeTurns.inc({ device: this.#name, outcome: res.outcome });
     if (t.firstAudioAt !== null && t.speechEndAt !== null)
       this.#d.metrics.esphomeFirstAudio.observe({ device: this.#name }, (t.firstAudioAt - t.speechEndAt) / 1000);
-    this.#log.info({ outcome: res.outcome, ...this.#lastTurn, at: undefined }, "voice run ended");
+    const { at: _at, ...logged } = this.#lastTurn;
+    this.#log.info(logged, "voice run ended");
     if (this.#turn === turn) this.#turn = null;
     if (res.outcome === "answered") this.#playing = turn;
     if (res.outcome === "error" && this.#held === held) this.#dropConversation("the run failed");
