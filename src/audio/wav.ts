@@ -113,12 +113,14 @@ function readSamples(buf: Buffer, offset: number, count: number): Int16Array {
   return samples;
 }
 
-/** Encodes PCM16 mono samples as a canonical 44-byte-header WAV file. */
-export function encodeWav(samples: Int16Array, sampleRate: number): Buffer {
-  const dataBytes = samples.length * 2;
-  const out = Buffer.alloc(44 + dataBytes);
+/** Bytes of the canonical RIFF/WAVE header for PCM16 mono. */
+export const WAV_HEADER_BYTES = 44;
+
+/** The 44-byte header of a PCM16 mono WAV whose `data` chunk holds `dataBytes` (RIFF size = 36 + that). */
+export function wavHeader(sampleRate: number, dataBytes: number): Buffer {
+  const out = Buffer.alloc(WAV_HEADER_BYTES);
   out.write("RIFF", 0, "latin1");
-  out.writeUInt32LE(36 + dataBytes, 4);
+  out.writeUInt32LE(Math.min(0xffffffff, 36 + dataBytes), 4);
   out.write("WAVE", 8, "latin1");
   out.write("fmt ", 12, "latin1");
   out.writeUInt32LE(16, 16);
@@ -130,6 +132,22 @@ export function encodeWav(samples: Int16Array, sampleRate: number): Buffer {
   out.writeUInt16LE(16, 34);
   out.write("data", 36, "latin1");
   out.writeUInt32LE(dataBytes, 40);
-  for (let i = 0; i < samples.length; i++) out.writeInt16LE(samples[i]!, 44 + 2 * i);
+  return out;
+}
+
+/**
+ * The header of a PCM16 mono WAV stream whose length is not known yet: the sizes say "as large as a
+ * RIFF file can be" (RIFF 0xFFFFFFFF, data 0xFFFFFFFF - 36), so readers take bytes until the stream ends.
+ */
+export function streamingWavHeader(sampleRate: number): Buffer {
+  return wavHeader(sampleRate, 0xffffffff - 36);
+}
+
+/** Encodes PCM16 mono samples as a canonical 44-byte-header WAV file. */
+export function encodeWav(samples: Int16Array, sampleRate: number): Buffer {
+  const dataBytes = samples.length * 2;
+  const out = Buffer.alloc(WAV_HEADER_BYTES + dataBytes);
+  wavHeader(sampleRate, dataBytes).copy(out, 0);
+  for (let i = 0; i < samples.length; i++) out.writeInt16LE(samples[i]!, WAV_HEADER_BYTES + 2 * i);
   return out;
 }
