@@ -6,8 +6,8 @@
  * the served amount and the clock.
  */
 
-/** Reply formats the device's media player is sent. */
-export type ReplyFormat = "mp3" | "wav";
+import { MP3_SPEECH_BITRATE_KBPS } from "../audio/mp3.js";
+import type { ReplyFormat } from "./reply-stream.js";
 
 /** The firmware's `INITIAL_BUFFER_MS` (`audio_pipeline.cpp`). */
 const INITIAL_BUFFER_MS = 1000;
@@ -21,7 +21,7 @@ const MP3_FRAME_MS = 24;
  * WAV counts every byte and its decoder holds 24 KiB more; MP3 counts 1/8 of the decoded size in encoded
  * bytes plus one frame.
  */
-export function startRuleMs(format: ReplyFormat, mp3BitrateKbps = 128): number {
+export function startRuleMs(format: ReplyFormat, mp3BitrateKbps = MP3_SPEECH_BITRATE_KBPS): number {
   const pcmBytesPerMs = 48; // 24 kHz, 16-bit, mono
   if (format === "wav") return INITIAL_BUFFER_MS + DECODER_BUFFER_BYTES / pcmBytesPerMs;
   const encodedBytes = (INITIAL_BUFFER_MS * pcmBytesPerMs) / 8;

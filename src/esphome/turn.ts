@@ -24,17 +24,13 @@ import { AudioPipe } from "../satellite/media.js";
 import { subscribe } from "../subscribe.js";
 import { VoiceEvent, type DeviceConnection, type VoiceEventType } from "./api/index.js";
 import { DevicePlayhead } from "./playhead.js";
+import type { ReplyStream } from "./reply-stream.js";
 
-/** The part of a reply stream (`reply-stream.ts`) a turn uses. */
-export interface TurnStream {
-  readonly url: string;
-  write(pcm24k: Buffer): void;
-  hold(on: boolean): void;
-  end(): void;
-  readonly servedMs: number;
-  readonly fetched: Promise<void>;
-  readonly closedEarly: Promise<void>;
-}
+/** The part of a reply stream a turn uses. */
+export type TurnStream = Pick<
+  ReplyStream,
+  "url" | "write" | "hold" | "end" | "writtenMs" | "servedMs" | "closedEarly" | "done"
+>;
 
 /** What a turn reports when it is over. */
 export type TurnOutcome = "answered" | "stopped" | "error" | "aborted";
@@ -276,6 +272,8 @@ export class VoiceTurn {
       this.#o.stream.hold(false);
     }
     this.#lastItem = itemId;
+    // Keep-alive silence the stream wrote while held is stream time too.
+    this.#playhead.wrote(null, this.#o.stream.writtenMs - this.#playhead.writtenMs);
     this.#o.stream.write(pcm);
     this.#playhead.wrote(itemId, pcm.byteLength / 48);
     if (this.#timings.firstAudioAt !== null) return;
@@ -379,9 +377,9 @@ export class VoiceTurn {
       this.#o.stream.hold(false);
       this.#o.stream.end();
     }
-    // The stream may still be served after the answer: keep sampling the play head until it is fetched.
+    // The stream may still be served after the answer: keep sampling the play head until it is over.
     if (outcome === "answered")
-      void this.#o.stream.fetched.finally(() => {
+      void this.#o.stream.done.finally(() => {
         this.#sample(this.#now());
         clearInterval(this.#sampler);
       });

@@ -10,7 +10,8 @@ import type { Metrics } from "../metrics.js";
 import type { ConversationOptions, SpeechSource } from "../realtime/conversation.js";
 import { subscribe } from "../subscribe.js";
 import { VoiceEvent, type DeviceConnection, type VoiceRequest } from "./api/index.js";
-import { startRuleMs, type ReplyFormat } from "./playhead.js";
+import { startRuleMs } from "./playhead.js";
+import type { ReplyFormat } from "./reply-stream.js";
 import { VoiceTurn, type TurnConversation, type TurnStream, type TurnLimits, type TurnResult } from "./turn.js";
 
 /** Where a device's voice assistant is, as the status page shows it. */
