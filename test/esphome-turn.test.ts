@@ -86,10 +86,13 @@ class RecordingDevice extends EventEmitter<DeviceConnectionEvents> {
     const res = await fetch(this.#runUrl, { signal: ac.signal });
     const chunks: Buffer[] = [];
     let n = 0;
+    const reader = res.body!.getReader();
     try {
-      for await (const c of res.body!) {
-        chunks.push(Buffer.from(c as Uint8Array));
-        n += (c as Uint8Array).length;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(Buffer.from(value));
+        n += value.length;
         if (this.stopAfterBytes !== null && n >= this.stopAfterBytes) {
           ac.abort();
           break;

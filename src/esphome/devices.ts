@@ -16,7 +16,8 @@ import {
   type DeviceConnection,
   type VoiceOwner,
 } from "./api/index.js";
-import { VoiceHost, type VoiceHostDeps, type VoicePhase, type LastTurn } from "./voice-host.js";
+import type { AnnounceOutcome, EsphomeAdmin, EsphomeDeviceView } from "./admin.js";
+import { VoiceHost, type VoiceHostDeps } from "./voice-host.js";
 
 /** A device to connect to, from the options or from Home Assistant's configuration. */
 export interface EsphomeDeviceSpec {
@@ -35,23 +36,6 @@ export interface EsphomeDeviceSpec {
 /** Enables and disables Home Assistant entities (`config/entity_registry/update`). */
 export interface EntityControl {
   setEntityDisabled(entityId: string, disabled: boolean): Promise<void>;
-}
-
-/** What `GET /api/esphome` shows of a device. */
-export interface EsphomeDeviceView {
-  name: string;
-  host: string;
-  port: number;
-  source: "options" | "home_assistant";
-  /** null until the device said whether it has a voice assistant. */
-  voice: boolean | null;
-  connected: boolean;
-  owner: "openvoice" | "other" | null;
-  take_over: boolean;
-  phase: VoicePhase | "offline";
-  /** Why the device is not served, in words, or null. */
-  error: string | null;
-  last_turn: LastTurn | null;
 }
 
 export interface TakeOverStore {
@@ -108,7 +92,7 @@ class ManagedDevice {
   }
 }
 
-export class EsphomeDevices {
+export class EsphomeDevices implements EsphomeAdmin {
   readonly #o: DeviceManagerOptions;
   readonly #log: Logger;
   readonly #devices: ManagedDevice[] = [];
@@ -139,7 +123,7 @@ export class EsphomeDevices {
           host: d.spec.host,
           port: d.spec.port,
           source: d.spec.source,
-          voice: d.voice,
+          voice: d.voice === true,
           connected: link.status === "connected",
           owner: d.owner === "unknown" ? null : d.owner,
           take_over: this.#takeOver(d),
@@ -150,27 +134,37 @@ export class EsphomeDevices {
       });
   }
 
-  /** The voice host of a taken-over, connected device (announcements), or why there is none. */
-  host(name: string): { host: VoiceHost } | { missing: "unknown" | "not_taken_over"; message: string } {
+  /** Speaks `text` on a taken-over, connected device; resolves once the device reports it played. */
+  async announce(name: string, text: string): Promise<AnnounceOutcome> {
     const d = this.#find(name);
-    if (!d) return { missing: "unknown", message: `no ESPHome voice device named ${JSON.stringify(name)}` };
-    if (d.link.status === "connected" && d.link.host) return { host: d.link.host };
-    const why = !this.#takeOver(d)
-      ? `OpenVoice does not answer ${d.name}: turn on "Answer with OpenVoice" first`
-      : (d.error ?? `${d.name} is not connected`);
-    return { missing: "not_taken_over", message: why };
+    if (!d) return { ok: false, code: "unknown_device", message: `no ESPHome voice device named "${name}"` };
+    const link = d.link;
+    if (link.status !== "connected" || !link.host) {
+      const message = !this.#takeOver(d)
+        ? `OpenVoice does not answer ${d.name}'s voice assistant: turn on "Answer with OpenVoice" first`
+        : (d.error ?? (link.status === "offline" ? link.error : `${d.name} is not connected`));
+      return { ok: false, code: "not_taken_over", message };
+    }
+    try {
+      await link.host.announce(text);
+      return { ok: true };
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      return { ok: false, code: "announce_failed", message: `${d.name}: ${message}` };
+    }
   }
 
   /**
    * Records the UI's choice for `name` (kept in /data, it wins until the option changes) and applies it;
-   * resolves once the device is taken over or given back (or why not shows in `list()`). False: no such device.
+   * resolves with the device once it is taken over or given back (or why not is in its `error`), or
+   * null for an unknown device.
    */
-  async setTakeOver(name: string, takeOver: boolean): Promise<boolean> {
+  async setTakeOver(name: string, takeOver: boolean): Promise<EsphomeDeviceView | null> {
     const d = this.#find(name);
-    if (!d) return false;
+    if (!d) return null;
     await this.#o.state.setEsphomeTakeOver(d.name, takeOver, d.spec.takeOver ?? false);
     await this.#serial(d, () => this.#apply(d));
-    return true;
+    return this.list().find((v) => v.name === d.name) ?? null;
   }
 
   async close(): Promise<void> {
