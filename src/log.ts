@@ -48,6 +48,12 @@ export const REDACT_PATHS = [
   "req.query.token",
   "password",
   "*.password",
+  "encryption_key",
+  "*.encryption_key",
+  "*.*.encryption_key",
+  "noise_psk",
+  "*.noise_psk",
+  "*.*.noise_psk",
 ];
 
 export type LogFormat = "line" | "json";

@@ -1,14 +1,14 @@
 /**
  * The effective configuration for people (`--check-config`, the admin UI): every secret masked.
- * Secrets: `api_key`, `token`, `authorization`, `password` at any depth, and every value of a
- * `headers` or `env` map (their names stay visible).
+ * Secrets: `api_key`, `token`, `authorization`, `password`, `encryption_key`, `noise_psk` at any
+ * depth, and every value of a `headers` or `env` map (their names stay visible).
  */
 import { stringify } from "yaml";
 import type { Config } from "./model.js";
 
 export const MASK = "********";
 
-const SECRET_KEYS = new Set(["api_key", "token", "authorization", "password"]);
+const SECRET_KEYS = new Set(["api_key", "token", "authorization", "password", "encryption_key", "noise_psk"]);
 const SECRET_MAPS = new Set(["headers", "env"]);
 
 function mask(value: unknown, key: string | undefined, inSecretMap: boolean): unknown {

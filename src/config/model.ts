@@ -147,6 +147,47 @@ export const WYOMING_DEFAULT_LANGUAGES = [
 /** `en`, `pt-BR`, `zh-Hant`: a primary code and optional subtags. */
 export const LANGUAGE_CODE_RE = /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
 
+/** ESPHome's native API port. */
+export const ESPHOME_DEFAULT_PORT = 6053;
+/** A device's name is an admin API path segment and a metric label. */
+export const ESPHOME_NAME_RE = /^[a-zA-Z0-9_.-]{1,64}$/;
+
+/** An ESPHome API encryption key: base64 of 32 bytes (the `api: encryption: key:` of the device's YAML). */
+export const EncryptionKeySchema = z
+  .string()
+  .refine((k) => /^[A-Za-z0-9+/]{43}=$/.test(k) && Buffer.from(k, "base64").length === 32, {
+    error:
+      "expected 44 characters of base64 (32 bytes): the key under api: encryption: key in the device's YAML",
+  });
+
+export const EsphomeDeviceSchema = z.object({
+  /** Defaults to the device's ESPHome node name. */
+  name: z.string().regex(ESPHOME_NAME_RE, "letters, digits, _ . - only (1-64 characters)").optional(),
+  host: z.string().regex(/^[a-zA-Z0-9_.:-]{1,253}$/, "a host name or an IP address such as 192.168.1.20"),
+  port: z.number().int().min(1).max(65535).default(ESPHOME_DEFAULT_PORT),
+  /** Secret. */
+  encryption_key: EncryptionKeySchema.optional(),
+  /** Answer this device's voice assistant; unset: the choice made in the UI. */
+  take_over: z.boolean().optional(),
+});
+export type EsphomeDevice = z.infer<typeof EsphomeDeviceSchema>;
+
+export const REPLY_FORMATS = ["mp3", "wav"] as const;
+
+export const EsphomeSchema = z.object({
+  /** Connect to ESPHome voice devices (listed and discovered). */
+  enabled: z.boolean().default(true),
+  /** Add the ESPHome devices Home Assistant knows (from `ha_config_dir`). */
+  discover: z.boolean().default(true),
+  /** Where Home Assistant's configuration folder is mounted (read only). */
+  ha_config_dir: z.string().min(1).default("/homeassistant"),
+  devices: z.array(EsphomeDeviceSchema).default([]),
+  /** Base URL devices fetch replies from; default: the host's LAN address and the mapped satellite port. */
+  reply_base_url: z.url({ protocol: /^https?$/ }).optional(),
+  reply_format: z.enum(REPLY_FORMATS).default("mp3"),
+});
+export type EsphomeConfig = z.infer<typeof EsphomeSchema>;
+
 export const ConfigSchema = z
   .object({
     openai: z.object({
@@ -233,6 +274,13 @@ export const ConfigSchema = z
         languages: [...WYOMING_DEFAULT_LANGUAGES],
         allowed_addresses: [],
       }),
+    esphome: EsphomeSchema.default({
+      enabled: true,
+      discover: true,
+      ha_config_dir: "/homeassistant",
+      devices: [],
+      reply_format: "mp3",
+    }),
     approvals: z
       .object({ timeout_s: z.number().int().min(5).max(600).default(30) })
       .default({ timeout_s: 30 }),
@@ -265,6 +313,25 @@ export const ConfigSchema = z
           message: `duplicate device id "${d.id}"`,
         });
       ids.add(d.id);
+    });
+    const names = new Set<string>();
+    const endpoints = new Set<string>();
+    c.esphome.devices.forEach((d, i) => {
+      if (d.name !== undefined && names.has(d.name))
+        ctx.addIssue({
+          code: "custom",
+          path: ["esphome", "devices", i, "name"],
+          message: `duplicate device name "${d.name}"`,
+        });
+      if (d.name !== undefined) names.add(d.name);
+      const endpoint = `${d.host.toLowerCase()}:${d.port}`;
+      if (endpoints.has(endpoint))
+        ctx.addIssue({
+          code: "custom",
+          path: ["esphome", "devices", i, "host"],
+          message: `two devices at ${endpoint}`,
+        });
+      endpoints.add(endpoint);
     });
     const addresses = new Set<string>();
     c.satellites.devices.forEach((d, i) => {
