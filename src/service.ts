@@ -8,6 +8,8 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ApprovalQueue } from "./approvals/queue.js";
 import type { App } from "./app.js";
+import type { EsphomeRuntimeOverrides } from "./esphome/runtime.js";
+import { wireEsphome, type EsphomeWiring } from "./esphome/wiring.js";
 import { deriveMcpServers } from "./ha/derive.js";
 import { ingressPlugin, type StatusSnapshot } from "./http/ingress.js";
 import { ClientMcpManager } from "./mcp/manager.js";
@@ -29,6 +31,7 @@ export interface ServiceOptions {
   /** Test seams for the outside world and for time-compressed runs. */
   readonly realtime?: Pick<RealtimeEngineOptions, "transportFactory" | "limits" | "now">;
   readonly satelliteLimits?: Partial<SatelliteLimits>;
+  readonly esphome?: EsphomeRuntimeOverrides;
 }
 
 export interface Service {
@@ -43,6 +46,8 @@ export interface Service {
   readonly wyomingActivity: WyomingActivity;
   /** The bound firmware port; null when no dialect is enabled. */
   readonly firmwarePort: number | null;
+  /** The ESPHome voice devices (loaded once the service listens). */
+  readonly esphome: EsphomeWiring;
 }
 
 export const VERSION: string = (
@@ -162,6 +167,13 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     },
   });
 
+  const esphome = await wireEsphome(app, {
+    engine,
+    state,
+    version: VERSION,
+    ...(opts.esphome ? { overrides: opts.esphome } : {}),
+  });
+
   const status = (): StatusSnapshot => {
     const s = engine.status();
     const sessions = Object.fromEntries(
@@ -208,6 +220,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
       return bound !== null && typeof bound === "object" ? bound.port : config.listen.satellite_port;
     },
     logger: logger.child({ part: "ingress" }),
+    esphome: esphome.admin,
   });
 
   // Ready only once the upstream accepted a session with this key (the listeners are the app's own check).
@@ -238,6 +251,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     wyoming,
     wyomingActivity,
     firmwarePort: firmware?.port ?? null,
+    esphome,
   };
 }
 
