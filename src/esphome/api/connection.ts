@@ -190,6 +190,11 @@ class EsphomeDeviceConnection extends EventEmitter<DeviceConnectionEvents> imple
   }
 }
 
+/** ESPHome's `api: encryption: key:` is the base64 of exactly 32 bytes. */
+export function isNoiseKey(key: string): boolean {
+  return /^[A-Za-z0-9+/]{43}=$/.test(key) && Buffer.from(key, "base64").length === 32;
+}
+
 /**
  * Connects, runs the handshake (Noise when a key is given) and reads DeviceInfo. Rejects with a
  * `DeviceConnectError` only; the connection is not retried here (the caller owns the backoff).
@@ -198,6 +203,9 @@ export async function connectDevice(o: ConnectOptions): Promise<DeviceConnection
   const timeoutMs = o.timeoutMs ?? 10_000;
   const where = `${o.host}:${o.port}`;
   const log = o.logger;
+  if (o.encryptionKey !== undefined && !isNoiseKey(o.encryptionKey)) {
+    throw new DeviceConnectError("bad_key", "the encryption key is not a valid 32-byte base64 key");
+  }
   let client: EspHomeClient | undefined;
   try {
     const { EspHomeClient: Client } = await import("esphome-client");

@@ -1,0 +1,276 @@
+/**
+ * The speaker media player's announcement pipeline as the firmware runs it
+ * (`speaker/media_player/audio_pipeline.cpp`, `audio/audio_decoder.cpp`, `audio/audio_reader.cpp`):
+ * - the reader fetches the url over HTTP; the file type comes from the exact Content-Type
+ *   (`audio/wav`; `audio/mpeg`, `audio/mp3`, `mp3`; `audio/flac`, `audio/x-flac`), else from the url's
+ *   ending, query string included; 5 s without data fails the reader, which drops what it buffered;
+ * - the decoder starts paused and begins output once the raw ring buffer holds
+ *   `ms_to_bytes(INITIAL_BUFFER_MS = 1000)` of the decoded format (÷ 8 for MP3, capped at ¾ of the
+ *   buffer) or the reader has finished. The paused decoder has already taken bytes out of the ring:
+ *   a WAV's header and a full 24 KiB output transfer buffer, an MP3's first frame (DESIGN §11);
+ * - playback then runs at real time, stalling when the data runs out.
+ * FLAC is recognised but not decoded here (the pipeline fails, as a decoder error would).
+ */
+import { EventEmitter } from "node:events";
+import http from "node:http";
+
+export const INITIAL_BUFFER_MS = 1000;
+export const READ_TIMEOUT_MS = 5000;
+export const TRANSFER_BUFFER_BYTES = 24 * 1024;
+export const PIPELINE_BUFFER_BYTES = 1_000_000;
+const TICK_MS = 10;
+
+export type FileType = "wav" | "mp3" | "flac";
+
+/** The reader's file-type rule. */
+export function fileTypeOf(contentType: string | undefined, url: string): FileType | null {
+  switch (contentType) {
+    case "audio/wav":
+      return "wav";
+    case "audio/mpeg":
+    case "audio/mp3":
+    case "mp3":
+      return "mp3";
+    case "audio/flac":
+    case "audio/x-flac":
+      return "flac";
+  }
+  if (url.endsWith(".wav")) return "wav";
+  if (url.endsWith(".mp3")) return "mp3";
+  if (url.endsWith(".flac")) return "flac";
+  return null;
+}
+
+interface StreamInfo {
+  /** Bytes per second of the decoded format (rate × channels × 2). */
+  bytesPerSecond: number;
+  /** Bytes the paused decoder holds out of the ring. */
+  held: number;
+  /** ms of audio decodable from what has arrived. */
+  decodableMs: number;
+  /** Decoded PCM when WAV. */
+  pcm: Buffer | null;
+}
+
+/** WAV: RIFF/WAVE with `fmt ` (PCM, 16-bit, 1–2 channels) and `data`. null until the header is in. */
+export function wavInfo(b: Buffer): StreamInfo | { error: string } | null {
+  if (b.length < 12) return null;
+  if (b.toString("ascii", 0, 4) !== "RIFF" || b.toString("ascii", 8, 12) !== "WAVE")
+    return { error: "not a WAV file" };
+  let at = 12;
+  let rate = 0;
+  let channels = 0;
+  let bits = 0;
+  while (at + 8 <= b.length) {
+    const id = b.toString("ascii", at, at + 4);
+    const size = b.readUInt32LE(at + 4);
+    if (id === "data") {
+      if (!rate) return { error: "WAV data before fmt" };
+      if (bits !== 16) return { error: `incompatible bits per sample (${bits})` };
+      if (channels < 1 || channels > 2) return { error: `incompatible channels (${channels})` };
+      const header = at + 8;
+      const pcmBytes = b.length - header;
+      const bytesPerSecond = rate * channels * 2;
+      return {
+        bytesPerSecond,
+        held: header + Math.min(TRANSFER_BUFFER_BYTES, pcmBytes),
+        decodableMs: (pcmBytes / bytesPerSecond) * 1000,
+        pcm: b.subarray(header),
+      };
+    }
+    if (at + 8 + size > b.length) return null;
+    if (id === "fmt ") {
+      channels = b.readUInt16LE(at + 10);
+      rate = b.readUInt32LE(at + 12);
+      bits = b.readUInt16LE(at + 22);
+    }
+    at += 8 + size + (size & 1);
+  }
+  return null;
+}
+
+const MP3_BITRATES = {
+  v1: [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+  v2: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+};
+const MP3_RATES: Record<number, number[]> = {
+  3: [44100, 48000, 32000],
+  2: [22050, 24000, 16000],
+  0: [11025, 12000, 8000],
+};
+
+/** MP3 (Layer III): frames parsed from their headers. null until the first frame is complete. */
+export function mp3Info(b: Buffer): StreamInfo | { error: string } | null {
+  let at = 0;
+  if (b.length >= 10 && b.toString("ascii", 0, 3) === "ID3") {
+    const size = ((b[6]! & 0x7f) << 21) | ((b[7]! & 0x7f) << 14) | ((b[8]! & 0x7f) << 7) | (b[9]! & 0x7f);
+    at = 10 + size;
+  }
+  let frames = 0;
+  let ms = 0;
+  let first = 0;
+  let bytesPerSecond = 0;
+  while (at + 4 <= b.length) {
+    const h = b.readUInt32BE(at);
+    if (h >>> 21 !== 0x7ff) {
+      if (frames === 0) return { error: "no MP3 frame sync" };
+      break;
+    }
+    const version = (h >>> 19) & 3;
+    const layer = (h >>> 17) & 3;
+    const brIndex = (h >>> 12) & 15;
+    const srIndex = (h >>> 10) & 3;
+    const padding = (h >>> 9) & 1;
+    const mono = ((h >>> 6) & 3) === 3;
+    const rate = MP3_RATES[version]?.[srIndex];
+    const kbps = (version === 3 ? MP3_BITRATES.v1 : MP3_BITRATES.v2)[brIndex];
+    if (layer !== 1 || !rate || !kbps) return { error: "unsupported MP3 frame" };
+    const size = Math.floor(((version === 3 ? 144000 : 72000) * kbps) / rate) + padding;
+    if (at + size > b.length) break;
+    const samples = version === 3 ? 1152 : 576;
+    frames++;
+    ms += (samples / rate) * 1000;
+    if (frames === 1) {
+      first = at + size;
+      bytesPerSecond = rate * (mono ? 1 : 2) * 2;
+    }
+    at += size;
+  }
+  if (frames === 0) return null;
+  return { bytesPerSecond, held: first, decodableMs: ms, pcm: null };
+}
+
+export interface PlaybackResult {
+  url: string;
+  contentType: string | null;
+  fileType: FileType | null;
+  /** performance.now() of the first sound, null if nothing played. */
+  firstSoundAt: number | null;
+  playedMs: number;
+  /** Everything the reader received. */
+  bytes: Buffer;
+  /** Decoded PCM that was played (WAV only). */
+  pcm: Buffer | null;
+  /** Why the pipeline failed ("read timeout", "HTTP 404", ...), null when it played to the end or was stopped. */
+  error: string | null;
+  stopped: boolean;
+}
+
+export interface MediaPlayerEvents {
+  /** The announcement pipeline runs (the media player is ANNOUNCING) or has ended (IDLE). */
+  state: ["announcing" | "idle"];
+}
+
+/** One announcement at a time; a new `play` stops the current one. */
+export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
+  private current: { stop: () => void } | null = null;
+
+  get announcing(): boolean {
+    return this.current !== null;
+  }
+
+  /** The stop command: closes the HTTP stream and ends the pipeline. */
+  stop(): void {
+    this.current?.stop();
+  }
+
+  /** Plays `urls` in turn (a pre-announcement, then the media); resolves with the last one's result. */
+  async playAll(urls: string[]): Promise<PlaybackResult> {
+    let last: PlaybackResult | null = null;
+    this.emit("state", "announcing");
+    for (const url of urls) {
+      last = await this.playOne(url);
+      if (last.stopped || last.error) break;
+    }
+    this.emit("state", "idle");
+    return last!;
+  }
+
+  private playOne(url: string): Promise<PlaybackResult> {
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let received = Buffer.alloc(0);
+      let contentType: string | null = null;
+      let fileType: FileType | null = null;
+      let info: StreamInfo | null = null;
+      let readerDone = false;
+      let firstSoundAt: number | null = null;
+      let playedMs = 0;
+      let lastTick = 0;
+      let settled = false;
+      let readTimer: NodeJS.Timeout | null = null;
+      let ticker: NodeJS.Timeout | null = null;
+
+      const finish = (error: string | null, stopped = false): void => {
+        if (settled) return;
+        settled = true;
+        if (readTimer) clearTimeout(readTimer);
+        if (ticker) clearInterval(ticker);
+        req.destroy();
+        this.current = null;
+        const pcm = info?.pcm
+          ? info.pcm.subarray(0, Math.round((playedMs / 1000) * info.bytesPerSecond) & ~1)
+          : null;
+        resolve({ url, contentType, fileType, firstSoundAt, playedMs, bytes: received, pcm, error, stopped });
+      };
+      const armReadTimeout = (): void => {
+        if (readTimer) clearTimeout(readTimer);
+        readTimer = setTimeout(() => finish("read timeout"), READ_TIMEOUT_MS);
+      };
+      const update = (): void => {
+        if (!fileType || fileType === "flac") return;
+        const parsed = fileType === "wav" ? wavInfo(received) : mp3Info(received);
+        if (parsed && "error" in parsed) return finish(parsed.error);
+        info = parsed;
+        if (firstSoundAt !== null || !info) {
+          if (firstSoundAt === null && readerDone && !info) finish("no audio in the stream");
+          return;
+        }
+        let initial = Math.min(
+          info.bytesPerSecond * (INITIAL_BUFFER_MS / 1000),
+          (PIPELINE_BUFFER_BYTES * 3) / 4,
+        );
+        if (fileType === "mp3") initial = Math.floor(initial / 8);
+        if (readerDone || received.length - info.held >= initial) {
+          firstSoundAt = performance.now();
+          lastTick = firstSoundAt;
+          ticker = setInterval(tick, TICK_MS);
+        }
+      };
+      const tick = (): void => {
+        const now = performance.now();
+        const available = info?.decodableMs ?? 0;
+        playedMs = Math.min(available, playedMs + (now - lastTick));
+        lastTick = now;
+        if (readerDone && playedMs >= available) finish(null);
+      };
+
+      const req = http.get(url, (res) => {
+        contentType = res.headers["content-type"] ?? null;
+        if (res.statusCode !== 200) return finish(`HTTP ${res.statusCode ?? 0}`);
+        fileType = fileTypeOf(res.headers["content-type"], url);
+        if (!fileType) return finish("unknown file type");
+        if (fileType === "flac") return finish("the emulator does not decode FLAC");
+        armReadTimeout();
+        res.on("data", (d: Buffer) => {
+          chunks.push(d);
+          received = Buffer.concat(chunks);
+          armReadTimeout();
+          update();
+        });
+        res.on("end", () => {
+          readerDone = true;
+          if (readTimer) clearTimeout(readTimer);
+          update();
+          if (firstSoundAt === null && !settled) finish("no audio in the stream");
+        });
+        res.on("error", () => finish("the stream broke"));
+      });
+      req.on("error", (err) =>
+        finish(`cannot fetch (${(err as NodeJS.ErrnoException).code ?? err.message})`),
+      );
+      armReadTimeout();
+      this.current = { stop: () => finish(null, true) };
+    });
+  }
+}
