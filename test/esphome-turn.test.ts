@@ -19,8 +19,19 @@ import {
 import { ReplyStreams, type ReplyFormat } from "../src/esphome/reply-stream.js";
 import { VoiceHost } from "../src/esphome/voice-host.js";
 import { RealtimeEngine } from "../src/realtime/engine.js";
-import { startFakeRealtime, tone, type FakeRealtimeOptions, type FakeRealtimeServer } from "./fake-realtime/server.js";
-import { RecordingTools, freshMetrics, makeConfig, metricValue, silentLogger } from "./fake-realtime/helpers.js";
+import {
+  startFakeRealtime,
+  tone,
+  type FakeRealtimeOptions,
+  type FakeRealtimeServer,
+} from "./fake-realtime/server.js";
+import {
+  RecordingTools,
+  freshMetrics,
+  makeConfig,
+  metricValue,
+  silentLogger,
+} from "./fake-realtime/helpers.js";
 
 const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
 
@@ -194,7 +205,9 @@ describe("ESPHome voice run", () => {
     device.wake();
     expect(device.responses).toEqual([{ port: 0 }]);
     expect(device.events.map((e) => e.type)).toEqual([E.RUN_START, E.STT_START]);
-    expect(device.events[0]!.data.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/api\/esphome\/reply\/[0-9a-f]{32}\.wav$/);
+    expect(device.events[0]!.data.url).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/api\/esphome\/reply\/[0-9a-f]{32}\.wav$/,
+    );
     device.speak(await speech());
     device.speak(silence16k(1500));
     await runEnd(device);
@@ -203,7 +216,7 @@ describe("ESPHome voice run", () => {
     expect(data(E.STT_END)).toEqual({ text: "turn on the kitchen light" });
     expect(data(E.INTENT_PROGRESS)).toEqual({ tts_start_streaming: "1" });
     expect(data(E.INTENT_END).conversation_id).toMatch(/^[0-9a-f-]{36}$/);
-    expect(data(E.INTENT_END).continue_conversation).toBeUndefined();
+    expect(data(E.INTENT_END).continue_conversation).toBe("0");
     expect(data(E.TTS_START)).toEqual({ text: "The kitchen light is on." });
     expect(data(E.TTS_END)).toEqual({ url: device.events[0]!.data.url });
     const got = await device.reply!;
@@ -211,7 +224,9 @@ describe("ESPHome voice run", () => {
     expect(got.bytes.subarray(0, 4).toString("latin1")).toBe("RIFF");
     expect(got.bytes.length - 44).toBe(reply.length);
     expect(got.bytes.subarray(44).equals(reply)).toBe(true);
-    await expect.poll(() => metricValue(metrics, "openvoice_esphome_turns_total", { outcome: "answered" })).toBe(1);
+    await expect
+      .poll(() => metricValue(metrics, "openvoice_esphome_turns_total", { outcome: "answered" }))
+      .toBe(1);
   });
 
   it("a question lets the device listen again, and its next request continues the conversation", async () => {

@@ -21,7 +21,6 @@ export interface EsphomeDeviceView {
   last_turn: LastTurn | null;
 }
 
-
 export type AnnounceOutcome =
   | { ok: true }
   | { ok: false; code: "unknown_device" | "not_taken_over" | "announce_failed"; message: string };

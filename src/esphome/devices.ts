@@ -11,11 +11,7 @@
  */
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import {
-  VoiceFeature,
-  type DeviceConnection,
-  type VoiceOwner,
-} from "./api/index.js";
+import { VoiceFeature, type DeviceConnection, type VoiceOwner } from "./api/index.js";
 import type { AnnounceOutcome, EsphomeAdmin, EsphomeDeviceView } from "./admin.js";
 import { VoiceHost, type VoiceHostDeps } from "./voice-host.js";
 
@@ -51,7 +47,10 @@ export interface DeviceManagerOptions {
     clientInfo: string;
     logger: Logger;
   }) => Promise<DeviceConnection>;
-  probe: (c: DeviceConnection, o?: { timeoutMs?: number; deviceHasWakeWords?: boolean }) => Promise<VoiceOwner>;
+  probe: (
+    c: DeviceConnection,
+    o?: { timeoutMs?: number; deviceHasWakeWords?: boolean },
+  ) => Promise<VoiceOwner>;
   state: TakeOverStore;
   entities?: EntityControl;
   voice: Omit<VoiceHostDeps, "logger">;
@@ -206,7 +205,8 @@ export class EsphomeDevices implements EsphomeAdmin {
         });
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
-        if (d.link.status !== "offline" || d.link.error !== error) log.warn(`ESPHome device not connected: ${error}`);
+        if (d.link.status !== "offline" || d.link.error !== error)
+          log.warn(`ESPHome device not connected: ${error}`);
         d.link = { status: "offline", error };
         await this.#pause(d, backoff[Math.min(attempt++, backoff.length - 1)]!);
         continue;

@@ -25,7 +25,7 @@ export function startRuleMs(format: ReplyFormat, mp3BitrateKbps = MP3_SPEECH_BIT
   const pcmBytesPerMs = 48; // 24 kHz, 16-bit, mono
   if (format === "wav") return INITIAL_BUFFER_MS + DECODER_BUFFER_BYTES / pcmBytesPerMs;
   const encodedBytes = (INITIAL_BUFFER_MS * pcmBytesPerMs) / 8;
-  return (encodedBytes / (mp3BitrateKbps / 8)) + MP3_FRAME_MS;
+  return encodedBytes / (mp3BitrateKbps / 8) + MP3_FRAME_MS;
 }
 
 /** A stretch of the stream that belongs to one upstream item (null: keep-alive silence). */

@@ -32,11 +32,14 @@ export function mergeDeviceSpecs(
   const out = listed.map((l) => {
     const same = discovered.find((d) => d.host === l.host && d.port === l.port);
     return same?.satelliteEntityId && !l.satelliteEntityId
-      ? { ...l, satelliteEntityId: same.satelliteEntityId, encryptionKey: l.encryptionKey ?? same.encryptionKey }
+      ? {
+          ...l,
+          satelliteEntityId: same.satelliteEntityId,
+          encryptionKey: l.encryptionKey ?? same.encryptionKey,
+        }
       : l;
   });
-  for (const d of discovered)
-    if (!listed.some((l) => l.host === d.host && l.port === d.port)) out.push(d);
+  for (const d of discovered) if (!listed.some((l) => l.host === d.host && l.port === d.port)) out.push(d);
   return out;
 }
 

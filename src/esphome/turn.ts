@@ -5,7 +5,7 @@
  * kept), and the device is told the upstream's progress with the voice events in Home Assistant's order:
  *
  *   RUN_START{url} STT_START STT_VAD_START STT_VAD_END STT_END{text} INTENT_START
- *   INTENT_PROGRESS{tts_start_streaming} INTENT_END{conversation_id, continue_conversation?}
+ *   INTENT_PROGRESS{tts_start_streaming} INTENT_END{conversation_id, continue_conversation}
  *   TTS_START{text} TTS_END{url} RUN_END
  *
  * The reply audio is written to a reply stream the moment it arrives; `INTENT_PROGRESS` (the device starts
@@ -122,7 +122,13 @@ export class VoiceTurn {
     this.#now = o.now ?? (() => performance.now());
     this.#log = o.logger;
     this.#playhead = new DevicePlayhead(o.startRuleMs);
-    this.#timings = { requestAt: this.#now(), speechEndAt: null, firstAudioAt: null, streamStartAt: null, endAt: null };
+    this.#timings = {
+      requestAt: this.#now(),
+      speechEndAt: null,
+      firstAudioAt: null,
+      streamStartAt: null,
+      endAt: null,
+    };
     this.done = new Promise((resolve) => (this.#resolve = resolve));
   }
 
@@ -304,9 +310,10 @@ export class VoiceTurn {
     this.#o.stream.end();
     this.#playhead.end();
     const continueConversation = QUESTION_END.test(this.#assistantText);
+    // Always both keys, as Home Assistant sends them: the firmware keeps the last continue_conversation.
     this.#send(VoiceEvent.INTENT_END, {
       conversation_id: this.#o.conversationId,
-      ...(continueConversation ? { continue_conversation: "1" } : {}),
+      continue_conversation: continueConversation ? "1" : "0",
     });
     this.#send(VoiceEvent.TTS_START, { text: this.#assistantText });
     this.#send(VoiceEvent.TTS_END, { url: this.#o.stream.url });
@@ -330,9 +337,15 @@ export class VoiceTurn {
   #stop(at: number, why: string): void {
     const stillRunning = !this.#finished;
     this.#truncateAt(at);
-    this.#log.info({ why, played_ms: Math.round(this.#playhead.playedMs(at)) }, "reply stopped on the device");
+    this.#log.info(
+      { why, played_ms: Math.round(this.#playhead.playedMs(at)) },
+      "reply stopped on the device",
+    );
     if (!stillRunning) return;
-    this.#send(VoiceEvent.INTENT_END, { conversation_id: this.#o.conversationId });
+    this.#send(VoiceEvent.INTENT_END, {
+      conversation_id: this.#o.conversationId,
+      continue_conversation: "0",
+    });
     this.#send(VoiceEvent.RUN_END);
     this.#complete("stopped", null);
   }

@@ -12,7 +12,13 @@ import { subscribe } from "../subscribe.js";
 import { VoiceEvent, type DeviceConnection, type VoiceRequest } from "./api/index.js";
 import { startRuleMs } from "./playhead.js";
 import type { ReplyFormat } from "./reply-stream.js";
-import { VoiceTurn, type TurnConversation, type TurnStream, type TurnLimits, type TurnResult } from "./turn.js";
+import {
+  VoiceTurn,
+  type TurnConversation,
+  type TurnStream,
+  type TurnLimits,
+  type TurnResult,
+} from "./turn.js";
 
 /** Where a device's voice assistant is, as the status page shows it. */
 export type VoicePhase = "idle" | "listening" | "thinking" | "replying" | "announcing";
@@ -191,7 +197,10 @@ export class VoiceHost {
     };
     this.#d.metrics.esphomeTurns.inc({ device: this.#name, outcome: res.outcome });
     if (t.firstAudioAt !== null && t.speechEndAt !== null)
-      this.#d.metrics.esphomeFirstAudio.observe({ device: this.#name }, (t.firstAudioAt - t.speechEndAt) / 1000);
+      this.#d.metrics.esphomeFirstAudio.observe(
+        { device: this.#name },
+        (t.firstAudioAt - t.speechEndAt) / 1000,
+      );
     const { at: _at, ...logged } = this.#lastTurn;
     this.#log.info(logged, "voice run ended");
     if (this.#turn === turn) this.#turn = null;

@@ -20,13 +20,21 @@ export interface EsphomeWiring {
 
 export async function wireEsphome(
   app: App,
-  parts: { engine: RealtimeEngine; state: RuntimeState; version: string; overrides?: EsphomeRuntimeOverrides },
+  parts: {
+    engine: RealtimeEngine;
+    state: RuntimeState;
+    version: string;
+    overrides?: EsphomeRuntimeOverrides;
+  },
 ): Promise<EsphomeWiring> {
   const { config, logger } = app;
   if (!config.esphome.enabled) return { admin: () => null, started: Promise.resolve() };
   const log = logger.child({ part: "esphome" });
-  let baseUrl: string | null = config.esphome.reply_base_url ?? null;
-  const streams = new ReplyStreams({ baseUrl: () => baseUrl, logger: log });
+  let found: string | null = null;
+  const streams = new ReplyStreams({
+    baseUrl: () => config.esphome.reply_base_url ?? found ?? boundAddress(app),
+    logger: log,
+  });
   await app.satellite.register(streams.plugin);
 
   let runtime: EsphomeRuntime | null = null;
@@ -47,7 +55,7 @@ export async function wireEsphome(
             logger: log,
             ...(parts.overrides ? { overrides: parts.overrides } : {}),
           });
-          baseUrl = runtime.baseUrl ?? baseUrl;
+          found = runtime.baseUrl;
         })
         .catch((err: unknown) => log.error({ err }, "the ESPHome devices could not start"))
         .finally(start);
@@ -59,4 +67,13 @@ export async function wireEsphome(
     await runtime?.close();
   });
   return { admin: () => runtime?.admin ?? null, started };
+}
+
+/** The satellite port's own address when it is bound to one concrete address (not a wildcard). */
+function boundAddress(app: App): string | null {
+  const host = app.config.listen.host;
+  const bound = app.satellite.server.address();
+  if (bound === null || typeof bound !== "object" || host === "0.0.0.0" || host === "::" || host === "")
+    return null;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${bound.port}`;
 }
