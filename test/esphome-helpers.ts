@@ -75,7 +75,10 @@ export async function startHarness(o: {
         discover: false,
         reply_format: "wav",
         ...o.esphome,
-        devices: devices.map((d, i) => ({ host: d.host, port: d.port, ...o.entries?.[i] })),
+        devices: [
+          ...(o.esphome?.devices ?? []),
+          ...devices.map((d, i) => ({ host: d.host, port: d.port, ...o.entries?.[i] })),
+        ],
       },
     }),
     env: {},

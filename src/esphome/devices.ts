@@ -62,6 +62,8 @@ export interface DeviceManagerOptions {
   /** Subscribe + probe rounds before a take-over gives up. Default 15. */
   ownershipRounds?: number;
   ownershipRoundMs?: number;
+  /** After the rounds, how often a device someone else owns is asked again. Default 5 s. */
+  ownershipRetryMs?: number;
 }
 
 const DEFAULT_BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
@@ -81,13 +83,16 @@ class ManagedDevice {
   voice: boolean | null = null;
   error: string | null = null;
   hasWakeWords = false;
+  /** The Assist satellite entity was disabled by this take-over (done once until given back). */
+  entityDisabled = false;
   /** Serialises take-over changes of this device. */
   change: Promise<void> = Promise.resolve();
   wake: (() => void) | null = null;
 
   constructor(spec: EsphomeDeviceSpec) {
     this.spec = spec;
-    this.name = spec.name ?? spec.host;
+    // Until the device names itself: its address (a host may serve several ports).
+    this.name = spec.name ?? (spec.port === 6053 ? spec.host : `${spec.host}_${spec.port}`);
   }
 }
 
@@ -266,7 +271,7 @@ export class EsphomeDevices implements EsphomeAdmin {
     const link = d.link;
     if (link.status !== "connected") return;
     if (this.#takeOver(d)) return this.#takeOverNow(d, link);
-    if (link.host) await this.#giveBack(d, link);
+    if (link.host || d.entityDisabled) await this.#giveBack(d, link);
     else {
       d.error = null;
       this.#setOwner(d, await this.#o.probe(link.conn, { deviceHasWakeWords: d.hasWakeWords }));
@@ -274,43 +279,55 @@ export class EsphomeDevices implements EsphomeAdmin {
   }
 
   async #takeOverNow(d: ManagedDevice, link: Extract<Link, { status: "connected" }>): Promise<void> {
-    d.error = null;
     const entity = d.spec.satelliteEntityId;
-    if (entity && this.#o.entities) {
+    let entityProblem: string | null = null;
+    if (entity && this.#o.entities && !d.entityDisabled) {
       try {
         await this.#o.entities.setEntityDisabled(entity, true);
+        d.entityDisabled = true;
+        this.#log.info({ device: d.name, entity }, "Assist satellite entity disabled in Home Assistant");
       } catch (err) {
-        d.error = `could not disable ${entity} in Home Assistant: ${err instanceof Error ? err.message : String(err)}`;
+        entityProblem = `could not disable ${entity} in Home Assistant: ${err instanceof Error ? err.message : String(err)}`;
       }
     }
     const rounds = this.#o.ownershipRounds ?? 15;
     let owner: VoiceOwner = "unknown";
-    for (let i = 0; i < rounds && !this.#closed && d.link === link; i++) {
+    for (let i = 0; i < rounds && !this.#closed && d.link === link && this.#takeOver(d); i++) {
       link.conn.subscribeVoice(true);
       owner = await this.#o.probe(link.conn, { deviceHasWakeWords: d.hasWakeWords });
       this.#setOwner(d, owner);
-      // A device without wake words answers every client empty: it cannot be told apart, serve it.
-      if (owner === "openvoice" || (owner === "unknown" && !d.hasWakeWords)) break;
+      if (owner === "openvoice") break;
       await new Promise((r) => setTimeout(r, this.#o.ownershipRoundMs ?? 1000));
     }
-    if (d.link !== link || !this.#takeOver(d)) return;
-    if (owner === "other") {
-      d.error =
-        `Home Assistant still owns the voice assistant of ${d.name} (or another client does): ` +
-        (entity
-          ? `check that ${entity} is disabled in Home Assistant`
-          : "disable its Assist satellite entity in Home Assistant (Settings → Devices)");
-      this.#log.warn({ device: d.name }, d.error);
-      return;
-    }
-    link.host ??= new VoiceHost(d.name, link.conn, {
-      ...this.#o.voice,
-      logger: this.#log.child({ device: d.name }),
-    });
+    if (d.link !== link || !this.#takeOver(d) || this.#closed) return;
+    const hint = entity
+      ? `check that ${entity} is disabled in Home Assistant`
+      : "disable its Assist satellite entity in Home Assistant (Settings → Devices & services → ESPHome)";
+    const error =
+      owner === "openvoice"
+        ? entityProblem
+        : owner === "other"
+          ? `Home Assistant still owns the voice assistant of ${d.name} (or another client does): ${hint}`
+          : // A device without wake words answers every client empty: it cannot be told apart, so it is served.
+            `OpenVoice could not confirm it owns the voice assistant of ${d.name}; if Home Assistant still answers it, ${hint}`;
+    if (error !== null && error !== d.error) this.#log.warn({ device: d.name, owner }, error);
+    d.error = error;
+    if (owner !== "other")
+      link.host ??= new VoiceHost(d.name, link.conn, {
+        ...this.#o.voice,
+        logger: this.#log.child({ device: d.name }),
+      });
+    if (owner === "openvoice") return;
+    // Keep asking, slowly: the other client may let go later (Home Assistant reloading the entry).
+    const timer = setTimeout(() => {
+      if (d.link === link && this.#takeOver(d) && !this.#closed) void this.#serial(d, () => this.#apply(d));
+    }, this.#o.ownershipRetryMs ?? 5000);
+    timer.unref();
   }
 
   async #giveBack(d: ManagedDevice, link: Extract<Link, { status: "connected" }>): Promise<void> {
     link.conn.subscribeVoice(false);
+    d.entityDisabled = false;
     await link.host?.close();
     link.host = null;
     d.error = null;

@@ -14,7 +14,10 @@ import type { ReplyStreams } from "./reply-stream.js";
 
 /** Test seams: faster backoff and ownership rounds, an entity switch, extra devices (discovery). */
 export type EsphomeRuntimeOverrides = Partial<
-  Pick<DeviceManagerOptions, "backoffMs" | "ownershipRounds" | "ownershipRoundMs" | "entities">
+  Pick<
+    DeviceManagerOptions,
+    "backoffMs" | "ownershipRounds" | "ownershipRoundMs" | "ownershipRetryMs" | "entities"
+  >
 > & { discovered?: () => Promise<EsphomeDeviceSpec[]> };
 
 export interface EsphomeRuntime {
@@ -80,6 +83,7 @@ export async function startEsphome(o: {
     ...(o.overrides?.backoffMs ? { backoffMs: o.overrides.backoffMs } : {}),
     ...(o.overrides?.ownershipRounds ? { ownershipRounds: o.overrides.ownershipRounds } : {}),
     ...(o.overrides?.ownershipRoundMs ? { ownershipRoundMs: o.overrides.ownershipRoundMs } : {}),
+    ...(o.overrides?.ownershipRetryMs ? { ownershipRetryMs: o.overrides.ownershipRetryMs } : {}),
     ...(o.overrides?.entities ? { entities: o.overrides.entities } : {}),
   });
   devices.start(mergeDeviceSpecs(listed, discovered));
