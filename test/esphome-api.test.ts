@@ -2,12 +2,16 @@
  * The ESPHome API client (src/esphome/api) against the device emulator (test/esphome/emulator), over
  * real TCP on 127.0.0.1; the media player's start rule against a small HTTP server on 127.0.0.1.
  */
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import pino from "pino";
+import { createMp3Encoder } from "wasm-media-encoders";
 import {
   DeviceConnectError,
   TimerEventType,
@@ -105,6 +109,35 @@ describe("connect", () => {
     expect(err.message).not.toContain(wrong);
   });
 
+  it("never logs the key, even at trace level", async () => {
+    const key = randomBytes(32).toString("base64");
+    const lines: string[] = [];
+    const traced = pino({ level: "trace" }, { write: (l: string) => lines.push(l) });
+    const d = await device({ encryptionKey: key });
+    const c = await connectDevice({
+      host: d.host,
+      port: d.port,
+      clientInfo: "t",
+      encryptionKey: key,
+      logger: traced,
+    });
+    c.subscribeVoice(true);
+    await probeVoiceOwner(c);
+    c.close();
+    await connectError(
+      connectDevice({
+        host: d.host,
+        port: d.port,
+        clientInfo: "t",
+        encryptionKey: randomBytes(32).toString("base64"),
+        logger: traced,
+      }),
+    );
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.join("\n")).not.toContain(key);
+    expect(lines.join("\n")).not.toContain(Buffer.from(key, "base64").toString("hex"));
+  });
+
   it("a missing key is key_required", async () => {
     const d = await device({ encryptionKey: randomBytes(32).toString("base64") });
     const err = await connectError(connect(d));
@@ -159,6 +192,13 @@ describe("connect", () => {
     expect(odd.message).not.toContain("secret");
   });
 
+  it("loads esphome-client only on the first connect", async () => {
+    const script = fileURLToPath(new URL("./esphome/lazy-import.mjs", import.meta.url));
+    const api = fileURLToPath(new URL("../src/esphome/api/index.ts", import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", script, api]);
+    expect(JSON.parse(stdout)).toEqual({ before: false, after: true });
+  });
+
   it("close is emitted once, when the device goes away", async () => {
     const d = await device();
     const c = await connect(d);
@@ -169,5 +209,517 @@ describe("connect", () => {
     c.close();
     await new Promise((r) => setTimeout(r, 50));
     expect(closes).toHaveLength(1);
+  });
+});
+
+/** One streamed reply at a time, written by the test as it likes; the server stops with the test. */
+interface ReplyServer {
+  url(path: string): string;
+  write(b: Buffer): void;
+  end(): void;
+  /** Resolves when the device has fetched the url. */
+  fetched: Promise<void>;
+  /** Resolves when the device closed the stream before its end. */
+  closedEarly: Promise<void>;
+}
+
+async function replyServer(contentType: string | null): Promise<ReplyServer> {
+  const queue: (Buffer | null)[] = [];
+  let res: http.ServerResponse | null = null;
+  let fetched!: () => void;
+  let closedEarly!: () => void;
+  const server = http.createServer((_req, r) => {
+    res = r;
+    r.writeHead(200, contentType ? { "content-type": contentType } : {});
+    r.flushHeaders();
+    r.on("close", () => {
+      if (!r.writableEnded) closedEarly();
+    });
+    for (const b of queue.splice(0)) {
+      if (b) r.write(b);
+      else r.end();
+    }
+    fetched();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: (path) => `http://127.0.0.1:${port}${path}`,
+    write: (b) => (res ? res.write(b) : queue.push(b)),
+    end: () => (res ? res.end() : queue.push(null)),
+    fetched: new Promise((r) => (fetched = r)),
+    closedEarly: new Promise((r) => (closedEarly = r)),
+  };
+}
+
+function wavHeader(sampleRate: number, dataBytes = 0x7fffffff): Buffer {
+  const h = Buffer.alloc(44);
+  h.write("RIFF", 0, "ascii");
+  h.writeUInt32LE(Math.min(36 + dataBytes, 0xffffffff), 4);
+  h.write("WAVEfmt ", 8, "ascii");
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20);
+  h.writeUInt16LE(1, 22);
+  h.writeUInt32LE(sampleRate, 24);
+  h.writeUInt32LE(sampleRate * 2, 28);
+  h.writeUInt16LE(2, 32);
+  h.writeUInt16LE(16, 34);
+  h.write("data", 36, "ascii");
+  h.writeUInt32LE(dataBytes, 40);
+  return h;
+}
+
+/** A recognisable PCM16 ramp: sample i is i (mod 2^16), so any frame says where it came from. */
+function ramp(samples: number, from = 0): Buffer {
+  const b = Buffer.alloc(samples * 2);
+  for (let i = 0; i < samples; i++) b.writeUInt16LE((from + i) & 0xffff, i * 2);
+  return b;
+}
+
+async function mp3(ms: number, sampleRate: 16000 | 24000 = 16000): Promise<Buffer> {
+  const enc = await createMp3Encoder();
+  enc.configure({ sampleRate, channels: 1, bitrate: 128 });
+  const n = (sampleRate * ms) / 1000;
+  const f = new Float32Array(n).map((_, i) => Math.sin(i / 7) * 0.3);
+  return Buffer.concat([Buffer.from(enc.encode([f])), Buffer.from(enc.finalize())]);
+}
+
+/** Subscribes and waits until the device names this connection as its voice owner. */
+async function owned(d: EmulatedDevice, o: { clientInfo?: string } = {}): Promise<DeviceConnection> {
+  const c = await connect(d, o);
+  c.subscribeVoice(true);
+  await until(() => d.voiceOwner === (o.clientInfo ?? "OpenVoice MCP"));
+  return c;
+}
+
+/** Plays Home Assistant's side of a run, as `assist_satellite.py` orders the events. */
+function answerRuns(
+  c: DeviceConnection,
+  replies: { url: string; serve: () => void }[],
+  o: { respondAfterMs?: number } = {},
+): { requests: VoiceRequest[]; frames: Buffer[] } {
+  let reply = replies[0]!;
+  const requests: VoiceRequest[] = [];
+  const frames: Buffer[] = [];
+  let listening = false;
+  let heard = 0;
+  c.on("voice.request", (r) => {
+    requests.push(r);
+    if (!r.start) return;
+    reply = replies[requests.filter((q) => q.start).length - 1] ?? reply;
+    listening = true;
+    heard = 0;
+    setTimeout(() => c.respondToRequest({ port: 0 }), o.respondAfterMs ?? 0);
+    c.sendVoiceEvent(VoiceEvent.RUN_START, { url: reply.url });
+  });
+  c.on("voice.audio", ({ pcm }) => {
+    frames.push(pcm);
+    heard += pcm.length;
+    if (!listening || heard < 32_000) return;
+    listening = false;
+    c.sendVoiceEvent(VoiceEvent.STT_VAD_START);
+    c.sendVoiceEvent(VoiceEvent.STT_VAD_END);
+    c.sendVoiceEvent(VoiceEvent.STT_END, { text: "turn on the kitchen light" });
+    c.sendVoiceEvent(VoiceEvent.INTENT_START);
+    c.sendVoiceEvent(VoiceEvent.INTENT_PROGRESS, { tts_start_streaming: "1" });
+    reply.serve();
+    c.sendVoiceEvent(VoiceEvent.INTENT_END, {
+      conversation_id: "conv-1",
+      continue_conversation: "0",
+    });
+    c.sendVoiceEvent(VoiceEvent.TTS_START, { text: "Done." });
+    c.sendVoiceEvent(VoiceEvent.TTS_END, { url: reply.url });
+    c.sendVoiceEvent(VoiceEvent.RUN_END);
+  });
+  return { requests, frames };
+}
+
+/** Answers each run at once: the device stops listening and streams the reply `serve` writes. */
+function streamAtOnce(c: DeviceConnection, reply: ReplyServer, serve: () => void): void {
+  c.on("voice.request", (r) => {
+    if (!r.start) return;
+    c.respondToRequest({ port: 0 });
+    c.sendVoiceEvent(VoiceEvent.RUN_START, { url: reply.url("/r.wav") });
+    c.sendVoiceEvent(VoiceEvent.STT_VAD_END);
+    c.sendVoiceEvent(VoiceEvent.INTENT_PROGRESS, { tts_start_streaming: "1" });
+    serve();
+  });
+}
+
+describe("voice assistant", () => {
+  it("runs a turn: request, microphone frames from the ring, events, the reply played, AnnounceFinished", async () => {
+    const d = await device();
+    const c = await owned(d);
+    const reply = await replyServer("audio/wav");
+    const pcm = ramp(16000 * 2, 7); // 2 s at 16 kHz
+    const finished: boolean[] = [];
+    c.on("voice.announce_finished", ({ success }) => finished.push(success));
+    const second = await replyServer("audio/wav");
+    const { requests, frames } = answerRuns(c, [
+      {
+        url: reply.url("/reply.wav"),
+        serve: () => {
+          reply.write(wavHeader(16000, pcm.length));
+          reply.write(pcm);
+          reply.end();
+        },
+      },
+      { url: second.url("/2.wav"), serve: () => (second.write(wavHeader(16000, 0)), second.end()) },
+    ]);
+    const speech = ramp(16000);
+    const run = await d.wake(speech);
+
+    expect(requests[0]).toMatchObject({
+      start: true,
+      flags: 1,
+      wakeWordPhrase: "Okay Nabu",
+      conversationId: "",
+      audioSettings: { noiseSuppressionLevel: 0, autoGain: 0, volumeMultiplier: 1 },
+    });
+    expect(frames.every((f) => f.length === 1024)).toBe(true);
+    expect(Buffer.concat(frames).subarray(0, speech.length).equals(speech)).toBe(true);
+    expect(run.events.map((e) => e.type)).toEqual([1, 11, 12, 4, 5, 100, 6, 7, 8, 2]);
+    expect(run.speechEndAt).toBeGreaterThan(0);
+    expect(run.firstSoundAt).not.toBeNull();
+    expect(run.contentType).toBe("audio/wav");
+    expect(run.replyBytes.equals(pcm)).toBe(true);
+    expect(run.playedMs).toBeCloseTo(2000, 0);
+    expect(finished).toEqual([true]);
+    expect(d.state).toBe("IDLE");
+
+    // INTENT_END's conversation_id comes back on the next request.
+    const again = d.wake(ramp(16000));
+    await until(() => requests.length === 2);
+    expect(requests[1]?.conversationId).toBe("conv-1");
+    await again;
+  });
+
+  it("keeps only 512 ms before the response: a late answer loses the start of the speech", async () => {
+    const d = await device();
+    const c = await owned(d);
+    const reply = await replyServer("audio/wav");
+    const { frames } = answerRuns(
+      c,
+      [
+        {
+          url: reply.url("/r.wav"),
+          serve: () => (reply.write(wavHeader(16000, 3200)), reply.write(Buffer.alloc(3200)), reply.end()),
+        },
+      ],
+      { respondAfterMs: 800 },
+    );
+    const speech = ramp(16000 * 2);
+    await d.wake(speech);
+    const first = frames[0]!;
+    const offset = speech.indexOf(first);
+    expect(offset).toBeGreaterThanOrEqual((800 - 512) * 32);
+    const got = Buffer.concat(frames);
+    expect(got.length).toBeGreaterThanOrEqual(32_000);
+    expect(got.equals(speech.subarray(offset, offset + got.length))).toBe(true);
+  });
+
+  it("with continue_conversation listens again by itself with the same conversation id", async () => {
+    const d = await device();
+    const c = await owned(d);
+    let served = 0;
+    const replies = [await replyServer("audio/wav"), await replyServer("audio/wav")];
+    const urls = replies.map((r) => r.url("/r.wav"));
+    let turn = 0;
+    const serveNext = (): void => {
+      const r = replies[served++]!;
+      r.write(wavHeader(16000, 6400));
+      r.write(Buffer.alloc(6400));
+      r.end();
+    };
+    const requests: VoiceRequest[] = [];
+    c.on("voice.request", (r) => {
+      requests.push(r);
+      if (!r.start) return;
+      const t = turn++;
+      c.respondToRequest({ port: 0 });
+      c.sendVoiceEvent(VoiceEvent.RUN_START, { url: urls[t]! });
+      setTimeout(() => {
+        c.sendVoiceEvent(VoiceEvent.STT_VAD_END);
+        c.sendVoiceEvent(VoiceEvent.STT_END, { text: t === 0 ? "set a timer" : "five minutes" });
+        c.sendVoiceEvent(VoiceEvent.INTENT_PROGRESS, { tts_start_streaming: "1" });
+        serveNext();
+        c.sendVoiceEvent(VoiceEvent.INTENT_END, {
+          conversation_id: "c-7",
+          continue_conversation: t === 0 ? "1" : "0",
+        });
+        c.sendVoiceEvent(VoiceEvent.TTS_END, { url: urls[t]! });
+        c.sendVoiceEvent(VoiceEvent.RUN_END);
+      }, 100);
+    });
+    const run = await d.wake(ramp(3200), { followUp: ramp(3200, 99) });
+    expect(requests.map((r) => [r.start, r.conversationId])).toEqual([
+      [true, ""],
+      [true, "c-7"],
+    ]);
+    expect(run.followUps).toHaveLength(1);
+    expect(run.followUps[0]?.events.map((e) => e.type)).toEqual([1, 12, 4, 100, 6, 8, 2]);
+    expect(d.state).toBe("IDLE");
+  });
+
+  it("an ERROR event stops the run: the device sends start=false and idles", async () => {
+    const d = await device();
+    const c = await owned(d);
+    const requests: VoiceRequest[] = [];
+    c.on("voice.request", (r) => {
+      requests.push(r);
+      if (r.start) {
+        c.respondToRequest({ port: 0 });
+        c.sendVoiceEvent(VoiceEvent.ERROR, {
+          code: "upstream_unavailable",
+          message: "OpenAI cannot be reached",
+        });
+      }
+    });
+    const run = await d.wake(ramp(3200));
+    expect(run.error).toEqual({ code: "upstream_unavailable", message: "OpenAI cannot be reached" });
+    await until(() => requests.length === 2);
+    expect(requests[1]?.start).toBe(false);
+    expect(d.state).toBe("IDLE");
+  });
+
+  it("a run nobody answers ends at the emulator's listen limit with start=false", async () => {
+    const d = await device({ maxListenMs: 300 });
+    const c = await owned(d);
+    const requests: VoiceRequest[] = [];
+    c.on("voice.request", (r) => requests.push(r));
+    const run = await d.wake(ramp(3200));
+    expect(run.error?.code).toBe("emulator-listen-timeout");
+    await until(() => requests.length === 2);
+    expect(requests.map((r) => r.start)).toEqual([true, false]);
+  });
+
+  it("a refused request ({error: true}) idles the device", async () => {
+    const d = await device();
+    const c = await owned(d);
+    c.on("voice.request", (r) => r.start && c.respondToRequest({ error: true }));
+    const run = await d.wake(ramp(3200));
+    expect(run.events).toEqual([]);
+    expect(d.state).toBe("IDLE");
+  });
+
+  it("a TTS_END after AnnounceFinished wedges the device in STREAMING_RESPONSE (DESIGN §11)", async () => {
+    const d = await device();
+    const c = await owned(d);
+    const reply = await replyServer("audio/wav");
+    streamAtOnce(c, reply, () => {
+      reply.write(wavHeader(16000, 3200));
+      reply.write(Buffer.alloc(3200));
+      reply.end();
+    });
+    const finished = once(c, "voice.announce_finished");
+    await d.wake(ramp(3200));
+    await finished;
+    c.sendVoiceEvent(VoiceEvent.INTENT_END, { conversation_id: "x" });
+    c.sendVoiceEvent(VoiceEvent.TTS_END, { url: reply.url("/r.wav") });
+    await until(() => d.state === "STREAMING_RESPONSE");
+    await expect(d.wake(ramp(3200))).rejects.toThrow("not idle (STREAMING_RESPONSE)");
+  });
+
+  it("the stop word closes the reply stream; AnnounceFinished follows with success", async () => {
+    const d = await device();
+    const c = await owned(d);
+    const reply = await replyServer("audio/wav");
+    streamAtOnce(c, reply, () => {
+      reply.write(wavHeader(16000));
+      reply.write(Buffer.alloc(32000 * 3)); // 3 s, and the stream stays open
+    });
+    d.mediaPlayer.once("sound", () => setTimeout(() => d.stopWord(), 200));
+    const finished = once(c, "voice.announce_finished");
+    const run = await d.wake(ramp(3200));
+    await reply.closedEarly;
+    expect(await finished).toEqual([{ success: true }]);
+    expect(run.playedMs).toBeGreaterThan(100);
+    expect(run.playedMs).toBeLessThan(3000);
+  });
+});
+
+describe("ownership", () => {
+  it("serves one subscriber: a second client's subscribe is dropped", async () => {
+    const d = await device();
+    const other = await d.connectAsOtherClient();
+    cleanups.push(() => other.close());
+    expect(d.voiceOwner).toBe("Home Assistant 2026.9.0");
+    const c = await connect(d);
+    c.subscribeVoice(true);
+    const requests: VoiceRequest[] = [];
+    c.on("voice.request", (r) => requests.push(r));
+    expect(await probeVoiceOwner(c, { deviceHasWakeWords: true })).toBe("other");
+    expect(d.voiceOwner).toBe("Home Assistant 2026.9.0");
+    void d.wake(ramp(3200)).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(requests).toEqual([]);
+
+    // Home Assistant lets go (entity disabled): our next subscribe is served.
+    other.subscribe(false);
+    await until(() => d.voiceOwner === null);
+    c.subscribeVoice(true);
+    await until(() => d.voiceOwner === "OpenVoice MCP");
+    expect(await probeVoiceOwner(c)).toBe("openvoice");
+  });
+
+  it("probeVoiceOwner: openvoice when owned; other once wake words are known; unknown when it cannot tell", async () => {
+    const d = await device();
+    const mine = await owned(d);
+    expect(await probeVoiceOwner(mine)).toBe("openvoice");
+    const second = await connect(d, { clientInfo: "second" });
+    second.subscribeVoice(true);
+    expect(await probeVoiceOwner(second)).toBe("unknown");
+    expect(await probeVoiceOwner(second, { deviceHasWakeWords: true })).toBe("other");
+    const config = await mine.voiceConfiguration();
+    expect(config.available.map((w) => w.id)).toEqual(["okay_nabu", "hey_jarvis", "hey_mycroft"]);
+    expect(config.active).toEqual(["okay_nabu"]);
+
+    // Without wake words the owner's answer is empty too: unknown.
+    const bare = await device({ wakeWords: [] });
+    const owner = await owned(bare);
+    expect(await probeVoiceOwner(owner)).toBe("unknown");
+
+    // A closed connection cannot tell.
+    mine.close();
+    expect(await probeVoiceOwner(mine)).toBe("unknown");
+  });
+
+  it("the owner going away frees the voice assistant", async () => {
+    const d = await device();
+    const c = await owned(d);
+    c.close();
+    await until(() => d.voiceOwner === null);
+  });
+});
+
+describe("announcements and timers", () => {
+  it("announce plays media_id and AnnounceFinished follows", async () => {
+    const d = await device();
+    const c = await owned(d);
+    const reply = await replyServer("audio/mpeg");
+    const audio = await mp3(1000);
+    reply.write(audio);
+    reply.end();
+    const finished = once(c, "voice.announce_finished");
+    c.announce({ mediaId: reply.url("/a.mp3"), text: "The laundry is done." });
+    expect(await finished).toEqual([{ success: true }]);
+    await d.idle();
+    const a = d.announcements[0]!;
+    expect(a.text).toBe("The laundry is done.");
+    expect(a.record.replyBytes.equals(audio)).toBe(true);
+    expect(a.record.playedMs).toBeGreaterThan(900);
+  });
+
+  it("an announcement from a connection that does not own the voice assistant is dropped", async () => {
+    const d = await device();
+    await owned(d);
+    const second = await connect(d, { clientInfo: "second" });
+    const reply = await replyServer("audio/mpeg");
+    const finished: unknown[] = [];
+    second.on("voice.announce_finished", (f) => finished.push(f));
+    second.announce({ mediaId: reply.url("/a.mp3"), text: "hello" });
+    await probeVoiceOwner(second); // a round trip after the announce
+    await new Promise((r) => setTimeout(r, 100));
+    expect(d.announcements).toEqual([]);
+    expect(finished).toEqual([]);
+  });
+
+  it("timer events are recorded in order", async () => {
+    const d = await device();
+    const c = await owned(d);
+    const base = { timerId: "t1", name: "pasta", totalSeconds: 600, isActive: true };
+    c.sendTimerEvent({ ...base, type: TimerEventType.STARTED, secondsLeft: 600 });
+    c.sendTimerEvent({ ...base, type: TimerEventType.UPDATED, secondsLeft: 300, isActive: false });
+    c.sendTimerEvent({ ...base, type: TimerEventType.FINISHED, secondsLeft: 0 });
+    await until(() => d.timerEvents.length === 3);
+    expect(d.timerEvents).toEqual([
+      { ...base, type: 0, secondsLeft: 600 },
+      { ...base, type: 1, secondsLeft: 300, isActive: false },
+      { ...base, type: 3, secondsLeft: 0 },
+    ]);
+  });
+});
+
+describe("media player start rule", () => {
+  async function announceAndStream(contentType: string | null, path: string) {
+    const d = await device();
+    const c = await owned(d);
+    const reply = await replyServer(contentType);
+    const sounds: { receivedBytes: number; at: number }[] = [];
+    d.mediaPlayer.on("sound", (s) => sounds.push(s));
+    c.announce({ mediaId: reply.url(path), text: "" });
+    await reply.fetched;
+    return { d, c, reply, sounds };
+  }
+
+  it("WAV (24 kHz mono): the first sound needs 1 s of audio plus the decoder's 24 KiB", async () => {
+    const { reply, sounds } = await announceAndStream("audio/wav", "/r?x=1");
+    const header = wavHeader(24000);
+    const needed = header.length + 48000 + 24 * 1024;
+    reply.write(header);
+    reply.write(Buffer.alloc(needed - header.length - 512));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sounds).toEqual([]);
+    reply.write(Buffer.alloc(1024));
+    await until(() => sounds.length === 1);
+    expect(sounds[0]!.receivedBytes).toBeGreaterThanOrEqual(needed);
+    reply.end();
+  });
+
+  it("MP3 (16 kHz, 128 kbps): the first sound after 1 s of decoded bytes ÷ 8 plus the first frame", async () => {
+    const audio = await mp3(2000);
+    const first = mp3Info(audio.subarray(0, 2000));
+    expect(first && "held" in first).toBe(true);
+    const held = (first as { held: number }).held;
+    const needed = held + 32000 / 8;
+    const { reply, sounds } = await announceAndStream("audio/mpeg", "/r");
+    reply.write(audio.subarray(0, needed - 300));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sounds).toEqual([]);
+    reply.write(audio.subarray(needed - 300, needed + 600));
+    await until(() => sounds.length === 1);
+    expect(sounds[0]!.receivedBytes).toBeGreaterThanOrEqual(needed);
+    reply.write(audio.subarray(needed + 600));
+    reply.end();
+  });
+
+  it("a short stream plays once it ends, below the start rule's count", async () => {
+    const { c, reply, sounds } = await announceAndStream("audio/wav", "/r");
+    const finished = once(c, "voice.announce_finished");
+    reply.write(wavHeader(16000, 3200));
+    reply.write(Buffer.alloc(3200));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sounds).toEqual([]);
+    reply.end();
+    await finished;
+    expect(sounds).toHaveLength(1);
+  });
+
+  it("gives up after 5 s without data and drops what it buffered", async () => {
+    const { d, c, reply, sounds } = await announceAndStream("audio/wav", "/r");
+    const finished = once(c, "voice.announce_finished");
+    reply.write(wavHeader(16000));
+    reply.write(Buffer.alloc(8000));
+    const lastWrite = performance.now();
+    await finished;
+    expect(performance.now() - lastWrite).toBeGreaterThanOrEqual(4900);
+    await d.idle();
+    expect(sounds).toEqual([]);
+    expect(d.announcements[0]?.record.playbackError).toBe("read timeout");
+    expect(d.announcements[0]?.record.playedMs).toBe(0);
+  }, 15_000);
+
+  it("chooses the format by the exact Content-Type, else by the url's ending", () => {
+    expect(fileTypeOf("audio/mpeg", "http://h/r")).toBe("mp3");
+    expect(fileTypeOf("audio/wav", "http://h/r.mp3")).toBe("wav");
+    expect(fileTypeOf("audio/x-wav", "http://h/r.wav?t=1")).toBeNull();
+    expect(fileTypeOf("audio/x-wav", "http://h/r.wav")).toBe("wav");
+    expect(fileTypeOf(undefined, "http://h/r.flac")).toBe("flac");
+    expect(wavInfo(Buffer.from("RIFF\0\0\0\0WAVE"))).toBeNull();
+    expect(wavInfo(Buffer.from("RIFX\0\0\0\0WAVE"))).toEqual({ error: "not a WAV file" });
   });
 });

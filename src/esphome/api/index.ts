@@ -4,6 +4,6 @@
  * first connect) and `owner` (the ownership probe).
  */
 export * from "./types.js";
-export { connectDevice, type ConnectOptions } from "./connection.js";
+export { connectDevice, isNoiseKey, type ConnectOptions } from "./connection.js";
 export { connectFailure } from "./failure.js";
 export { probeVoiceOwner } from "./owner.js";

@@ -86,7 +86,10 @@ export class DeviceConnectError extends Error {
 
 export interface DeviceConnectionEvents {
   "voice.request": [VoiceRequest];
-  /** Microphone audio, PCM16 LE mono 16 kHz; `end` true on the device's last frame of a turn. */
+  /**
+   * Microphone audio, PCM16 LE mono 16 kHz, frames of 1024 bytes (32 ms). `end` as the device sets it:
+   * the Voice PE never sets it; it stops sending after STT_VAD_END.
+   */
   "voice.audio": [{ pcm: Buffer; end: boolean }];
   "voice.announce_finished": [{ success: boolean }];
   /** Emitted exactly once, whoever closed. */

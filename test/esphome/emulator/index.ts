@@ -32,6 +32,7 @@ import {
 } from "./messages.js";
 
 export type { RunRecord, RecordedEvent, TimerRecord } from "./voice-assistant.js";
+import type { EmulatedMediaPlayer } from "./media-player.js";
 export { fileTypeOf, INITIAL_BUFFER_MS, READ_TIMEOUT_MS, TRANSFER_BUFFER_BYTES } from "./media-player.js";
 
 /** VOICE_ASSISTANT | API_AUDIO | TIMERS | ANNOUNCE | START_CONVERSATION: what a Voice PE reports. */
@@ -77,6 +78,8 @@ export interface EmulatedDevice {
   readonly state: string;
   /** API connections open now. */
   readonly connections: number;
+  /** The media player: its `sound` event marks each stream's first sound. */
+  readonly mediaPlayer: EmulatedMediaPlayer;
   /** Resolves when the voice assistant is idle. */
   idle(): Promise<void>;
   /** A minimal second API client (Home Assistant) that subscribes to the voice assistant. */
@@ -199,6 +202,7 @@ export async function startEmulatedDevice(o: EmulatorOptions = {}): Promise<Emul
     get connections() {
       return sockets.size;
     },
+    mediaPlayer: va.media,
     idle: () => va.idle(),
     connectAsOtherClient: (clientInfo = "Home Assistant 2026.9.0") => otherClient(port, psk, clientInfo),
     close: async () => {

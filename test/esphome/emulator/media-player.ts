@@ -159,6 +159,8 @@ export interface PlaybackResult {
 export interface MediaPlayerEvents {
   /** The announcement pipeline runs (the media player is ANNOUNCING) or has ended (IDLE). */
   state: ["announcing" | "idle"];
+  /** The first sound of a stream, with how many bytes of it had arrived by then. */
+  sound: [{ url: string; at: number; receivedBytes: number; fileType: FileType }];
 }
 
 /** One announcement at a time; a new `play` stops the current one. */
@@ -234,6 +236,7 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
         if (readerDone || received.length - info.held >= initial) {
           firstSoundAt = performance.now();
           lastTick = firstSoundAt;
+          this.emit("sound", { url, at: firstSoundAt, receivedBytes: received.length, fileType });
           ticker = setInterval(tick, TICK_MS);
         }
       };

@@ -116,14 +116,17 @@ export function decodeEvent(p: Buffer): { type: number; data: Record<string, str
   return { type: num(f, 1), data };
 }
 
-export function decodeTimer(p: Buffer): {
+/** VoiceAssistantTimerEventResponse. */
+export interface TimerRecord {
   type: number;
   timerId: string;
   name: string;
   totalSeconds: number;
   secondsLeft: number;
   isActive: boolean;
-} {
+}
+
+export function decodeTimer(p: Buffer): TimerRecord {
   const f = decodeFields(p);
   return {
     type: num(f, 1),

@@ -16,7 +16,9 @@
  * - timers are recorded; an announcement plays `media_id` (after `preannounce_media_id`).
  */
 import { EmulatedMediaPlayer, type PlaybackResult } from "./media-player.js";
-import { Msg, announceFinished, voiceAssistantRequest, voiceAudio } from "./messages.js";
+import { Msg, announceFinished, voiceAssistantRequest, voiceAudio, type TimerRecord } from "./messages.js";
+
+export type { TimerRecord } from "./messages.js";
 
 export type VaState =
   | "IDLE"
@@ -48,15 +50,6 @@ export interface RecordedEvent {
   type: number;
   data: Record<string, string>;
   at: number;
-}
-
-export interface TimerRecord {
-  type: number;
-  timerId: string;
-  name: string;
-  totalSeconds: number;
-  secondsLeft: number;
-  isActive: boolean;
 }
 
 export interface RunRecord {
@@ -301,6 +294,10 @@ export class EmulatedVoiceAssistant {
       }),
     );
     this.setState("STARTING_PIPELINE");
+    const t0 = this.mic.t0;
+    setTimeout(() => {
+      if (this.mic.t0 === t0) this.checkListenLimit();
+    }, this.maxListenMs + 10).unref();
     if (this.conversationTimer) clearTimeout(this.conversationTimer);
     this.conversationTimer = setTimeout(() => (this.conversationId = ""), CONVERSATION_TIMEOUT_MS);
     this.conversationTimer.unref();
@@ -323,12 +320,18 @@ export class EmulatedVoiceAssistant {
         this.record.speechEndAt = performance.now();
       }
     }
-    if (performance.now() - this.mic.t0 > this.maxListenMs) {
-      if (this.record) this.record.error = { code: "emulator-listen-timeout", message: "no STT_VAD_END" };
-      this.signalStop();
-      this.stopMic();
-      this.setState("IDLE");
-    }
+    this.checkListenLimit();
+  }
+
+  /** Emulator only (not firmware): a run that gets no response or no STT_VAD_END ends, so a test cannot hang. */
+  private checkListenLimit(): void {
+    if (this.state !== "STARTING_PIPELINE" && this.state !== "STREAMING_MICROPHONE") return;
+    if (performance.now() - this.mic.t0 <= this.maxListenMs) return;
+    if (this.record)
+      this.record.error = { code: "emulator-listen-timeout", message: "no response or no STT_VAD_END" };
+    this.signalStop();
+    this.stopMic();
+    this.setState("IDLE");
   }
 
   private stopMic(): void {
