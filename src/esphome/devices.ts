@@ -31,7 +31,7 @@ export interface EsphomeDeviceSpec {
 
 /** Enables and disables Home Assistant entities (`config/entity_registry/update`). */
 export interface EntityControl {
-  setEntityDisabled(entityId: string, disabled: boolean): Promise<void>;
+  setEntityDisabled(entityId: string, disabled: boolean): Promise<unknown>;
 }
 
 export interface TakeOverStore {

@@ -10,15 +10,15 @@ import type { RuntimeState } from "../state/runtime-state.js";
 import type { EsphomeAdmin } from "./admin.js";
 import { connectDevice, probeVoiceOwner } from "./api/index.js";
 import { EsphomeDevices, type DeviceManagerOptions, type EsphomeDeviceSpec } from "./devices.js";
+import { readHaEsphomeDevices } from "./ha-config.js";
+import { HaWebSocketClient, haWebSocketTarget } from "./ha-websocket.js";
 import type { ReplyStreams } from "./reply-stream.js";
+import { resolveReplyBaseUrl } from "./reply-url.js";
 
-/** Test seams: faster backoff and ownership rounds, an entity switch, extra devices (discovery). */
+/** Test seams: faster backoff and ownership rounds. */
 export type EsphomeRuntimeOverrides = Partial<
-  Pick<
-    DeviceManagerOptions,
-    "backoffMs" | "ownershipRounds" | "ownershipRoundMs" | "ownershipRetryMs" | "entities"
-  >
-> & { discovered?: () => Promise<EsphomeDeviceSpec[]> };
+  Pick<DeviceManagerOptions, "backoffMs" | "ownershipRounds" | "ownershipRoundMs" | "ownershipRetryMs">
+>;
 
 export interface EsphomeRuntime {
   readonly admin: EsphomeAdmin;
@@ -64,7 +64,16 @@ export async function startEsphome(o: {
     ...(d.take_over !== undefined ? { takeOver: d.take_over } : {}),
     source: "options" as const,
   }));
-  const discovered = o.overrides?.discovered ? await o.overrides.discovered() : [];
+  const discovered = config.esphome.discover ? await discover(config.esphome.ha_config_dir, o.logger) : [];
+  const target = haWebSocketTarget(config.home_assistant, o.app.env);
+  if ("reason" in target) o.logger.info(`taking devices over cannot switch their Assist entities: ${target.reason}`);
+  const entities = "reason" in target ? undefined : new HaWebSocketClient(target);
+  const base = await resolveReplyBaseUrl({
+    option: config.esphome.reply_base_url,
+    env: o.app.env,
+    satellitePort: config.listen.satellite_port,
+  });
+  if (base.url === null) o.logger.warn(`reply URL for ESPHome devices: ${base.reason}`);
   const devices = new EsphomeDevices({
     connect: connectDevice,
     probe: probeVoiceOwner,
@@ -84,9 +93,28 @@ export async function startEsphome(o: {
     ...(o.overrides?.ownershipRounds ? { ownershipRounds: o.overrides.ownershipRounds } : {}),
     ...(o.overrides?.ownershipRoundMs ? { ownershipRoundMs: o.overrides.ownershipRoundMs } : {}),
     ...(o.overrides?.ownershipRetryMs ? { ownershipRetryMs: o.overrides.ownershipRetryMs } : {}),
-    ...(o.overrides?.entities ? { entities: o.overrides.entities } : {}),
+    ...(entities ? { entities } : {}),
   });
   devices.start(mergeDeviceSpecs(listed, discovered));
   if (config.esphome.reply_format === "mp3") void o.streams.prepare("mp3").catch(() => undefined);
-  return { admin: devices, baseUrl: null, close: () => devices.close() };
+  return { admin: devices, baseUrl: base.url, close: () => devices.close() };
+}
+
+/**
+ * The voice devices Home Assistant knows (those with an Assist satellite entity), from its configuration
+ * folder; what could not be read is logged, never thrown.
+ */
+async function discover(dir: string, log: Logger): Promise<EsphomeDeviceSpec[]> {
+  const found = await readHaEsphomeDevices(dir);
+  for (const p of found.problems) log.warn(`ESPHome discovery: ${p}`);
+  const voice = found.devices.filter((d) => d.satellite !== undefined);
+  log.info({ devices: voice.length, dir }, "ESPHome voice devices found in Home Assistant's configuration");
+  return voice.map((d) => ({
+    ...(d.deviceName ? { name: d.deviceName } : {}),
+    host: d.host,
+    port: d.port,
+    ...(d.noisePsk ? { encryptionKey: d.noisePsk } : {}),
+    source: "home_assistant" as const,
+    ...(d.satellite ? { satelliteEntityId: d.satellite.entityId } : {}),
+  }));
 }
