@@ -85,7 +85,12 @@ describe("ESPHome devices Home Assistant knows", () => {
         esphome: { discover: true, ha_config_dir: dir },
       });
       const found = await h.waitDevice(dev.name, (d) => d.connected);
-      expect(found).toMatchObject({ source: "home_assistant", host: dev.host, port: dev.port, take_over: false });
+      expect(found).toMatchObject({
+        source: "home_assistant",
+        host: dev.host,
+        port: dev.port,
+        take_over: false,
+      });
       // The plain sensor has no Assist satellite entity: not a voice device, not connected to.
       expect((await h.list()).map((d) => d.name)).toEqual([dev.name]);
       expect(dev.voiceOwner).toBe("Home Assistant 2026.11.2");

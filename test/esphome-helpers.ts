@@ -69,7 +69,7 @@ export async function startHarness(o: {
       ...o.config,
       openai: { api_key: "sk-test", base_url: fake.url, pool_size: 1 },
       listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
-      mcp_servers: [],
+      mcp_servers: o.config?.mcp_servers ?? [],
       wyoming: { enabled: false },
       esphome: {
         discover: false,

@@ -1,0 +1,94 @@
+/**
+ * Tools, approvals and announcements on an ESPHome device, through the whole service with a real MCP
+ * server over stdio (the toy server), the emulated Voice PE and the fake Realtime server.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { VoiceEvent } from "../src/esphome/api/index.js";
+import { toyStdio } from "./fixtures/mcp/helpers.js";
+import { tone } from "./fake-realtime/server.js";
+import { startHarness, utterance, type Harness } from "./esphome-helpers.js";
+
+const E = VoiceEvent;
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function takenOver(o: Parameters<typeof startHarness>[0]): Promise<Harness> {
+  h = await startHarness({ entries: [{ take_over: true }], ...o });
+  await h.waitDevice(h.devices[0]!.name, (d) => d.owner === "openvoice");
+  if (h.app.config.mcp_servers.length > 0)
+    await expect.poll(() => h!.service.tools.status()[0]?.state, { timeout: 15_000 }).toBe("up");
+  return h;
+}
+
+describe("ESPHome tools, approvals and announcements", () => {
+  it("a tool call that takes 6 s: the run waits for it, then the answer plays, with no error", async () => {
+    const hh = await takenOver({
+      config: { mcp_servers: [toyStdio("toy", { require_approval: "never" })] },
+      fake: { replyAudio: tone(400) },
+    });
+    hh.fake.script({ kind: "function_call", name: "sleep", arguments: '{"ms":6000}' });
+    const run = await hh.devices[0]!.wake(await utterance());
+    expect(run.error).toBeNull();
+    expect(run.playbackError).toBeNull();
+    const types = run.events.map((e) => e.type);
+    expect(types).not.toContain(E.ERROR);
+    expect(types.slice(-4)).toEqual([E.INTENT_END, E.TTS_START, E.TTS_END, E.RUN_END]);
+    expect(run.replyBytes.length).toBeGreaterThan(0);
+    const conn = hh.fake.connections.find((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
+    const output = conn.received.find(
+      (e) => e.type === "conversation.item.create" && e.item.type === "function_call_output",
+    ) as { item: { output: string } } | undefined;
+    expect(output?.item.output).toContain("slept 6000 ms");
+  });
+
+  it("an approval waits in the UI; approved there, the tool runs and the answer plays", async () => {
+    const hh = await takenOver({
+      config: { mcp_servers: [toyStdio("toy", { require_approval: "always" })] },
+      fake: { replyAudio: tone(400) },
+    });
+    hh.fake.script({ kind: "function_call", name: "echo", arguments: '{"text":"lights on"}' });
+    const running = hh.devices[0]!.wake(await utterance());
+    let pending: { id: string; tool: string }[] = [];
+    await expect
+      .poll(
+        async () => {
+          const res = await fetch(`${hh.ingress}/api/approvals`);
+          pending = ((await res.json()) as { approvals: { id: string; tool: string }[] }).approvals;
+          return pending.length;
+        },
+        { timeout: 10_000 },
+      )
+      .toBe(1);
+    expect(pending[0]!.tool).toBe("echo");
+    const answer = await hh.post(`/api/approvals/${pending[0]!.id}`, { approve: true });
+    expect(answer.status).toBe(200);
+    const run = await running;
+    expect(run.error).toBeNull();
+    expect(run.events.map((e) => e.type)).toContain(E.TTS_END);
+    const conn = hh.fake.connections.find((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
+    const output = conn.received.find(
+      (e) => e.type === "conversation.item.create" && e.item.type === "function_call_output",
+    ) as { item: { output: string } } | undefined;
+    expect(output?.item.output).toContain("lights on");
+  });
+
+  it("an announcement is spoken on the device and answered once it played", async () => {
+    const speech = tone(700, 330);
+    const hh = await takenOver({ fake: { speechAudio: () => speech } });
+    const dev = hh.devices[0]!;
+    const res = await hh.post(`/api/esphome/${dev.name}/announce`, { text: "Dinner is ready" });
+    expect(res).toEqual({ status: 200, json: { ok: true } });
+    expect(dev.announcements).toHaveLength(1);
+    const a = dev.announcements[0]!;
+    expect(a.text).toBe("Dinner is ready");
+    expect(a.record.replyBytes.equals(speech)).toBe(true);
+    expect(dev.state).toBe("IDLE");
+  });
+});
