@@ -170,6 +170,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   const esphome = await wireEsphome(app, {
     engine,
     state,
+    auth,
     version: VERSION,
     ...(opts.esphome ? { overrides: opts.esphome } : {}),
   });

@@ -37,6 +37,8 @@ export interface Harness {
   service: Service;
   fake: FakeRealtimeServer;
   ingress: string;
+  /** `http://127.0.0.1:<satellite port>`. */
+  satellite: string;
   dataDir: string;
   devices: EmulatedDevice[];
   /** GET /api/esphome. */
@@ -98,6 +100,7 @@ export async function startHarness(o: {
     service,
     fake,
     ingress,
+    satellite: `http://127.0.0.1:${ports.satellitePort}`,
     dataDir,
     devices,
     list,

@@ -90,5 +90,19 @@ describe("ESPHome tools, approvals and announcements", () => {
     expect(a.text).toBe("Dinner is ready");
     expect(a.record.replyBytes.equals(speech)).toBe(true);
     expect(dev.state).toBe("IDLE");
+
+    // The same on the satellite port, for automations: the shared satellite token is required.
+    const post = (auth?: string): Promise<Response> =>
+      fetch(`${hh.satellite}/api/esphome/${dev.name}/announce`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
+        body: JSON.stringify({ text: "The washing machine is done." }),
+      });
+    expect((await post()).status).toBe(401);
+    expect((await post("Bearer wrong-token")).status).toBe(401);
+    const ok = await post(`Bearer ${hh.service.auth.sharedToken!}`);
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ ok: true });
+    expect(dev.announcements.map((x) => x.text)).toEqual(["Dinner is ready", "The washing machine is done."]);
   });
 });

@@ -66,7 +66,8 @@ export async function startEsphome(o: {
   }));
   const discovered = config.esphome.discover ? await discover(config.esphome.ha_config_dir, o.logger) : [];
   const target = haWebSocketTarget(config.home_assistant, o.app.env);
-  if ("reason" in target) o.logger.info(`taking devices over cannot switch their Assist entities: ${target.reason}`);
+  if ("reason" in target)
+    o.logger.info(`taking devices over cannot switch their Assist entities: ${target.reason}`);
   const entities = "reason" in target ? undefined : new HaWebSocketClient(target);
   const base = await resolveReplyBaseUrl({
     option: config.esphome.reply_base_url,

@@ -4,7 +4,11 @@
  * the device manager, the API client and the turn load with a dynamic import once the service listens,
  * so start-up stays lean. Everything is closed with the app.
  */
+import { z } from "zod";
 import type { App } from "../app.js";
+import { API_ERRORS, apiErrorBody } from "../errors.js";
+import { bearerToken } from "../http/server.js";
+import type { SatelliteAuth } from "../satellite/auth.js";
 import type { RealtimeEngine } from "../realtime/engine.js";
 import type { RuntimeState } from "../state/runtime-state.js";
 import type { EsphomeAdmin } from "./admin.js";
@@ -23,6 +27,8 @@ export async function wireEsphome(
   parts: {
     engine: RealtimeEngine;
     state: RuntimeState;
+    /** The satellite tokens: the shared one authorises announcements on the satellite port. */
+    auth: SatelliteAuth;
     version: string;
     overrides?: EsphomeRuntimeOverrides;
   },
@@ -36,6 +42,7 @@ export async function wireEsphome(
     logger: log,
   });
   await app.satellite.register(streams.plugin);
+  await app.satellite.register(announceRoute(() => runtime?.admin ?? null, parts.auth));
 
   let runtime: EsphomeRuntime | null = null;
   let closed = false;
@@ -76,4 +83,32 @@ function boundAddress(app: App): string | null {
   if (bound === null || typeof bound !== "object" || host === "0.0.0.0" || host === "::" || host === "")
     return null;
   return `http://${host.includes(":") ? `[${host}]` : host}:${bound.port}`;
+}
+
+const AnnounceParams = z.object({ name: z.string().min(1).max(200) });
+const AnnounceBody = z.object({ text: z.string().trim().min(1).max(2000) }).strict();
+
+/**
+ * `POST /api/esphome/:name/announce {text}` on the satellite port, for automations (`rest_command`):
+ * the same as the ingress route, authorised by the shared satellite token (`Authorization: Bearer`).
+ */
+function announceRoute(admin: () => EsphomeAdmin | null, auth: SatelliteAuth) {
+  return (instance: import("fastify").FastifyInstance, _o: unknown, done: () => void): void => {
+    instance.post("/api/esphome/:name/announce", async (req, reply) => {
+      const token = bearerToken(req.headers.authorization);
+      if (token === undefined || auth.verify(token)?.kind !== "shared")
+        return reply.code(401).send(apiErrorBody("unauthorized", "the shared satellite token is required"));
+      const params = AnnounceParams.safeParse(req.params);
+      const body = AnnounceBody.safeParse(req.body);
+      if (!params.success || !body.success)
+        return reply.code(400).send(apiErrorBody("bad_request", 'expected a JSON body {"text": "…"}'));
+      const a = admin();
+      const outcome = a
+        ? await a.announce(params.data.name, body.data.text)
+        : ({ ok: false, code: "unknown_device", message: "the ESPHome devices are not loaded" } as const);
+      if (outcome.ok) return { ok: true };
+      return reply.code(API_ERRORS[outcome.code].status).send(apiErrorBody(outcome.code, outcome.message));
+    });
+    done();
+  };
 }
