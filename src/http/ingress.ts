@@ -139,6 +139,7 @@ const UI_ROUTES: Readonly<Record<string, string>> = {
   "/style.css": "style.css",
   "/common.js": "common.js",
   "/admin.js": "admin.js",
+  "/esphome.js": "esphome.js",
   "/talk.js": "talk.js",
   "/mic-worklet.js": "mic-worklet.js",
   "/icon.svg": "icon.svg",

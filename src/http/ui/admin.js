@@ -1,6 +1,7 @@
 // Status, servers, approvals and the satellite token. Polls the admin API; rows are keyed and
 // updated in place so a click never lands on a row that was just replaced.
 import { api, el, toast, copyText } from "./common.js";
+import { renderEsphome } from "./esphome.js";
 
 const POLL_MS = 1500;
 /** Server clock minus ours, from the last API answer: countdowns follow the server's deadline. */
@@ -320,10 +321,15 @@ function tickCountdowns() {
 
 async function poll() {
   try {
-    const [status, approvals] = await Promise.all([api("./api/status"), api("./api/approvals")]);
+    const [status, approvals, esphome] = await Promise.all([
+      api("./api/status"),
+      api("./api/approvals"),
+      api("./api/esphome"),
+    ]);
     renderStatus(status);
     renderWyoming(status.wyoming);
     renderFirmware(status.firmware);
+    renderEsphome(esphome.devices);
     renderServers(status.servers);
     renderApprovals(approvals);
     byId("load-error").hidden = true;
