@@ -14,6 +14,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   bridge: () => import("./bridge.js"),
   service: () => import("./service.js"),
   wyoming: () => import("./wyoming.js"),
+  esphome: () => import("./esphome.js"),
 };
 
 function fmt(n: number | null): string {
