@@ -79,6 +79,23 @@ describe("ESPHome tools, approvals and announcements", () => {
     expect(output?.item.output).toContain("lights on");
   });
 
+  it("timers: the model starts one with the device's tool, the device gets STARTED, then FINISHED", async () => {
+    const hh = await takenOver({ fake: { replyAudio: tone(300) } });
+    const dev = hh.devices[0]!;
+    hh.fake.script({ kind: "function_call", name: "start_timer", arguments: '{"seconds":2,"name":"tea"}' });
+    const run = await dev.wake(await utterance());
+    expect(run.error).toBeNull();
+    expect(dev.timerEvents[0]).toMatchObject({ type: 0, name: "tea", totalSeconds: 2, isActive: true });
+    await expect.poll(() => dev.timerEvents.map((e) => e.type), { timeout: 5000 }).toEqual([0, 3]);
+    // The timer tools were offered to this conversation, and the call needed no approval.
+    const conn = hh.fake.connections.find((c) => c.received.some((e) => e.type === "input_audio_buffer.append"))!;
+    const offered = conn.received
+      .flatMap((e) => (e.type === "session.update" && "tools" in e.session ? (e.session.tools ?? []) : []))
+      .map((t) => ("name" in t ? t.name : ""));
+    expect(offered).toContain("start_timer");
+    expect(await (await fetch(`${hh.ingress}/api/approvals`)).json()).toMatchObject({ approvals: [] });
+  });
+
   it("an announcement is spoken on the device and answered once it played", async () => {
     const speech = tone(700, 330);
     const hh = await takenOver({ fake: { speechAudio: () => speech } });

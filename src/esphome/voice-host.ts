@@ -9,8 +9,9 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { ConversationOptions, SpeechSource } from "../realtime/conversation.js";
 import { subscribe } from "../subscribe.js";
-import { VoiceEvent, type DeviceConnection, type VoiceRequest } from "./api/index.js";
+import { VoiceEvent, VoiceFeature, type DeviceConnection, type VoiceRequest } from "./api/index.js";
 import { startRuleMs } from "./playhead.js";
+import { DeviceTimers, DeviceTimerTools } from "./timers.js";
 import type { ReplyFormat } from "./reply-stream.js";
 import {
   VoiceTurn,
@@ -68,6 +69,8 @@ export class VoiceHost {
   #announcing: { resolve: () => void } | null = null;
   #lastTurn: LastTurn | null = null;
   readonly #detach: () => void;
+  /** The device's timers (devices with the TIMERS feature): tools of its conversations, events to it. */
+  readonly #timers: { timers: DeviceTimers; tools: DeviceTimerTools } | null = null;
   #closed = false;
 
   constructor(name: string, conn: DeviceConnection, deps: VoiceHostDeps) {
@@ -75,6 +78,10 @@ export class VoiceHost {
     this.#conn = conn;
     this.#d = deps;
     this.#log = deps.logger;
+    if ((conn.info.voiceFeatures & VoiceFeature.TIMERS) !== 0) {
+      const timers = new DeviceTimers({ onEvent: (e) => conn.sendTimerEvent(e) });
+      this.#timers = { timers, tools: new DeviceTimerTools(timers) };
+    }
     this.#detach = subscribe(conn, {
       "voice.request": (r) => this.#onRequest(r),
       "voice.audio": ({ pcm }) => this.#turn?.audio(pcm),
@@ -132,6 +139,7 @@ export class VoiceHost {
     if (this.#closed) return;
     this.#closed = true;
     this.#detach();
+    this.#timers?.timers.dispose();
     this.#turn?.abort("device gone");
     this.#turn = null;
     const held = this.#held;
@@ -223,7 +231,11 @@ export class VoiceHost {
     const held = this.#held;
     if (held && held.id === conversationId && conversationId !== "") return held;
     if (held) this.#dropConversation("a new conversation started");
-    const ready = this.#d.conversations.start({ turn: "server_vad", satelliteId: this.#name });
+    const ready = this.#d.conversations.start({
+      turn: "server_vad",
+      satelliteId: this.#name,
+      ...(this.#timers ? { tools: this.#timers.tools } : {}),
+    });
     const fresh: HeldConversation = { id: randomUUID(), ready, conversation: null, idleTimer: undefined };
     this.#held = fresh;
     ready.then(
