@@ -14,7 +14,7 @@ import { pathToFileURL } from "node:url";
 import libsamplerate from "@alexanderolsen/libsamplerate-js";
 import { Resampler, type PcmRate } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
-import { median, type BenchContext, type BenchRow } from "./types.js";
+import { loopSamples, median, type BenchContext, type BenchRow } from "./types.js";
 
 const FIXTURES = new URL("../test/fixtures/audio/", import.meta.url);
 const SIGNAL_SECONDS = 60;
@@ -56,15 +56,7 @@ function longSignal(rate: PcmRate, seconds: number): Int16Array {
     rate === 16000
       ? ["living_room_16k.wav", "kitchen_light_16k.wav", "sweep_16k.wav", "yes_16k.wav"]
       : ["living_room_24k_sox_vhq.wav", "kitchen_light_24k_sox_vhq.wav", "sweep_24k_sox_vhq.wav"];
-  const parts = names.map(fixture);
-  const out = new Int16Array(rate * seconds);
-  for (let at = 0, i = 0; at < out.length; i++) {
-    const part = parts[i % parts.length]!;
-    const n = Math.min(part.length, out.length - at);
-    out.set(part.subarray(0, n), at);
-    at += n;
-  }
-  return out;
+  return loopSamples(names.map(fixture), rate * seconds);
 }
 
 function toFloat(pcm: Int16Array): Float32Array {

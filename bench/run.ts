@@ -14,6 +14,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   bridge: () => import("./bridge.js"),
   service: () => import("./service.js"),
   wyoming: () => import("./wyoming.js"),
+  mp3: () => import("./mp3.js"),
   esphome: () => import("./esphome.js"),
 };
 

@@ -38,3 +38,15 @@ export function percentile(xs: readonly number[], p: number): number {
   const idx = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
   return s[idx]!;
 }
+
+/** `parts` played back to back, over and over, up to `length` samples. */
+export function loopSamples(parts: readonly Int16Array[], length: number): Int16Array {
+  const out = new Int16Array(length);
+  for (let at = 0, i = 0; at < out.length && parts.length > 0; i++) {
+    const part = parts[i % parts.length]!;
+    const n = Math.min(part.length, out.length - at);
+    out.set(part.subarray(0, n), at);
+    at += n;
+  }
+  return out;
+}

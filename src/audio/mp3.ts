@@ -49,17 +49,27 @@ export class Mp3EncoderNotReadyError extends Error {
 
 type LameEncoder = MediaEncoders.WasmMediaEncoder<"audio/mpeg">;
 type LameLibrary = Pick<typeof MediaEncoders, "createEncoder">;
+/** The compiled WebAssembly module, as the library hands it to its module callback. */
+type LameModule = Parameters<NonNullable<Parameters<LameLibrary["createEncoder"]>[2]>>[0];
 
-let library: Promise<{ lib: LameLibrary; module: WebAssembly.Module }> | undefined;
+let library: Promise<{ lib: LameLibrary; module: LameModule }> | undefined;
+let libraryLoaded = false;
 
-function loadLibrary(): Promise<{ lib: LameLibrary; module: WebAssembly.Module }> {
+/** Compiles LAME once: the first encoder is built from the file's bytes and gives back the module. */
+function loadLibrary(): Promise<{ lib: LameLibrary; module: LameModule }> {
   library ??= (async () => {
     const require = createRequire(import.meta.url);
     const [lib, bytes] = await Promise.all([
       import("wasm-media-encoders"),
       readFile(require.resolve("wasm-media-encoders/wasm/mp3")),
     ]);
-    return { lib, module: await WebAssembly.compile(bytes) };
+    let module: LameModule | undefined;
+    await lib.createEncoder("audio/mpeg", bytes, (m) => {
+      module = m;
+    });
+    if (module === undefined) throw new Error("the MP3 encoder's WebAssembly module did not compile");
+    libraryLoaded = true;
+    return { lib, module };
   })();
   library.catch(() => {
     library = undefined; // a later call may try again
@@ -78,6 +88,11 @@ export class Mp3StreamEncoder {
   /** Compiles the WebAssembly module (once per process; later calls share it). Rejects if it cannot load. */
   static load(): Promise<void> {
     return loadLibrary().then(() => undefined);
+  }
+
+  /** Whether the WebAssembly module has been compiled in this process. */
+  static get loaded(): boolean {
+    return libraryLoaded;
   }
 
   /** Resolves when `encode`/`flush` work synchronously; rejects when LAME could not be loaded. */

@@ -136,11 +136,13 @@ export function wavHeader(sampleRate: number, dataBytes: number): Buffer {
 }
 
 /**
- * The header of a PCM16 mono WAV stream whose length is not known yet: the sizes say "as large as a
- * RIFF file can be" (RIFF 0xFFFFFFFF, data 0xFFFFFFFF - 36), so readers take bytes until the stream ends.
+ * The header of a PCM16 mono WAV stream whose length is not known yet: the sizes say "nearly as large as
+ * a RIFF file can be" (RIFF 0xFFFFFFFE, data 0xFFFFFFDA), so readers take bytes until the stream ends.
+ * Both are even: ESPHome's WAV decoder adds a pad byte to an odd size in 32 bits, and 0xFFFFFFFF would
+ * wrap to 0.
  */
 export function streamingWavHeader(sampleRate: number): Buffer {
-  return wavHeader(sampleRate, 0xffffffff - 36);
+  return wavHeader(sampleRate, 0xfffffffe - 36);
 }
 
 /** Encodes PCM16 mono samples as a canonical 44-byte-header WAV file. */

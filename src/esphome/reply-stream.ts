@@ -26,9 +26,14 @@ export const REPLY_SAMPLE_RATE = 24_000;
 export const REPLY_CONTENT_TYPES: Record<ReplyFormat, string> = { mp3: "audio/mpeg", wav: "audio/wav" };
 const TOKEN_RE = /^([0-9a-f]{32})\.(mp3|wav)$/;
 const BYTES_PER_MS = (REPLY_SAMPLE_RATE * 2) / 1000;
+/** How often what the device has taken is sampled while its connection is open. */
+const PROGRESS_SAMPLE_MS = 50;
 
-/** Why a stream is over. `expired`: never fetched in time; `closed_early`: the device hung up first. */
-export type ReplyOutcome = "complete" | "closed_early" | "expired" | "shutdown";
+/**
+ * Why a stream is over. `expired`: never fetched in time; `closed_early`: the device hung up first;
+ * `failed`: the encoder could not be loaded; `shutdown`: the server closed.
+ */
+export type ReplyOutcome = "complete" | "closed_early" | "expired" | "failed" | "shutdown";
 
 export interface ReplyStream {
   /** Where the device fetches it; the path ends in `.mp3` / `.wav`. */
@@ -125,6 +130,9 @@ class Stream implements ReplyStream {
   #pendingPcm: Buffer[] = [];
   #res: ServerResponse | undefined;
   #sent = 0;
+  /** Bytes the connection took (handed to the kernel), sampled while it is open: a closed one forgets. */
+  #taken = 0;
+  #progress: NodeJS.Timeout | undefined;
   #writtenBytes = 0;
   #lastWriteAt = 0;
   #holding = false;
@@ -170,7 +178,7 @@ class Stream implements ReplyStream {
       (err: unknown) => {
         this.#failed = true;
         this.#log.error({ err, device: this.device }, "the MP3 encoder could not be loaded");
-        this.#finish("shutdown");
+        this.#finish("failed");
       },
     );
   }
@@ -180,9 +188,8 @@ class Stream implements ReplyStream {
   }
 
   get servedMs(): number {
-    const res = this.#res;
-    const taken = res ? this.#sent - res.writableLength : 0;
-    return Math.min(this.writtenMs, this.#encoding.msOf(Math.max(0, taken)));
+    this.#sampleTaken();
+    return Math.min(this.writtenMs, this.#encoding.msOf(this.#taken));
   }
 
   write(pcm24k: Buffer): void {
@@ -211,7 +218,13 @@ class Stream implements ReplyStream {
       "content-type": REPLY_CONTENT_TYPES[this.format],
       "cache-control": "no-store",
     });
+    res.on("drain", () => this.#sampleTaken());
+    res.on("finish", () => this.#sampleTaken());
+    // Node drops its send buffer when the connection closes, so what was taken is sampled before that.
+    this.#progress = setInterval(() => this.#sampleTaken(), PROGRESS_SAMPLE_MS);
+    this.#progress.unref();
     res.on("close", () => {
+      clearInterval(this.#progress);
       if (!res.writableFinished) {
         this.#log.debug({ device: this.device, servedMs: Math.round(this.servedMs) }, "reply closed early");
         this.#resolveClosedEarly();
@@ -253,6 +266,13 @@ class Stream implements ReplyStream {
     if (!res || bytes.length === 0 || res.destroyed || res.writableEnded) return;
     this.#sent += bytes.length;
     res.write(bytes);
+    this.#sampleTaken();
+  }
+
+  #sampleTaken(): void {
+    const res = this.#res;
+    if (!res || res.destroyed) return;
+    this.#taken = Math.max(this.#taken, this.#sent - res.writableLength);
   }
 
   #endNow(): void {
@@ -285,6 +305,7 @@ class Stream implements ReplyStream {
     this.#over = true;
     this.#ending = true;
     clearTimeout(this.#expiry);
+    clearInterval(this.#progress);
     this.#stopKeepAlive();
     this.#queued = [];
     this.#pendingPcm = [];

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   MP3_ENCODER_DELAY_SAMPLES,
   MP3_SAMPLES_PER_FRAME,
+  MP3_SPEECH_BITRATE_KBPS,
   Mp3EncoderNotReadyError,
   Mp3StreamEncoder,
   type Mp3SampleRate,
@@ -103,6 +104,21 @@ describe("Mp3StreamEncoder", () => {
     for (let i = 0; i < pcm.length; i += 1920) before += enc.encode(pcm.subarray(i, i + 1920)).length;
     // One second in: everything but LAME's look-ahead has come out already.
     expect(before).toBeGreaterThan(16_000 * 0.85);
+  });
+
+  it("meets the device's start rule (a second of 24 kHz PCM16 / 8 = 6000 bytes) within half a second of audio", async () => {
+    const enc = new Mp3StreamEncoder({ sampleRate: 24000, bitrateKbps: MP3_SPEECH_BITRATE_KBPS });
+    await enc.ready;
+    const pcm = bytesOf(speech24k.samples);
+    const threshold = (24_000 * 2) / 8;
+    let out = 0;
+    let inputMs = 0;
+    for (let i = 0; out < threshold && i < pcm.length; i += 960) {
+      out += enc.encode(pcm.subarray(i, i + 960)).length; // 20 ms at a time, as audio deltas come
+      inputMs += 20;
+    }
+    expect(out).toBeGreaterThanOrEqual(threshold);
+    expect(inputMs).toBeLessThanOrEqual(500);
   });
 
   it("refuses a bitrate or sample rate MPEG-2 Layer III does not have", () => {

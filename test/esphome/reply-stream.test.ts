@@ -5,6 +5,7 @@ import { get, type IncomingMessage } from "node:http";
 import { readFileSync } from "node:fs";
 import Fastify, { type FastifyInstance } from "fastify";
 import { pino } from "pino";
+import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseWav } from "../../src/audio/wav.js";
 import {
@@ -13,6 +14,7 @@ import {
   ReplyUrlUnavailableError,
   type ReplyStreamsOptions,
 } from "../../src/esphome/reply-stream.js";
+import { createSatelliteServer } from "../../src/http/server.js";
 import { mp3Frames } from "./mp3-frames.js";
 
 const speech = parseWav(
@@ -20,6 +22,7 @@ const speech = parseWav(
 );
 const speechBytes = Buffer.from(speech.samples.buffer, speech.samples.byteOffset, speech.samples.byteLength);
 const logger = pino({ level: "silent" });
+const REPLY_BYTES_PER_S = 48_000;
 
 interface Fetch {
   readonly res: IncomingMessage;
@@ -88,7 +91,8 @@ describe("ReplyStreams", () => {
   let streams: ReplyStreams;
 
   async function start(o: Partial<ReplyStreamsOptions> = {}): Promise<void> {
-    app = Fastify();
+    // The satellite port's own instance, as the service registers the plugin on it.
+    app = createSatelliteServer({ logger, registry: new Registry(), readiness: () => ({ ready: true }) });
     streams = new ReplyStreams({ baseUrl: () => base, logger, ...o });
     await app.register(streams.plugin);
     await app.listen({ host: "127.0.0.1", port: 0 });
@@ -119,7 +123,8 @@ describe("ReplyStreams", () => {
     const w = await fetchStream(wav.url);
     expect(w.res.headers["content-type"]).toBe("audio/wav");
     const body = await w.body;
-    expect(body.readUInt32LE(4)).toBe(0xffffffff); // a streaming header: sizes unknown
+    // A streaming header: sizes unknown, even (ESPHome's decoder pads odd sizes in 32 bits).
+    expect([body.readUInt32LE(4), body.readUInt32LE(40)]).toEqual([0xfffffffe, 0xfffffffe - 36]);
     const audio = parseWav(body);
     expect(audio.sampleRate).toBe(24000);
     expect(Buffer.from(audio.samples.buffer).equals(speechBytes.subarray(0, 48_000))).toBe(true);
@@ -206,6 +211,22 @@ describe("ReplyStreams", () => {
     s.write(speechBytes.subarray(0, 4800)); // ignored, no throw
     s.end();
     expect(s.servedMs).toBeLessThanOrEqual(2000);
+  });
+
+  it("servedMs after an early close counts what the device took, not what was still queued for it", async () => {
+    const s = streams.open({ device: "kitchen", format: "wav" });
+    const f = await fetchStream(s.url);
+    await f.bytes(44);
+    f.res.pause(); // the device's buffer is full: it stops reading
+    const minute = Buffer.alloc(REPLY_BYTES_PER_S * 60);
+    for (let i = 0; i < 3; i++) s.write(minute); // 3 minutes: far more than the sockets can hold
+    await new Promise((r) => setTimeout(r, 300));
+    const before = s.servedMs;
+    f.abort(); // the stop word
+    await s.closedEarly;
+    expect(s.writtenMs).toBe(180_000);
+    expect(s.servedMs).toBe(before);
+    expect(s.servedMs).toBeLessThan(90_000);
   });
 
   it("servedMs follows what was handed to the device, in written time, for MP3 too", async () => {
