@@ -29,7 +29,7 @@ import {
   startEmulatedDevice,
   type EmulatedDevice,
 } from "./esphome/emulator/index.js";
-import { fileTypeOf, mp3Info, wavInfo } from "./esphome/emulator/media-player.js";
+import { fileTypeOf, mp3Frames, wavInfo } from "./esphome/emulator/media-player.js";
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const cleanups: (() => unknown)[] = [];
@@ -649,7 +649,7 @@ describe("media player start rule", () => {
     const d = await device();
     const c = await owned(d);
     const reply = await replyServer(contentType);
-    const sounds: { receivedBytes: number; at: number }[] = [];
+    const sounds: { receivedBytes: number; heldByDecoder: number; at: number }[] = [];
     d.mediaPlayer.on("sound", (s) => sounds.push(s));
     c.announce({ mediaId: reply.url(path), text: "" });
     await reply.fetched;
@@ -667,23 +667,27 @@ describe("media player start rule", () => {
     reply.write(Buffer.alloc(1024));
     await until(() => sounds.length === 1);
     expect(sounds[0]!.receivedBytes).toBeGreaterThanOrEqual(needed);
+    expect(sounds[0]!.heldByDecoder).toBe(header.length + 24 * 1024);
     reply.end();
   });
 
-  it("MP3 (16 kHz, 128 kbps): the first sound after 1 s of decoded bytes ÷ 8 plus the first frame", async () => {
-    const audio = await mp3(2000);
-    const first = mp3Info(audio.subarray(0, 2000));
-    expect(first && "held" in first).toBe(true);
-    const held = (first as { held: number }).held;
-    const needed = held + 32000 / 8;
+  it("MP3 (16 kHz, 128 kbps): the paused decoder takes what fits its input and output first, then 1 s ÷ 8 must be in the ring", async () => {
+    const audio = await mp3(4000);
+    const frames = mp3Frames(audio);
+    expect(frames && "frames" in frames && frames.frames.every((f) => f.size === 576)).toBe(true);
     const { reply, sounds } = await announceAndStream("audio/mpeg", "/r");
-    reply.write(audio.subarray(0, needed - 300));
-    await new Promise((r) => setTimeout(r, 300));
-    expect(sounds).toEqual([]);
-    reply.write(audio.subarray(needed - 300, needed + 600));
+    // About twice real time: 1 KiB every 30 ms.
+    for (let at = 0; at < audio.length && sounds.length === 0; at += 1024) {
+      reply.write(audio.subarray(at, at + 1024));
+      await new Promise((r) => setTimeout(r, 30));
+    }
     await until(() => sounds.length === 1);
-    expect(sounds[0]!.receivedBytes).toBeGreaterThanOrEqual(needed);
-    reply.write(audio.subarray(needed + 600));
+    const first = sounds[0]!;
+    // The ring only keeps bytes once the decoder's input is full (24 KiB) or its paused output is:
+    // 18 frames of 1152 bytes leave less than the 4608 bytes a frame needs; 17 refills came before.
+    expect(first.heldByDecoder).toBeGreaterThanOrEqual(17 * 576);
+    expect(first.heldByDecoder).toBeLessThanOrEqual(24 * 1024 + 17 * 576);
+    expect(first.receivedBytes - first.heldByDecoder).toBeGreaterThanOrEqual(32000 / 8);
     reply.end();
   });
 
@@ -719,6 +723,8 @@ describe("media player start rule", () => {
     expect(fileTypeOf("audio/x-wav", "http://h/r.wav?t=1")).toBeNull();
     expect(fileTypeOf("audio/x-wav", "http://h/r.wav")).toBe("wav");
     expect(fileTypeOf(undefined, "http://h/r.flac")).toBe("flac");
+    expect(fileTypeOf("Audio/MPEG", "http://h/r")).toBe("mp3");
+    expect(fileTypeOf("audio/mpeg; charset=binary", "http://h/R.WAV")).toBe("wav");
     expect(wavInfo(Buffer.from("RIFF\0\0\0\0WAVE"))).toBeNull();
     expect(wavInfo(Buffer.from("RIFX\0\0\0\0WAVE"))).toEqual({ error: "not a WAV file" });
   });

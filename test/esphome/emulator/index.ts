@@ -51,6 +51,8 @@ export interface EmulatorOptions {
   wakeWords?: { id: string; wakeWord: string }[];
   /** A run streaming longer than this without STT_VAD_END is stopped (default 30 s). */
   maxListenMs?: number;
+  /** The media player's read timeout (default 5 s, `CONNECTION_TIMEOUT_MS` of audio_reader.cpp). */
+  readTimeoutMs?: number;
 }
 
 export interface OtherClient {
@@ -100,7 +102,11 @@ export async function startEmulatedDevice(o: EmulatorOptions = {}): Promise<Emul
   if (psk && psk.length !== 32) throw new Error("encryptionKey must be base64 of 32 bytes");
   const wakeWords = o.wakeWords ?? DEFAULT_WAKE_WORDS;
   const active = wakeWords.slice(0, 1).map((w) => w.id);
-  const va = new EmulatedVoiceAssistant(wakeWords[0]?.wakeWord ?? "", o.maxListenMs ?? 30_000);
+  const va = new EmulatedVoiceAssistant(
+    wakeWords[0]?.wakeWord ?? "",
+    o.maxListenMs ?? 30_000,
+    o.readTimeoutMs,
+  );
   const sockets = new Set<net.Socket>();
 
   const server = net.createServer((socket) => {

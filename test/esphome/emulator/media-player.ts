@@ -3,11 +3,16 @@
  * (`speaker/media_player/audio_pipeline.cpp`, `audio/audio_decoder.cpp`, `audio/audio_reader.cpp`):
  * - the reader fetches the url over HTTP; the file type comes from the exact Content-Type
  *   (`audio/wav`; `audio/mpeg`, `audio/mp3`, `mp3`; `audio/flac`, `audio/x-flac`), else from the url's
- *   ending, query string included; 5 s without data fails the reader, which drops what it buffered;
+ *   ending, query string included; 5 s without data fails the reader, which drops what it buffered
+ *   (`CONNECTION_TIMEOUT_MS`; one firmware version seen waits 6 × that before failing on a read that
+ *   times out: `readTimeoutMs` plays it);
  * - the decoder starts paused and begins output once the raw ring buffer holds
  *   `ms_to_bytes(INITIAL_BUFFER_MS = 1000)` of the decoded format (÷ 8 for MP3, capped at ¾ of the
- *   buffer) or the reader has finished. The paused decoder has already taken bytes out of the ring:
- *   a WAV's header and a full 24 KiB output transfer buffer, an MP3's first frame (DESIGN §11);
+ *   buffer) or the reader has finished. The paused decoder keeps working (`AudioDecoder::decode`: only
+ *   the output to the speaker is paused): each pass refills its 24 KiB input transfer buffer from the
+ *   ring and decodes into its 24 KiB output buffer until that has less room than one more step needs
+ *   (1 KiB for WAV, one 1152-sample stereo frame for MP3). What it took no longer counts as buffered:
+ *   see `PausedDecoder`;
  * - playback then runs at real time, stalling when the data runs out.
  * FLAC is recognised but not decoded here (the pipeline fails, as a decoder error would).
  */
@@ -19,12 +24,14 @@ export const READ_TIMEOUT_MS = 5000;
 export const TRANSFER_BUFFER_BYTES = 24 * 1024;
 export const PIPELINE_BUFFER_BYTES = 1_000_000;
 const TICK_MS = 10;
+/** The decoder's paused wait (`READ_WRITE_TIMEOUT_MS`). */
+const DECODER_PASS_MS = 20;
 
 export type FileType = "wav" | "mp3" | "flac";
 
-/** The reader's file-type rule. */
+/** The reader's file-type rule: the whole Content-Type compared without case, else the lower-cased url's ending. */
 export function fileTypeOf(contentType: string | undefined, url: string): FileType | null {
-  switch (contentType) {
+  switch (contentType?.toLowerCase()) {
     case "audio/wav":
       return "wav";
     case "audio/mpeg":
@@ -35,17 +42,18 @@ export function fileTypeOf(contentType: string | undefined, url: string): FileTy
     case "audio/x-flac":
       return "flac";
   }
-  if (url.endsWith(".wav")) return "wav";
-  if (url.endsWith(".mp3")) return "mp3";
-  if (url.endsWith(".flac")) return "flac";
+  const lower = url.toLowerCase();
+  if (lower.endsWith(".wav")) return "wav";
+  if (lower.endsWith(".mp3")) return "mp3";
+  if (lower.endsWith(".flac")) return "flac";
   return null;
 }
 
 interface StreamInfo {
   /** Bytes per second of the decoded format (rate × channels × 2). */
   bytesPerSecond: number;
-  /** Bytes the paused decoder holds out of the ring. */
-  held: number;
+  /** Where the audio data starts (WAV: after the header; MP3: the first frame). */
+  dataStart: number;
   /** ms of audio decodable from what has arrived. */
   decodableMs: number;
   /** Decoded PCM when WAV. */
@@ -73,7 +81,7 @@ export function wavInfo(b: Buffer): StreamInfo | { error: string } | null {
       const bytesPerSecond = rate * channels * 2;
       return {
         bytesPerSecond,
-        held: header + Math.min(TRANSFER_BUFFER_BYTES, pcmBytes),
+        dataStart: header,
         decodableMs: (pcmBytes / bytesPerSecond) * 1000,
         pcm: b.subarray(header),
       };
@@ -99,21 +107,29 @@ const MP3_RATES: Record<number, number[]> = {
   0: [11025, 12000, 8000],
 };
 
-/** MP3 (Layer III): frames parsed from their headers. null until the first frame is complete. */
-export function mp3Info(b: Buffer): StreamInfo | { error: string } | null {
+/** One MP3 frame: where it starts, its size, and the decoded bytes it gives. */
+export interface Mp3Frame {
+  at: number;
+  size: number;
+  pcmBytes: number;
+}
+
+/** MP3 (Layer III) frames parsed from their headers; an ID3v2 tag first is skipped. null until one frame is complete. */
+export function mp3Frames(
+  b: Buffer,
+): { frames: Mp3Frame[]; rate: number; channels: number } | { error: string } | null {
   let at = 0;
   if (b.length >= 10 && b.toString("ascii", 0, 3) === "ID3") {
     const size = ((b[6]! & 0x7f) << 21) | ((b[7]! & 0x7f) << 14) | ((b[8]! & 0x7f) << 7) | (b[9]! & 0x7f);
     at = 10 + size;
   }
-  let frames = 0;
-  let ms = 0;
-  let first = 0;
-  let bytesPerSecond = 0;
+  const frames: Mp3Frame[] = [];
+  let rate = 0;
+  let channels = 0;
   while (at + 4 <= b.length) {
     const h = b.readUInt32BE(at);
     if (h >>> 21 !== 0x7ff) {
-      if (frames === 0) return { error: "no MP3 frame sync" };
+      if (frames.length === 0) return { error: "no MP3 frame sync" };
       break;
     }
     const version = (h >>> 19) & 3;
@@ -121,23 +137,99 @@ export function mp3Info(b: Buffer): StreamInfo | { error: string } | null {
     const brIndex = (h >>> 12) & 15;
     const srIndex = (h >>> 10) & 3;
     const padding = (h >>> 9) & 1;
-    const mono = ((h >>> 6) & 3) === 3;
-    const rate = MP3_RATES[version]?.[srIndex];
+    const frameRate = MP3_RATES[version]?.[srIndex];
     const kbps = (version === 3 ? MP3_BITRATES.v1 : MP3_BITRATES.v2)[brIndex];
-    if (layer !== 1 || !rate || !kbps) return { error: "unsupported MP3 frame" };
-    const size = Math.floor(((version === 3 ? 144000 : 72000) * kbps) / rate) + padding;
+    if (layer !== 1 || !frameRate || !kbps) return { error: "unsupported MP3 frame" };
+    const size = Math.floor(((version === 3 ? 144000 : 72000) * kbps) / frameRate) + padding;
     if (at + size > b.length) break;
-    const samples = version === 3 ? 1152 : 576;
-    frames++;
-    ms += (samples / rate) * 1000;
-    if (frames === 1) {
-      first = at + size;
-      bytesPerSecond = rate * (mono ? 1 : 2) * 2;
-    }
+    rate = frameRate;
+    channels = ((h >>> 6) & 3) === 3 ? 1 : 2;
+    frames.push({ at, size, pcmBytes: (version === 3 ? 1152 : 576) * channels * 2 });
     at += size;
   }
-  if (frames === 0) return null;
-  return { bytesPerSecond, held: first, decodableMs: ms, pcm: null };
+  return frames.length ? { frames, rate, channels } : null;
+}
+
+/** MP3 stream info for playback: every complete frame is decodable. */
+export function mp3Info(b: Buffer): StreamInfo | { error: string } | null {
+  const parsed = mp3Frames(b);
+  if (!parsed || "error" in parsed) return parsed;
+  const bytesPerSecond = parsed.rate * parsed.channels * 2;
+  const pcm = parsed.frames.reduce((n, f) => n + f.pcmBytes, 0);
+  return {
+    bytesPerSecond,
+    dataStart: parsed.frames[0]!.at,
+    decodableMs: (pcm / bytesPerSecond) * 1000,
+    pcm: null,
+  };
+}
+
+/**
+ * The decode task before playback starts (`audio_pipeline.cpp` `decode_task`, `audio_decoder.cpp`):
+ * each `pass()` is one decoder pass while the output is paused: refill the input transfer buffer with
+ * what the ring has (up to 24 KiB), then one step: the WAV header, a WAV copy into the output, or one
+ * MP3 frame. Passes take nothing once the output buffer has less room than a step needs. What the
+ * start rule sees is `ringBytes`. Positions are offsets into the stream received so far.
+ */
+export class PausedDecoder {
+  /** Stream bytes moved from the ring into the input buffer. */
+  private pulled = 0;
+  /** Stream offset of the first input byte not yet decoded. */
+  private next = 0;
+  /** Decoded bytes waiting in the output buffer. */
+  output = 0;
+  bytesPerSecond = 0;
+  error: string | null = null;
+  private readonly required: number;
+
+  constructor(private readonly type: "wav" | "mp3") {
+    this.required = type === "wav" ? 1024 : 1152 * 2 * 2;
+  }
+
+  get hasStreamInfo(): boolean {
+    return this.bytesPerSecond > 0;
+  }
+
+  /** Bytes the decoder took out of the ring (its input buffer and what it decoded). */
+  get held(): number {
+    return this.pulled;
+  }
+
+  /** Bytes of `received` still in the ring: what the start rule counts. */
+  ringBytes(received: number): number {
+    return received - this.pulled;
+  }
+
+  pass(stream: Buffer): void {
+    if (this.error || TRANSFER_BUFFER_BYTES - this.output < this.required) return;
+    this.pulled += Math.min(TRANSFER_BUFFER_BYTES - (this.pulled - this.next), stream.length - this.pulled);
+    const input = stream.subarray(0, this.pulled);
+    if (this.type === "wav") {
+      if (!this.hasStreamInfo) {
+        const info = wavInfo(input);
+        if (info && "error" in info) this.error = info.error;
+        else if (info) {
+          this.next = info.dataStart;
+          this.bytesPerSecond = info.bytesPerSecond;
+        }
+        return;
+      }
+      const n = Math.min(this.pulled - this.next, TRANSFER_BUFFER_BYTES - this.output);
+      this.next += n;
+      this.output += n;
+      return;
+    }
+    const parsed = mp3Frames(input);
+    if (parsed && "error" in parsed) {
+      this.error = parsed.error;
+      return;
+    }
+    const frame = parsed?.frames.find((f) => f.at >= this.next);
+    if (!frame || !parsed) return;
+    this.next = frame.at + frame.size;
+    this.output += frame.pcmBytes;
+    if (!this.hasStreamInfo) this.bytesPerSecond = parsed.rate * parsed.channels * 2;
+  }
 }
 
 export interface PlaybackResult {
@@ -160,12 +252,16 @@ export interface MediaPlayerEvents {
   /** The announcement pipeline runs (the media player is ANNOUNCING) or has ended (IDLE). */
   state: ["announcing" | "idle"];
   /** The first sound of a stream, with how many bytes of it had arrived by then. */
-  sound: [{ url: string; at: number; receivedBytes: number; fileType: FileType }];
+  sound: [{ url: string; at: number; receivedBytes: number; heldByDecoder: number; fileType: FileType }];
 }
 
 /** One announcement at a time; a new `play` stops the current one. */
 export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
   private current: { stop: () => void } | null = null;
+
+  constructor(private readonly readTimeoutMs = READ_TIMEOUT_MS) {
+    super();
+  }
 
   get announcing(): boolean {
     return this.current !== null;
@@ -208,6 +304,7 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
         settled = true;
         if (readTimer) clearTimeout(readTimer);
         if (ticker) clearInterval(ticker);
+        if (decodeTask) clearInterval(decodeTask);
         req.destroy();
         this.current = null;
         const pcm = info?.pcm
@@ -217,28 +314,41 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
       };
       const armReadTimeout = (): void => {
         if (readTimer) clearTimeout(readTimer);
-        readTimer = setTimeout(() => finish("read timeout"), READ_TIMEOUT_MS);
+        readTimer = setTimeout(() => finish("read timeout"), this.readTimeoutMs);
       };
+      let decoder: PausedDecoder | null = null;
+      let passes = 0;
+      let decodeTask: NodeJS.Timeout | null = null;
       const update = (): void => {
         if (!fileType || fileType === "flac") return;
         const parsed = fileType === "wav" ? wavInfo(received) : mp3Info(received);
         if (parsed && "error" in parsed) return finish(parsed.error);
         info = parsed;
-        if (firstSoundAt !== null || !info) {
-          if (firstSoundAt === null && readerDone && !info) finish("no audio in the stream");
-          return;
-        }
+      };
+      /** One decode-task turn: a WAV pass returns at once; MP3 passes run two per 60 ms. */
+      const decodeTurn = (): void => {
+        if (!decoder || firstSoundAt !== null || settled) return;
+        passes++;
+        if (fileType === "wav" || passes % 3 !== 0) decoder.pass(received);
+        if (decoder.error) return finish(decoder.error);
+        if (!info || (!decoder.hasStreamInfo && !readerDone)) return;
         let initial = Math.min(
-          info.bytesPerSecond * (INITIAL_BUFFER_MS / 1000),
+          decoder.bytesPerSecond * (INITIAL_BUFFER_MS / 1000),
           (PIPELINE_BUFFER_BYTES * 3) / 4,
         );
         if (fileType === "mp3") initial = Math.floor(initial / 8);
-        if (readerDone || received.length - info.held >= initial) {
-          firstSoundAt = performance.now();
-          lastTick = firstSoundAt;
-          this.emit("sound", { url, at: firstSoundAt, receivedBytes: received.length, fileType });
-          ticker = setInterval(tick, TICK_MS);
-        }
+        if (!readerDone && decoder.ringBytes(received.length) < initial) return;
+        firstSoundAt = performance.now();
+        lastTick = firstSoundAt;
+        if (decodeTask) clearInterval(decodeTask);
+        this.emit("sound", {
+          url,
+          at: firstSoundAt,
+          receivedBytes: received.length,
+          heldByDecoder: decoder.held,
+          fileType: fileType as FileType,
+        });
+        ticker = setInterval(tick, TICK_MS);
       };
       const tick = (): void => {
         const now = performance.now();
@@ -250,10 +360,13 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
 
       const req = http.get(url, (res) => {
         contentType = res.headers["content-type"] ?? null;
-        if (res.statusCode !== 200) return finish(`HTTP ${res.statusCode ?? 0}`);
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 308) return finish(`HTTP ${status}`);
         fileType = fileTypeOf(res.headers["content-type"], url);
         if (!fileType) return finish("unknown file type");
         if (fileType === "flac") return finish("the emulator does not decode FLAC");
+        decoder = new PausedDecoder(fileType);
+        decodeTask = setInterval(decodeTurn, DECODER_PASS_MS);
         armReadTimeout();
         res.on("data", (d: Buffer) => {
           chunks.push(d);
@@ -265,7 +378,8 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
           readerDone = true;
           if (readTimer) clearTimeout(readTimer);
           update();
-          if (firstSoundAt === null && !settled) finish("no audio in the stream");
+          if (!info && !settled) finish("no audio in the stream");
+          else decodeTurn();
         });
         res.on("error", () => finish("the stream broke"));
       });

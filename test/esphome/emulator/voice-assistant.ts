@@ -96,7 +96,7 @@ export class EmulatedVoiceAssistant {
   readonly events: RecordedEvent[] = [];
   readonly timerEvents: TimerRecord[] = [];
   readonly announcements: { mediaId: string; text: string; record: RunRecord }[] = [];
-  readonly media = new EmulatedMediaPlayer();
+  readonly media: EmulatedMediaPlayer;
 
   private conversationId = "";
   private conversationTimer: NodeJS.Timeout | null = null;
@@ -115,7 +115,9 @@ export class EmulatedVoiceAssistant {
   constructor(
     private readonly wakeWord: string,
     private readonly maxListenMs: number,
+    readTimeoutMs?: number,
   ) {
+    this.media = new EmulatedMediaPlayer(readTimeoutMs);
     this.media.on("state", (s) => {
       if (s === "announcing" && this.mpState === "URL_SENT") this.mpState = "PLAYING";
       else if (s === "idle" && this.mpState === "PLAYING") this.mpState = "FINISHED";
