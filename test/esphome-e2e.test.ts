@@ -8,23 +8,10 @@ import { VoiceEvent } from "../src/esphome/api/index.js";
 import { LINUX_VOICE_ASSISTANT_FLAGS } from "./esphome/emulator/index.js";
 import { metricValue } from "./fake-realtime/helpers.js";
 import { tone } from "./fake-realtime/server.js";
-import { startHarness, utterance, type Harness } from "./esphome-helpers.js";
+import { FULL_RUN, startHarness, utterance, type Harness } from "./esphome-helpers.js";
 
 const KEY = Buffer.alloc(32, 7).toString("base64");
 const E = VoiceEvent;
-const FULL_RUN = [
-  E.RUN_START,
-  E.STT_START,
-  E.STT_VAD_START,
-  E.STT_VAD_END,
-  E.STT_END,
-  E.INTENT_START,
-  E.INTENT_PROGRESS,
-  E.INTENT_END,
-  E.TTS_START,
-  E.TTS_END,
-  E.RUN_END,
-];
 
 let h: Harness | undefined;
 afterEach(async () => {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp, type App } from "../src/app.js";
 import { parseWav } from "../src/audio/wav.js";
+import { VoiceEvent } from "../src/esphome/api/index.js";
 import { ConfigSchema, type ConfigInput } from "../src/config/model.js";
 import type { EsphomeDeviceView } from "../src/esphome/admin.js";
 import type { EsphomeRuntimeOverrides } from "../src/esphome/runtime.js";
@@ -20,6 +21,21 @@ import {
 } from "./fake-realtime/server.js";
 
 const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
+
+/** A whole answered run's voice events, in Home Assistant's order. */
+export const FULL_RUN = [
+  VoiceEvent.RUN_START,
+  VoiceEvent.STT_START,
+  VoiceEvent.STT_VAD_START,
+  VoiceEvent.STT_VAD_END,
+  VoiceEvent.STT_END,
+  VoiceEvent.INTENT_START,
+  VoiceEvent.INTENT_PROGRESS,
+  VoiceEvent.INTENT_END,
+  VoiceEvent.TTS_START,
+  VoiceEvent.TTS_END,
+  VoiceEvent.RUN_END,
+];
 
 /** A fixture WAV's PCM16 samples as bytes (the emulator's microphone takes 16 kHz). */
 export async function fixturePcm(name: string): Promise<Buffer> {

@@ -15,6 +15,17 @@ afterEach(async () => {
   h = undefined;
 });
 
+/** The function call output the service sent upstream in the conversation that heard the device. */
+function functionOutput(hh: Harness): string | undefined {
+  const conn = hh.fake.connections.find((c) =>
+    c.received.some((e) => e.type === "input_audio_buffer.append"),
+  );
+  const output = conn?.received.find(
+    (e) => e.type === "conversation.item.create" && e.item.type === "function_call_output",
+  ) as { item: { output: string } } | undefined;
+  return output?.item.output;
+}
+
 async function takenOver(o: Parameters<typeof startHarness>[0]): Promise<Harness> {
   h = await startHarness({ entries: [{ take_over: true }], ...o });
   await h.waitDevice(h.devices[0]!.name, (d) => d.owner === "openvoice");
@@ -37,13 +48,7 @@ describe("ESPHome tools, approvals and announcements", () => {
     expect(types).not.toContain(E.ERROR);
     expect(types.slice(-4)).toEqual([E.INTENT_END, E.TTS_START, E.TTS_END, E.RUN_END]);
     expect(run.replyBytes.length).toBeGreaterThan(0);
-    const conn = hh.fake.connections.find((c) =>
-      c.received.some((e) => e.type === "input_audio_buffer.append"),
-    )!;
-    const output = conn.received.find(
-      (e) => e.type === "conversation.item.create" && e.item.type === "function_call_output",
-    ) as { item: { output: string } } | undefined;
-    expect(output?.item.output).toContain("slept 6000 ms");
+    expect(functionOutput(hh)).toContain("slept 6000 ms");
   });
 
   it("an approval waits in the UI; approved there, the tool runs and the answer plays", async () => {
@@ -70,13 +75,7 @@ describe("ESPHome tools, approvals and announcements", () => {
     const run = await running;
     expect(run.error).toBeNull();
     expect(run.events.map((e) => e.type)).toContain(E.TTS_END);
-    const conn = hh.fake.connections.find((c) =>
-      c.received.some((e) => e.type === "input_audio_buffer.append"),
-    )!;
-    const output = conn.received.find(
-      (e) => e.type === "conversation.item.create" && e.item.type === "function_call_output",
-    ) as { item: { output: string } } | undefined;
-    expect(output?.item.output).toContain("lights on");
+    expect(functionOutput(hh)).toContain("lights on");
   });
 
   it("timers: the model starts one with the device's tool, the device gets STARTED, then FINISHED", async () => {
@@ -88,7 +87,9 @@ describe("ESPHome tools, approvals and announcements", () => {
     expect(dev.timerEvents[0]).toMatchObject({ type: 0, name: "tea", totalSeconds: 2, isActive: true });
     await expect.poll(() => dev.timerEvents.map((e) => e.type), { timeout: 5000 }).toEqual([0, 3]);
     // The timer tools were offered to this conversation, and the call needed no approval.
-    const conn = hh.fake.connections.find((c) => c.received.some((e) => e.type === "input_audio_buffer.append"))!;
+    const conn = hh.fake.connections.find((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
     const offered = conn.received
       .flatMap((e) => (e.type === "session.update" && "tools" in e.session ? (e.session.tools ?? []) : []))
       .map((t) => ("name" in t ? t.name : ""));

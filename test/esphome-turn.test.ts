@@ -32,6 +32,7 @@ import {
   metricValue,
   silentLogger,
 } from "./fake-realtime/helpers.js";
+import { FULL_RUN } from "./esphome-helpers.js";
 
 const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
 
@@ -154,7 +155,7 @@ async function setup(
   await http.listen({ host: "127.0.0.1", port: 0 });
   base = `http://127.0.0.1:${(http.server.address() as { port: number }).port}`;
   const device = new RecordingDevice();
-  host = new VoiceHost("voice-test", device as never, {
+  host = new VoiceHost("voice-test", device, {
     conversations: engine,
     speech: engine,
     streams,
@@ -174,19 +175,6 @@ const silence16k = (ms: number): Buffer => Buffer.alloc(Math.round(16 * ms) * 2)
 
 const typesOf = (events: SentEvent[]): number[] => events.map((e) => e.type);
 const E = VoiceEvent;
-const FULL_RUN = [
-  E.RUN_START,
-  E.STT_START,
-  E.STT_VAD_START,
-  E.STT_VAD_END,
-  E.STT_END,
-  E.INTENT_START,
-  E.INTENT_PROGRESS,
-  E.INTENT_END,
-  E.TTS_START,
-  E.TTS_END,
-  E.RUN_END,
-];
 
 async function runEnd(device: RecordingDevice, count = 1): Promise<void> {
   await expect

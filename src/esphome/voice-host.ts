@@ -9,7 +9,13 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { ConversationOptions, SpeechSource } from "../realtime/conversation.js";
 import { subscribe } from "../subscribe.js";
-import { VoiceEvent, VoiceFeature, type DeviceConnection, type VoiceRequest } from "./api/index.js";
+import {
+  VoiceEvent,
+  VoiceFeature,
+  type DeviceConnection,
+  type DeviceConnectionEvents,
+  type VoiceRequest,
+} from "./api/index.js";
 import { startRuleMs } from "./playhead.js";
 import { DeviceTimers, DeviceTimerTools } from "./timers.js";
 import type { ReplyFormat } from "./reply-stream.js";
@@ -82,9 +88,9 @@ export class VoiceHost {
       const timers = new DeviceTimers({ onEvent: (e) => conn.sendTimerEvent(e) });
       this.#timers = { timers, tools: new DeviceTimerTools(timers) };
     }
-    this.#detach = subscribe(conn, {
-      "voice.request": (r) => this.#onRequest(r),
-      "voice.audio": ({ pcm }) => this.#turn?.audio(pcm),
+    this.#detach = subscribe<DeviceConnectionEvents>(conn, {
+      "voice.request": (r: VoiceRequest) => this.#onRequest(r),
+      "voice.audio": ({ pcm }: { pcm: Buffer }) => this.#turn?.audio(pcm),
       "voice.announce_finished": () => this.#onAnnounceFinished(),
     });
   }

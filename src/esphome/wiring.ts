@@ -4,6 +4,7 @@
  * the device manager, the API client and the turn load with a dynamic import once the service listens,
  * so start-up stays lean. Everything is closed with the app.
  */
+import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { App } from "../app.js";
 import { API_ERRORS, apiErrorBody } from "../errors.js";
@@ -93,7 +94,7 @@ const AnnounceBody = z.object({ text: z.string().trim().min(1).max(2000) }).stri
  * the same as the ingress route, authorised by the shared satellite token (`Authorization: Bearer`).
  */
 function announceRoute(admin: () => EsphomeAdmin | null, auth: SatelliteAuth) {
-  return (instance: import("fastify").FastifyInstance, _o: unknown, done: () => void): void => {
+  return (instance: FastifyInstance, _o: unknown, done: () => void): void => {
     instance.post("/api/esphome/:name/announce", async (req, reply) => {
       const token = bearerToken(req.headers.authorization);
       if (token === undefined || auth.verify(token)?.kind !== "shared")
