@@ -28,6 +28,8 @@ const TOKEN_RE = /^([0-9a-f]{32})\.(mp3|wav)$/;
 const BYTES_PER_MS = (REPLY_SAMPLE_RATE * 2) / 1000;
 /** How often what the device has taken is sampled while its connection is open. */
 const PROGRESS_SAMPLE_MS = 50;
+/** The most keep-alive silence written at once. */
+const MAX_SILENCE_MS = 5000;
 
 /**
  * Why a stream is over. `expired`: never fetched in time; `closed_early`: the device hung up first;
@@ -289,7 +291,8 @@ class Stream implements ReplyStream {
     this.#keepAlive = setInterval(() => {
       const gap = performance.now() - this.#lastWriteAt;
       if (gap < this.#keepAliveMs) return;
-      const samples = Math.round((Math.min(gap, 2 * this.#keepAliveMs) * REPLY_SAMPLE_RATE) / 1000);
+      // As long as the gap, so the device's buffer neither drains nor grows; a stalled process is capped.
+      const samples = Math.round((Math.min(gap, MAX_SILENCE_MS) * REPLY_SAMPLE_RATE) / 1000);
       this.#writePcm(Buffer.alloc(samples * 2));
     }, this.#keepAliveMs / 2);
     this.#keepAlive.unref();

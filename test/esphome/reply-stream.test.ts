@@ -193,10 +193,10 @@ describe("ReplyStreams", () => {
     held.hold(false);
     held.end();
     const frames = mp3Frames(await a.body);
-    expect(frames.length * 576).toBeGreaterThan(6 * 24_000); // silence filled the wait
+    expect(frames.length * 576).toBeGreaterThan(5 * 24_000); // silence filled the wait
     const gaps = a.chunks.slice(1).map((c, i) => c.at - a.chunks[i]!.at);
     expect(Math.max(...gaps)).toBeLessThan(5000);
-    expect(held.writtenMs).toBeGreaterThan(6000);
+    expect(held.writtenMs).toBeGreaterThan(5000);
   }, 20_000);
 
   it("sees the device close the stream early (the stop word) and reports what it took", async () => {
@@ -225,8 +225,8 @@ describe("ReplyStreams", () => {
     f.abort(); // the stop word
     await s.closedEarly;
     expect(s.writtenMs).toBe(180_000);
-    expect(s.servedMs).toBe(before);
-    expect(s.servedMs).toBeLessThan(90_000);
+    expect(s.servedMs).toBeGreaterThanOrEqual(before);
+    expect(s.servedMs).toBeLessThan(90_000); // not the 180 s Node still held when the device hung up
   });
 
   it("servedMs follows what was handed to the device, in written time, for MP3 too", async () => {
