@@ -17,7 +17,9 @@ import {
   type VoiceRequest,
 } from "../src/esphome/api/index.js";
 import { ReplyStreams, type ReplyFormat } from "../src/esphome/reply-stream.js";
+import { VoiceTurn } from "../src/esphome/turn.js";
 import { VoiceHost } from "../src/esphome/voice-host.js";
+import type { ConversationEvents, TurnEvents } from "../src/realtime/conversation.js";
 import { RealtimeEngine } from "../src/realtime/engine.js";
 import {
   startFakeRealtime,
@@ -53,6 +55,8 @@ class RecordingDevice extends EventEmitter<DeviceConnectionEvents> {
   };
   readonly events: SentEvent[] = [];
   readonly responses: unknown[] = [];
+  /** When each piece of the reply arrived (performance.now()). */
+  readonly chunkTimes: number[] = [];
   reply: Promise<{ contentType: string | null; bytes: Buffer }> | null = null;
   /** Abort the reply download after this many bytes (the stop word). */
   stopAfterBytes: number | null = null;
@@ -104,6 +108,7 @@ class RecordingDevice extends EventEmitter<DeviceConnectionEvents> {
         const { done, value } = await reader.read();
         if (done) break;
         chunks.push(Buffer.from(value));
+        this.chunkTimes.push(performance.now());
         n += value.length;
         if (this.stopAfterBytes !== null && n >= this.stopAfterBytes) {
           ac.abort();
@@ -272,5 +277,68 @@ describe("ESPHome voice run", () => {
     const err = device.events[2]!.data;
     expect(err.code).toBe("upstream_unavailable");
     expect(err.message).toMatch(/quota/i);
+  });
+});
+
+/** A conversation driven by the test: it emits the upstream's events and records the turn's commands. */
+class ScriptedConversation extends EventEmitter<ConversationEvents> {
+  readonly id = "scripted";
+  readonly turns = new EventEmitter<TurnEvents>();
+  readonly appended: Buffer[] = [];
+  appendAudio(pcm: Buffer): void {
+    this.appended.push(pcm);
+  }
+  commitAndRespond(): void {}
+  cancelResponse(): void {}
+  interrupt(): void {}
+  end(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+describe("ESPHome voice run with a scripted upstream", () => {
+  it("a tool that runs 6 s after the reply began: the stream stays alive (no gap near the device's 5 s read timeout)", async () => {
+    const logger = silentLogger();
+    const streams = new ReplyStreams({ baseUrl: () => base, logger });
+    http = Fastify();
+    await http.register(streams.plugin);
+    await http.listen({ host: "127.0.0.1", port: 0 });
+    const base = `http://127.0.0.1:${(http.server.address() as { port: number }).port}`;
+    const device = new RecordingDevice();
+    const conv = new ScriptedConversation();
+    const turn = new VoiceTurn({
+      device,
+      conversation: Promise.resolve(conv),
+      conversationId: "c1",
+      stream: streams.open({ device: "voice-test", format: "wav" }),
+      startRuleMs: 1500,
+      logger,
+    });
+    turn.start();
+    await new Promise((r) => setImmediate(r));
+    conv.emit("speech.started");
+    conv.emit("speech.stopped");
+    conv.emit("transcript", { role: "user", text: "how warm is it", final: true });
+    conv.emit("response.start", { id: "r1" });
+    conv.emit("audio", { responseId: "r1", itemId: "i1", pcm: tone(300) });
+    // The device starts fetching; record when each piece of the stream arrives.
+    await expect.poll(() => device.reply !== null).toBe(true);
+    conv.emit("response.end", { id: "r1", reason: "done" });
+    conv.emit("tool", { name: "weather", server: "toy", status: "started" });
+    await new Promise((r) => setTimeout(r, 6000));
+    conv.emit("tool", { name: "weather", server: "toy", status: "completed" });
+    conv.emit("response.start", { id: "r2" });
+    conv.emit("audio", { responseId: "r2", itemId: "i2", pcm: tone(300) });
+    conv.emit("transcript", { role: "assistant", text: "It is 21 degrees.", final: true });
+    conv.emit("response.end", { id: "r2", reason: "done" });
+    conv.turns.emit("idle");
+    const result = await turn.done;
+    expect(result.outcome).toBe("answered");
+    const got = await device.reply!;
+    // 300 ms + about 6 s of keep-alive silence + 300 ms: the device was fed all along, never near its 5 s limit.
+    expect((got.bytes.length - 44) / 48).toBeGreaterThan(600 + 4000);
+    const gaps = device.chunkTimes.slice(1).map((t, i) => t - device.chunkTimes[i]!);
+    expect(Math.max(...gaps)).toBeLessThan(2500);
+    expect(typesOf(device.events)).toEqual(FULL_RUN);
   });
 });
