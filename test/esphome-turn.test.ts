@@ -266,6 +266,27 @@ describe("ESPHome voice run", () => {
     expect(truncate.audio_end_ms).toBeLessThan(1200);
   });
 
+  it("the device ends the run itself (start: false, e.g. voice_assistant.stop): no event follows, the reply is cut upstream", async () => {
+    const { device, fake, metrics } = await setup({ replyAudio: tone(6000), audioSpeed: 1, chunkMs: 100 });
+    device.wake();
+    device.speak(await speech());
+    device.speak(silence16k(1500));
+    await expect.poll(() => device.reply !== null, { timeout: 10_000 }).toBe(true);
+    const sentBefore = device.events.length;
+    device.emit("voice.request", {
+      start: false,
+      conversationId: "",
+      flags: 0,
+      audioSettings: { noiseSuppressionLevel: 0, autoGain: 0, volumeMultiplier: 1 },
+      wakeWordPhrase: "",
+    });
+    const conn = fake.connections[0]!;
+    await conn.waitFor("conversation.item.truncate");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(device.events.length).toBe(sentBefore); // no TTS_END (DESIGN §11's trap), no RUN_END
+    expect(await metricValue(metrics, "openvoice_esphome_turns_total", { outcome: "aborted" })).toBe(1);
+  });
+
   it("a conversation that cannot start ends the run with ERROR carrying the engine's code and words, then RUN_END", async () => {
     const { device } = await setup({
       refuseSession: () => ({ code: "insufficient_quota", message: "You exceeded your current quota" }),
