@@ -63,6 +63,8 @@ const LOW_CARDINALITY_LABELS = new Set([
   "program",
   "stage",
   "dialect",
+  // ESPHome voice devices: the configured or discovered ones, a handful per home.
+  "device",
 ]);
 
 type Labels = Record<string, string | number>;

@@ -9,7 +9,7 @@ import type { ApprovalDecision, ApprovalRequest } from "../approvals/queue.js";
 import type { RequireApproval } from "../config/model.js";
 import type { RoutedTool, ToolProvider } from "../mcp/types.js";
 import type { Metrics } from "../metrics.js";
-import type { ConversationEvents } from "./conversation.js";
+import type { ConversationEvents, ConversationTools } from "./conversation.js";
 
 /** A client function call that finished after its session closed under it (upstream drop). */
 export interface OrphanedCallOutput {
@@ -21,7 +21,7 @@ export interface OrphanedCallOutput {
 
 export interface FunctionCallDeps {
   readonly tools: ToolProvider;
-  /** The function tools the session offers now. */
+  /** The catalog's function tools for this session now (the conversation's own come on top). */
   readonly functionTools: () => readonly RoutedTool[];
   readonly policyOf: (server: string) => RequireApproval;
   readonly ask: (req: Omit<ApprovalRequest, "satelliteId">) => Promise<ApprovalDecision>;
@@ -44,6 +44,7 @@ export class FunctionCalls {
   #inFlight = 0;
   /** Bumped by `newTurn`: a call of an abandoned turn hands its output over without asking for an answer. */
   #turnEpoch = 0;
+  #own: ConversationTools | null = null;
 
   constructor(deps: FunctionCallDeps) {
     this.#d = deps;
@@ -52,6 +53,22 @@ export class FunctionCalls {
   /** Calls running now. */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** Sets the conversation's own tools (`ConversationOptions.tools`); true when they changed. */
+  setOwn(tools: ConversationTools | null): boolean {
+    if (this.#own === tools) return false;
+    this.#own = tools;
+    return true;
+  }
+
+  /** The function tools offered: the catalog's, and the conversation's own over any of the same name. */
+  offered(): readonly RoutedTool[] {
+    const base = this.#d.functionTools();
+    const own = this.#own?.tools() ?? [];
+    if (own.length === 0) return base;
+    const names = new Set(own.map((t) => t.name));
+    return [...base.filter((t) => !names.has(t.name)), ...own];
   }
 
   /** The listener abandoned its turn: calls running now add their output but ask for no answer. */
@@ -93,10 +110,12 @@ export class FunctionCalls {
 
   /** The call's output (a denial or an error as JSON the model can read). */
   async #call(name: string, args: string): Promise<string> {
-    const routed = this.#d.functionTools().find((t) => t.name === name);
+    const routed = this.offered().find((t) => t.name === name);
     const server = routed?.server ?? "unknown";
     const tool = routed?.tool ?? name;
-    if (routed && evaluatePolicy(this.#d.policyOf(server), tool) === "ask") {
+    // The conversation's own tools run without an approval.
+    const own = this.#own?.tools().some((t) => t.name === name) === true ? this.#own : null;
+    if (routed && !own && evaluatePolicy(this.#d.policyOf(server), tool) === "ask") {
       const d = await this.#d.ask({ server, tool, arguments: args, mode: "client" });
       if (!d.approve) {
         this.#d.metrics.toolCalls.inc({ server, tool, mode: "client", outcome: "denied" });
@@ -113,7 +132,9 @@ export class FunctionCalls {
     this.#abort.signal.addEventListener("abort", forward, { once: true });
     let outcome;
     try {
-      outcome = await this.#d.tools.callTool(name, args, { signal: call.signal });
+      outcome = own
+        ? await own.callTool(name, args)
+        : await this.#d.tools.callTool(name, args, { signal: call.signal });
     } finally {
       this.#abort.signal.removeEventListener("abort", forward);
     }

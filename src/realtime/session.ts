@@ -16,7 +16,7 @@ import type { UsageSink } from "../cost/meter.js";
 import type { Logger } from "../log.js";
 import type { RoutedTool, ToolProvider } from "../mcp/types.js";
 import type { Metrics } from "../metrics.js";
-import type { ConversationEvents, SpeechOptions, TurnEvents } from "./conversation.js";
+import type { ConversationEvents, ConversationTools, SpeechOptions, TurnEvents } from "./conversation.js";
 import { errorCode, matchError } from "./error-match.js";
 import type { HandledEvent, ServerEventOf } from "./events.js";
 import { FunctionCalls, type OrphanedCallOutput } from "./function-calls.js";
@@ -164,7 +164,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
     const ask = this.#approvals.ask.bind(this.#approvals);
     this.#calls = new FunctionCalls({
       tools: opts.tools,
-      functionTools: () => this.#functionTools(),
+      functionTools: () => opts.catalog.functionTools(this.#listing.failedOver),
       policyOf,
       ask,
       metrics: opts.metrics,
@@ -225,6 +225,11 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   /** List-tools state per native server of this session. */
   nativeStates(): ReadonlyMap<string, NativeListState> {
     return this.#listing.states();
+  }
+
+  /** The conversation's own tools (`ConversationOptions.tools`); setting them re-sends the tool list. */
+  set conversationTools(tools: ConversationTools | null) {
+    if (this.#calls.setOwn(tools)) this.refreshTools();
   }
 
   get isIdle(): boolean {
@@ -400,7 +405,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #functionTools(): readonly RoutedTool[] {
-    return this.#o.catalog.functionTools(this.#listing.failedOver);
+    return this.#calls.offered();
   }
 
   /** Emits a conversation `error` only to a listener: an unheard `"error"` would throw. */
