@@ -112,4 +112,25 @@ describe("FunctionCalls", () => {
     expect(signal?.aborted).toBe(true);
     expect(JSON.parse(outputOf(sent)[0] ?? "")).toEqual({ error: "internal", message: "boom" });
   });
+  it("the conversation's own tools: offered over a catalog tool of the same name, run without approval", async () => {
+    const { calls, provider, sent, st } = rig({ policy: "always" });
+    const ownCalls: string[] = [];
+    const own = {
+      tools: () => [tool("device", "HassTurnOn")],
+      callTool: (name: string, args: string) => {
+        ownCalls.push(`${name} ${args}`);
+        return Promise.resolve({ ok: true, output: "timer set", outcome: "success" as const, durationMs: 0 });
+      },
+    };
+    expect(calls.setOwn(own)).toBe(true);
+    expect(calls.setOwn(own)).toBe(false);
+    expect(calls.offered().map((t) => t.server)).toEqual(["device"]);
+    await calls.run("call_1", "HassTurnOn", "{}");
+    expect(st.asked).toBe(0);
+    expect(provider.calls).toEqual([]);
+    expect(ownCalls).toEqual(["HassTurnOn {}"]);
+    expect(outputOf(sent)).toEqual(["timer set"]);
+    expect(calls.setOwn(null)).toBe(true);
+    expect(calls.offered().map((t) => t.server)).toEqual(["ha"]);
+  });
 });
