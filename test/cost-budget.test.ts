@@ -193,6 +193,27 @@ describe("a daily budget", () => {
   });
 });
 
+describe("a daily budget crossed by one device", () => {
+  it("ends the other devices' running conversations without another answer", async () => {
+    // One turn here costs between $0.002 and $0.004 (see the first test): the second crosses $0.005.
+    const s = await start({ daily_budget_usd: 0.005 });
+    const office = await v1(s, "office");
+    await turn(office);
+    const afterAnswer = office.frames.length;
+    expect((await costOf(s)).blocked).toBe(false);
+    // The office's conversation stays open (idle, between turns) while the kitchen spends the rest.
+    expect(s.service.engine.status().conversations).toBe(1);
+    const kitchen = await v1(s, "kitchen");
+    await turn(kitchen);
+    expect((await costOf(s)).blocked).toBe(true);
+    await ended(s);
+    const answers = fake!.connections.flatMap((c) => c.received).filter((e) => e.type === "response.create");
+    expect(answers).toHaveLength(2);
+    // The office's device was told: its conversation is over (back to idle).
+    await office.waitFor((f) => f.json?.type === "state" && f.json.value === "idle", 5000, afterAnswer);
+  });
+});
+
 describe("a device budget", () => {
   it("blocks one device while another talks", async () => {
     const s = await start({ device_daily_budget_usd: 0.002 });
