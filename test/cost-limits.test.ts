@@ -120,6 +120,16 @@ describe("Wyoming attribution", () => {
       wyoming: { port: 0 },
       log_level: "warning",
     });
+    // No budget configured: the budget series are there anyway (at 0), so dashboards find them.
+    const satellitePort = (svc.app.satellite.server.address() as { port: number }).port;
+    const scraped = await (await fetch(`http://127.0.0.1:${satellitePort}/metrics`)).text();
+    for (const line of [
+      "openvoice_budget_usd 0",
+      "openvoice_budget_spent_ratio 0",
+      "openvoice_budget_warn 0",
+    ])
+      expect(scraped.split("\n")).toContain(line);
+    expect(scraped).toContain("# TYPE openvoice_cost_usd_total counter");
     const port = svc.service.wyoming!.port!;
     const stt = await haSttConcurrent(port, {
       chunks: chunkPcm(Buffer.concat([tonePcm(600, 16000), Buffer.alloc(16 * 1200 * 2)])),
