@@ -22,7 +22,7 @@ import {
   silentLogger,
 } from "./fake-realtime/helpers.js";
 import { startInProcess, type InProcessService } from "./reliability/harness.js";
-import { haHandle, haSttConcurrent, chunkPcm } from "./wyoming-client.js";
+import { haHandle, haSttConcurrent, haSttLegacy, chunkPcm } from "./wyoming-client.js";
 import { tonePcm } from "./satellite-helpers.js";
 
 let fake: FakeRealtimeServer | undefined;
@@ -84,6 +84,28 @@ describe("a turn with no speech", () => {
     expect((await rec2.waitFor("response.end")).reason).toBe("done");
     expect(conn2.received.filter((e) => e.type === "response.create")).toHaveLength(1);
     await spoken.end("done");
+  });
+});
+
+describe("a Wyoming speech-to-text call with no speech", () => {
+  it("commits nothing: an empty transcript, so no transcription and no answer are paid for", async () => {
+    fake = await startFakeRealtime({ audioSpeed: 20, replyAudio: tone(300) });
+    svc = await startInProcess({
+      openai: { api_key: "sk-test", base_url: fake.url, pool_size: 0 },
+      listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
+      wyoming: { port: 0 },
+      log_level: "warning",
+    });
+    const port = svc.service.wyoming!.port!;
+    // A false wake: a second of a quiet room, then Home Assistant's audio-stop.
+    const quiet = await haSttLegacy(port, { chunks: chunkPcm(Buffer.alloc(16 * 1000 * 2)) });
+    expect(quiet.text).toBe("");
+    const received = fake.connections.flatMap((c) => c.received);
+    expect(received.filter((e) => e.type === "input_audio_buffer.commit")).toEqual([]);
+    expect(received.filter((e) => e.type === "response.create")).toEqual([]);
+    // Speech is still transcribed on audio-stop.
+    const spoken = await haSttLegacy(port, { chunks: chunkPcm(tonePcm(600, 16000)) });
+    expect(spoken.text).toBe("turn on the kitchen light");
   });
 });
 
