@@ -119,6 +119,12 @@ describe("a daily budget", () => {
     await ended(s);
 
     const cost = await costOf(s);
+    // The documented shape: today's date (local), the currency, spend against the budget, per device.
+    expect(cost).toMatchObject({
+      day: new Date().toISOString().slice(0, 10), // the harness runs with TZ unset: UTC
+      currency: "USD",
+      budget_usd: 0.002,
+    });
     expect(cost.blocked).toBe(true);
     expect(cost.warn).toBe(true);
     expect(cost.spent_usd).toBeGreaterThanOrEqual(0.002);
