@@ -308,10 +308,14 @@ export class CostMeter {
     this.#warnOnce(`${day}:all`, all, "all devices");
     this.#warnOnce(`${day}:${deviceKey(device)}`, one, `device ${device.id}`);
     if (!all.blocked && !one.blocked) return;
-    // Every running conversation the used-up budget covers: all of them, or the device's.
+    account.onBlocked?.();
+    // The other running conversations the used-up budget covers: all of them, or the device's. Wyoming
+    // calls are left alone: each conversation call is admitted on its own (`attribute`), and ending one
+    // from outside would cut a speech-to-text call short with a wrong error.
     const key = deviceKey(device);
-    for (const a of new Set([account, ...this.#watched]))
-      if (a === account || all.blocked || deviceKey(a.device) === key) a.onBlocked?.();
+    for (const a of this.#watched)
+      if (a !== account && a.device.route !== "wyoming" && (all.blocked || deviceKey(a.device) === key))
+        a.onBlocked?.();
   }
 
   #warnOnce(key: string, v: BudgetView, who: string): void {
