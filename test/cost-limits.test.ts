@@ -63,6 +63,17 @@ async function setup(maxConversationMs = 0) {
   return { fake, engine, cost };
 }
 
+/** The whole service in this process, Wyoming on, no budget, against the fake upstream. */
+async function startService(): Promise<InProcessService> {
+  fake = await startFakeRealtime({ audioSpeed: 20, replyAudio: tone(300) });
+  return startInProcess({
+    openai: { api_key: "sk-test", base_url: fake.url, pool_size: 0 },
+    listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
+    wyoming: { port: 0 },
+    log_level: "warning",
+  });
+}
+
 describe("a turn with no speech", () => {
   it("asks for no answer and ends the conversation; a spoken turn is answered", async () => {
     const { fake, engine } = await setup();
@@ -89,18 +100,12 @@ describe("a turn with no speech", () => {
 
 describe("a Wyoming speech-to-text call with no speech", () => {
   it("commits nothing: an empty transcript, so no transcription and no answer are paid for", async () => {
-    fake = await startFakeRealtime({ audioSpeed: 20, replyAudio: tone(300) });
-    svc = await startInProcess({
-      openai: { api_key: "sk-test", base_url: fake.url, pool_size: 0 },
-      listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
-      wyoming: { port: 0 },
-      log_level: "warning",
-    });
+    svc = await startService();
     const port = svc.service.wyoming!.port!;
     // A false wake: a second of a quiet room, then Home Assistant's audio-stop.
     const quiet = await haSttLegacy(port, { chunks: chunkPcm(Buffer.alloc(16 * 1000 * 2)) });
     expect(quiet.text).toBe("");
-    const received = fake.connections.flatMap((c) => c.received);
+    const received = fake!.connections.flatMap((c) => c.received);
     expect(received.filter((e) => e.type === "input_audio_buffer.commit")).toEqual([]);
     expect(received.filter((e) => e.type === "response.create")).toEqual([]);
     // Speech is still transcribed on audio-stop.
@@ -135,13 +140,7 @@ describe("cost.max_conversation_minutes", () => {
 
 describe("Wyoming attribution", () => {
   it("bills the conversation call and its speech-to-text to Home Assistant's device", async () => {
-    fake = await startFakeRealtime({ audioSpeed: 20, replyAudio: tone(300) });
-    svc = await startInProcess({
-      openai: { api_key: "sk-test", base_url: fake.url, pool_size: 0 },
-      listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
-      wyoming: { port: 0 },
-      log_level: "warning",
-    });
+    svc = await startService();
     // No budget configured: the budget series are there anyway (at 0), so dashboards find them.
     const satellitePort = (svc.app.satellite.server.address() as { port: number }).port;
     const scraped = await (await fetch(`http://127.0.0.1:${satellitePort}/metrics`)).text();
