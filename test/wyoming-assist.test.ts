@@ -553,6 +553,28 @@ describe("the upstream goes away mid-call", () => {
       "The voice assistant cannot answer right now: OpenAI quota exceeded.",
     );
   });
+
+  it("calls in flight when the upstream drops and every reconnect is refused say why in words", async () => {
+    const { fake, port } = await setup();
+    fake.script({ kind: "hang" });
+    const answer = haHandle(port, { text: "a question", conversationId: "01HDROPQUOTA" });
+    await until(() => fake.connections.some((c) => c.responseActive), 5000, "response in flight");
+    // Home Assistant streams a turn that has not ended yet.
+    const chunks = chunkPcm(Buffer.concat([KITCHEN, silence16k(3000)]));
+    const stt = haSttConcurrent(port, { language: "en", chunks, intervalMs: 5 });
+    await until(() => listeners(fake).length > 0, 5000, "audio upstream");
+    fake.fault("quota", { dropOpen: true });
+    const [h, r] = await Promise.all([answer, stt]);
+    expect(h.answer?.data).toMatchObject({ code: "upstream_unavailable" });
+    expect(String(h.answer?.data.text)).toBe(
+      "The voice assistant cannot answer right now: OpenAI quota exceeded.",
+    );
+    expect(r.text).toBeNull();
+    expect(r.error?.data).toMatchObject({ code: "upstream_unavailable" });
+    expect(String(r.error?.data.text)).toBe(
+      "The voice assistant cannot answer right now: OpenAI quota exceeded.",
+    );
+  });
 });
 
 describe("nothing done twice", () => {
