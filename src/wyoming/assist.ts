@@ -51,7 +51,7 @@ export function onUpstreamLoss(
     lost(sentence);
   };
   const offConversation = subscribe(conversation, {
-    error: (e) => {
+    error: (e: { message: string; fatal: boolean }) => {
       if (e.fatal) tell(unavailableSentence(new UpstreamUnavailableError("error", e.message), fallback));
     },
     closed: () => tell(fallback),
