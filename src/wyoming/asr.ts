@@ -18,7 +18,7 @@ import { Resampler } from "../audio/resampler.js";
 import { SpeechGate } from "../audio/speech-gate.js";
 import { pcm16Bytes, pcm16View } from "../audio/pcm.js";
 import type { AssistConversation } from "../realtime/conversation.js";
-import { unavailableCode, unavailableSentence, type AssistSessions } from "./assist.js";
+import { onUpstreamLoss, unavailableCode, unavailableSentence, type AssistSessions } from "./assist.js";
 import type { AsrEvent, EventOf } from "./events.js";
 import { WyomingEvents } from "./events.js";
 import type { WyomingAsrProgram, WyomingCall, WyomingCallContext } from "./program.js";
@@ -225,8 +225,13 @@ class AsrCall implements WyomingCall<AsrEvent> {
       this.#committed = true;
       this.#endOfSpeech ??= performance.now();
     };
+    // After a drop the turn's first words are gone upstream: no transcript of the rest is taken.
+    let dropped = false;
+    const lost = (): void => {
+      dropped = true;
+    };
     const transcript = (e: { itemId: string; text: string }): void => {
-      if (itemId !== null && e.itemId !== itemId) return;
+      if (dropped || (itemId !== null && e.itemId !== itemId)) return;
       this.#sessions.heard(e.text, conversation);
       void this.#send(e.text);
     };
@@ -238,22 +243,23 @@ class AsrCall implements WyomingCall<AsrEvent> {
       );
       void this.#send("");
     };
-    const closed = (): void => this.#fail("upstream_unavailable", SENTENCE.unreachable);
+    const offLoss = onUpstreamLoss(conversation, SENTENCE.unreachable, (sentence) =>
+      this.#fail("upstream_unavailable", sentence),
+    );
     conversation.on("speech.started", started);
     conversation.on("speech.stopped", stopped);
     conversation.turns.on("input.committed", committed);
     conversation.turns.on("user.transcript", transcript);
     conversation.turns.on("user.transcript.failed", failed);
-    conversation.on("closed", closed);
-    conversation.turns.on("upstream.lost", closed);
+    conversation.turns.on("upstream.lost", lost);
     this.#unsubscribe = () => {
-      conversation.turns.off("upstream.lost", closed);
+      offLoss();
+      conversation.turns.off("upstream.lost", lost);
       conversation.off("speech.started", started);
       conversation.off("speech.stopped", stopped);
       conversation.turns.off("input.committed", committed);
       conversation.turns.off("user.transcript", transcript);
       conversation.turns.off("user.transcript.failed", failed);
-      conversation.off("closed", closed);
     };
   }
 
