@@ -159,7 +159,8 @@ export class VoiceTurn {
     const pcm24 = this.#pipe.micToUpstream(even);
     if (pcm24.byteLength === 0) return;
     if (this.#conversation) this.#conversation.appendAudio(pcm24);
-    else this.#pendingMic.push(pcm24);
+    // The pipe's output is a view it reuses on the next frame: what waits for the conversation is copied.
+    else this.#pendingMic.push(Buffer.from(pcm24));
   }
 
   /**
