@@ -74,9 +74,13 @@ export interface FakeUpstreamError {
  * with `insufficient_quota` and closes it, `bad_key` with `invalid_api_key`; `silent` accepts the socket and
  * never says anything.
  */
-export type FakeFault = "quota" | "bad_key" | "silent";
+/**
+ * `quota`, `bad_key`: refused sessions; `silent`: the socket opens and nothing is said; `unavailable`: the
+ * upgrade is refused with 503 (a passing failure, not a refusal of the account).
+ */
+export type FakeFault = "quota" | "bad_key" | "silent" | "unavailable";
 
-const FAULT_ERRORS: Record<Exclude<FakeFault, "silent">, FakeUpstreamError> = {
+const FAULT_ERRORS: Record<Exclude<FakeFault, "silent" | "unavailable">, FakeUpstreamError> = {
   quota: {
     code: "insufficient_quota",
     type: "insufficient_quota",
@@ -351,7 +355,9 @@ export class FakeConnection extends EventEmitter<{ event: [RealtimeClientEvent];
     // Silent: the socket stays open and every client event stays in #early, unanswered.
     if (fault === "silent") return;
     const refusal =
-      fault !== null ? FAULT_ERRORS[fault] : server.opts.refuseSession?.(server.connections.length + 1);
+      fault !== null && fault !== "unavailable"
+        ? FAULT_ERRORS[fault]
+        : server.opts.refuseSession?.(server.connections.length + 1);
     if (refusal) {
       // Client events stay in #early: a refused session answers nothing.
       setImmediate(() => {
@@ -1374,6 +1380,10 @@ export async function startFakeRealtime(opts: FakeRealtimeOptions = {}): Promise
       if (req.headers["openai-beta"] !== undefined)
         return refuse(400, "OpenAI-Beta header is not accepted by the GA API");
       if (req.headers.authorization !== `Bearer ${apiKey}`) return refuse(401, "Unauthorized");
+      if (server.faultMode === "unavailable") {
+        server.faultAttempts++;
+        return refuse(503, "Service Unavailable");
+      }
       cb(true);
     },
   });
