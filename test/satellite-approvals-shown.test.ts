@@ -3,7 +3,8 @@ import { ApprovalQueue } from "../src/approvals/queue.js";
 import { outcomeOf, ShownApprovals } from "../src/satellite/approvals-shown.js";
 import type { ApprovalOutcome } from "../src/satellite/events.js";
 
-const request = { server: "ha", tool: "unlock", arguments: '{"door":"front"}' };
+const prompt = { server: "ha", tool: "unlock", arguments: '{"door":"front"}' };
+const request = { ...prompt, mode: "client" as const };
 
 describe("ShownApprovals", () => {
   const queues: ApprovalQueue[] = [];
@@ -21,7 +22,7 @@ describe("ShownApprovals", () => {
     const { queue, done, shown } = setUp();
     const { id } = queue.request(request);
     const pending = queue.get(id)!;
-    expect(shown.show(pending, pending.expiresAt - 2500)).toEqual({ id, ...request, timeoutS: 3 });
+    expect(shown.show(pending, pending.expiresAt - 2500)).toEqual({ id, ...prompt, timeoutS: 3 });
     expect(queue.listenerCount("resolved")).toBe(1);
     expect(queue.answer(id, false, "ingress")).toBe(true);
     expect(done).toEqual([{ id, outcome: "denied" }]);
