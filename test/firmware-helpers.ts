@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ClientOptions } from "ws";
 import { afterEach } from "vitest";
+import { sine } from "./fake-realtime/audio.js";
 import { RecordingSocket } from "./helpers/recording-socket.js";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { parseWav } from "../src/audio/wav.js";
@@ -275,11 +276,7 @@ export function framesFit(frames: Frame[]): boolean {
 
 /** Frames of reply audio: a loud tone (the fake's VAD hears it as speech). */
 export function loud(ms: number, rate: number): Buffer {
-  const n = Math.round((rate * ms) / 1000);
-  const out = Buffer.alloc(n * 2);
-  for (let i = 0; i < n; i++)
-    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * 500 * i) / rate) * 0.5 * 32767), i * 2);
-  return out;
+  return sine(ms, rate, 500, 0.5);
 }
 
 /**

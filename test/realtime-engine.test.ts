@@ -23,6 +23,7 @@ import { useFakeUpstream } from "./fake-realtime/fixture.js";
 import {
   ConversationRecorder,
   RecordingTools,
+  clientEverything,
   freshMetrics,
   makeConfig,
   metricValue,
@@ -36,13 +37,7 @@ const upstream = useFakeUpstream();
 let fake: FakeRealtimeServer | undefined;
 let engine: RealtimeEngine | undefined;
 
-const CLIENT_EVERYTHING = {
-  name: "everything",
-  mode: "client",
-  transport: "stdio",
-  command: "mcp-server-everything",
-  require_approval: { echo: "never" },
-} as const;
+const CLIENT_EVERYTHING = clientEverything({ echo: "never" });
 
 interface Setup {
   fakeOpts?: FakeRealtimeOptions;

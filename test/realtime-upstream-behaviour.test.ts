@@ -19,6 +19,7 @@ import { useFakeUpstream } from "./fake-realtime/fixture.js";
 import {
   ConversationRecorder,
   RecordingTools,
+  clientEverything,
   freshMetrics,
   makeConfig,
   metricValue,
@@ -46,15 +47,7 @@ async function setup(s: Setup = {}) {
   const config = makeConfig(
     fake.url,
     {
-      mcp_servers: [
-        {
-          name: "everything",
-          mode: "client",
-          transport: "stdio",
-          command: "mcp-server-everything",
-          require_approval: "never",
-        },
-      ],
+      mcp_servers: [clientEverything("never")],
       ...s.config,
     },
     s.openai,

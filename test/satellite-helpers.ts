@@ -19,6 +19,7 @@ import { SatelliteAuth } from "../src/satellite/auth.js";
 import type { SatelliteLimits } from "../src/satellite/limits.js";
 import { ServerMessageSchema, type ServerMessage } from "../src/satellite/wires/v1-protocol.js";
 import { SatelliteRegistry, satelliteRoute } from "../src/satellite/route.js";
+import { sine } from "./fake-realtime/audio.js";
 import { RecordingSocket } from "./helpers/recording-socket.js";
 
 export const SHARED_TOKEN = "shared-token-0123456789abcdef";
@@ -223,9 +224,5 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /** A sine tone as PCM16 mono. */
 export function tonePcm(ms: number, rate: number, hz = 440, amplitude = 0.3): Buffer {
-  const n = Math.round((rate * ms) / 1000);
-  const out = Buffer.alloc(n * 2);
-  for (let i = 0; i < n; i++)
-    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * amplitude * 32767), i * 2);
-  return out;
+  return sine(ms, rate, hz, amplitude);
 }

@@ -4,13 +4,18 @@ export const SAMPLE_RATE = 24_000;
 /** The fake's VAD frame: 10 ms. */
 export const FRAME_SAMPLES = 240;
 
-/** A tone, PCM16 24 kHz mono. */
-export function tone(ms: number, hz = 440, amplitude = 0.3): Buffer {
-  const n = Math.round((SAMPLE_RATE * ms) / 1000);
+/** A sine tone, PCM16 LE mono at `rate`. */
+export function sine(ms: number, rate: number, hz: number, amplitude: number): Buffer {
+  const n = Math.round((rate * ms) / 1000);
   const out = Buffer.alloc(n * 2);
   for (let i = 0; i < n; i++)
-    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / SAMPLE_RATE) * amplitude * 32767), i * 2);
+    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * amplitude * 32767), i * 2);
   return out;
+}
+
+/** A tone, PCM16 24 kHz mono. */
+export function tone(ms: number, hz = 440, amplitude = 0.3): Buffer {
+  return sine(ms, SAMPLE_RATE, hz, amplitude);
 }
 
 /** RMS of PCM16 samples, 0..1. */

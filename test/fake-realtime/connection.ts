@@ -182,14 +182,7 @@ export class FakeConnection extends FakeInput {
           output_index: 0,
         });
       const itemDone = (): void => {
-        this.send({
-          type: "response.output_item.done",
-          event_id: nextId("event"),
-          response_id: r.id,
-          output_index: 0,
-          item: final,
-        });
-        this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+        this.outputItemDone(r.id, final);
       };
       if (req.order === "item_first") {
         itemDone();
@@ -301,14 +294,7 @@ export class FakeConnection extends FakeInput {
             arguments: turn.arguments,
           });
           const final: ConversationItem = { ...item, arguments: turn.arguments, status: "completed" };
-          this.send({
-            type: "response.output_item.done",
-            event_id: nextId("event"),
-            response_id: r.id,
-            output_index: 0,
-            item: final,
-          });
-          this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+          this.outputItemDone(r.id, final);
           r.output.push(final);
           done();
         });
@@ -324,18 +310,24 @@ export class FakeConnection extends FakeInput {
           };
           this.approvals.set(id, turn);
           this.addOutputItem(r.id, item);
-          this.send({
-            type: "response.output_item.done",
-            event_id: nextId("event"),
-            response_id: r.id,
-            output_index: 0,
-            item,
-          });
-          this.send({ type: "conversation.item.done", event_id: nextId("event"), item });
+          this.outputItemDone(r.id, item);
           r.output.push(item);
           done();
         });
     }
+  }
+
+  /** An output item is done: `response.output_item.done`, then (in-band only) `conversation.item.done`. */
+  protected outputItemDone(responseId: string, item: ConversationItem): void {
+    this.send({
+      type: "response.output_item.done",
+      event_id: nextId("event"),
+      response_id: responseId,
+      output_index: 0,
+      item,
+    });
+    if (!this.outOfBand.has(responseId))
+      this.send({ type: "conversation.item.done", event_id: nextId("event"), item });
   }
 
   /** A new output item of response `responseId`: `response.output_item.added` + `conversation.item.added`. */
@@ -504,15 +496,7 @@ export class FakeConnection extends FakeInput {
         status: "completed",
         content: [{ type: "output_audio", transcript }],
       };
-      this.send({
-        type: "response.output_item.done",
-        event_id: nextId("event"),
-        response_id: r.id,
-        output_index: 0,
-        item: final,
-      });
-      if (!this.outOfBand.has(r.id))
-        this.send({ type: "conversation.item.done", event_id: nextId("event"), item: final });
+      this.outputItemDone(r.id, final);
       r.output.push(final);
       done();
     };
