@@ -1,12 +1,14 @@
 ARG BUILD_FROM=ghcr.io/home-assistant/base:3.24
 
-# Build stage: compile TypeScript, then keep only the runtime dependencies.
+# Build stage: check the types, bundle src/ into dist/ (build.ts), then keep only the runtime
+# dependencies. `--ignore-scripts` also keeps the `node` dev dependency from fetching a Node binary:
+# the build runs Alpine's.
 FROM ${BUILD_FROM} AS build
 RUN apk add --no-cache nodejs npm
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json build.ts ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
@@ -14,6 +16,9 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts
 # python3 run the stdio MCP servers that DOCS.md shows (`command: npx …`, `command: uvx …`).
 FROM ${BUILD_FROM}
 RUN apk add --no-cache nodejs npm python3 uv
+# The service needs Node 24 or newer (package.json `engines`). Alpine 3.23 is the first release
+# whose `nodejs` is 24 (24.11 when it came out); an older base image fails the build here.
+RUN node -e 'const major = Number(process.versions.node.split(".")[0]); if (major < 24) { console.error("Node " + process.version + " is older than 24: build from a base image on Alpine 3.23 or newer"); process.exit(1); }'
 
 # Packages that npx and uvx fetch are kept under /data, which survives restarts and updates, so a
 # restart does not download them again. uvx prefers Alpine's python3; a Python it must download
@@ -28,9 +33,8 @@ ENV npm_config_cache=/data/cache/npm \
 WORKDIR /app
 COPY --from=build /build/package.json ./
 COPY --from=build /build/node_modules ./node_modules
+# dist/ holds the bundled service and the ingress UI files (dist/ui); package.json gives the version.
 COPY --from=build /build/dist ./dist
-# The ingress UI files are served from src/http/ui (dist/http/ingress.js looks there).
-COPY --from=build /build/src/http/ui ./src/http/ui
 COPY run.sh /run.sh
 RUN chmod a+x /run.sh
 # A young generation of 2 MiB semi-spaces instead of V8's up to 16 MiB: the service allocates little

@@ -1,7 +1,8 @@
 #!/usr/bin/with-contenv bashio
 # shellcheck shell=bash
 # Starts OpenVoice MCP. A YAML file in the add-on's config folder (/config/openvoice-mcp.yaml)
-# takes precedence over the options set in the UI (/data/options.json).
+# takes precedence over the options set in the UI (/data/options.json). Node is the image's (24 or
+# newer, checked when the image is built); the service keeps its compile cache in /data/cache.
 set -euo pipefail
 
 readonly YAML_CONFIG=/config/openvoice-mcp.yaml

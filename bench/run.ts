@@ -91,8 +91,15 @@ async function main(): Promise<void> {
   console.log(`\n${t}\n`);
   const heads = headlines(rows);
   console.log(heads);
-  // The hand-written part (reliability suite, soak) lives beside this runner and is kept verbatim.
-  const notes = await readFile(new URL("./reliability.md", import.meta.url), "utf8").catch(() => "");
+  // The hand-written parts (the bridge's CPU profile; reliability suite, soak) live beside this
+  // runner and are kept verbatim.
+  const notes = (
+    await Promise.all(
+      ["./profile.md", "./reliability.md"].map((f) =>
+        readFile(new URL(f, import.meta.url), "utf8").catch(() => ""),
+      ),
+    )
+  ).join("\n");
   const md = [
     "# Benchmarks",
     "",

@@ -3,7 +3,9 @@
  *
  * - start-up: spawn → `/healthz` answers 200 (alive and listening; `/readyz` also waits for the
  *   upstream), versus a bare Node process that starts a Fastify server with one `/healthz` route (same
- *   polling, same run, interleaved); target ≤ 500 ms;
+ *   polling, same run, interleaved); target ≤ 1.5× bare Fastify. The service keeps one data folder
+ *   across its starts, as the add-on keeps /data, so every start after the first finds V8's compiled
+ *   code in `<data>/cache/node-compile`; the first start (empty cache) is a row of its own;
  * - the import floor: a Node process that imports the dependencies the service needs (fastify,
  *   @fastify/websocket, ws, zod, pino, prom-client, yaml, the MCP SDK client with stdio) and does
  *   nothing else: what no amount of care in our own code can go below;
@@ -78,6 +80,21 @@ writeFileSync(process.env.PORT_FILE, "{}");
 setInterval(() => undefined, 60_000);
 process.on("SIGTERM", () => process.exit(0));
 `;
+
+/** What the import floor loads, for the bench's notes. */
+const FLOOR_LOADS =
+  "the floor imports fastify, @fastify/websocket, ws, zod, pino, prom-client, yaml and the MCP SDK client with its stdio transport from node_modules, holds them and builds nothing";
+
+/** The import floor's settled RSS: one process, started, measured, stopped. */
+async function floorRss(nodeOptions: string): Promise<number> {
+  const floorProc = await startFloor(nodeOptions);
+  try {
+    await sleep(1500);
+    return await settledRss(floorProc.pid, 3000);
+  } finally {
+    await floorProc.stop();
+  }
+}
 
 /** Starts the import-floor process; resolves once every import finished. */
 async function startFloor(nodeOptions: string): Promise<{ pid: number; stop(): Promise<void> }> {
@@ -168,10 +185,11 @@ async function startOurs(
   secrets: ReturnType<typeof makeSecrets>,
   poolSize: number,
   nodeOptions: string,
+  dataDir?: string,
 ) {
   const t0 = performance.now();
   const svc = await spawnService(reliabilityConfig(upstream, secrets, { poolSize, logLevel: "warning" }), {
-    env: { NODE_OPTIONS: nodeOptions },
+    env: { NODE_OPTIONS: nodeOptions, ...(dataDir === undefined ? {} : { OPENVOICE_DATA_DIR: dataDir }) },
   });
   await pollReady(svc.baseUrl, Date.now() + 20_000);
   return { svc, readyMs: performance.now() - t0 };
@@ -289,65 +307,83 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const flags = nodeOptions === "" ? "no Node options" : `NODE_OPTIONS="${nodeOptions}" as in the image`;
   // Replies of 400 ms sent 4× faster than real time and paced at real time at the satellite.
   const fake = await startFakeRealtime({ apiKey: secrets.apiKey, audioSpeed: 4, replyAudio: tone(400) });
+  // One data folder for every start of the service, as the add-on's /data: the first start fills
+  // the compile cache, and every later one (the idle and talking measurements too) reads it.
+  const dataDir = await mkdtemp(join(tmpdir(), "openvoice-bench-data-"));
   try {
     // ── start-up to /healthz, and idle RSS ──────────────────────────────────────────────────
-    const starts = ctx.quick ? 3 : 7;
+    const starts = ctx.quick ? 3 : 9;
     const oursReady: number[] = [];
     const bareReady: number[] = [];
     const bareRss: number[] = [];
+    let firstStart: number | undefined;
     for (let i = 0; i < starts; i++) {
       const bare = await startBare(nodeOptions);
       bareReady.push(bare.readyMs);
       if (i === 0) bareRss.push(await settledRss(bare.pid, 2000));
       await bare.stop();
-      const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions);
-      oursReady.push(readyMs);
+      const { svc, readyMs } = await startOurs(fake.url, secrets, 0, nodeOptions, dataDir);
+      if (firstStart === undefined) firstStart = readyMs;
+      else oursReady.push(readyMs);
       await svc.stop();
     }
     const o = median(oursReady);
     const b = median(bareReady);
     rows.push({
       group: GROUP,
-      name: `start-up: spawn → /healthz 200 (${starts} starts each)`,
+      name: `start-up: spawn → /healthz 200 (${starts - 1} starts with the compile cache, ${starts} bare, alternating)`,
       unit: "ms",
       ours: o,
       baseline: b,
       baselineName: "bare Node + Fastify",
       ratio: o / b,
-      target: "≤ 500 ms",
-      met: o <= 500,
-      note: `node dist/main.js; p90 ${percentile(oursReady, 90).toFixed(0)} ms vs ${percentile(bareReady, 90).toFixed(0)} ms`,
+      target: "≤ 1.5× bare Fastify",
+      met: o <= 1.5 * b,
+      note: `node dist/main.js --config FILE (bundled); p90 ${percentile(oursReady, 90).toFixed(0)} ms vs ${percentile(bareReady, 90).toFixed(0)} ms; ${flags}`,
+    });
+    rows.push({
+      group: GROUP,
+      name: "start-up: first start, empty compile cache",
+      unit: "ms",
+      ours: firstStart!,
+      baseline: b,
+      baselineName: "bare Node + Fastify",
+      ratio: firstStart! / b,
+      note: "one start: what the add-on's first start after an install or update takes",
     });
 
-    const floorProc = await startFloor(nodeOptions);
-    let floor: number;
-    try {
+    // ── idle RSS against the import floor: alternating processes, medians ──────────────────────
+    const rounds = ctx.quick ? 2 : 4;
+    const floors: number[] = [];
+    const idles: number[] = [];
+    let svc: ServiceChild | undefined;
+    for (let i = 0; i < rounds; i++) {
+      floors.push(await floorRss(nodeOptions));
+      await svc?.stop();
+      svc = (await startOurs(fake.url, secrets, 1, nodeOptions, dataDir)).svc;
+      // Idle means the warm session is open: wait for /readyz, then let it settle.
+      await pollReady(svc.baseUrl, Date.now() + 20_000, "/readyz");
       await sleep(1500);
-      floor = await settledRss(floorProc.pid, 3000);
-    } finally {
-      await floorProc.stop();
+      idles.push(await settledRss(svc.pid, 3000));
     }
+    const running = svc!;
+    const floor = median(floors);
+    const idle = median(idles);
     const bareIdle = bareRss[0]!;
     rows.push({
       group: GROUP,
-      name: "import floor RSS (the service's dependencies imported, nothing else)",
+      name: `import floor RSS (the service's dependencies imported, nothing else; median of ${rounds})`,
       unit: "MiB",
       ours: floor / MiB,
       baseline: bareIdle / MiB,
       baselineName: "bare Node + Fastify",
       ratio: floor / bareIdle,
-      note: `fastify, @fastify/websocket, ws, zod, pino, prom-client, yaml, MCP SDK client + stdio; ${flags}`,
+      note: `${FLOOR_LOADS}; ${flags}`,
     });
-
-    const { svc } = await startOurs(fake.url, secrets, 1, nodeOptions);
     try {
-      // Idle means the warm session is open: wait for /readyz, then let it settle.
-      await pollReady(svc.baseUrl, Date.now() + 20_000, "/readyz");
-      await sleep(1500);
-      const idle = await settledRss(svc.pid, 3000);
       rows.push({
         group: GROUP,
-        name: "idle RSS (warm pool of 1, no satellite)",
+        name: `idle RSS (warm pool of 1, no satellite; median of ${rounds}, alternating with the floor)`,
         unit: "MiB",
         ours: idle / MiB,
         baseline: floor / MiB,
@@ -355,14 +391,14 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         ratio: idle / floor,
         target: "≤ import floor + 8 MiB",
         met: idle <= floor + 8 * MiB,
-        note: `${((idle - floor) / MiB).toFixed(1)} MiB above the floor; ${(bareIdle / MiB).toFixed(1)} MiB for bare Node + Fastify; ${flags}`,
+        note: `${((idle - floor) / MiB).toFixed(1)} MiB above the floor; ${(bareIdle / MiB).toFixed(1)} MiB for bare Node + Fastify; same Node options for both: ${flags}`,
       });
 
       // ── RSS per active satellite ──────────────────────────────────────────────────────────
       for (const n of ctx.quick ? [1, 10] : [1, 10, 50]) {
-        const t = talk(svc, secrets.satelliteToken, n);
+        const t = talk(running, secrets.satelliteToken, n);
         await sleep(ctx.quick ? 3000 : 5000);
-        const rss = await settledRss(svc.pid, ctx.quick ? 2000 : 4000);
+        const rss = await settledRss(running.pid, ctx.quick ? 2000 : 4000);
         const turns = await t.stop();
         const per = (rss - idle) / n;
         rows.push({
@@ -384,7 +420,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       fake.opts.replyDelayMs = REPLY_DELAY_MS;
       const count = ctx.quick ? 8 : 30;
       const direct = await directTurns(fake, secrets.apiKey, count);
-      const through = await serviceTurns(svc, secrets.satelliteToken, count);
+      const through = await serviceTurns(running, secrets.satelliteToken, count);
       const d = median(direct);
       const s = median(through);
       rows.push({
@@ -398,10 +434,11 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         note: `the service adds ${(s - d).toFixed(2)} ms (median); p90 ${percentile(through, 90).toFixed(2)} vs ${percentile(direct, 90).toFixed(2)} ms`,
       });
     } finally {
-      await svc.stop();
+      await running.stop();
     }
   } finally {
     await fake.close();
+    await rm(dataDir, { recursive: true, force: true });
   }
   return rows;
 }

@@ -7,7 +7,6 @@
  * - closables (`addClosable`): sessions, subprocesses, pools — closed by `close()`.
  */
 import { mkdir } from "node:fs/promises";
-import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import type { Config } from "./config/model.js";
@@ -21,23 +20,12 @@ import {
   type Readiness,
 } from "./http/server.js";
 import { isLoopbackHostname } from "./http/origin.js";
+import { isAddon, resolveDataDir, type Env } from "./data-dir.js";
 
 /** Whole-shutdown budget: listeners, sessions and subprocesses. */
 export const SHUTDOWN_TIMEOUT_MS = 5_000;
 
-export type Env = Readonly<Record<string, string | undefined>>;
-
-/** Running as a Home Assistant add-on: the Supervisor gives every add-on a token. */
-export function isAddon(env: Env): boolean {
-  return (env.SUPERVISOR_TOKEN ?? "") !== "";
-}
-
-/** `OPENVOICE_DATA_DIR`, else `/data` as an add-on, else `./data` (absolute). */
-export function resolveDataDir(env: Env, cwd = process.cwd()): string {
-  const configured = env.OPENVOICE_DATA_DIR;
-  if (configured !== undefined && configured !== "") return resolve(cwd, configured);
-  return isAddon(env) ? "/data" : resolve(cwd, "data");
-}
+export { isAddon, resolveDataDir, type Env } from "./data-dir.js";
 
 /** A readiness check: `true` when ready, or a short reason why not. */
 export type ReadinessCheck = () => true | string;
@@ -106,6 +94,12 @@ export interface App {
    * Close it with `addClosable`.
    */
   addListener(name: string, listen: Listen): void;
+  /**
+   * Runs `start` once `listen()` has bound every listener, on a later turn of the event loop than
+   * `listen()` resolving: background work (MCP servers, the warm pool) starts after the service
+   * answers, never on the path to listening. `start` owns its errors.
+   */
+  afterListen(start: () => void): void;
   /** Binds both instances; resolves with the bound ports (useful with port 0). */
   listen(): Promise<ListenAddresses>;
   /**
@@ -168,6 +162,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
 
   const closables: { name: string; close: Close }[] = [];
   const listeners: { name: string; listen: Listen }[] = [];
+  const afterListen: (() => void)[] = [];
   let closing: Promise<ShutdownReport> | undefined;
   const budget = opts.shutdownTimeoutMs ?? SHUTDOWN_TIMEOUT_MS;
 
@@ -219,6 +214,7 @@ export async function createApp(opts: AppOptions): Promise<App> {
     readiness,
     addClosable: (name, close) => void closables.push({ name, close }),
     addListener: (name, listen) => void listeners.push({ name, listen }),
+    afterListen: (start) => void afterListen.push(start),
     async listen() {
       await satellite.listen({ host: config.listen.host, port: config.listen.satellite_port });
       const ingressHost = addon ? config.listen.host : LOOPBACK_HOST;
@@ -233,6 +229,9 @@ export async function createApp(opts: AppOptions): Promise<App> {
       }
       const ports = { satellitePort: boundPort(satellite), ingressPort: boundPort(ingress), extra };
       logger.info({ host: config.listen.host, ...ports, ingressHost, addon }, "listening");
+      setImmediate(() => {
+        for (const start of afterListen.splice(0)) start();
+      });
       return ports;
     },
     close() {

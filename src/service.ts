@@ -347,19 +347,14 @@ function statusSnapshot(
 }
 
 /**
- * Once both ports listen (ingress binds last): the client MCP servers connect and the warm pool
- * fills, so loading the MCP client code, spawning servers and opening upstream sessions stay off the
- * path to listening. Failures are logged, never thrown.
+ * Once every port listens: the client MCP servers connect and the warm pool fills, so loading the
+ * MCP client code, spawning servers and opening upstream sessions stay off the path to listening.
+ * Failures are logged, never thrown.
  */
 function startInBackground(app: App, parts: { tools: ClientMcpManager; engine: RealtimeEngine }): void {
   const { logger } = app;
-  app.ingress.addHook("onListen", (done) => {
-    setImmediate(() => {
-      void parts.tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
-      void parts.engine
-        .warmUp()
-        .catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
-    });
-    done();
+  app.afterListen(() => {
+    void parts.tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
+    void parts.engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
   });
 }

@@ -1,13 +1,13 @@
 /**
- * The ingress UI in a real headless Chromium (Debian's `chromium-headless-shell`, driven by
- * playwright-core), opened through a prefix-stripping proxy that plays the Supervisor's ingress:
+ * The ingress UI in a real headless Chromium (Debian's `chromium-headless-shell`, or the one the
+ * `@sparticuz/chromium` package carries when the system has none: test/helpers/chromium.ts; driven
+ * by playwright-core), opened through a prefix-stripping proxy that plays the Supervisor's ingress:
  * toggle a server, answer a pending approval, and talk on the talk page with a fixture WAV as the
  * microphone — through the real satellite route and realtime engine to the fake Realtime server,
  * which hears the audio and answers with speech the page plays.
  *
  * Screenshots go to `test-artifacts/`.
  */
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,28 +40,12 @@ import {
   type FakeRealtimeServer,
 } from "./fake-realtime/server.js";
 import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
+import { CHROMIUM_ARGS, findChromium, type FoundChromium } from "./helpers/chromium.js";
 
 const AUDIO = (name: string) => fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const SATELLITE_TOKEN = "shared-satellite-token-0123456789";
 const TALK_TOKEN = "ingress-talk-token-abcdefghijklmnop";
-
-/** Debian's headless shell first, then full Chromium; CHROMIUM_PATH overrides. */
-function findChromium(): string {
-  const candidates = [
-    process.env.CHROMIUM_PATH,
-    "/usr/lib/chromium/chromium-headless-shell",
-    "/usr/bin/chromium-headless-shell",
-    "/usr/lib/chromium/chromium",
-    "/usr/bin/chromium",
-  ];
-  const found = candidates.find((p): p is string => p !== undefined && p !== "" && existsSync(p));
-  if (!found)
-    throw new Error(
-      "no Chromium found: install Debian's chromium-headless-shell (or chromium), or set CHROMIUM_PATH",
-    );
-  return found;
-}
 
 /**
  * One client tool, `set_light` of a server "home" that no policy lets through (so a person is
@@ -109,6 +93,7 @@ describe("ingress UI in a real browser", () => {
   let ingress: FastifyInstance;
   let proxy: IngressProxy;
   let browser: Browser;
+  let found: FoundChromium;
   let dataDir: string;
   const wyoming = new WyomingActivity();
   let approvals: ApprovalQueue;
@@ -185,15 +170,11 @@ describe("ingress UI in a real browser", () => {
     const { port } = ingress.server.address() as { port: number };
     proxy = await startIngressProxy({ target: `http://127.0.0.1:${port}` });
 
+    found = await findChromium();
     browser = await chromium.launch({
-      executablePath: findChromium(),
+      executablePath: found.executablePath,
       args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        ...CHROMIUM_ARGS,
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         `--use-file-for-fake-audio-capture=${AUDIO("kitchen_light_16k.wav")}`,
@@ -486,13 +467,32 @@ describe("ingress UI in a real browser", () => {
     }
   }, 60_000);
 
+  it("the Chromium inside the @sparticuz/chromium package launches and shows the status page", async () => {
+    // What a machine without a system Chromium gets (whatever this one has).
+    const packaged = await findChromium([], {});
+    expect(packaged.from).toBe("@sparticuz/chromium");
+    const own = await chromium.launch({
+      executablePath: packaged.executablePath,
+      args: [...CHROMIUM_ARGS],
+      timeout: 20_000,
+    });
+    try {
+      const page = await own.newPage();
+      page.setDefaultTimeout(15_000);
+      await page.goto(proxy.url);
+      await page.locator("#upstream-state").filter({ hasText: "connected" }).waitFor();
+    } finally {
+      await own.close();
+    }
+  }, 60_000);
+
   it("talk page over plain HTTP from a LAN name: says why there is no microphone and what to do", async () => {
     // The browser resolves homeassistant.local to this machine, so the page's origin is
     // http://homeassistant.local:PORT — not HTTPS, not localhost — exactly what a user on a plain-HTTP
     // Home Assistant gets. Chromium decides the secure context from that origin, with no override.
     const lan = await chromium.launch({
-      executablePath: findChromium(),
-      args: ["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP homeassistant.local 127.0.0.1"],
+      executablePath: found.executablePath,
+      args: [...CHROMIUM_ARGS, "--host-resolver-rules=MAP homeassistant.local 127.0.0.1"],
       timeout: 20_000,
     });
     try {
@@ -594,10 +594,9 @@ describe("cost in a real browser", () => {
     const { port } = ingress.server.address() as { port: number };
     proxy = await startIngressProxy({ target: `http://127.0.0.1:${port}` });
     browser = await chromium.launch({
-      executablePath: findChromium(),
+      executablePath: (await findChromium()).executablePath,
       args: [
-        "--no-sandbox",
-        "--disable-gpu",
+        ...CHROMIUM_ARGS,
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         `--use-file-for-fake-audio-capture=${AUDIO("kitchen_light_16k.wav")}`,

@@ -7,7 +7,7 @@ import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it } from "vitest";
-import { listAllTools } from "../src/mcp/connection.js";
+import { listAllTools } from "../src/mcp/client-session.js";
 import { resultText } from "../src/mcp/result.js";
 import { createToyServer, PAGE_SIZE } from "./fixtures/mcp/toy-server.js";
 

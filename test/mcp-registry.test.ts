@@ -3,7 +3,7 @@
  * result text, backoff and the stdio child's environment.
  */
 import { describe, expect, it } from "vitest";
-import { backoffDelay } from "../src/mcp/connection.js";
+import { backoffDelay } from "../src/mcp/backoff.js";
 import { childEnvironment } from "../src/mcp/env.js";
 import { parseArguments } from "../src/mcp/manager.js";
 import {

@@ -3,7 +3,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,6 +36,32 @@ function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: Nod
   return new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
 }
 
+/**
+ * Starts `node dist/main.js` on boot.yaml with `dataDir`, hands the child to `track` at once (so the
+ * test's cleanup can kill it), and resolves once its port file is written.
+ */
+async function boot(
+  dir: string,
+  dataDir: string,
+  track: (child: ChildProcess) => void,
+): Promise<{ ports: { satellite: number; ingress: number }; output: () => string }> {
+  const portFile = join(dir, "ports.json");
+  let output = "";
+  const child = spawn(process.execPath, [mainJs, "--config", fixture("boot.yaml"), "--port-file", portFile], {
+    env: childEnv({ OPENVOICE_DATA_DIR: dataDir }),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  track(child);
+  child.stdout.on("data", (b: Buffer) => (output += b.toString()));
+  child.stderr.on("data", (b: Buffer) => (output += b.toString()));
+  const ports = await waitFor(
+    "the port file",
+    async () => JSON.parse(await readFile(portFile, "utf8")) as { satellite: number; ingress: number },
+    15_000,
+  );
+  return { ports, output: () => output };
+}
+
 beforeAll(() => {
   if (!existsSync(mainJs)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does)");
 });
@@ -56,21 +82,8 @@ describe("the service process", () => {
 
   it("boots, says why it is not ready, and exits 0 within 5 s of SIGTERM", async () => {
     dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
-    const portFile = join(dir, "ports.json");
     const dataDir = join(dir, "data");
-    let output = "";
-    child = spawn(process.execPath, [mainJs, "--config", fixture("boot.yaml"), "--port-file", portFile], {
-      env: childEnv({ OPENVOICE_DATA_DIR: dataDir }),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout!.on("data", (b: Buffer) => (output += b.toString()));
-    child.stderr!.on("data", (b: Buffer) => (output += b.toString()));
-
-    const ports = await waitFor(
-      "the port file",
-      async () => JSON.parse(await readFile(portFile, "utf8")) as { satellite: number; ingress: number },
-      15_000,
-    );
+    const { ports, output: log } = await boot(dir, dataDir, (c) => (child = c));
     const base = `http://127.0.0.1:${ports.satellite}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     // Nothing listens where the upstream should be: not ready, and /readyz says why in words.
@@ -92,15 +105,18 @@ describe("the service process", () => {
     expect((await stat(dataDir)).isDirectory()).toBe(true);
 
     const t0 = Date.now();
-    child.kill("SIGTERM");
-    const exit = await Promise.race([exitOf(child), sleep(8_000).then(() => undefined)]);
+    child!.kill("SIGTERM");
+    const exit = await Promise.race([exitOf(child!), sleep(8_000).then(() => undefined)]);
     const elapsed = Date.now() - t0;
-    expect(exit, `no exit after SIGTERM; output:\n${output}`).toEqual({ code: 0, signal: null });
+    expect(exit, `no exit after SIGTERM; output:\n${log()}`).toEqual({ code: 0, signal: null });
     expect(elapsed).toBeLessThan(5_000);
     // readable log lines, and the API key never printed
-    expect(output).toMatch(/^\S+Z INFO configuration loaded /m);
-    expect(output).toMatch(/ INFO shutting down why=SIGTERM/);
-    expect(output).not.toContain("sk-process-test-key");
+    expect(log()).toMatch(/^\S+Z INFO configuration loaded /m);
+    expect(log()).toMatch(/ INFO shutting down why=SIGTERM/);
+    expect(log()).toContain(
+      `DEBUG module compile cache status=enabled directory=${dataDir}/cache/node-compile`,
+    );
+    expect(log()).not.toContain("sk-process-test-key");
     await expect(fetch(`${base}/healthz`)).rejects.toThrow();
   });
 
@@ -116,6 +132,35 @@ describe("the service process", () => {
     expect(r.status, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toMatch(/ FATAL start-up failed /);
     expect(r.stdout).toMatch(/ INFO stopped clean=false/);
+  });
+
+  it("keeps V8's compiled code under <data>/cache/node-compile, and the next start reads it back", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
+    const env = childEnv({ OPENVOICE_DATA_DIR: join(dir, "data") });
+    const args = [mainJs, "--config", fixture("boot.yaml"), "--check-config"];
+    const first = spawnSync(process.execPath, args, { env, encoding: "utf8", timeout: 15_000 });
+    expect(first.status, first.stderr).toBe(0);
+    const entries = await readdir(join(dir, "data", "cache", "node-compile"), { recursive: true });
+    expect(entries.length).toBeGreaterThan(1);
+    const second = spawnSync(process.execPath, args, {
+      env: { ...env, NODE_DEBUG_NATIVE: "COMPILE_CACHE" },
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/V8 code cache for ESM file:\S+\/dist\/cli-\S+\.js was accepted/);
+  });
+
+  it("runs without the compile cache when the data folder cannot hold it", async () => {
+    dir = await mkdtemp(join(tmpdir(), "openvoice-proc-"));
+    const dataDir = join(dir, "data");
+    await mkdir(dataDir);
+    await writeFile(join(dataDir, "cache"), "a file where the cache folder would go");
+    const { ports, output } = await boot(dir, dataDir, (c) => (child = c));
+    expect((await fetch(`http://127.0.0.1:${ports.satellite}/healthz`)).status).toBe(200);
+    expect(output()).toMatch(/ DEBUG module compile cache status=failed /);
+    child!.kill("SIGTERM");
+    expect(await exitOf(child!), output()).toEqual({ code: 0, signal: null });
   });
 
   it('a failure once listening (the port file cannot be written) logs "stopped" and exits 1', async () => {

@@ -3,6 +3,7 @@
  * in-memory recording fake (the end-to-end tests with the real engine are in satellite-e2e.test.ts).
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { Resampler } from "../src/audio/resampler.js";
 import { LimitError, SATELLITE_ERRORS } from "../src/errors.js";
 import {
   DEVICE,
@@ -308,6 +309,22 @@ describe("conversation lifecycle", () => {
     await s.waitJson("state", (m) => m.value === "listening");
     const conv = await app!.source.nth(0);
     await expect.poll(() => conv.appendedBytes(), { timeout: 2000 }).toBeGreaterThanOrEqual(4800 - 6);
+  });
+
+  it("mic audio kept while the conversation starts goes up sample for sample as resampled", async () => {
+    await setup();
+    app!.source.delayMs = 150;
+    const s = await sat();
+    await s.hello();
+    const sent = tonePcm(100, 16000);
+    for (let i = 0; i < sent.length; i += 640) s.sendAudio(sent.subarray(i, i + 640));
+    await s.waitJson("state", (m) => m.value === "listening");
+    const conv = await app!.source.nth(0);
+    const samples = new Int16Array(sent.buffer, sent.byteOffset, sent.byteLength / 2);
+    const whole = new Resampler({ inRate: 16000, outRate: 24000 }).process(samples);
+    const expected = Buffer.from(whole.buffer, whole.byteOffset, whole.byteLength);
+    await expect.poll(() => conv.appendedBytes(), { timeout: 2000 }).toBe(expected.byteLength);
+    expect(Buffer.concat(conv.appended).equals(expected)).toBe(true);
   });
 
   it("with client turns, audio alone starts nothing and turn.end commits", async () => {

@@ -266,8 +266,10 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
     this.#stopTicks = undefined;
   }
 
+  /** A fresh Buffer (the consumer may keep it: a socket holds it until written), from Node's pool. */
   #takeFrame(length: number): Buffer {
-    const frame = new Int16Array(length);
+    const bytes = Buffer.allocUnsafe(length * 2);
+    const frame = new Int16Array(bytes.buffer, bytes.byteOffset, length);
     const ring = this.#ring;
     const first = Math.min(length, ring.length - this.#head);
     frame.set(ring.subarray(this.#head, this.#head + first));
@@ -275,7 +277,7 @@ export class PlaybackPacer extends EventEmitter<PlaybackPacerEvents> {
     this.#head = (this.#head + length) % ring.length;
     this.#queued -= length;
     this.#sent += length;
-    return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    return bytes;
   }
 
   #enqueue(pcm: Int16Array, count: number): void {

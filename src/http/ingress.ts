@@ -165,17 +165,11 @@ export function restrictToAddresses(allowed: readonly string[]): onRequestHookHa
   };
 }
 
+/** `ui/` beside this module: src/http/ui from source, dist/ui in the build (build.ts copies it). */
 function defaultUiDir(): string {
-  const candidates = [
-    new URL("./ui/", import.meta.url),
-    // built: dist/http/ingress.js → src/http/ui
-    new URL("../../src/http/ui/", import.meta.url),
-  ];
-  for (const c of candidates) {
-    const p = fileURLToPath(c);
-    if (existsSync(`${p}index.html`)) return p;
-  }
-  throw new Error("ingress UI files not found (expected src/http/ui next to the build)");
+  const dir = fileURLToPath(new URL("./ui/", import.meta.url));
+  if (existsSync(`${dir}index.html`)) return dir;
+  throw new Error(`ingress UI files not found in ${dir}`);
 }
 
 async function loadUi(dir: string): Promise<Map<string, { body: Buffer; type: string }>> {

@@ -4,42 +4,26 @@
  */
 import { performance } from "node:perf_hooks";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ErrorCode, McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { McpServerConfig } from "../config/model.js";
 import type { Logger } from "../log.js";
+import { backoffDelay, type Backoff } from "./backoff.js";
+import {
+  closeBounded,
+  errorText,
+  isSessionNotFound,
+  listAllTools,
+  stripMcpPrefix,
+} from "./client-session.js";
 import { missingCommands } from "./command.js";
-import { processTree, killSurvivors, type ProcessRef } from "./process-tree.js";
 import type { ListedTool } from "./registry.js";
 import { resultText } from "./result.js";
 import { createTransport, type OpenedTransport, type TransportOptions } from "./transport.js";
 import type { ServerStatus, ToolCallOutcome } from "./types.js";
 
-export interface Backoff {
-  /** First retry delay (before jitter). */
-  readonly initialMs: number;
-  /** Longest delay between retries. */
-  readonly maxMs: number;
-}
-
-export const DEFAULT_BACKOFF: Backoff = { initialMs: 1000, maxMs: 60_000 };
-
-/** Pages of `tools/list` read at most (a server whose cursor never ends is cut off). */
-const MAX_TOOL_PAGES = 100;
-/** Time given to a graceful close (stdin end → SIGTERM → SIGKILL in the SDK) before survivors are killed. */
-const CLOSE_GRACE_MS = 3500;
 const DEFAULT_HEALTH_CHECK_MS = 30_000;
 /** Coalesces bursts of `tools/list_changed`. */
 const LIST_CHANGED_DEBOUNCE_MS = 25;
-
-/**
- * Retry delay for the `attempt`-th consecutive failure (0-based): `initialMs · 2^attempt` capped at
- * `maxMs`, then "equal jitter": a uniformly random value in [delay/2, delay].
- */
-export function backoffDelay(backoff: Backoff, attempt: number, random: () => number = Math.random): number {
-  const exp = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(exp / 2 + random() * (exp / 2));
-}
 
 type ConnState =
   | { readonly status: "idle" }
@@ -547,50 +531,6 @@ export class ServerConnection {
   }
 }
 
-/** Reads every page of `tools/list`; each page is bounded by `timeoutMs`. */
-export async function listAllTools(client: Client, timeoutMs: number): Promise<ListedTool[]> {
-  const tools: ListedTool[] = [];
-  const cursors = new Set<string>();
-  let cursor: string | undefined;
-  for (let page = 0; page < MAX_TOOL_PAGES; page++) {
-    const result = await client.listTools(cursor !== undefined ? { cursor } : undefined, {
-      timeout: timeoutMs,
-    });
-    tools.push(...result.tools);
-    cursor = result.nextCursor;
-    if (cursor === undefined || cursors.has(cursor)) break;
-    cursors.add(cursor);
-  }
-  return tools;
-}
-
-/**
- * Closes a client and its transport; a stdio child that ignores stdin end and SIGTERM, and any
- * process it started, is killed once the grace time is over. Never rejects.
- */
-async function closeBounded(client: Client, opened: OpenedTransport): Promise<void> {
-  const pid = opened.pid();
-  const tree: ProcessRef[] = pid !== null ? processTree(pid) : [];
-  let timer: NodeJS.Timeout | undefined;
-  const grace = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, CLOSE_GRACE_MS);
-  });
-  await Promise.race([
-    (async () => {
-      await Promise.race([opened.terminate(), delay(1000)]);
-      await client.close();
-    })().catch(() => undefined),
-    grace,
-  ]);
-  clearTimeout(timer);
-  killSurvivors(tree);
-}
-
-/** The Streamable HTTP transport's error for an HTTP 404: the server does not know our session (any more). */
-function isSessionNotFound(err: unknown): boolean {
-  return err instanceof StreamableHTTPError && err.code === 404;
-}
-
 function cancelledResult(tool: string): CallResult {
   return { ok: false, outcome: "error", output: `The call to "${tool}" was cancelled.` };
 }
@@ -608,25 +548,7 @@ async function raceDeadline<T>(work: Promise<T>, deadline: number): Promise<T | 
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
 function formatSeconds(ms: number): string {
   const s = ms / 1000;
   return `${Number.isInteger(s) ? s : s.toFixed(1)} s`;
-}
-
-/** `MCP error -32602: msg` → `msg` (the prefix may be repeated when it crossed the wire). */
-function stripMcpPrefix(message: string): string {
-  return message.replace(/^(?:MCP error -?\d+: )+/, "");
-}
-
-export function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as Error & { cause?: unknown }).cause;
-    const causeText = cause instanceof Error && cause.message !== err.message ? `: ${cause.message}` : "";
-    return `${stripMcpPrefix(err.message)}${causeText}`;
-  }
-  return String(err);
 }

@@ -7,8 +7,9 @@ import type { McpServerConfig } from "../config/model.js";
 import { ApiError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { initialiseServerSeries, initialiseToolSeries, type Metrics } from "../metrics.js";
+import { DEFAULT_BACKOFF, type Backoff } from "./backoff.js";
 import type * as Connections from "./connection.js";
-import type { Backoff, CallResult, ServerConnection } from "./connection.js";
+import type { CallResult, ServerConnection } from "./connection.js";
 import { ToolRegistry } from "./registry.js";
 import type { TransportOptions } from "./transport.js";
 import type { RoutedTool, ServerStatus, ToolCallOutcome, ToolProvider } from "./types.js";
@@ -271,7 +272,7 @@ export class ClientMcpManager implements ToolProvider {
     const conn = new m.ServerConnection({
       config: cfg,
       logger: this.#log.child({ server: cfg.name }),
-      backoff: this.#backoff ?? m.DEFAULT_BACKOFF,
+      backoff: this.#backoff ?? DEFAULT_BACKOFF,
       clientInfo: this.#clientInfo,
       transportOptions: this.#transportOptions,
       ...(this.#healthCheckMs !== undefined ? { healthCheckMs: this.#healthCheckMs } : {}),

@@ -180,7 +180,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     const cur = this.#slot;
     if (cur.status === "active") cur.conversation.appendAudio(pcm24);
     else if (cur.status === "starting") {
-      cur.mic.push(pcm24);
+      cur.mic.push(Buffer.from(pcm24)); // the pipe reuses its output; kept audio is a copy
       cur.micBytes += pcm24.byteLength;
       const maxBytes = (this.#limits.pendingMicMs / 1000) * PCM_RATE_UPSTREAM * 2;
       while (cur.micBytes > maxBytes && cur.mic.length > 1) cur.micBytes -= cur.mic.shift()!.byteLength;

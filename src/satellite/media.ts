@@ -15,6 +15,8 @@ export class AudioPipe {
   readonly #down: Resampler;
   /** Aligned copy of an odd-offset input frame (Int16Array views need 2-byte alignment). */
   #scratch = new Int16Array(1024);
+  /** The last microphone output as a Buffer over the resampler's own output (reused while it fits). */
+  #micView: Buffer = Buffer.alloc(0);
 
   constructor(inRate: PcmRate, outRate: PcmRate) {
     this.inRate = inRate;
@@ -23,11 +25,22 @@ export class AudioPipe {
     this.#down = new Resampler({ inRate: PCM_RATE_UPSTREAM, outRate });
   }
 
-  /** Microphone frame (PCM16 at `inRate`, even length) → a fresh 24 kHz Buffer (possibly empty). */
+  /**
+   * Microphone frame (PCM16 at `inRate`, even length) → 24 kHz PCM16 (possibly empty), without
+   * allocating: the result is a view valid until the next `micToUpstream` call on this pipe (at
+   * 24 kHz, `frame` itself). A caller that keeps it must copy it.
+   */
   micToUpstream(frame: Buffer): Buffer {
     if (this.inRate === PCM_RATE_UPSTREAM) return frame;
     const out = this.#up.process(this.#samplesOf(frame));
-    return Buffer.from(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength));
+    const view = this.#micView;
+    if (
+      view.buffer !== out.buffer ||
+      view.byteOffset !== out.byteOffset ||
+      view.byteLength !== out.byteLength
+    )
+      this.#micView = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+    return this.#micView;
   }
 
   /** 24 kHz reply audio → samples at `outRate`; a view valid until the next call on this pipe. */

@@ -72,7 +72,7 @@ export const satelliteRoute: FastifyPluginAsync<SatelliteRouteOptions> = async (
     });
 
   app.get(SATELLITE_PATH, { websocket: true, logLevel: "warn" }, (socket, req) => {
-    const link = wsLink(socket, limits.closeGraceMs);
+    const link = wsLink(socket, limits.closeGraceMs, req.raw.socket);
     const bridge = new V1Wire(
       link,
       {

@@ -5,32 +5,16 @@
  * and, as a last resort, when the test process exits.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { stringify } from "yaml";
 import { z } from "zod";
+import { findTool } from "./tools.js";
 
-/** Absolute path of an executable on PATH (or the Debian location), or undefined. */
-export function findBinary(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/bin", "/usr/local/bin"];
-  for (const dir of dirs) {
-    if (dir === "") continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-/** Like `findBinary`, but throws a message that says how to install it. */
+/** The tool's path on PATH, or an error that says how to install it (tests guard with `lacks`). */
 export function requireBinary(name: "promtool" | "prometheus"): string {
-  const path = findBinary(name);
+  const path = findTool(name);
   if (path === undefined) {
     throw new Error(
       `${name} not found on PATH: install the Debian package "prometheus" (apt-get install prometheus)`,

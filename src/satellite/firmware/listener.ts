@@ -33,7 +33,7 @@ export interface FirmwareListenerOptions {
 /** What the upgrade request decided: refuse with a status, or go on knowing this much. */
 type Admission =
   | { ok: false; status: 401 | 403 | 404; dialect: Dialect | null }
-  | { ok: true; open: (socket: WebSocket) => void };
+  | { ok: true; open: (socket: WebSocket, raw: Duplex) => void };
 
 export class FirmwareListener {
   readonly #opts: FirmwareListenerOptions;
@@ -66,7 +66,7 @@ export class FirmwareListener {
           });
         return refuse(socket, admission.status);
       }
-      this.#wss.handleUpgrade(req, socket, head, (ws) => admission.open(ws));
+      this.#wss.handleUpgrade(req, socket, head, (ws) => admission.open(ws, socket));
     });
   }
 
@@ -108,7 +108,7 @@ export class FirmwareListener {
       }
       return {
         ok: true,
-        open: (ws) => this.#start(ws, (link) => new UnderzenithWire(link, this.#opts.deps, match)),
+        open: (ws, raw) => this.#start(ws, raw, (link) => new UnderzenithWire(link, this.#opts.deps, match)),
       };
     }
     const fjfricke = this.#enabled.has("fjfricke");
@@ -122,7 +122,7 @@ export class FirmwareListener {
       this.#opts.access.refuse(address, dialect);
       return { ok: false, status: 403, dialect };
     }
-    return { ok: true, open: (ws) => this.#sniff(ws, device, { fjfricke, vaClient }) };
+    return { ok: true, open: (ws, raw) => this.#sniff(ws, raw, device, { fjfricke, vaClient }) };
   }
 
   /** A va_client token when presented and valid, else the device listed at this address. */
@@ -138,7 +138,12 @@ export class FirmwareListener {
   // ── after the upgrade ──────────────────────────────────────────────────────────────────────
 
   /** Waits for the first frame, which names the dialect, then hands the socket to that wire. */
-  #sniff(ws: WebSocket, device: KnownDevice, enabled: { fjfricke: boolean; vaClient: boolean }): void {
+  #sniff(
+    ws: WebSocket,
+    raw: Duplex,
+    device: KnownDevice,
+    enabled: { fjfricke: boolean; vaClient: boolean },
+  ): void {
     const { deps } = this.#opts;
     const timer = setTimeout(() => ws.close(1002, "hello_timeout"), deps.limits.helloTimeoutMs);
     ws.once("close", () => clearTimeout(timer));
@@ -153,7 +158,7 @@ export class FirmwareListener {
         );
         return ws.close(1008, "dialect not enabled");
       }
-      const conn = this.#start(ws, (link) =>
+      const conn = this.#start(ws, raw, (link) =>
         isBinary ? new FjfrickeWire(link, deps, device) : new VaClientWire(link, deps, device),
       );
       if (isBinary) conn.handleBinary(first);
@@ -161,8 +166,12 @@ export class FirmwareListener {
     });
   }
 
-  #start(ws: WebSocket, make: (link: ReturnType<typeof wsLink>) => SatelliteConnection): SatelliteConnection {
-    const conn = make(wsLink(ws, this.#opts.deps.limits.closeGraceMs));
+  #start(
+    ws: WebSocket,
+    raw: Duplex,
+    make: (link: ReturnType<typeof wsLink>) => SatelliteConnection,
+  ): SatelliteConnection {
+    const conn = make(wsLink(ws, this.#opts.deps.limits.closeGraceMs, raw));
     this.#opts.registry.add(conn);
     feedSocket(ws, conn, (err) => this.#log.debug({ err }, "firmware socket error"));
     return conn;

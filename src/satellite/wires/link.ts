@@ -30,17 +30,43 @@ export interface SatelliteSocketHandler {
   internalError(err: unknown): void;
 }
 
-/** `SatelliteLink` over a `ws` socket; a close that is not answered within `closeGraceMs` terminates. */
-export function wsLink(socket: WebSocket, closeGraceMs: number): SatelliteLink {
+/** The byte stream under a WebSocket (the upgraded `net.Socket`), as far as write batching needs it. */
+export interface Corkable {
+  cork(): void;
+  uncork(): void;
+}
+
+/**
+ * `SatelliteLink` over a `ws` socket; a close that is not answered within `closeGraceMs` terminates.
+ * With `raw` (the stream the WebSocket writes to), every frame sent within one tick — a paced burst
+ * of reply audio, a state and its audio — reaches the OS in one write: the stream is corked at the
+ * tick's first send and uncorked on `process.nextTick`. Frames and their order are unchanged.
+ */
+export function wsLink(socket: WebSocket, closeGraceMs: number, raw?: Corkable): SatelliteLink {
   const open = (): boolean => socket.readyState === socket.OPEN;
   let graceTimer: NodeJS.Timeout | undefined;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    raw!.uncork();
+  };
+  const batch = (): void => {
+    if (corked || raw === undefined) return;
+    corked = true;
+    raw.cork();
+    process.nextTick(uncork);
+  };
   socket.once("close", () => clearTimeout(graceTimer));
   return {
     sendText: (text) => {
-      if (open()) socket.send(text);
+      if (!open()) return;
+      batch();
+      socket.send(text);
     },
     sendBinary: (data) => {
-      if (open()) socket.send(data, { binary: true });
+      if (!open()) return;
+      batch();
+      socket.send(data, { binary: true });
     },
     get bufferedAmount() {
       return socket.bufferedAmount;
