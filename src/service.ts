@@ -11,6 +11,8 @@ import type { App } from "./app.js";
 import type { McpServerConfig } from "./config/model.js";
 import { createCostMeter } from "./cost/wire.js";
 import type { CostMeter } from "./cost/meter.js";
+import type { EsphomeRuntimeOverrides } from "./esphome/runtime.js";
+import { wireEsphome, type EsphomeWiring } from "./esphome/wiring.js";
 import { deriveMcpServers } from "./ha/derive.js";
 import { ingressPlugin, type StatusSnapshot } from "./http/ingress.js";
 import { ClientMcpManager } from "./mcp/manager.js";
@@ -34,6 +36,7 @@ export interface ServiceOptions {
   readonly satelliteLimits?: Partial<SatelliteLimits>;
   /** Epoch milliseconds of the cost ledger (its days roll over at local midnight). */
   readonly costClock?: () => number;
+  readonly esphome?: EsphomeRuntimeOverrides;
 }
 
 export interface Service {
@@ -49,6 +52,8 @@ export interface Service {
   readonly wyomingActivity: WyomingActivity;
   /** The bound firmware port; null when no dialect is enabled. */
   readonly firmwarePort: number | null;
+  /** The ESPHome voice devices (loaded once the service listens). */
+  readonly esphome: EsphomeWiring;
 }
 
 export const VERSION: string = (
@@ -69,7 +74,14 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
   const routes = await wireSatellites(app, { engine, approvals, limits: opts.satelliteLimits });
   const wyoming = wireWyoming(app, { engine, approvals });
   const firmware = await wireFirmware(app, { state, routes, limits: opts.satelliteLimits });
-  await wireIngress(app, { tools, engine, cost, approvals, state, routes, wyoming, firmware });
+  const esphome = await wireEsphome(app, {
+    engine,
+    state,
+    auth: routes.auth,
+    version: VERSION,
+    ...(opts.esphome ? { overrides: opts.esphome } : {}),
+  });
+  await wireIngress(app, { tools, engine, cost, approvals, state, routes, wyoming, firmware, esphome });
   startInBackground(app, { tools, engine });
   return {
     tools,
@@ -81,6 +93,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     wyoming: wyoming.server,
     wyomingActivity: wyoming.activity,
     firmwarePort: firmware.port,
+    esphome,
   };
 }
 
@@ -267,7 +280,7 @@ async function wireFirmware(
   return { port, access };
 }
 
-/** The ingress admin UI and API: server toggles, approvals, the status page, tokens, spend. */
+/** The ingress admin UI and API: server toggles, approvals, the status page, tokens, spend, ESPHome devices. */
 async function wireIngress(
   app: App,
   parts: {
@@ -279,6 +292,7 @@ async function wireIngress(
     routes: SatelliteRoutes;
     wyoming: { activity: WyomingActivity };
     firmware: { port: number | null; access: FirmwareAccess };
+    esphome: EsphomeWiring;
   },
 ): Promise<void> {
   const { config, logger } = app;
@@ -300,6 +314,7 @@ async function wireIngress(
       return bound !== null && typeof bound === "object" ? bound.port : config.listen.satellite_port;
     },
     logger: logger.child({ part: "ingress" }),
+    esphome: parts.esphome.admin,
   });
 }
 
