@@ -14,7 +14,14 @@ import { ApprovalQueue } from "../src/approvals/queue.js";
 import type { ToolCallOutcome } from "../src/mcp/types.js";
 import { RealtimeEngine, type RealtimeLimits } from "../src/realtime/engine.js";
 import { UPSTREAM_MESSAGES, UpstreamUnavailableError } from "../src/realtime/upstream-error.js";
-import { RecordingTools, freshMetrics, makeConfig, silentLogger, tool } from "./fake-realtime/helpers.js";
+import {
+  RecordingTools,
+  clientEverything,
+  freshMetrics,
+  makeConfig,
+  silentLogger,
+  tool,
+} from "./fake-realtime/helpers.js";
 import type { ServerMessage } from "../src/satellite/wires/v1-protocol.js";
 import { startFakeRealtime, type FakeFault, type FakeRealtimeServer } from "./fake-realtime/server.js";
 import { TestSatellite, sleep, startApp, tonePcm, type TestApp } from "./satellite-helpers.js";
@@ -139,15 +146,7 @@ describe("case 6: the idle timer and running tools", () => {
     const tools = new SlowTools(900);
     engine = new RealtimeEngine({
       config: makeConfig(fake.url, {
-        mcp_servers: [
-          {
-            name: "everything",
-            mode: "client",
-            transport: "stdio",
-            command: "mcp-server-everything",
-            require_approval: "never",
-          },
-        ],
+        mcp_servers: [clientEverything("never")],
       }),
       tools,
       approvals: new ApprovalQueue({ timeoutS: 5 }),
