@@ -1,6 +1,6 @@
 /** The device's play head as the turn models it (pure): start rule, real-time play, truncation points. */
 import { describe, expect, it } from "vitest";
-import { DevicePlayhead, startRule, startRuleMs } from "../src/esphome/playhead.js";
+import { DevicePlayhead, startRule, startRuleMs, type StartRule } from "../src/esphome/playhead.js";
 
 describe("DevicePlayhead", () => {
   it("start rule: WAV counts every byte plus the decoder's 24 KiB; MP3 an eighth, in encoded bytes, plus one frame", () => {
@@ -12,38 +12,28 @@ describe("DevicePlayhead", () => {
     expect(startRuleMs("mp3", 48)).toBeCloseTo(1000 + 24, 0);
   });
 
+  /** Clock time (ms) of the first sound when the device has taken each of `served` (ms) 10 ms apart. */
+  function startsAt(rule: StartRule, served: number[]): number | null {
+    const p = new DevicePlayhead(rule);
+    p.wrote("a", 3000);
+    served.forEach((ms, i) => p.served(ms, i * 10));
+    return p.playStart;
+  }
+
   it("what the device took by the decoder's first fill is held out of the count (MP3: up to its 24 KiB input)", () => {
-    const burst = new DevicePlayhead(startRule("mp3", 160));
-    burst.wrote("a", 3000);
-    burst.served(500, 0); // arrived before the first pass: the decoder holds it
-    burst.served(790, 10);
-    expect(burst.playStart).toBeNull();
-    burst.served(800, 20);
-    expect(burst.playStart).toBe(20);
-
-    const capped = new DevicePlayhead(startRule("mp3", 160));
-    capped.wrote("a", 3000);
-    capped.served(1300, 0); // more than its input takes: 1228.8 ms are held
-    capped.served(1528, 10);
-    expect(capped.playStart).toBeNull();
-    capped.served(1529, 20);
-    expect(capped.playStart).toBe(20);
-
-    const trickle = new DevicePlayhead(startRule("mp3", 160));
-    trickle.wrote("a", 3000);
-    trickle.served(5, 0); // less than a frame: it keeps filling until one frame is in
-    trickle.served(323, 10);
-    expect(trickle.playStart).toBeNull();
-    trickle.served(324, 20);
-    expect(trickle.playStart).toBe(20);
-
-    const wav = new DevicePlayhead(startRule("wav"));
-    wav.wrote("a", 3000);
-    wav.served(100, 0); // the WAV decoder keeps pulling until its 24 KiB output is full
-    wav.served(1511, 10);
-    expect(wav.playStart).toBeNull();
-    wav.served(1512, 20);
-    expect(wav.playStart).toBe(20);
+    const mp3 = startRule("mp3", 160);
+    // Arrived before the first pass: the decoder holds it; 300 ms more must come.
+    expect(startsAt(mp3, [500, 799])).toBeNull();
+    expect(startsAt(mp3, [500, 790, 800])).toBe(20);
+    // More than its input takes: 1228.8 ms are held.
+    expect(startsAt(mp3, [1300, 1528])).toBeNull();
+    expect(startsAt(mp3, [1300, 1528, 1529])).toBe(20);
+    // Less than a frame: it keeps filling until one frame (24 ms) is in.
+    expect(startsAt(mp3, [5, 323])).toBeNull();
+    expect(startsAt(mp3, [5, 323, 324])).toBe(20);
+    // The WAV decoder keeps pulling until its 24 KiB output (512 ms) is full; then a second.
+    expect(startsAt(startRule("wav"), [100, 1511])).toBeNull();
+    expect(startsAt(startRule("wav"), [100, 1511, 1512])).toBe(20);
   });
 
   it("plays nothing before the start rule is met, then in real time, never more than was written", () => {
