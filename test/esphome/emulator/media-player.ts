@@ -34,7 +34,9 @@ export type FileType = "wav" | "mp3" | "flac";
  * Which `audio_decoder.cpp` the paused decoder follows. `current`: `AudioDecoder::start` reallocates an
  * MP3 decoder's output transfer buffer to one frame (4608 bytes), so a paused MP3 decoder holds its first
  * fill and one decoded frame. `2024` (commit 64758d8): every output buffer is 24 KiB, so a paused MP3
- * decoder keeps refilling and decodes ~18 frames, and its passes run two per 60 ms.
+ * decoder keeps refilling and decodes ~18 frames, and its passes run two per 60 ms. Later firmware
+ * (microMP3, esphome#16236, #17106, #17279) sizes that buffer to the stream's own frame or keeps the
+ * 4608-byte worst case: one decoded frame either way, as `current` models it.
  */
 export type DecoderGeneration = "2024" | "current";
 
