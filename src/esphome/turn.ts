@@ -23,7 +23,7 @@ import type { Conversation, ConversationEvents, TurnEvents } from "../realtime/c
 import { AudioPipe } from "../satellite/media.js";
 import { subscribe } from "../subscribe.js";
 import { VoiceEvent, type DeviceConnection, type VoiceEventType } from "./api/index.js";
-import { DevicePlayhead } from "./playhead.js";
+import { DevicePlayhead, type StartRule } from "./playhead.js";
 import type { ReplyStream } from "./reply-stream.js";
 
 /** The part of a reply stream a turn uses. */
@@ -62,8 +62,8 @@ export interface TurnOptions {
   /** The id the device gets in `INTENT_END` and names on its next request. */
   conversationId: string;
   stream: TurnStream;
-  /** `startRuleMs` of the stream's format: how much audio the device buffers before its first sound. */
-  startRuleMs: number;
+  /** The device's start rule for the stream's format (`startRule`), or a fixed amount of audio (ms). */
+  startRuleMs: StartRule | number;
   logger: Logger;
   limits?: Partial<TurnLimits>;
   now?: () => number;

@@ -16,7 +16,7 @@ import {
   type DeviceConnectionEvents,
   type VoiceRequest,
 } from "./api/index.js";
-import { startRuleMs } from "./playhead.js";
+import { startRule } from "./playhead.js";
 import { DeviceTimers, DeviceTimerTools } from "./timers.js";
 import type { ReplyFormat } from "./reply-stream.js";
 import {
@@ -192,7 +192,7 @@ export class VoiceHost {
       conversation: held.ready,
       conversationId: held.id,
       stream,
-      startRuleMs: startRuleMs(this.#d.format),
+      startRuleMs: startRule(this.#d.format),
       logger: this.#log,
       ...(this.#d.turnLimits ? { limits: this.#d.turnLimits } : {}),
     });

@@ -32,7 +32,7 @@ import {
 } from "./messages.js";
 
 export type { RunRecord, RecordedEvent, TimerRecord } from "./voice-assistant.js";
-import type { EmulatedMediaPlayer } from "./media-player.js";
+import type { DecoderGeneration, EmulatedMediaPlayer } from "./media-player.js";
 export { fileTypeOf, INITIAL_BUFFER_MS, READ_TIMEOUT_MS, TRANSFER_BUFFER_BYTES } from "./media-player.js";
 
 /** VOICE_ASSISTANT | API_AUDIO | TIMERS | ANNOUNCE | START_CONVERSATION: what a Voice PE reports. */
@@ -53,6 +53,8 @@ export interface EmulatorOptions {
   maxListenMs?: number;
   /** The media player's read timeout (default 5 s, `CONNECTION_TIMEOUT_MS` of audio_reader.cpp). */
   readTimeoutMs?: number;
+  /** Which firmware's paused decoder the media player models (default `current`). */
+  decoderGeneration?: DecoderGeneration;
 }
 
 export interface OtherClient {
@@ -106,6 +108,7 @@ export async function startEmulatedDevice(o: EmulatorOptions = {}): Promise<Emul
     wakeWords[0]?.wakeWord ?? "",
     o.maxListenMs ?? 30_000,
     o.readTimeoutMs,
+    o.decoderGeneration,
   );
   const sockets = new Set<net.Socket>();
 

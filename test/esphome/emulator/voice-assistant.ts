@@ -15,7 +15,7 @@
  *   conversation id when `continue_conversation`, else IDLE;
  * - timers are recorded; an announcement plays `media_id` (after `preannounce_media_id`).
  */
-import { EmulatedMediaPlayer, type PlaybackResult } from "./media-player.js";
+import { EmulatedMediaPlayer, type DecoderGeneration, type PlaybackResult } from "./media-player.js";
 import { Msg, announceFinished, voiceAssistantRequest, voiceAudio, type TimerRecord } from "./messages.js";
 
 export type { TimerRecord } from "./messages.js";
@@ -116,8 +116,9 @@ export class EmulatedVoiceAssistant {
     private readonly wakeWord: string,
     private readonly maxListenMs: number,
     readTimeoutMs?: number,
+    decoderGeneration?: DecoderGeneration,
   ) {
-    this.media = new EmulatedMediaPlayer(readTimeoutMs);
+    this.media = new EmulatedMediaPlayer(readTimeoutMs, decoderGeneration);
     this.media.on("state", (s) => {
       if (s === "announcing" && this.mpState === "URL_SENT") this.mpState = "PLAYING";
       else if (s === "idle" && this.mpState === "PLAYING") this.mpState = "FINISHED";
