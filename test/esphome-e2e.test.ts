@@ -112,6 +112,45 @@ describe("ESPHome voice satellite end to end", () => {
     expect(next.events.find((e) => e.type === E.INTENT_END)?.data.conversation_id).toBe(id);
   });
 
+  it("barge-in: a wake word during the reply stops it as the Voice PE does (voice_assistant.stop), truncated, no error, and the next wake continues", async () => {
+    h = await startHarness({
+      entries: [{ take_over: true }],
+      fake: { replyAudio: tone(8000), audioSpeed: 1 },
+    });
+    const dev = h.devices[0]!;
+    await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
+    h.fake.script({ kind: "speak" }, { kind: "speak", audio: tone(300) });
+    const running = dev.wake(await utterance());
+    await expect.poll(() => dev.state, { timeout: 10_000 }).toBe("STREAMING_RESPONSE");
+    await new Promise((r) => setTimeout(r, 2200)); // past the WAV start rule: some of it plays
+    // The wake word while the reply plays: the device stops; it does not start a run of its own.
+    const stopped = await dev.wake(await utterance());
+    const run = await running;
+    expect(stopped).toBe(run);
+    expect(run.error).toBeNull();
+    expect(run.followUps).toHaveLength(0);
+    const types = run.events.map((e) => e.type);
+    expect(types).not.toContain(E.ERROR);
+    expect(types).not.toContain(E.TTS_END);
+    expect(dev.state).toBe("IDLE");
+    const conn = h.fake.connections.find((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
+    await conn.waitFor("conversation.item.truncate");
+    const t = conn.received.find((e) => e.type === "conversation.item.truncate") as { audio_end_ms: number };
+    expect(t.audio_end_ms).toBeGreaterThan(0);
+    expect(t.audio_end_ms).toBeLessThan(run.playedMs + 400);
+    const id = run.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id;
+    const next = await dev.wake(await utterance());
+    expect(next.events.map((e) => e.type)).toEqual(FULL_RUN);
+    expect(next.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id).toBe(id);
+    // One upstream conversation heard both questions.
+    const withAudio = h.fake.connections.filter((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    );
+    expect(withAudio).toEqual([conn]);
+  });
+
   it("linux-voice-assistant's feature flags are served like a Voice PE", async () => {
     h = await startHarness({
       devices: [{ featureFlags: LINUX_VOICE_ASSISTANT_FLAGS, name: "linux-voice-assistant" }],

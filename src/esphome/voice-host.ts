@@ -164,7 +164,7 @@ export class VoiceHost {
   #onRequest(r: VoiceRequest): void {
     if (this.#closed) return;
     if (!r.start) {
-      this.#turn?.abort("the device stopped the run");
+      this.#turn?.abort("the device stopped the run", true);
       // What the device streamed of the stopped run never reaches the next question.
       this.#held?.conversation?.cancelTurn();
       return;

@@ -65,9 +65,12 @@ export interface EmulatedDevice {
   readonly host: "127.0.0.1";
   readonly port: number;
   readonly name: string;
-  /** Starts a run as the wake word does; resolves when the device is idle again. See voice-assistant.ts. */
+  /**
+   * The wake word: from idle starts a run; during a run (a reply playing) stops it as the Voice PE does
+   * (`voice_assistant.stop`) and resolves with that run's record. Resolves when the device is idle again.
+   */
   wake(speech: Buffer, opts?: { followUp?: Buffer; conversationId?: string }): Promise<RunRecord>;
-  /** The stop word: stops the media player (closes the HTTP stream); AnnounceFinished follows. */
+  /** The stop word: `voice_assistant.stop` during a run (the media player closes the HTTP stream). */
   stopWord(): void;
   /** Events the owner sent, in order, with receive time (performance.now()). */
   readonly events: RecordedEvent[];
