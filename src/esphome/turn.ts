@@ -241,7 +241,11 @@ export class VoiceTurn {
         if (e.fatal) this.#fail(e.code, e.message);
         else if (e.code === "response_failed") this.#fail("response_failed", e.message);
       },
-      closed: ({ reason }) => this.#fail("upstream_unavailable", `the conversation ended (${reason})`),
+      // The budget ends a conversation after its answer: a run that began on it meanwhile says why.
+      closed: ({ reason }) =>
+        reason === "budget_exceeded"
+          ? this.#fail(reason, ESPHOME_VOICE_ERRORS.budget_exceeded.message)
+          : this.#fail("upstream_unavailable", `the conversation ended (${reason})`),
     };
     const detachConv = subscribe(c, on);
     const detachTurns = c.turns
