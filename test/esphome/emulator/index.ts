@@ -87,6 +87,8 @@ export interface EmulatedDevice {
   readonly mediaPlayer: EmulatedMediaPlayer;
   /** Resolves when the voice assistant is idle. */
   idle(): Promise<void>;
+  /** Drops every API connection (a Wi-Fi blip); the device keeps listening, clients may reconnect. */
+  dropConnections(): void;
   /** A minimal second API client (Home Assistant) that subscribes to the voice assistant. */
   connectAsOtherClient(clientInfo?: string): Promise<OtherClient>;
   close(): Promise<void>;
@@ -213,6 +215,9 @@ export async function startEmulatedDevice(o: EmulatorOptions = {}): Promise<Emul
     },
     mediaPlayer: va.media,
     idle: () => va.idle(),
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
     connectAsOtherClient: (clientInfo = "Home Assistant 2026.9.0") => otherClient(port, psk, clientInfo),
     close: async () => {
       va.close();
