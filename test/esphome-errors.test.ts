@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { VoiceEvent } from "../src/esphome/api/index.js";
+import { metricValue } from "./fake-realtime/helpers.js";
 import { tone } from "./fake-realtime/server.js";
 import { FULL_RUN, startHarness, utterance, type Harness } from "./esphome-helpers.js";
 
@@ -45,6 +46,12 @@ describe("ESPHome errors on the device", () => {
     });
     expect(refused.events.map((e) => e.type)).toEqual([E.RUN_START, E.STT_START, E.ERROR, E.RUN_END]);
     expect(dev.state).toBe("IDLE");
+    expect(
+      await metricValue(h.app.metrics, "openvoice_esphome_turns_total", {
+        device: dev.name,
+        outcome: "error",
+      }),
+    ).toBe(2);
     const view = await h.waitDevice(dev.name, (d) => d.last_turn?.outcome === "error");
     expect(view.last_turn!.error).toMatch(/budget.*\(budget_exceeded\)/);
   });
