@@ -3,7 +3,10 @@
  * loopback: a wrong key and an unreachable device in words, a device that comes back, another client
  * owning the voice assistant, and taking over / giving back from the UI with the choice kept in /data.
  */
+import { execFile } from "node:child_process";
 import net from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { startEmulatedDevice, type EmulatedDevice } from "./esphome/emulator/index.js";
 import { startHarness, utterance, type Harness } from "./esphome-helpers.js";
@@ -141,6 +144,15 @@ describe("ESPHome devices", () => {
     await third.waitDevice(dev.name, (x) => x.take_over);
     await third.post(`/api/esphome/${dev.name}`, { take_over: false });
     expect((await third.list())[0]!.take_over).toBe(false);
+  });
+
+  it("start-up stays lean: the device manager, the turn and the API client load only once the service listens", async () => {
+    const script = fileURLToPath(new URL("./esphome/lazy-service.mjs", import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", script]);
+    expect(JSON.parse(stdout)).toEqual({
+      before: [],
+      after: ["runtime", "devices", "turn", "esphome-client"],
+    });
   });
 
   it("announce: 404 for an unknown device, 409 with words when not taken over", async () => {
