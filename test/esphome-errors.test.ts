@@ -56,6 +56,21 @@ describe("ESPHome errors on the device", () => {
     expect(view.last_turn!.error).toMatch(/budget.*\(budget_exceeded\)/);
   });
 
+  it("a start the upstream refuses: ERROR upstream_unavailable with the reason in words, the device idle", async () => {
+    h = await startHarness({
+      entries: [{ take_over: true }],
+      fake: { refuseSession: () => ({ code: "invalid_api_key", type: "invalid_request_error" }) },
+    });
+    const dev = h.devices[0]!;
+    await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
+    const run = await dev.wake(await utterance());
+    expect(run.events.map((e) => e.type)).toEqual([E.RUN_START, E.STT_START, E.ERROR, E.RUN_END]);
+    expect(run.error?.code).toBe("upstream_unavailable");
+    expect(run.error?.message).toMatch(/key/i);
+    expect(run.error?.message).not.toMatch(/invalid_api_key/);
+    expect(dev.state).toBe("IDLE");
+  });
+
   it("a fatal upstream error while the device awaits the answer: ERROR upstream_unavailable in words, the device idle, the next wake answered", async () => {
     h = await startHarness({
       entries: [{ take_over: true }],
