@@ -151,6 +151,28 @@ describe("ESPHome voice satellite end to end", () => {
     expect(withAudio).toEqual([conn]);
   });
 
+  it("a wake word while the device awaits the answer: the run ends (RUN_END), no error, the device idle, and the next wake continues", async () => {
+    h = await startHarness({
+      entries: [{ take_over: true }],
+      fake: { replyAudio: tone(300), replyDelayMs: 2500 },
+    });
+    const dev = h.devices[0]!;
+    await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
+    const running = dev.wake(await utterance());
+    await expect.poll(() => dev.state, { timeout: 10_000 }).toBe("AWAITING_RESPONSE");
+    await dev.wake(await utterance()); // voice_assistant.stop: start=false, then it waits for RUN_END
+    const run = await running;
+    expect(dev.state).toBe("IDLE");
+    expect(run.error).toBeNull();
+    const types = run.events.map((e) => e.type);
+    expect(types.slice(-2)).toEqual([E.INTENT_END, E.RUN_END]);
+    expect(types).not.toContain(E.TTS_END);
+    const id = run.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id;
+    const next = await dev.wake(await utterance());
+    expect(next.events.map((e) => e.type)).toEqual(FULL_RUN);
+    expect(next.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id).toBe(id);
+  });
+
   it("linux-voice-assistant's feature flags are served like a Voice PE", async () => {
     h = await startHarness({
       devices: [{ featureFlags: LINUX_VOICE_ASSISTANT_FLAGS, name: "linux-voice-assistant" }],
