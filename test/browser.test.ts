@@ -677,7 +677,7 @@ describe("ESPHome voice devices in a real browser", () => {
     proxy = await startIngressProxy({ target: h.ingress });
     browser = await chromium.launch({
       executablePath: (await findChromium()).executablePath,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS],
       timeout: 20_000,
     });
   }, 60_000);

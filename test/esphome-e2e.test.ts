@@ -5,7 +5,11 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { VoiceEvent } from "../src/esphome/api/index.js";
-import { LINUX_VOICE_ASSISTANT_FLAGS } from "./esphome/emulator/index.js";
+import {
+  LINUX_VOICE_ASSISTANT_FLAGS,
+  type EmulatedDevice,
+  type RunRecord,
+} from "./esphome/emulator/index.js";
 import { metricValue } from "./fake-realtime/helpers.js";
 import { tone } from "./fake-realtime/server.js";
 import { FULL_RUN, startHarness, utterance, type Harness } from "./esphome-helpers.js";
@@ -81,7 +85,12 @@ describe("ESPHome voice satellite end to end", () => {
     expect(withAudio).toHaveLength(1);
   });
 
-  it("the stop word during the reply: truncated at what the device played, no error, and the next wake continues", async () => {
+  /**
+   * A long reply is stopped on the device by `stop` once some of it played: truncated at what the
+   * device played, no error, no TTS_END (DESIGN §11's trap), the device idle, and the next wake
+   * continues the same upstream conversation.
+   */
+  async function stoppedDuringReply(stop: (dev: EmulatedDevice) => Promise<RunRecord | void>): Promise<void> {
     h = await startHarness({
       entries: [{ take_over: true }],
       fake: { replyAudio: tone(8000), audioSpeed: 1 },
@@ -92,41 +101,9 @@ describe("ESPHome voice satellite end to end", () => {
     const running = dev.wake(await utterance());
     await expect.poll(() => dev.state, { timeout: 10_000 }).toBe("STREAMING_RESPONSE");
     await new Promise((r) => setTimeout(r, 2200)); // past the WAV start rule: some of it plays
-    dev.stopWord();
+    const stopped = await stop(dev);
     const run = await running;
-    expect(run.error).toBeNull();
-    const types = run.events.map((e) => e.type);
-    expect(types).not.toContain(E.ERROR);
-    expect(types).not.toContain(E.TTS_END); // DESIGN §11's trap: never after a stop
-    expect(dev.state).toBe("IDLE");
-    const conn = h.fake.connections.find((c) =>
-      c.received.some((e) => e.type === "input_audio_buffer.append"),
-    )!;
-    await conn.waitFor("conversation.item.truncate");
-    const t = conn.received.find((e) => e.type === "conversation.item.truncate") as { audio_end_ms: number };
-    expect(t.audio_end_ms).toBeGreaterThan(0);
-    expect(t.audio_end_ms).toBeLessThan(run.playedMs + 400);
-    // The next wake continues the same upstream conversation.
-    const id = run.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id;
-    const next = await dev.wake(await utterance());
-    expect(next.events.find((e) => e.type === E.INTENT_END)?.data.conversation_id).toBe(id);
-  });
-
-  it("barge-in: a wake word during the reply stops it as the Voice PE does (voice_assistant.stop), truncated, no error, and the next wake continues", async () => {
-    h = await startHarness({
-      entries: [{ take_over: true }],
-      fake: { replyAudio: tone(8000), audioSpeed: 1 },
-    });
-    const dev = h.devices[0]!;
-    await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
-    h.fake.script({ kind: "speak" }, { kind: "speak", audio: tone(300) });
-    const running = dev.wake(await utterance());
-    await expect.poll(() => dev.state, { timeout: 10_000 }).toBe("STREAMING_RESPONSE");
-    await new Promise((r) => setTimeout(r, 2200)); // past the WAV start rule: some of it plays
-    // The wake word while the reply plays: the device stops; it does not start a run of its own.
-    const stopped = await dev.wake(await utterance());
-    const run = await running;
-    expect(stopped).toBe(run);
+    if (stopped) expect(stopped).toBe(run); // a wake word during a run starts no run of its own
     expect(run.error).toBeNull();
     expect(run.followUps).toHaveLength(0);
     const types = run.events.map((e) => e.type);
@@ -149,6 +126,14 @@ describe("ESPHome voice satellite end to end", () => {
       c.received.some((e) => e.type === "input_audio_buffer.append"),
     );
     expect(withAudio).toEqual([conn]);
+  }
+
+  it("the stop word during the reply: truncated at what the device played, no error, and the next wake continues", async () => {
+    await stoppedDuringReply((dev) => Promise.resolve(dev.stopWord()));
+  });
+
+  it("barge-in: a wake word during the reply stops it as the Voice PE does (voice_assistant.stop), truncated, no error, and the next wake continues", async () => {
+    await stoppedDuringReply(async (dev) => dev.wake(await utterance()));
   });
 
   it("a wake word while the device awaits the answer: the run ends (RUN_END), no error, the device idle, and the next wake continues", async () => {

@@ -6,6 +6,7 @@ import { registerHooks } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { URL } from "node:url";
 
 const loaded = new Set();
 registerHooks({
