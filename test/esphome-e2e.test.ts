@@ -158,6 +158,39 @@ describe("ESPHome voice satellite end to end", () => {
     expect(next.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id).toBe(id);
   });
 
+  it("failover: the upstream drops between runs; the next wake is answered in the same conversation, its turns carried over", async () => {
+    h = await startHarness({
+      entries: [{ take_over: true }],
+      fake: { replyAudio: tone(300), userTranscript: "turn on the kitchen light", replyTranscript: "Done." },
+    });
+    const dev = h.devices[0]!;
+    await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
+    const first = await dev.wake(await utterance());
+    expect(first.error).toBeNull();
+    const conn = h.fake.connections.find((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
+    const before = h.fake.connections.length;
+    conn.drop();
+    await expect.poll(() => h!.fake.connections.length, { timeout: 10_000 }).toBeGreaterThan(before);
+    const next = await dev.wake(await utterance());
+    expect(next.error).toBeNull();
+    expect(next.events.map((e) => e.type)).toEqual(FULL_RUN);
+    const id = (r: RunRecord): string | undefined =>
+      r.events.find((e) => e.type === E.INTENT_END)?.data.conversation_id;
+    expect(id(next)).toBe(id(first));
+    const heard = h.fake.connections.find(
+      (c) => c !== conn && c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
+    const instructions = heard.received
+      .flatMap((e) =>
+        e.type === "session.update" && e.session.type === "realtime" ? [e.session.instructions ?? ""] : [],
+      )
+      .join("\n");
+    expect(instructions).toContain("User: turn on the kitchen light");
+    expect(instructions).toContain("Assistant: Done.");
+  });
+
   it("linux-voice-assistant's feature flags are served like a Voice PE", async () => {
     h = await startHarness({
       devices: [{ featureFlags: LINUX_VOICE_ASSISTANT_FLAGS, name: "linux-voice-assistant" }],
