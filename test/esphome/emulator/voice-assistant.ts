@@ -13,7 +13,10 @@
  * - STREAMING_RESPONSE ends when the media player leaves its announcement (or after 2 s if it never
  *   starts): `VoiceAssistantAnnounceFinished{success: true}`, then a new run with the same
  *   conversation id when `continue_conversation`, else IDLE;
- * - timers are recorded; an announcement plays `media_id` (after `preannounce_media_id`).
+ * - timers are recorded; an announcement plays `media_id` (after `preannounce_media_id`);
+ * - the wake word and the stop word during a run are `voice_assistant.stop` (the Voice PE's
+ *   `on_wake_word_detected`): `request_stop()` — no follow-up run, and `start: false` from a run still
+ *   listening, awaiting the response, or playing a reply whose TTS_END has not come.
  */
 import { EmulatedMediaPlayer, type PlaybackResult } from "./media-player.js";
 import { Msg, announceFinished, voiceAssistantRequest, voiceAudio, type TimerRecord } from "./messages.js";
