@@ -67,9 +67,12 @@ export interface EmulatedDevice {
   readonly host: "127.0.0.1";
   readonly port: number;
   readonly name: string;
-  /** Starts a run as the wake word does; resolves when the device is idle again. See voice-assistant.ts. */
+  /**
+   * The wake word: from idle starts a run; during a run (a reply playing) stops it as the Voice PE does
+   * (`voice_assistant.stop`) and resolves with that run's record. Resolves when the device is idle again.
+   */
   wake(speech: Buffer, opts?: { followUp?: Buffer; conversationId?: string }): Promise<RunRecord>;
-  /** The stop word: stops the media player (closes the HTTP stream); AnnounceFinished follows. */
+  /** The stop word: `voice_assistant.stop` during a run (the media player closes the HTTP stream). */
   stopWord(): void;
   /** Events the owner sent, in order, with receive time (performance.now()). */
   readonly events: RecordedEvent[];
@@ -86,6 +89,8 @@ export interface EmulatedDevice {
   readonly mediaPlayer: EmulatedMediaPlayer;
   /** Resolves when the voice assistant is idle. */
   idle(): Promise<void>;
+  /** Drops every API connection (a Wi-Fi blip); the device keeps listening, clients may reconnect. */
+  dropConnections(): void;
   /** A minimal second API client (Home Assistant) that subscribes to the voice assistant. */
   connectAsOtherClient(clientInfo?: string): Promise<OtherClient>;
   close(): Promise<void>;
@@ -213,6 +218,9 @@ export async function startEmulatedDevice(o: EmulatorOptions = {}): Promise<Emul
     },
     mediaPlayer: va.media,
     idle: () => va.idle(),
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
     connectAsOtherClient: (clientInfo = "Home Assistant 2026.9.0") => otherClient(port, psk, clientInfo),
     close: async () => {
       va.close();
