@@ -235,6 +235,22 @@ const REASONS: [Exclude<FakeFault, "silent" | "unavailable">, string][] = [
   ["bad_key", "OpenAI rejected the API key"],
 ];
 
+describe("a push-to-talk turn of silence", () => {
+  it("ends quietly: the device goes idle without an error state, and its next turn is answered", async () => {
+    const s = await outageSetup();
+    const from = s.frames.length;
+    s.send({ type: "turn.start" });
+    s.sendAudio(Buffer.alloc(3200));
+    s.send({ type: "turn.end" });
+    await next(s, "state", (m) => m.value === "idle", 3000, from);
+    await sleep(100);
+    const states = s.frames.slice(from).flatMap((f) => (f.json?.type === "state" ? [f.json.value] : []));
+    expect(states).not.toContain("error");
+    expect(s.frames.slice(from).filter((f) => f.json?.type === "error")).toEqual([]);
+    expect((await talk(s)).reason).toBe("done");
+  });
+});
+
 describe("an upstream that refuses every session in the middle of a conversation", () => {
   it.each(REASONS)(
     "%s: the device is told at once in words and goes idle; a turn meanwhile is told; it talks again after",

@@ -346,7 +346,8 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     this.#log.info({ reason }, "conversation closed upstream");
     this.#releaseConversation();
     this.#dropAllReplies();
-    this.#setState(reason === "idle" ? "idle" : "error");
+    // A turn that held no speech ends as quietly as an idle conversation: nothing went wrong.
+    if (reason !== "idle" && reason !== "no_speech") this.#setState("error");
     this.#setState("idle");
     this.#emit("end", { reason });
   }

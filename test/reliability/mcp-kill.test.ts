@@ -15,6 +15,7 @@ import {
   scanForSecrets,
   sleep,
   startInProcess,
+  tone16k,
   waitFor,
   type InProcessService,
 } from "./harness.js";
@@ -52,7 +53,7 @@ describe("stdio MCP server killed under calls", () => {
       fake.script({ kind: "function_call", name: LONG, arguments: '{"duration":60,"steps":1}' });
       const from = sat.frames.length;
       sat.ws.send(JSON.stringify({ type: "turn.start" }));
-      sat.ws.send(Buffer.alloc(3200), { binary: true });
+      sat.ws.send(tone16k(100), { binary: true });
       sat.ws.send(JSON.stringify({ type: "turn.end" }));
       await sat.waitFor(
         (f) => f.json?.type === "tool" && f.json.status === "started" && f.json.name === LONG,

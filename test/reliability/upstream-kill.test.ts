@@ -15,6 +15,7 @@ import {
   scanForSecrets,
   sleep,
   startInProcess,
+  tone16k,
   waitFor,
   type InProcessService,
 } from "./harness.js";
@@ -56,7 +57,7 @@ describe("upstream killed during conversations", () => {
       fake.script({ kind: "speak", audio: tone(6000), transcript: `long reply ${i}` });
       const from = sat.frames.length;
       sat.ws.send(JSON.stringify({ type: "turn.start" }));
-      sat.ws.send(Buffer.alloc(6400), { binary: true });
+      sat.ws.send(tone16k(200), { binary: true });
       sat.ws.send(JSON.stringify({ type: "turn.end" }));
       await sat.waitFor((f) => f.binary !== undefined, 10_000, from);
       const serving = await waitFor(() => fake!.open.find((c) => c.responseActive), 5000, "active response");
