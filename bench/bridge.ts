@@ -41,9 +41,13 @@ const RELAY = `
 import { WebSocket, WebSocketServer } from "ws";
 import { writeFileSync } from "node:fs";
 const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
-wss.on("connection", (client) => {
+wss.on("connection", (client, req) => {
   const up = new WebSocket(process.env.UPSTREAM, { headers: { Authorization: "Bearer " + process.env.API_KEY } });
   up.on("error", () => {});
+  // Turn detection as the compared path configures it, so the upstream does the same work for both.
+  const turn = new URL(req.url, "http://relay").searchParams.get("turn");
+  up.on("open", () => up.send(JSON.stringify({ type: "session.update", session: { type: "realtime",
+    audio: { input: { turn_detection: turn === "client" ? null : { type: "server_vad" } } } } })));
   client.on("message", (data, isBinary) => {
     if (isBinary && up.readyState === up.OPEN)
       up.send(JSON.stringify({ type: "input_audio_buffer.append", audio: data.toString("base64") }));
@@ -154,6 +158,8 @@ function textFrame(ws: WebSocket, needle: string, timeoutMs = 10_000): Promise<v
 /** How one satellite of a path connects; its upstream connection is the fake's next one. */
 interface Path {
   rate: number;
+  /** Who ends turns on the path's upstream session: server VAD, or the client (no VAD). */
+  turn: "server_vad" | "client";
   /** Upstream samples per input sample, and samples the resampler may hold back. */
   ratio: number;
   slack: number;
@@ -207,6 +213,7 @@ function v1Path(svc: ServiceChild): Path {
   return {
     pid: svc.pid,
     rate: 16_000,
+    turn: "server_vad",
     ratio: 1.5,
     slack: 3,
     async connect(s) {
@@ -232,6 +239,7 @@ function underzenithPath(svc: ServiceChild, port: number): Path {
   return {
     pid: svc.pid,
     rate: 24_000,
+    turn: "client",
     ratio: 1,
     slack: 0,
     async connect(s) {
@@ -247,8 +255,19 @@ function underzenithPath(svc: ServiceChild, port: number): Path {
   };
 }
 
-function relayPath(relay: { port: number; pid: number }, rate: number): Path {
-  return { pid: relay.pid, rate, ratio: 1, slack: 0, connect: () => openWs(`ws://127.0.0.1:${relay.port}`) };
+/**
+ * The relay fed like `path`: same rate, and its upstream session set to the same turn detection
+ * (the fake upstream runs its VAD on every append of a server-VAD session, on neither side otherwise).
+ */
+function relayPath(relay: { port: number; pid: number }, path: Path): Path {
+  return {
+    pid: relay.pid,
+    rate: path.rate,
+    turn: path.turn,
+    ratio: 1,
+    slack: 0,
+    connect: () => openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}`),
+  };
 }
 
 async function freePort(): Promise<number> {
@@ -387,14 +406,11 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   for (let i = fake.connections.length; i > 0; i--) await fake.nextConnection();
   const relay = await startRelay(fake, opts.profileDir);
   const compared = [
-    { key: "v1", label: "protocol v1", ours: v1Path(svc), base: relayPath(relay, 16_000) },
-    {
-      key: "underzenith",
-      label: "dialect underzenith",
-      ours: underzenithPath(svc, firmwarePort),
-      base: relayPath(relay, 24_000),
-    },
-  ].filter((c) => opts.paths.includes(c.key));
+    { key: "v1", label: "protocol v1", ours: v1Path(svc) },
+    { key: "underzenith", label: "dialect underzenith", ours: underzenithPath(svc, firmwarePort) },
+  ]
+    .filter((c) => opts.paths.includes(c.key))
+    .map((c) => ({ ...c, base: relayPath(relay, c.ours) }));
   try {
     for (const { label, ours: oursPath, base: basePath } of compared)
       for (const n of opts.sizes) {
