@@ -367,14 +367,15 @@ function round({ latencies, cpuPerFrameUs }: Measured): Round {
  * `BENCH_BRIDGE_ROUNDS=7` (at every size), `BENCH_CPU_PROF=DIR`, which runs the service and the
  * relay with `--cpu-prof` and leaves their profiles in DIR and DIR/relay when they stop, and
  * `BENCH_BRIDGE_BEFORE=FILE`, another build's `dist/main.js` (say, main's, in a second checkout),
- * run as a third process in the same alternation (relay, before, ours…) and reported in rows of its own.
+ * run as a third process in the same alternation (relay, before, ours…) and reported in rows of its
+ * own, named after `BENCH_BRIDGE_BEFORE_LABEL` (default "before").
  */
 function knobs(ctx: BenchContext): {
   paths: string[];
   sizes: number[];
   rounds: (n: number) => number;
   profileDir: string | undefined;
-  before: string | undefined;
+  before: { mainJs: string; label: string } | undefined;
 } {
   const list = (v: string | undefined): string[] | undefined => v?.split(",").filter(Boolean);
   const fixedRounds = Number(process.env.BENCH_BRIDGE_ROUNDS ?? "") || undefined;
@@ -385,7 +386,9 @@ function knobs(ctx: BenchContext): {
     // several ms between runs on a shared machine.
     rounds: (n) => fixedRounds ?? (ctx.quick ? 1 : n >= 100 ? 5 : 3),
     profileDir: process.env.BENCH_CPU_PROF || undefined,
-    before: process.env.BENCH_BRIDGE_BEFORE || undefined,
+    before: process.env.BENCH_BRIDGE_BEFORE
+      ? { mainJs: process.env.BENCH_BRIDGE_BEFORE, label: process.env.BENCH_BRIDGE_BEFORE_LABEL || "before" }
+      : undefined,
   };
 }
 
@@ -399,7 +402,12 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const firmwarePorts = [firmwarePort, ...(opts.before === undefined ? [] : [await freePort()])];
   const [svc, before] = await Promise.all(
     firmwarePorts.map((port, i) =>
-      startService(fake, port, i === 0 ? opts.profileDir : undefined, i === 0 ? undefined : opts.before),
+      startService(
+        fake,
+        port,
+        i === 0 ? opts.profileDir : undefined,
+        i === 0 ? undefined : opts.before?.mainJs,
+      ),
     ),
   );
   if (svc === undefined) throw new Error("bench: the service did not start");
@@ -450,7 +458,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         const measured = (rs: Round[]): number => rs.reduce((sum, r) => sum + r.frames, 0);
         const sides = [
           { rs: ours, who: "service process" },
-          ...(beforePath ? [{ rs: prior, who: "BENCH_BRIDGE_BEFORE's service" }] : []),
+          ...(beforePath ? [{ rs: prior, who: `service process, ${opts.before!.label}` }] : []),
         ];
         for (const { rs, who } of sides)
           for (const p of [50, 99] as const) {
@@ -486,7 +494,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
           if (oc === null || bc === null || n * frames < 2000) continue;
           rows.push({
             group: "bridge",
-            name: `CPU time per mic frame, ${label}, ${n} satellite${n > 1 ? "s" : ""} (${who === "service process" ? "" : `${who}: `}user + system of the process, while streaming)`,
+            name: `CPU time per mic frame, ${label}, ${n} satellite${n > 1 ? "s" : ""} (${who === "service process" ? "" : `${who}; `}user + system of the process, while streaming)`,
             unit: "µs",
             ours: oc,
             baseline: bc,
