@@ -15,6 +15,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   service: () => import("./service.js"),
   wyoming: () => import("./wyoming.js"),
   mp3: () => import("./mp3.js"),
+  esphome: () => import("./esphome.js"),
 };
 
 function fmt(n: number | null): string {

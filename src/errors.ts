@@ -69,11 +69,29 @@ export const WYOMING_ERRORS = {
 } as const satisfies Record<string, WyomingErrorSpec>;
 export type WyomingErrorCode = keyof typeof WYOMING_ERRORS;
 
+/**
+ * Codes of the `ERROR` voice event sent to an ESPHome voice satellite (DESIGN §11); the event's
+ * `message` is words a user understands. An error of the realtime engine (`upstream_unavailable`,
+ * `too_many_conversations`, …) is passed through with its own code and words.
+ */
+export const ESPHOME_VOICE_ERRORS = {
+  "stt-no-text-recognized": { message: "no speech was heard" },
+  upstream_unavailable: { message: "the Realtime upstream cannot be reached" },
+  response_failed: { message: "the assistant could not finish its answer" },
+  no_reply_url: { message: "the device cannot be given an address to fetch the reply from" },
+  timeout: { message: "the assistant did not answer in time" },
+  internal: { message: "internal error" },
+} as const satisfies Record<string, { message: string }>;
+export type EsphomeVoiceErrorCode = keyof typeof ESPHOME_VOICE_ERRORS;
+
 /** HTTP API error codes (admin API behind ingress, /metrics). */
 export const API_ERRORS = {
   not_found: def(404, "no such resource"),
   unknown_server: def(404, "no MCP server with that name"),
   unknown_approval: def(404, "no pending approval with that id"),
+  unknown_device: def(404, "no ESPHome voice device with that name"),
+  not_taken_over: def(409, "OpenVoice does not answer this device's voice assistant"),
+  announce_failed: def(502, "the device did not play the announcement"),
   bad_request: def(400, "the request body is invalid"),
   no_budget: def(409, "no daily budget is configured (cost.daily_budget_usd, cost.device_daily_budget_usd)"),
   forbidden: def(403, "only Home Assistant ingress may use this endpoint"),

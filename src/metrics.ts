@@ -128,6 +128,31 @@ export function createMetrics(registry: Registry = new Registry(), opts: Metrics
       buckets: LATENCY_BUCKETS,
       registers: r,
     }),
+    esphomeConnected: new Gauge({
+      name: `${P}esphome_connected`,
+      help: "ESPHome voice devices: 1 while the API connection is up, by device.",
+      labelNames: ["device"] as const,
+      registers: r,
+    }),
+    esphomeTurns: new Counter({
+      name: `${P}esphome_turns_total`,
+      help: "Voice runs of ESPHome devices by device and outcome (answered, stopped, error, aborted).",
+      labelNames: ["device", "outcome"] as const,
+      registers: r,
+    }),
+    esphomeFirstAudio: new Histogram({
+      name: `${P}esphome_first_audio_seconds`,
+      help: "ESPHome voice runs: end of user speech to the first reply audio written to the device's reply stream.",
+      labelNames: ["device"] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: r,
+    }),
+    esphomeAnnouncements: new Counter({
+      name: `${P}esphome_announcements_total`,
+      help: "Announcements spoken on ESPHome devices by device and outcome (played, failed).",
+      labelNames: ["device", "outcome"] as const,
+      registers: r,
+    }),
     toolCalls: new Counter({
       name: `${P}tool_calls_total`,
       help: "Tool calls by server, tool, mode and outcome.",

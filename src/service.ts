@@ -10,6 +10,8 @@ import { ApprovalQueue } from "./approvals/queue.js";
 import type { App } from "./app.js";
 import { createCostMeter } from "./cost/wire.js";
 import type { CostMeter } from "./cost/meter.js";
+import type { EsphomeRuntimeOverrides } from "./esphome/runtime.js";
+import { wireEsphome, type EsphomeWiring } from "./esphome/wiring.js";
 import { deriveMcpServers } from "./ha/derive.js";
 import { ingressPlugin, type StatusSnapshot } from "./http/ingress.js";
 import { ClientMcpManager } from "./mcp/manager.js";
@@ -33,6 +35,7 @@ export interface ServiceOptions {
   readonly satelliteLimits?: Partial<SatelliteLimits>;
   /** Epoch milliseconds of the cost ledger (its days roll over at local midnight). */
   readonly costClock?: () => number;
+  readonly esphome?: EsphomeRuntimeOverrides;
 }
 
 export interface Service {
@@ -48,6 +51,8 @@ export interface Service {
   readonly wyomingActivity: WyomingActivity;
   /** The bound firmware port; null when no dialect is enabled. */
   readonly firmwarePort: number | null;
+  /** The ESPHome voice devices (loaded once the service listens). */
+  readonly esphome: EsphomeWiring;
 }
 
 export const VERSION: string = (
@@ -170,6 +175,14 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     },
   });
 
+  const esphome = await wireEsphome(app, {
+    engine,
+    state,
+    auth,
+    version: VERSION,
+    ...(opts.esphome ? { overrides: opts.esphome } : {}),
+  });
+
   const status = (): StatusSnapshot => {
     const s = engine.status();
     const sessions = Object.fromEntries(
@@ -217,6 +230,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
       return bound !== null && typeof bound === "object" ? bound.port : config.listen.satellite_port;
     },
     logger: logger.child({ part: "ingress" }),
+    esphome: esphome.admin,
   });
 
   // Ready only once the upstream accepted a session with this key (the listeners are the app's own check).
@@ -245,6 +259,7 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     wyoming,
     wyomingActivity,
     firmwarePort: firmware?.port ?? null,
+    esphome,
   };
 }
 

@@ -27,7 +27,7 @@ afterEach(async () => {
   svc = fake = undefined;
 });
 
-async function start(cost: ConfigInput["cost"]): Promise<InProcessService> {
+async function start(cost: ConfigInput["cost"], noSpeechS?: number): Promise<InProcessService> {
   // 2 s of reply: 40 audio output tokens, $0.00256 at gpt-realtime's $64 per million.
   fake = await startFakeRealtime({ replyAudio: tone(2000), audioSpeed: 8 });
   svc = await startInProcess({
@@ -38,7 +38,7 @@ async function start(cost: ConfigInput["cost"]): Promise<InProcessService> {
       dialects: ["underzenith"],
     },
     listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0, firmware_port: 0 },
-    wyoming: { port: 0 },
+    wyoming: { port: 0, ...(noSpeechS ? { no_speech_s: noSpeechS } : {}) },
     cost,
     log_level: "warning",
   });
@@ -119,6 +119,12 @@ describe("a daily budget", () => {
     await ended(s);
 
     const cost = await costOf(s);
+    // The documented shape: today's date (local), the currency, spend against the budget, per device.
+    expect(cost).toMatchObject({
+      day: new Date().toISOString().slice(0, 10), // the harness runs with TZ unset: UTC
+      currency: "USD",
+      budget_usd: 0.002,
+    });
     expect(cost.blocked).toBe(true);
     expect(cost.warn).toBe(true);
     expect(cost.spent_usd).toBeGreaterThanOrEqual(0.002);
@@ -190,6 +196,61 @@ describe("a daily budget", () => {
     expect(res.status).toBe(200);
     expect(((await res.json()) as CostBody).budget_usd).toBe(1.002);
     await turn(kitchen);
+  });
+});
+
+describe("a daily budget crossed by one device", () => {
+  it("ends the other devices' running conversations without another answer", async () => {
+    // One turn here costs between $0.002 and $0.004 (see the first test): the second crosses $0.005.
+    const s = await start({ daily_budget_usd: 0.005 });
+    const office = await v1(s, "office");
+    await turn(office);
+    const afterAnswer = office.frames.length;
+    expect((await costOf(s)).blocked).toBe(false);
+    // The office's conversation stays open (idle, between turns) while the kitchen spends the rest.
+    expect(s.service.engine.status().conversations).toBe(1);
+    const kitchen = await v1(s, "kitchen");
+    await turn(kitchen);
+    expect((await costOf(s)).blocked).toBe(true);
+    await ended(s);
+    const answers = fake!.connections.flatMap((c) => c.received).filter((e) => e.type === "response.create");
+    expect(answers).toHaveLength(2);
+    // The office's device was told: its conversation is over (back to idle).
+    await office.waitFor((f) => f.json?.type === "state" && f.json.value === "idle", 5000, afterAnswer);
+  });
+
+  it("lets a Wyoming speech-to-text call in progress finish; its conversation call is refused", async () => {
+    const s = await start({ daily_budget_usd: 0.005 }, 30);
+    const office = await v1(s, "office");
+    await turn(office);
+    const port = s.service.wyoming!.port!;
+    const stt = await WyomingTestClient.connect(port);
+    sockets.push({ close: () => void stt.close() });
+    const format = { rate: 16000, width: 2, channels: 1 };
+    await stt.write("transcribe", { language: "en" });
+    await stt.write("audio-start", format);
+    await stt.write("audio-chunk", format, Buffer.alloc(16 * 200 * 2));
+    const conversations = (n: number, what: string): Promise<true> =>
+      waitFor(() => (s.service.engine.status().conversations === n ? true : undefined), 10_000, what);
+    await conversations(2, "the speech-to-text conversation");
+    // Before the speaker starts, the kitchen uses up the day's budget and the office's conversation ends.
+    const kitchen = await v1(s, "kitchen");
+    await turn(kitchen);
+    expect((await costOf(s)).blocked).toBe(true);
+    await conversations(1, "only the speech-to-text conversation to be left");
+    await new Promise((r) => setTimeout(r, 2000)); // past the 1.5 s an ending conversation waits
+    for (const chunk of chunkPcm(tonePcm(600, 16000))) await stt.write("audio-chunk", format, chunk);
+    await stt.write("audio-stop", {});
+    const transcript = await stt.readUntil(["transcript", "error"], 5000);
+    expect(transcript).toMatchObject({ type: "transcript", data: { text: "turn on the kitchen light" } });
+    // Home Assistant's conversation call for it gets the budget's sentence.
+    const handled = await haHandle(port, {
+      text: "turn on the kitchen light",
+      conversationId: "c-2",
+      deviceId: "ha-device-2",
+    });
+    expect(handled.answer).toMatchObject({ type: "error", data: { code: "budget_exceeded" } });
+    expect(handled.answer?.data.text).toMatch(/^Today's voice budget of \$0\.0050 is used up/);
   });
 });
 

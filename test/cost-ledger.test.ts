@@ -32,6 +32,7 @@ describe("cost ledger", () => {
   it("books per device and conversation, writes within the delay, and reads it back after a restart", async () => {
     const clock = { t: Date.UTC(2026, 5, 10, 12) };
     const a = await ledgerAt(clock);
+    await a.load(); // no file yet: an empty ledger
     a.add({ device: kitchen, conversation: "c1", usd: 0.25, model: "gpt-realtime" });
     a.add({ device: kitchen, conversation: "c1", usd: 0.05, model: "gpt-4o-mini-transcribe" });
     a.add({ device: office, conversation: "c2", usd: 0.1, model: "gpt-realtime" });
@@ -51,6 +52,24 @@ describe("cost ledger", () => {
     expect(b.day().conversations.c2).toMatchObject({ device: "office", route: "dialect", usd: 0.1 });
     expect(b.day().unpriced_models).toEqual(["my-model"]);
     expect(b.day().devices["dialect:office"]?.unpriced).toBe(1);
+  });
+
+  it("spend booked before the file is read is added to it, never written over it", async () => {
+    const clock = { t: Date.UTC(2026, 5, 10, 12) };
+    const before = await ledgerAt(clock);
+    await before.load();
+    before.add({ device: kitchen, conversation: "c1", usd: 0.25, model: "gpt-realtime" });
+    await before.flush();
+    const after = await ledgerAt(clock);
+    // A usage arrives while the service is still starting, and the write delay passes before the read.
+    after.add({ device: office, conversation: "c2", usd: 0.1, model: "gpt-realtime" });
+    await new Promise((r) => setTimeout(r, 300));
+    await after.load();
+    expect(after.spend().totalUsd).toBeCloseTo(0.35, 12);
+    await after.flush();
+    const again = await ledgerAt(clock);
+    await again.load();
+    expect(again.spend().totalUsd).toBeCloseTo(0.35, 12);
   });
 
   it("rolls over at local midnight in Home Assistant's time zone, not UTC", async () => {

@@ -22,7 +22,7 @@ import {
   silentLogger,
 } from "./fake-realtime/helpers.js";
 import { startInProcess, type InProcessService } from "./reliability/harness.js";
-import { haHandle, haSttConcurrent, chunkPcm } from "./wyoming-client.js";
+import { haHandle, haSttConcurrent, haSttLegacy, chunkPcm } from "./wyoming-client.js";
 import { tonePcm } from "./satellite-helpers.js";
 
 let fake: FakeRealtimeServer | undefined;
@@ -63,6 +63,17 @@ async function setup(maxConversationMs = 0) {
   return { fake, engine, cost };
 }
 
+/** The whole service in this process, Wyoming on, no budget, against the fake upstream. */
+async function startService(): Promise<InProcessService> {
+  fake = await startFakeRealtime({ audioSpeed: 20, replyAudio: tone(300) });
+  return startInProcess({
+    openai: { api_key: "sk-test", base_url: fake.url, pool_size: 0 },
+    listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
+    wyoming: { port: 0 },
+    log_level: "warning",
+  });
+}
+
 describe("a turn with no speech", () => {
   it("asks for no answer and ends the conversation; a spoken turn is answered", async () => {
     const { fake, engine } = await setup();
@@ -84,6 +95,22 @@ describe("a turn with no speech", () => {
     expect((await rec2.waitFor("response.end")).reason).toBe("done");
     expect(conn2.received.filter((e) => e.type === "response.create")).toHaveLength(1);
     await spoken.end("done");
+  });
+});
+
+describe("a Wyoming speech-to-text call with no speech", () => {
+  it("commits nothing: an empty transcript, so no transcription and no answer are paid for", async () => {
+    svc = await startService();
+    const port = svc.service.wyoming!.port!;
+    // A false wake: a second of a quiet room, then Home Assistant's audio-stop.
+    const quiet = await haSttLegacy(port, { chunks: chunkPcm(Buffer.alloc(16 * 1000 * 2)) });
+    expect(quiet.text).toBe("");
+    const received = fake!.connections.flatMap((c) => c.received);
+    expect(received.filter((e) => e.type === "input_audio_buffer.commit")).toEqual([]);
+    expect(received.filter((e) => e.type === "response.create")).toEqual([]);
+    // Speech is still transcribed on audio-stop.
+    const spoken = await haSttLegacy(port, { chunks: chunkPcm(tonePcm(600, 16000)) });
+    expect(spoken.text).toBe("turn on the kitchen light");
   });
 });
 
@@ -113,13 +140,17 @@ describe("cost.max_conversation_minutes", () => {
 
 describe("Wyoming attribution", () => {
   it("bills the conversation call and its speech-to-text to Home Assistant's device", async () => {
-    fake = await startFakeRealtime({ audioSpeed: 20, replyAudio: tone(300) });
-    svc = await startInProcess({
-      openai: { api_key: "sk-test", base_url: fake.url, pool_size: 0 },
-      listen: { host: "127.0.0.1", satellite_port: 0, ingress_port: 0 },
-      wyoming: { port: 0 },
-      log_level: "warning",
-    });
+    svc = await startService();
+    // No budget configured: the budget series are there anyway (at 0), so dashboards find them.
+    const satellitePort = (svc.app.satellite.server.address() as { port: number }).port;
+    const scraped = await (await fetch(`http://127.0.0.1:${satellitePort}/metrics`)).text();
+    for (const line of [
+      "openvoice_budget_usd 0",
+      "openvoice_budget_spent_ratio 0",
+      "openvoice_budget_warn 0",
+    ])
+      expect(scraped.split("\n")).toContain(line);
+    expect(scraped).toContain("# TYPE openvoice_cost_usd_total counter");
     const port = svc.service.wyoming!.port!;
     const stt = await haSttConcurrent(port, {
       chunks: chunkPcm(Buffer.concat([tonePcm(600, 16000), Buffer.alloc(16 * 1200 * 2)])),

@@ -142,6 +142,46 @@ describe("transcription usage", () => {
   });
 });
 
+describe("the built-in prices", () => {
+  // OpenAI's model pages (developers.openai.com/api/docs/models/<model>), read 2026-12-06: USD per
+  // million tokens as [input, cached input, output] per modality, or per minute of audio.
+  const PUBLISHED: Record<string, { text?: number[]; audio?: number[]; image?: number[]; minute?: number }> =
+    {
+      "gpt-realtime": { text: [4, 0.4, 16], audio: [32, 0.4, 64], image: [5, 0.5] },
+      "gpt-realtime-1.5": { text: [4, 0.4, 16], audio: [32, 0.4, 64], image: [5, 0.5] },
+      "gpt-realtime-2": { text: [4, 0.4, 24], audio: [32, 0.4, 64], image: [5, 0.5] },
+      "gpt-realtime-mini": { text: [0.6, 0.06, 2.4], audio: [10, 0.3, 20], image: [0.8, 0.08] },
+      "gpt-realtime-2.1-mini": { text: [0.6, 0.06, 2.4], audio: [10, 0.3, 20], image: [0.8, 0.08] },
+      "gpt-4o-realtime-preview": { text: [5, 2.5, 20], audio: [40, 2.5, 80] },
+      "gpt-4o-mini-realtime-preview": { text: [0.6, 0.3, 2.4], audio: [10, 0.3, 20] },
+      // Transcription: text in and out, audio in.
+      "gpt-4o-transcribe": { text: [2.5, NaN, 10], audio: [6] },
+      "gpt-4o-mini-transcribe": { text: [1.25, NaN, 5], audio: [3] },
+      "whisper-1": { minute: 0.006 },
+      "gpt-realtime-whisper": { minute: 0.017 },
+      "gpt-transcribe": { minute: 0.0045 },
+    };
+
+  it("are OpenAI's published prices, and nothing a model page does not list", () => {
+    for (const [model, p] of Object.entries(PUBLISHED)) {
+      const expected: Record<string, number> = {};
+      const put = (key: string, v: number | undefined): void => {
+        if (v !== undefined && !Number.isNaN(v)) expected[key] = v;
+      };
+      put("input_text", p.text?.[0]);
+      put("cached_text", p.text?.[1]);
+      put("output_text", p.text?.[2]);
+      put("input_audio", p.audio?.[0]);
+      put("cached_audio", p.audio?.[1]);
+      put("output_audio", p.audio?.[2]);
+      put("input_image", p.image?.[0]);
+      put("cached_image", p.image?.[1]);
+      put("per_minute", p.minute);
+      expect(table.of(model), model).toEqual(expected);
+    }
+  });
+});
+
 describe("the worked example of DOCS.md", () => {
   it("a one-minute exchange at the default settings costs $0.071", () => {
     const answer = (uncached: [number, number], cached: [number, number]): RealtimeResponseUsage => ({
@@ -169,6 +209,17 @@ describe("the worked example of DOCS.md", () => {
     }).usd!;
     expect(transcription.toFixed(4)).toBe("0.0012");
     expect((answers.reduce((a, b) => a + b) + transcription).toFixed(3)).toBe("0.071");
+    // "more than half of it the model's spoken answers (600 audio tokens at $64 per million, $0.038)"
+    expect(((600 * 64) / 1e6).toFixed(3)).toBe("0.038");
+    expect((600 * 64) / 1e6 / (answers.reduce((a, b) => a + b) + transcription)).toBeGreaterThan(0.5);
+    // "Ten short commands a day (10 s each way, each a conversation of its own) cost about $0.23"
+    const heard = priceTranscription(table, "gpt-4o-mini-transcribe", {
+      type: "tokens",
+      input_tokens: 100,
+      output_tokens: 20,
+      input_token_details: { audio_tokens: 100 },
+    }).usd!;
+    expect((10 * (answers[0]! + heard)).toFixed(2)).toBe("0.23");
   });
 });
 

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startFakeRealtime, type FakeRealtimeServer } from "./fake-realtime/server.js";
-import { waitFor } from "./reliability/harness.js";
+import { parsePorts, waitFor } from "./reliability/harness.js";
 import { TestSatellite, tonePcm } from "./satellite-helpers.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -53,15 +53,8 @@ async function start(config: string): Promise<{ satellite: number; ingress: numb
     },
     stdio: "ignore",
   });
-  return waitFor(
-    () =>
-      readFile(portFile, "utf8").then(
-        (text) => JSON.parse(text) as { satellite: number; ingress: number },
-        () => undefined,
-      ),
-    15_000,
-    "the port file",
-  );
+  // The file may be seen half written: read it until it parses.
+  return waitFor(() => readFile(portFile, "utf8").then(parsePorts, () => undefined), 15_000, "the port file");
 }
 
 /** Today's spend as `/api/cost` shows it; undefined while the service does not answer. */

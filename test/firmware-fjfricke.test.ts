@@ -199,6 +199,23 @@ describe("fjfricke: conversations", () => {
     await expect.poll(() => h!.registry.size, { timeout: 5000 }).toBe(0);
   });
 
+  it("an upstream that refuses every session after a drop: disconnect with the reason in words, so the firmware stays idle", async () => {
+    h = await startFirmware({ dialects: ["fjfricke"], fake: { replyAudio: tone(300) } });
+    const fw = await wake(h);
+    await fw.mic.say(pcmOf(await fixture("kitchen_light_24k_sox_vhq.wav")));
+    await fw.dev.waitFor((f) => f.binary !== undefined, 10_000);
+    const from = fw.dev.frames.length;
+    h.fake.fault("quota", { dropOpen: true });
+    const bye = await fw.dev.waitText('"type":"disconnect"', 3000, from);
+    expect(JSON.parse(bye.text!)).toEqual({
+      type: "disconnect",
+      message: "OpenAI quota exceeded",
+      reason: "upstream_unavailable",
+    });
+    expect(fw.explicitDisconnect).toBe(true);
+    await fw.dev.waitClose();
+  });
+
   it("the end of a conversation: disconnect (compact) before the add-on closes, so the firmware stays idle", async () => {
     h = await startFirmware({
       dialects: ["fjfricke"],

@@ -297,6 +297,28 @@ describe("va_client: turns", () => {
     ]);
   });
 
+  it("an upstream that refuses every session after a drop: the error chime and idle at once, the reason in words", async () => {
+    h = await startFirmware({ dialects: ["va_client"], fake: { replyAudio: tone(300) } });
+    const fw = await boot(h);
+    await ask(fw);
+    await fw.dev.waitText('"value":"idle"', 10_000);
+    const from = fw.dev.frames.length;
+    h.fake.fault("quota", { dropOpen: true });
+    const told = await fw.dev.waitText('"type":"error"', 3000, from);
+    expect(JSON.parse(told.text!)).toEqual({
+      type: "error",
+      code: "upstream_unavailable",
+      message: "OpenAI quota exceeded",
+    });
+    expect(fw.errors).toBe(1);
+    expect(fw.phase).toBe("idle");
+    expect(fw.dev.closed).toBeNull();
+    // Once OpenAI accepts sessions again, the next wake is answered.
+    h.fake.fault(null);
+    await ask(fw);
+    await fw.dev.waitText('"value":"replying"', 10_000);
+  });
+
   it("the end of a conversation: idle, the upstream released, the device stays connected for its next wake", async () => {
     h = await startFirmware({
       dialects: ["va_client"],

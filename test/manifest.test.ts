@@ -14,7 +14,14 @@ import { parse } from "yaml";
 import { z } from "zod";
 import { parseConfig } from "../src/config/load.js";
 import { ConfigSchema } from "../src/config/model.js";
-import { API_ERRORS, SATELLITE_ERRORS, WYOMING_ERRORS, type ErrorSpec } from "../src/errors.js";
+import {
+  API_ERRORS,
+  ESPHOME_CONNECT_ERRORS,
+  ESPHOME_VOICE_ERRORS,
+  SATELLITE_ERRORS,
+  WYOMING_ERRORS,
+  type ErrorSpec,
+} from "../src/errors.js";
 import { INHERITED_ENV } from "../src/mcp/env.js";
 import { lacks } from "./helpers/tools.js";
 
@@ -241,6 +248,17 @@ function renderErrors(): string {
     "",
     "| code | meaning |\n|---|---|",
     ...Object.entries(WYOMING_ERRORS).map(([code, e]) => `| \`${code}\` | ${e.message} |`),
+    "",
+    "An ESPHome voice device is sent the voice event `ERROR {code, message}` then `RUN_END` when a run fails",
+    "(a code of the realtime engine, such as `too_many_conversations`, is passed on as it is):",
+    "",
+    "| code | meaning |\n|---|---|",
+    ...Object.entries(ESPHOME_VOICE_ERRORS).map(([code, e]) => `| \`${code}\` | ${e.message} |`),
+    "",
+    "Why an ESPHome device is not connected (shown as `error` in `GET /api/esphome`, in words):",
+    "",
+    "| code | meaning |\n|---|---|",
+    ...Object.entries(ESPHOME_CONNECT_ERRORS).map(([code, e]) => `| \`${code}\` | ${e.message} |`),
   ].join("\n");
 }
 
@@ -270,6 +288,8 @@ describe("DOCS.md error codes", () => {
       ...Object.keys(SATELLITE_ERRORS),
       ...Object.keys(API_ERRORS),
       ...Object.keys(WYOMING_ERRORS),
+      ...Object.keys(ESPHOME_VOICE_ERRORS),
+      ...Object.keys(ESPHOME_CONNECT_ERRORS),
     ];
     expect(codes.filter((c) => !section.includes(`\`${c}\``))).toEqual([]);
   });

@@ -42,6 +42,10 @@ const REQUIRED: Record<string, { type: string; labels: string[] }> = {
   openvoice_audio_seconds_total: { type: "counter", labels: ["direction"] },
   openvoice_tokens_total: { type: "counter", labels: ["kind"] },
   openvoice_errors_total: { type: "counter", labels: ["code"] },
+  openvoice_cost_usd_total: { type: "counter", labels: ["device", "route"] },
+  openvoice_budget_usd: { type: "gauge", labels: [] },
+  openvoice_budget_spent_ratio: { type: "gauge", labels: [] },
+  openvoice_budget_warn: { type: "gauge", labels: [] },
 };
 
 /** Label names that stay low-cardinality: configured names, fixed vocabularies, device ids. */
@@ -63,6 +67,8 @@ const LOW_CARDINALITY_LABELS = new Set([
   "program",
   "stage",
   "dialect",
+  // ESPHome voice devices: the configured or discovered ones, a handful per home.
+  "device",
 ]);
 
 type Labels = Record<string, string | number>;

@@ -4,7 +4,7 @@
  * server over loopback, with fixture speech and a real stdio MCP server for client tools.
  */
 import { readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { McpServerSchema, type ConfigInput } from "../src/config/model.js";
 import { parseWav } from "../src/audio/wav.js";
@@ -394,15 +394,35 @@ describe("conversation agent", () => {
   });
 
   it("waits for an approval past its own limit: the limit follows the approval's timeout", async () => {
-    const { fake, port, approvals } = await setup({ approvalTimeoutS: 5, answerTimeoutMs: 300 });
-    fake.script({ kind: "function_call", name: "get-sum", arguments: '{"a":1,"b":2}' });
-    const pending = haHandle(port, { text: "add one and two", conversationId: "01HSLOWOK" });
-    await until(() => approvals.size === 1, 5000, "approval asked");
-    await new Promise((r) => setTimeout(r, 700));
-    expect(approvals.answer(approvals.list()[0]!.id, true, "ingress")).toBe(true);
-    const h = await pending;
-    expect(h.answer?.type).toBe("handled");
-    expect(String(h.answer?.data.text)).toMatch(/^The tool said: .*3/);
+    // The call's own limit is 120 s; the approval may take 600 s. The clock jumps past 120 s while the
+    // approval is pending (timers run on as in real time otherwise).
+    vi.useFakeTimers({
+      toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"],
+      shouldAdvanceTime: true,
+    });
+    try {
+      const { fake, port, approvals } = await setup({ approvalTimeoutS: 600 });
+      fake.script({ kind: "function_call", name: "get-sum", arguments: '{"a":1,"b":2}' });
+      const c = await WyomingTestClient.connect(port);
+      await c.write("transcript", {
+        text: "add one and two",
+        language: "en",
+        context: { conversation_id: "01HSLOWOK" },
+      });
+      await until(() => approvals.size === 1, 5000, "approval asked");
+      await vi.advanceTimersByTimeAsync(125_000);
+      await new Promise((r) => setImmediate(r));
+      // Still waiting for the person, not given up on.
+      const [still] = approvals.list();
+      expect(still).toBeDefined();
+      expect(approvals.answer(still!.id, true, "ingress")).toBe(true);
+      const answer = await c.readUntil(["handled", "not-handled", "error"]);
+      await c.close();
+      expect(answer?.type).toBe("handled");
+      expect(String(answer?.data.text)).toMatch(/^The tool said: .*3/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("answers error with a sentence when the response fails or the upstream is unreachable", async () => {
@@ -550,6 +570,28 @@ describe("the upstream goes away mid-call", () => {
     const h = await pending;
     expect(h.answer?.data).toMatchObject({ code: "upstream_unavailable" });
     expect(String(h.answer?.data.text)).toBe(
+      "The voice assistant cannot answer right now: OpenAI quota exceeded.",
+    );
+  });
+
+  it("calls in flight when the upstream drops and every reconnect is refused say why in words", async () => {
+    const { fake, port } = await setup();
+    fake.script({ kind: "hang" });
+    const answer = haHandle(port, { text: "a question", conversationId: "01HDROPQUOTA" });
+    await until(() => fake.connections.some((c) => c.responseActive), 5000, "response in flight");
+    // Home Assistant streams a turn that has not ended yet.
+    const chunks = chunkPcm(Buffer.concat([KITCHEN, silence16k(3000)]));
+    const stt = haSttConcurrent(port, { language: "en", chunks, intervalMs: 5 });
+    await until(() => listeners(fake).length > 0, 5000, "audio upstream");
+    fake.fault("quota", { dropOpen: true });
+    const [h, r] = await Promise.all([answer, stt]);
+    expect(h.answer?.data).toMatchObject({ code: "upstream_unavailable" });
+    expect(String(h.answer?.data.text)).toBe(
+      "The voice assistant cannot answer right now: OpenAI quota exceeded.",
+    );
+    expect(r.text).toBeNull();
+    expect(r.error?.data).toMatchObject({ code: "upstream_unavailable" });
+    expect(String(r.error?.data.text)).toBe(
       "The voice assistant cannot answer right now: OpenAI quota exceeded.",
     );
   });

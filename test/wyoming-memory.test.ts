@@ -32,9 +32,22 @@ describe("ExpiringTextIndex", () => {
     expect(index.newest("a", 999)).toBe("new");
     expect(index.take("a", 1000)).toBe("new");
     index.put("b", "b1", 2000);
-    expect(index.sweep(2999)).toEqual([]);
+    expect(index.sweep(2999)).toEqual(["old"]);
     expect(index.sweep(3000)).toEqual(["b1"]);
     expect(index.newest("b", 3000)).toBeUndefined();
+  });
+
+  it("leaves an expired value for sweep: a take or a look that passes over it does not lose it", () => {
+    // An ASR turn's conversation is ended by whoever gets it from sweep; one dropped here would stay open.
+    const index = new ExpiringTextIndex<string>(1000);
+    index.put("a", "answered locally", 0);
+    index.put("a", "asked again", 600);
+    index.put("c", "never claimed", 0);
+    expect(index.take("a", 1000)).toBe("asked again");
+    expect(index.take("c", 1000)).toBeUndefined();
+    expect(index.newest("c", 1000)).toBeUndefined();
+    expect(index.sweep(1000).sort()).toEqual(["answered locally", "never claimed"]);
+    expect(index.size).toBe(0);
   });
 
   it("removes a value wherever it is", () => {

@@ -1,7 +1,7 @@
 /**
  * Where the money went: spend per day (in Home Assistant's time zone), per device and route, and per
- * conversation, kept as one JSON file in the data folder. Every change is written within `writeDelayMs`
- * (100 ms) with a temporary file and a rename, so a crash leaves the previous or the new file, never half
+ * conversation, kept as one JSON file in the data folder. Once `load()` has read the file, every change is
+ * written within `writeDelayMs` (100 ms) with a temporary file and a rename, so a crash leaves the previous or the new file, never half
  * of one; `flush()` resolves once everything recorded so far is on disk. Days older than `keepDays` (90)
  * are dropped.
  */
@@ -68,6 +68,8 @@ export class CostLedger {
   #days: Record<string, DayRecord> = {};
   #timer: NodeJS.Timeout | undefined;
   #dirty = false;
+  /** The file was read (or found missing or unusable): until then nothing is written over it. */
+  #loaded = false;
   #writing: Promise<void> = Promise.resolve();
 
   constructor(opts: LedgerOptions) {
@@ -148,11 +150,14 @@ export class CostLedger {
     this.#changed();
   }
 
-  /** Resolves once every change so far is on disk (or failed to write, which is logged). */
+  /**
+   * Resolves once every change so far is on disk (or failed to write, which is logged). Before `load()`
+   * has read the file, nothing is written (the changes are written after it).
+   */
   async flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#dirty) {
+    if (this.#dirty && this.#loaded) {
       this.#dirty = false;
       const json = JSON.stringify({ version: 1, days: this.#days });
       this.#writing = this.#writing.then(() => this.#write(json));
@@ -165,6 +170,15 @@ export class CostLedger {
    * ledger; an unreadable one is logged and kept aside (`.bad`), never thrown.
    */
   async load(): Promise<void> {
+    try {
+      await this.#read();
+    } finally {
+      this.#loaded = true;
+      if (this.#dirty) this.#changed();
+    }
+  }
+
+  async #read(): Promise<void> {
     let text: string;
     try {
       text = await readFile(this.#file, "utf8");
@@ -239,7 +253,7 @@ export class CostLedger {
 
   #changed(): void {
     this.#dirty = true;
-    if (this.#timer !== undefined) return;
+    if (this.#timer !== undefined || !this.#loaded) return;
     this.#timer = setTimeout(() => void this.flush(), this.#o.writeDelayMs ?? 100);
   }
 

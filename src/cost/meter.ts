@@ -101,6 +101,8 @@ export class CostMeter {
   readonly #now: () => number;
   readonly #recent = new Map<string, RecentCost[]>();
   readonly #warned = new Set<string>();
+  /** Accounts of running conversations (`watch`), told when a budget they count against is used up. */
+  readonly #watched = new Set<CostAccount>();
   readonly #loaded: Promise<void>;
   #resolveLoaded!: () => void;
   readonly #refresh: NodeJS.Timeout;
@@ -145,7 +147,8 @@ export class CostMeter {
   }
 
   /**
-   * Ends `c` when its device's budget is used up or it has run `maxConversationMs`: after the answer in
+   * Ends `c` when today's budget or its device's is used up (by `c` or by any other conversation) or it
+   * has run `maxConversationMs`: after the answer in
    * progress ends (or at once when none is), once that answer has had time to play on the device. A
    * conversation that keeps talking never waits for a quiet moment; one that neither answers nor goes
    * quiet ends after two minutes more.
@@ -185,6 +188,7 @@ export class CostMeter {
     c.turns.on("idle", endSoon);
     c.on("response.end", endSoon);
     account.onBlocked = () => mark("budget_exceeded");
+    this.#watched.add(account);
     if (this.#o.maxConversationMs > 0) {
       maxTimer = setTimeout(() => mark("max_duration"), this.#o.maxConversationMs);
       maxTimer.unref();
@@ -194,6 +198,7 @@ export class CostMeter {
       clearTimeout(maxTimer);
       clearTimeout(hardTimer);
       account.onBlocked = undefined;
+      this.#watched.delete(account);
     });
   }
 
@@ -302,7 +307,15 @@ export class CostMeter {
     const one = deviceView(s, spend, deviceKey(device));
     this.#warnOnce(`${day}:all`, all, "all devices");
     this.#warnOnce(`${day}:${deviceKey(device)}`, one, `device ${device.id}`);
-    if (all.blocked || one.blocked) account.onBlocked?.();
+    if (!all.blocked && !one.blocked) return;
+    account.onBlocked?.();
+    // The other running conversations the used-up budget covers: all of them, or the device's. Wyoming
+    // calls are left alone: each conversation call is admitted on its own (`attribute`), and ending one
+    // from outside would cut a speech-to-text call short with a wrong error.
+    const key = deviceKey(device);
+    for (const a of this.#watched)
+      if (a !== account && a.device.route !== "wyoming" && (all.blocked || deviceKey(a.device) === key))
+        a.onBlocked?.();
   }
 
   #warnOnce(key: string, v: BudgetView, who: string): void {

@@ -31,28 +31,37 @@ export interface PriceOverride extends ModelPrice {
 /** Token counts by kind: each token of a response counted once (cached ones only as cached). */
 export type TokenCounts = Record<TokenPriceField, number>;
 
+/** Per-modality prices as a model page lists them: [input, cached input, output]; images are input only. */
 const tokens = (
-  input: [text: number, audio: number, image: number],
-  cached: [text: number, audio: number, image: number],
-  output: [text: number, audio: number],
+  text: [input: number, cached: number, output: number],
+  audio: [input: number, cached: number, output: number],
+  image?: [input: number, cached: number],
 ): ModelPrice => ({
-  input_text: input[0],
-  input_audio: input[1],
-  input_image: input[2],
-  cached_text: cached[0],
-  cached_audio: cached[1],
-  cached_image: cached[2],
-  output_text: output[0],
-  output_audio: output[1],
+  input_text: text[0],
+  cached_text: text[1],
+  output_text: text[2],
+  input_audio: audio[0],
+  cached_audio: audio[1],
+  output_audio: audio[2],
+  ...(image ? { input_image: image[0], cached_image: image[1] } : {}),
 });
 
-/** OpenAI's published prices (as of 2026-12-06, see DOCS.md). Keys are model names without a date suffix. */
+/**
+ * OpenAI's published prices, from each model's page (developers.openai.com/api/docs/models/<model>),
+ * read 2026-12-06 (see DOCS.md). Keys are model names without a date suffix. A kind a page does not
+ * list (images on the preview models) has no price: usage of it is "no price known", never free.
+ */
 export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = {
-  "gpt-realtime": tokens([4, 32, 5], [0.4, 0.4, 0.5], [16, 64]),
-  "gpt-realtime-mini": tokens([0.6, 10, 0.8], [0.06, 0.3, 0.08], [2.4, 20]),
-  "gpt-4o-realtime-preview": tokens([5, 40, 5], [2.5, 2.5, 2.5], [20, 80]),
-  "gpt-4o-mini-realtime-preview": tokens([0.6, 10, 0.6], [0.3, 0.3, 0.3], [2.4, 20]),
+  "gpt-realtime": tokens([4, 0.4, 16], [32, 0.4, 64], [5, 0.5]),
+  "gpt-realtime-1.5": tokens([4, 0.4, 16], [32, 0.4, 64], [5, 0.5]),
+  "gpt-realtime-2": tokens([4, 0.4, 24], [32, 0.4, 64], [5, 0.5]),
+  "gpt-realtime-mini": tokens([0.6, 0.06, 2.4], [10, 0.3, 20], [0.8, 0.08]),
+  "gpt-realtime-2.1-mini": tokens([0.6, 0.06, 2.4], [10, 0.3, 20], [0.8, 0.08]),
+  "gpt-4o-realtime-preview": tokens([5, 2.5, 20], [40, 2.5, 80]),
+  "gpt-4o-mini-realtime-preview": tokens([0.6, 0.3, 2.4], [10, 0.3, 20]),
   "whisper-1": { per_minute: 0.006 },
+  "gpt-realtime-whisper": { per_minute: 0.017 },
+  "gpt-transcribe": { per_minute: 0.0045 },
   "gpt-4o-transcribe": { input_text: 2.5, input_audio: 6, output_text: 10 },
   "gpt-4o-mini-transcribe": { input_text: 1.25, input_audio: 3, output_text: 5 },
 };

@@ -18,6 +18,9 @@
  *                                one already decided is `unknown_approval` with how it was decided
  * - `POST /api/firmware/allow`  `{address}` → `{address, id}`; a device refused on the firmware port
  *                                may connect from now on (persisted)
+ * - `GET  /api/esphome`         `{devices: [...]}` ESPHome voice devices (keys never shown)
+ * - `POST /api/esphome/:name`   `{take_over: boolean}` → `{device}`; kept in /data
+ * - `POST /api/esphome/:name/announce` `{text}` → `{ok: true}` once the device played it
  * - `GET  /api/satellite`       `{protocol, path, token, talkToken, port?}`: the shared satellite token
  *                                (null with per-device tokens only), the talk page's token and the
  *                                satellite port (for the URL shown beside the token)
@@ -33,6 +36,7 @@ import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
 import { z } from "zod";
 import type { ApprovalQueue, PendingApproval, SettledApproval } from "../approvals/queue.js";
+import type { EsphomeAdmin } from "../esphome/admin.js";
 import { ApiError, apiErrorBody, type ApiErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ServerStatus } from "../mcp/types.js";
@@ -111,6 +115,8 @@ export interface IngressOptions {
   readonly uiDir?: string;
   /** The satellite port, shown as part of the satellite URL beside the token. */
   readonly satellitePort?: () => number | undefined;
+  /** The ESPHome devices, once that part has loaded (null before, and when `esphome.enabled` is false). */
+  readonly esphome?: () => EsphomeAdmin | null;
 }
 
 const NameParams = z.object({ name: z.string().min(1).max(200) });
@@ -118,6 +124,8 @@ const IdParams = z.object({ id: z.string().min(1).max(200) });
 const ToggleBody = z.object({ enabled: z.boolean() }).strict();
 const AnswerBody = z.object({ approve: z.boolean() }).strict();
 const AllowBody = z.object({ address: z.string().min(1).max(64) }).strict();
+const TakeOverBody = z.object({ take_over: z.boolean() }).strict();
+const AnnounceBody = z.object({ text: z.string().trim().min(1).max(2000) }).strict();
 
 /** `X-Ingress-Path` values we put into a page: a plain absolute path, nothing that could break out. */
 const INGRESS_PATH_RE = /^\/[A-Za-z0-9._~/-]{0,200}$/;
@@ -138,6 +146,7 @@ const UI_ROUTES: Readonly<Record<string, string>> = {
   "/style.css": "style.css",
   "/common.js": "common.js",
   "/admin.js": "admin.js",
+  "/esphome.js": "esphome.js",
   "/talk.js": "talk.js",
   "/cost.js": "cost.js",
   "/mic-worklet.js": "mic-worklet.js",
@@ -356,6 +365,30 @@ export async function ingressPlugin(app: FastifyInstance, opts: IngressOptions):
   });
 
   if (opts.cost) registerCostApi(app, opts.cost, log);
+  const esphome = (name: string): EsphomeAdmin => {
+    const admin = opts.esphome?.() ?? null;
+    if (admin === null) throw new ApiError("unknown_device", `no ESPHome voice device named "${name}"`);
+    return admin;
+  };
+
+  app.get("/api/esphome", () => ({ devices: opts.esphome?.()?.list() ?? [] }));
+
+  app.post("/api/esphome/:name", async (request) => {
+    const { name } = parseOr400(NameParams, request.params, "path");
+    const { take_over } = parseOr400(TakeOverBody, request.body, "body");
+    const device = await esphome(name).setTakeOver(name, take_over);
+    if (device === null) throw new ApiError("unknown_device", `no ESPHome voice device named "${name}"`);
+    log.info({ device: name, take_over }, "ESPHome take-over changed in the UI");
+    return { device };
+  });
+
+  app.post("/api/esphome/:name/announce", async (request) => {
+    const { name } = parseOr400(NameParams, request.params, "path");
+    const { text } = parseOr400(AnnounceBody, request.body, "body");
+    const outcome = await esphome(name).announce(name, text);
+    if (!outcome.ok) throw new ApiError(outcome.code, outcome.message);
+    return { ok: true };
+  });
 
   app.get("/api/satellite", () => {
     const token = opts.satelliteToken() ?? null;

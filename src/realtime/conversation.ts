@@ -5,6 +5,7 @@
 import type { EventEmitter } from "node:events";
 import type { PendingApproval } from "../approvals/queue.js";
 import type { DeviceRef } from "../cost/budget.js";
+import type { RoutedTool, ToolCallOutcome } from "../mcp/types.js";
 import type { TranscriptTurn } from "./session-config.js";
 
 export type ResponseEndReason = "done" | "cancelled" | "interrupted" | "failed";
@@ -75,6 +76,12 @@ export interface Conversation extends EventEmitter<ConversationEvents> {
   end(reason: string): Promise<void>;
 }
 
+/** Tools of one conversation only (e.g. a voice device's timers); `callTool` never rejects. */
+export interface ConversationTools {
+  tools(): readonly RoutedTool[];
+  callTool(name: string, argsJson: string): Promise<ToolCallOutcome>;
+}
+
 export interface ConversationOptions {
   /** `server`: upstream VAD decides turns; `client`: the satellite sends turn.end. */
   turn: "server_vad" | "client";
@@ -86,6 +93,11 @@ export interface ConversationOptions {
   createResponse?: boolean;
   /** Whose conversation this is, for its cost and budgets. Default: `satelliteId` on `v1`, else `unknown`. */
   device?: DeviceRef;
+  /**
+   * Tools the model may call in this conversation only, offered beside the MCP tools (a name both have
+   * goes to these) and called without an approval.
+   */
+  tools?: ConversationTools;
 }
 
 /**

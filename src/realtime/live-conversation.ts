@@ -232,6 +232,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     const live = (): boolean => this.#link.status === "attached" && this.#link.gen === gen;
     session.satelliteId = this.#opts.satelliteId;
     session.usage = this.#usage;
+    session.conversationTools = this.#opts.tools ?? null;
     session.activate();
     const on = {
       speechStarted: () => live() && this.emit("speech.started"),

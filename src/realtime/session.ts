@@ -13,7 +13,13 @@ import type { UsageSink } from "../cost/meter.js";
 import type { Logger } from "../log.js";
 import type { RoutedTool, ToolProvider } from "../mcp/types.js";
 import { recordTokenUsage, type Metrics } from "../metrics.js";
-import type { ConversationEvents, ResponseEndReason, SpeechOptions, TurnEvents } from "./conversation.js";
+import type {
+  ConversationEvents,
+  ConversationTools,
+  ResponseEndReason,
+  SpeechOptions,
+  TurnEvents,
+} from "./conversation.js";
 import type { HandledEvent, ServerEventOf } from "./events.js";
 import {
   buildSessionUpdate,
@@ -218,6 +224,7 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   #response: OpenResponse | null = null;
   #callsInFlight = 0;
+  #conversationTools: ConversationTools | null = null;
   #needResponse = false;
   /** A `response.create` was sent and its `response.created` has not arrived yet. */
   #awaitingResponse = false;
@@ -261,6 +268,13 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   /** List-tools state per native server of this session. */
   nativeStates(): ReadonlyMap<string, NativeListState> {
     return this.#native;
+  }
+
+  /** The conversation's own tools (`ConversationOptions.tools`); setting them re-sends the tool list. */
+  set conversationTools(tools: ConversationTools | null) {
+    if (this.#conversationTools === tools) return;
+    this.#conversationTools = tools;
+    this.refreshTools();
   }
 
   get isIdle(): boolean {
@@ -530,7 +544,11 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
   }
 
   #functionTools(): readonly RoutedTool[] {
-    return this.#o.catalog.functionTools(this.#failedOver);
+    const base = this.#o.catalog.functionTools(this.#failedOver);
+    const own = this.#conversationTools?.tools() ?? [];
+    if (own.length === 0) return base;
+    const names = new Set(own.map((t) => t.name));
+    return [...base.filter((t) => !names.has(t.name)), ...own];
   }
 
   #sendLaterUpdate(update: Extract<RealtimeClientEvent, { type: "session.update" }>): void {
@@ -1026,9 +1044,10 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
       const routed = this.#functionTools().find((t) => t.name === name);
       const server = routed?.server ?? "unknown";
       const tool = routed?.tool ?? name;
+      const own = this.#conversationTools?.tools().some((t) => t.name === name) === true;
       let allowed = true;
       let denial = "";
-      if (routed && evaluatePolicy(this.#o.catalog.policyOf(server), tool) === "ask") {
+      if (routed && !own && evaluatePolicy(this.#o.catalog.policyOf(server), tool) === "ask") {
         const d = await this.#ask({ server, tool, arguments: args, mode: "client" });
         allowed = d.approve;
         denial = d.reason ?? "Not approved.";
@@ -1047,7 +1066,9 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
         this.#abort.signal.addEventListener("abort", forward, { once: true });
         let outcome;
         try {
-          outcome = await this.#o.tools.callTool(name, args, { signal: call.signal });
+          outcome = own
+            ? await this.#conversationTools!.callTool(name, args)
+            : await this.#o.tools.callTool(name, args, { signal: call.signal });
         } finally {
           this.#abort.signal.removeEventListener("abort", forward);
         }

@@ -23,6 +23,10 @@ const StateFileSchema = z.object({
   version: z.literal(1),
   servers: z.record(z.string(), z.object({ enabled: z.boolean() })).default({}),
   allowed_devices: z.array(AllowedDeviceSchema).optional(),
+  /** "Answer with OpenVoice" chosen in the UI, by ESPHome device, with the option's value at that time. */
+  esphome_take_over: z
+    .record(z.string(), z.object({ take_over: z.boolean(), option: z.boolean() }))
+    .optional(),
 });
 type StateFile = z.infer<typeof StateFileSchema>;
 
@@ -42,6 +46,7 @@ export class RuntimeState {
   readonly #log: Logger | undefined;
   readonly #servers = new Map<string, boolean>();
   readonly #allowed = new Map<string, AllowedDevice>();
+  readonly #takeOver = new Map<string, { take_over: boolean; option: boolean }>();
   #writing: Promise<void> = Promise.resolve();
 
   private constructor(path: string, logger?: Logger) {
@@ -76,6 +81,7 @@ export class RuntimeState {
     }
     for (const [name, s] of Object.entries(parsed.data.servers)) state.#servers.set(name, s.enabled);
     for (const d of parsed.data.allowed_devices ?? []) state.#allowed.set(d.address, d);
+    for (const [name, t] of Object.entries(parsed.data.esphome_take_over ?? {})) state.#takeOver.set(name, t);
     return state;
   }
 
@@ -135,6 +141,21 @@ export class RuntimeState {
     return this.#persist();
   }
 
+  /**
+   * Whether OpenVoice answers ESPHome device `name`: the UI's choice while the option still has the value
+   * it had when the choice was made, else the option (`option`, false when unset).
+   */
+  esphomeTakeOver(name: string, option: boolean): boolean {
+    const t = this.#takeOver.get(name);
+    return t !== undefined && t.option === option ? t.take_over : option;
+  }
+
+  /** Records the UI's "Answer with OpenVoice" choice for `name` against the option's current value. */
+  setEsphomeTakeOver(name: string, takeOver: boolean, option: boolean): Promise<void> {
+    this.#takeOver.set(name, { take_over: takeOver, option });
+    return this.#persist();
+  }
+
   #persist(): Promise<void> {
     const snapshot: StateFile = {
       version: 1,
@@ -142,6 +163,7 @@ export class RuntimeState {
         [...this.#servers].sort(([a], [b]) => a.localeCompare(b)).map(([n, e]) => [n, { enabled: e }]),
       ),
       ...(this.#allowed.size === 0 ? {} : { allowed_devices: [...this.#allowed.values()] }),
+      ...(this.#takeOver.size === 0 ? {} : { esphome_take_over: Object.fromEntries(this.#takeOver) }),
     };
     const next = this.#writing.catch(() => undefined).then(() => this.#write(snapshot));
     this.#writing = next;

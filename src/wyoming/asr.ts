@@ -11,12 +11,14 @@
  * so Home Assistant runs no end-of-speech detection and no time cap of its own): with no speech heard
  * `wyoming.no_speech_s` after the first audio, the transcript is empty and the conversation ends at
  * once; at `wyoming.max_turn_s` after the first audio the turn is committed as if `audio-stop` had come
- * and the transcript says what was heard.
+ * and the transcript says what was heard. A turn whose audio was all silence (`SpeechGate`) is not
+ * committed at `audio-stop`: its transcript is empty.
  */
 import { Resampler } from "../audio/resampler.js";
+import { SpeechGate } from "../audio/speech-gate.js";
 import { pcm16Bytes, pcm16View } from "../audio/pcm.js";
 import type { AssistConversation } from "../realtime/conversation.js";
-import { unavailableCode, unavailableSentence, type AssistSessions } from "./assist.js";
+import { onUpstreamLoss, unavailableCode, unavailableSentence, type AssistSessions } from "./assist.js";
 import type { AsrEvent, EventOf } from "./events.js";
 import { WyomingEvents } from "./events.js";
 import type { WyomingAsrProgram, WyomingCall, WyomingCallContext } from "./program.js";
@@ -54,6 +56,8 @@ class AsrCall implements WyomingCall<AsrEvent> {
   #deadlines: NodeJS.Timeout[] | null = null;
   /** The upstream heard speech start. */
   #heardSpeech = false;
+  /** Whether the audio held anything louder than a quiet room (a false wake commits nothing). */
+  readonly #gate = new SpeechGate();
   /** Upstream audio that arrived while the conversation was being taken. */
   #pending: Buffer[] = [];
   #unsubscribe: () => void = () => undefined;
@@ -179,7 +183,9 @@ class AsrCall implements WyomingCall<AsrEvent> {
     this.#timer.unref();
     // The upstream already ended the turn (speech stopped): its commit is on the way.
     if (this.#committed || this.#endOfSpeech !== null) return;
-    if (this.#appendedBytes === 0) return void this.#send("");
+    // Silence is neither transcribed (a model may make words of it) nor answered: an empty transcript.
+    if (this.#appendedBytes === 0 || (!this.#heardSpeech && this.#gate.take() === "silent"))
+      return void this.#send("");
     this.#endOfSpeech = performance.now();
     conversation.commit();
   }
@@ -201,6 +207,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
 
   #append(conversation: AssistConversation, pcm: Buffer): void {
     this.#appendedBytes += pcm.length;
+    this.#gate.push(pcm);
     conversation.appendAudio(pcm);
   }
 
@@ -218,8 +225,13 @@ class AsrCall implements WyomingCall<AsrEvent> {
       this.#committed = true;
       this.#endOfSpeech ??= performance.now();
     };
+    // After a drop the turn's first words are gone upstream: no transcript of the rest is taken.
+    let dropped = false;
+    const lost = (): void => {
+      dropped = true;
+    };
     const transcript = (e: { itemId: string; text: string }): void => {
-      if (itemId !== null && e.itemId !== itemId) return;
+      if (dropped || (itemId !== null && e.itemId !== itemId)) return;
       this.#sessions.heard(e.text, conversation);
       void this.#send(e.text);
     };
@@ -231,22 +243,23 @@ class AsrCall implements WyomingCall<AsrEvent> {
       );
       void this.#send("");
     };
-    const closed = (): void => this.#fail("upstream_unavailable", SENTENCE.unreachable);
+    const offLoss = onUpstreamLoss(conversation, SENTENCE.unreachable, (sentence) =>
+      this.#fail("upstream_unavailable", sentence),
+    );
     conversation.on("speech.started", started);
     conversation.on("speech.stopped", stopped);
     conversation.turns.on("input.committed", committed);
     conversation.turns.on("user.transcript", transcript);
     conversation.turns.on("user.transcript.failed", failed);
-    conversation.on("closed", closed);
-    conversation.turns.on("upstream.lost", closed);
+    conversation.turns.on("upstream.lost", lost);
     this.#unsubscribe = () => {
-      conversation.turns.off("upstream.lost", closed);
+      offLoss();
+      conversation.turns.off("upstream.lost", lost);
       conversation.off("speech.started", started);
       conversation.off("speech.stopped", stopped);
       conversation.turns.off("input.committed", committed);
       conversation.turns.off("user.transcript", transcript);
       conversation.turns.off("user.transcript.failed", failed);
-      conversation.off("closed", closed);
     };
   }
 

@@ -11,6 +11,7 @@ import { BudgetExceededError, LimitError } from "../errors.js";
 import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
 import type { Logger } from "../log.js";
 import type { AssistConversation, ConversationOptions, SpeechSource } from "../realtime/conversation.js";
+import { subscribe } from "../subscribe.js";
 import type { KeptAudio } from "./memory.js";
 import { ANSWER_TTL_MS, ASR_TURN_TTL_MS, ExpiringTextIndex } from "./memory.js";
 
@@ -28,6 +29,45 @@ export function unavailableSentence(err: unknown, fallback: string): string {
 /** The Wyoming error code of a call that got no conversation. */
 export function unavailableCode(err: unknown): "budget_exceeded" | "upstream_unavailable" {
   return err instanceof BudgetExceededError ? "budget_exceeded" : "upstream_unavailable";
+}
+
+/** After the upstream dropped, how long a call waits for the reconnect's outcome before saying it was lost. */
+export const LOST_VERDICT_MS = 1000;
+
+/**
+ * For a call that cannot outlive its conversation's upstream: `lost` is called once, with the sentence
+ * to say, when the conversation ends (a fatal error's reason in words, else `fallback`) or, after a drop,
+ * when the reconnect's outcome is known. A reconnect refused within `LOST_VERDICT_MS` of the drop (quota,
+ * key) is told by its reason; otherwise `fallback` is said then. Returns the function that stops following.
+ */
+export function onUpstreamLoss(
+  conversation: AssistConversation,
+  fallback: string,
+  lost: (sentence: string) => void,
+): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const tell = (sentence: string): void => {
+    stop();
+    lost(sentence);
+  };
+  const offConversation = subscribe(conversation, {
+    error: (e: { message: string; fatal: boolean }) => {
+      if (e.fatal) tell(unavailableSentence(new UpstreamUnavailableError("error", e.message), fallback));
+    },
+    closed: () => tell(fallback),
+  });
+  const offTurns = subscribe(conversation.turns, {
+    "upstream.lost": () => {
+      timer ??= setTimeout(() => tell(fallback), LOST_VERDICT_MS);
+      timer.unref();
+    },
+  });
+  const stop = (): void => {
+    clearTimeout(timer);
+    offConversation();
+    offTurns();
+  };
+  return stop;
 }
 
 /** Spend of Wyoming calls that name no Home Assistant device. */

@@ -16,8 +16,13 @@ import type { PendingApproval, ApprovalQueue } from "../approvals/queue.js";
 import type { WyomingErrorCode } from "../errors.js";
 import { subscribe } from "../subscribe.js";
 import type { AssistConversation } from "../realtime/conversation.js";
-import { UpstreamUnavailableError } from "../realtime/upstream-error.js";
-import { unavailableCode, unavailableSentence, type AssistSessions, type HandleTarget } from "./assist.js";
+import {
+  onUpstreamLoss,
+  unavailableCode,
+  unavailableSentence,
+  type AssistSessions,
+  type HandleTarget,
+} from "./assist.js";
 import type { HandleEvent } from "./events.js";
 import { WyomingEvents } from "./events.js";
 import { KeptAudio } from "./memory.js";
@@ -92,20 +97,16 @@ function answerOf(
     const onFailed = (): void => {
       failed = true;
     };
-    // A fatal error names why (a refused reconnect: "OpenAI quota exceeded"); say that, not just "lost".
-    const onError = (e: { message: string; fatal: boolean }): void => {
-      if (e.fatal)
-        settle(
-          new AnswerError(
-            "upstream_unavailable",
-            unavailableSentence(new UpstreamUnavailableError("error", e.message), SENTENCE.lost),
-          ),
-        );
+    // The conversation ended or its upstream dropped: say why in words when the reconnect is refused.
+    const onLoss = (sentence: string): void => settle(new AnswerError("upstream_unavailable", sentence));
+    let dropped = false;
+    const onDrop = (): void => {
+      dropped = true;
     };
-    const onClosed = (): void => settle(new AnswerError("upstream_unavailable", SENTENCE.lost));
     // A failed response is normally followed by idle; if nothing follows, do not wait for it.
     let grace: NodeJS.Timeout | undefined;
     const onIdle = (): void => {
+      if (dropped) return; // the answer went with the dropped session: the loss decides
       if (failed && texts.length === 0) settle(new AnswerError("response_failed", SENTENCE.failed));
       else settle();
     };
@@ -142,17 +143,17 @@ function answerOf(
       audio: onAudio,
       "response.end": onEnd,
       "approval.request": onApproval,
-      error: onError,
-      closed: onClosed,
     });
     const offTurns = subscribe(conversation.turns, {
       "response.failed": onFailed,
       idle: onIdle,
-      "upstream.lost": onClosed,
+      "upstream.lost": onDrop,
     });
+    const offLoss = onUpstreamLoss(conversation, SENTENCE.lost, onLoss);
     detach = () => {
       offConversation();
       offTurns();
+      offLoss();
     };
     signal.addEventListener("abort", onAbort, { once: true });
     ask();

@@ -43,18 +43,19 @@ export class ExpiringTextIndex<V> {
     else this.#byText.set(key, [{ value, at: now }]);
   }
 
-  /** Removes and returns the newest live value for `text`. */
+  /** Removes and returns the newest live value for `text`. Expired values stay for `sweep`. */
   take(text: string, now: number): V | undefined {
     const key = normaliseText(text);
-    const list = this.#live(key, now);
-    const entry = list?.pop();
-    if (list?.length === 0) this.#byText.delete(key);
-    return entry?.value;
+    const list = this.#byText.get(key);
+    if (this.#newestLive(list, now) === undefined) return undefined;
+    const entry = list!.pop()!;
+    if (list!.length === 0) this.#byText.delete(key);
+    return entry.value;
   }
 
   /** The newest live value for `text`, left in place. */
   newest(text: string, now: number): V | undefined {
-    return this.#live(normaliseText(text), now)?.at(-1)?.value;
+    return this.#newestLive(this.#byText.get(normaliseText(text)), now)?.value;
   }
 
   /** Removes `value` wherever it is. */
@@ -83,15 +84,9 @@ export class ExpiringTextIndex<V> {
     return n;
   }
 
-  #live(key: string, now: number): Entry<V>[] | undefined {
-    const list = this.#byText.get(key);
-    if (!list) return undefined;
-    while (list.length > 0 && now - list[0]!.at >= this.#ttlMs) list.shift();
-    if (list.length === 0) {
-      this.#byText.delete(key);
-      return undefined;
-    }
-    return list;
+  #newestLive(list: Entry<V>[] | undefined, now: number): Entry<V> | undefined {
+    const entry = list?.at(-1);
+    return entry !== undefined && now - entry.at < this.#ttlMs ? entry : undefined;
   }
 }
 

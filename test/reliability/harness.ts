@@ -335,7 +335,8 @@ export async function spawnService(
   }
 }
 
-function parsePorts(text: string): { satellite: number; ingress: number } | undefined {
+/** The ports of a `--port-file`; undefined while it is missing or half written. */
+export function parsePorts(text: string): { satellite: number; ingress: number } | undefined {
   try {
     const v = JSON.parse(text) as { satellite?: unknown; ingress?: unknown };
     if (typeof v.satellite === "number" && typeof v.ingress === "number")

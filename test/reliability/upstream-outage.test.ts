@@ -3,8 +3,9 @@
  * recovers. The whole service runs in this process against the fake Realtime server; the routes are
  * driven the way their real clients drive them: a protocol v1 satellite (push-to-talk), an
  * `underzenith` firmware on the firmware port (`ptt_start`, PCM16 24 kHz, `ptt_stop`), and Home
- * Assistant's Wyoming conversation and speech-to-text calls. At the start of the outage every socket
- * drops and every new one is answered `insufficient_quota` for as long as it lasts.
+ * Assistant's Wyoming conversation and speech-to-text calls (one of them streaming when the outage
+ * begins). At the start of the outage every socket drops and every new one is answered
+ * `insufficient_quota` for as long as it lasts.
  *
  * Must hold: each device is told within 1 s, in words; none is left waiting (a turn started during
  * the outage is told within 1 s too); the upstream is not hammered; within 2 s of recovery every route
@@ -13,7 +14,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { startFakeRealtime, tone, type FakeRealtimeServer } from "../fake-realtime/server.js";
 import { DeviceSocket } from "../firmware-helpers.js";
-import { chunkPcm, haHandle, haSttLegacy } from "../wyoming-client.js";
+import { chunkPcm, haHandle, haSttConcurrent, haSttLegacy } from "../wyoming-client.js";
 import {
   TalkingSatellite,
   makeSecrets,
@@ -84,11 +85,23 @@ describe("an upstream out of quota for 10 s in the middle of conversations", () 
     await pushToTalk(dev, 10_000);
     expect((await ask(wyoming, "living-room"))?.type).toBe("handled");
 
+    // Home Assistant is streaming a speech-to-text turn when the outage begins.
+    const appends = (): number =>
+      fake!.connections.reduce((n, c) => n + c.all("input_audio_buffer.append").length, 0);
+    const appended = appends();
+    const sttInFlight = haSttConcurrent(wyoming, { chunks: chunkPcm(tone16k(4000)), intervalMs: 60 });
+    await waitFor(() => appends() > appended, 5000, "speech-to-text audio upstream");
+
     // The outage: every socket drops, every new one is refused until it ends.
     const satFrom = sat.frames.length;
     const devFrom = dev.frames.length;
     const t0 = performance.now();
     fake.fault("quota", { dropOpen: true });
+    const sttToldMs = await sttInFlight.then((r) => {
+      expect(r.text).toBeNull();
+      expect(String(r.error?.data.text)).toContain(QUOTA);
+      return performance.now() - t0;
+    });
 
     const satTold = await sat.waitFor((f) => f.json?.type === "error", 3000, satFrom);
     const satToldMs = satTold.at - t0;
@@ -99,6 +112,7 @@ describe("an upstream out of quota for 10 s in the middle of conversations", () 
     expect(JSON.parse(devTold.text!)).toMatchObject({ error: { message: QUOTA } });
     expect(satToldMs).toBeLessThan(1000);
     expect(devToldMs).toBeLessThan(1000);
+    expect(sttToldMs).toBeLessThan(1000);
 
     // Turns started during the outage are told within 1 s on every route.
     await sleep(1000);
@@ -156,7 +170,8 @@ describe("an upstream out of quota for 10 s in the middle of conversations", () 
     expect(sat.invalid).toEqual([]);
     expect(scanForSecrets(svc.lines.join(""), secrets)).toEqual([]);
     console.log(
-      `outage: told v1 ${satToldMs.toFixed(0)} ms, underzenith ${devToldMs.toFixed(0)} ms; ` +
+      `outage: told v1 ${satToldMs.toFixed(0)} ms, underzenith ${devToldMs.toFixed(0)} ms, ` +
+        `Wyoming speech-to-text ${sttToldMs.toFixed(0)} ms; ` +
         `during ${JSON.stringify(mapMs(during))}; ${attempts} refused attempts in ${OUTAGE_MS / 1000} s; ` +
         `after recovery ${JSON.stringify(mapMs(after))}`,
     );

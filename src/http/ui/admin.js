@@ -1,6 +1,7 @@
 // Status, servers, approvals and the satellite token. Polls the admin API; rows are keyed and
 // updated in place so a click never lands on a row that was just replaced.
 import { api, badgeRow, el, toast, copyText } from "./common.js";
+import { renderEsphome } from "./esphome.js";
 
 const POLL_MS = 1500;
 /** How long a row that left the queue stays, saying how it was decided (e.g. cancelled, and why). */
@@ -343,10 +344,15 @@ function tickCountdowns() {
 
 async function poll() {
   try {
-    const [status, approvals] = await Promise.all([api("./api/status"), api("./api/approvals")]);
+    const [status, approvals, esphome] = await Promise.all([
+      api("./api/status"),
+      api("./api/approvals"),
+      api("./api/esphome"),
+    ]);
     renderStatus(status);
     renderWyoming(status.wyoming);
     renderFirmware(status.firmware);
+    renderEsphome(esphome.devices);
     renderServers(status.servers);
     renderApprovals(approvals);
     byId("load-error").hidden = true;

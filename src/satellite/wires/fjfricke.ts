@@ -3,7 +3,8 @@
  * connects when its wake word fires and streams PCM16 24 kHz at once, with no hello; the socket is
  * one conversation with server VAD. Down: PCM16 24 kHz binary, `{"type":"interrupt"}` to stop the
  * speaker (barge-in), and `{"type":"disconnect",…}` before the add-on closes, which keeps the
- * firmware from reconnecting. The device is known by its address (checked before the upgrade).
+ * firmware from reconnecting; when OpenAI could not be had, the disconnect's message says why in
+ * words. The device is known by its address (checked before the upgrade).
  */
 import type { SatelliteErrorCode } from "../../errors.js";
 import type { KnownDevice } from "../firmware/access.js";
@@ -13,6 +14,8 @@ import type { SatelliteLink } from "./link.js";
 export class FjfrickeWire extends SatelliteConnection {
   readonly wire = "fjfricke";
   readonly #device: KnownDevice;
+  /** Why OpenAI could not be had, in words, for the disconnect that follows. */
+  #upstreamError: string | null = null;
 
   constructor(link: SatelliteLink, deps: SatelliteDeps, device: KnownDevice) {
     super(link, deps);
@@ -47,6 +50,9 @@ export class FjfrickeWire extends SatelliteConnection {
     };
     this.open(device, (core) => {
       core.on("clear", () => this.#send({ type: "interrupt" }));
+      core.on("error", ({ code, message }) => {
+        if (code === "upstream_unavailable") this.#upstreamError = message;
+      });
       // The socket is the conversation: when it ends, say so (no reconnect) and close.
       core.on("end", ({ reason }) => void this.end(reason, 1000));
       core.on("state", (state) => {
@@ -67,7 +73,12 @@ export class FjfrickeWire extends SatelliteConnection {
   }
 
   protected farewell(reason: string): void {
-    const message = reason === "idle" ? "conversation ended" : `conversation ended: ${reason}`;
+    const message =
+      reason === "upstream_unavailable" && this.#upstreamError !== null
+        ? this.#upstreamError
+        : reason === "idle"
+          ? "conversation ended"
+          : `conversation ended: ${reason}`;
     this.#send({ type: "disconnect", message, reason });
   }
 }

@@ -9,8 +9,9 @@
  * - `thinking` at the end of speech (the firmware closes its microphone), `replying` with the
  *   first reply audio, `idle` when the reply is over or the conversation ends.
  *
- * `{"type":"audio_done"}` follows the last audio frame of each reply: the firmware holds back the end
- * of its fade window until it knows no more audio comes.
+ * `{"type":"audio_done"}` follows the last audio frame of each reply. The
+ * firmware up to v1.1.0 does not read it: it looks only for `"type":"error"`, `"hello"`,
+ * `"request_follow_up"` and `"value":"<phase>"` in a text frame, so the frame is ignored there.
  *
  * `{"type":"interrupt"}` from the device stops the reply. The device is known by its address, or by
  * a bearer token when its firmware was built with one.

@@ -1,0 +1,108 @@
+// The ESPHome voice devices card: each device's connection, who answers its voice assistant, what it
+// is doing and its last run's timings, with the "Answer with OpenVoice" switch. Rows are keyed by name
+// and updated in place.
+import { api, el, toast } from "./common.js";
+
+const rows = new Map();
+
+/** Words for who answers the device's voice assistant. */
+function ownerText(d) {
+  if (!d.connected) return "not connected";
+  if (d.owner === "openvoice") return "answered by OpenVoice";
+  if (d.owner === "other") return "answered by Home Assistant (or another client)";
+  return d.take_over ? "OpenVoice is taking it over" : "left to Home Assistant";
+}
+
+function timings(t) {
+  if (!t) return "";
+  const parts = [`last run: ${t.outcome}`];
+  if (t.firstAudioMs !== null) parts.push(`first reply audio ${t.firstAudioMs} ms after speech`);
+  if (t.totalMs !== null) parts.push(`${(t.totalMs / 1000).toFixed(1)} s in all`);
+  if (t.error) parts.push(t.error);
+  return parts.join(" · ");
+}
+
+function deviceRow(name) {
+  const input = el("input", {
+    type: "checkbox",
+    role: "switch",
+    "aria-label": `Answer ${name} with OpenVoice`,
+  });
+  const sw = el(
+    "label",
+    { class: "switch", title: "Answer with OpenVoice" },
+    input,
+    el("span", { class: "track" }),
+    el("span", { class: "thumb" }),
+  );
+  const dot = el("span", { class: "dot" });
+  const phase = el("span", { class: "badge" });
+  const secondary = el("div", { class: "secondary" });
+  const last = el("div", { class: "secondary" });
+  const error = el("div", { class: "error" });
+  const row = el(
+    "div",
+    { class: "row esphome-device", "data-device": name },
+    dot,
+    el("div", { class: "main" }, el("div", { class: "name" }, name, " ", phase), secondary, last, error),
+    sw,
+  );
+  const entry = { row, input, dot, phase, secondary, last, error, busy: false };
+  input.addEventListener("change", async () => {
+    const takeOver = input.checked;
+    entry.busy = true;
+    input.disabled = true;
+    try {
+      const { device } = await api(`./api/esphome/${encodeURIComponent(name)}`, {
+        method: "POST",
+        body: { take_over: takeOver },
+      });
+      update(entry, device, true);
+      toast(
+        device.error ?? `${name}: ${takeOver ? "answered by OpenVoice" : "given back to Home Assistant"}`,
+      );
+    } catch (err) {
+      input.checked = !takeOver;
+      toast(`Could not change ${name}: ${err.message}`);
+    } finally {
+      entry.busy = false;
+      input.disabled = false;
+    }
+  });
+  return entry;
+}
+
+function update(entry, d, force = false) {
+  if (entry.busy && !force) return;
+  entry.input.checked = d.take_over;
+  const state = d.connected ? (d.owner === "openvoice" ? "up" : "connecting") : "down";
+  entry.dot.className = `dot ${state}`;
+  entry.phase.textContent = d.phase;
+  entry.phase.className = `badge ${state}`;
+  entry.secondary.textContent = `${d.host}:${d.port} · ${d.source === "options" ? "listed in the options" : "found in Home Assistant"} · ${ownerText(d)}`;
+  entry.last.textContent = timings(d.last_turn);
+  entry.error.textContent = d.error ?? "";
+}
+
+/** Renders `GET /api/esphome`'s devices; the card stays hidden while there are none. */
+export function renderEsphome(devices) {
+  const card = document.getElementById("esphome-card");
+  card.hidden = devices.length === 0;
+  const box = document.getElementById("esphome-devices");
+  const seen = new Set();
+  for (const d of devices) {
+    seen.add(d.name);
+    let entry = rows.get(d.name);
+    if (!entry) {
+      entry = deviceRow(d.name);
+      rows.set(d.name, entry);
+    }
+    update(entry, d);
+    box.append(entry.row);
+  }
+  for (const [name, entry] of rows)
+    if (!seen.has(name)) {
+      entry.row.remove();
+      rows.delete(name);
+    }
+}
