@@ -10,7 +10,7 @@
  * Exit codes: 0 clean exit (or `--check-config` passed); 1 runtime failure or unclean shutdown;
  * 2 invalid configuration or usage. Once the logger exists, every exit is preceded by a "stopped" line.
  */
-import { writeFile } from "node:fs/promises";
+import { rename, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { createApp, isAddon, type App, type Env } from "./app.js";
 import type { CompileCacheResult } from "./compile-cache.js";
@@ -177,12 +177,16 @@ export async function main(argv: readonly string[], env: Env, notes: StartupNote
     running
       .listen()
       .then(async (ports) => {
-        if (portFile !== undefined)
+        if (portFile !== undefined) {
+          // Written beside and renamed into place: a reader never sees a partly written file.
+          const partial = `${portFile}.${process.pid}.tmp`;
           await writeFile(
-            portFile,
+            partial,
             // Extra listeners (e.g. `wyoming`) by name beside the two fixed ports.
             JSON.stringify({ ...ports.extra, satellite: ports.satellitePort, ingress: ports.ingressPort }),
           );
+          await rename(partial, portFile);
+        }
         running.setReady(true);
         logger.info({ dataDir: running.dataDir, addon: running.addon }, "ready");
       })

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConfigInput } from "../src/config/model.js";
-import { FAILED_RESPONSE_MESSAGES } from "../src/realtime/session.js";
+import { FAILED_RESPONSE_MESSAGES } from "../src/realtime/upstream-error.js";
 import { UPSTREAM_MESSAGES } from "../src/realtime/upstream-error.js";
 import { startFakeRealtime, type FakeRealtimeServer } from "./fake-realtime/server.js";
 import { startInProcess, waitFor, type InProcessService } from "./reliability/harness.js";

@@ -1,14 +1,14 @@
 /**
- * The realtime engine: a warm pool of configured upstream sessions, conversations on top of them,
- * the tool catalog that merges native and client tools (with per-session failover), and runtime
- * changes pushed to every live session.
+ * The realtime engine: a warm pool of configured upstream sessions, conversations on top of them, and
+ * runtime changes (servers enabled, tools changed) pushed to every live session. The tool catalog the
+ * sessions share (native and client tools, per-session failover) is `tool-catalog.ts`.
  */
 import { randomUUID } from "node:crypto";
 import type { ApprovalQueue } from "../approvals/queue.js";
-import type { Config, McpServerConfig, RequireApproval } from "../config/model.js";
+import type { Config, McpServerConfig } from "../config/model.js";
 import { LimitError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { RoutedTool, ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
+import type { ServerState, ServerStatus, ToolProvider } from "../mcp/types.js";
 import type { Metrics } from "../metrics.js";
 import { conversationDevice, type CostMeter } from "../cost/meter.js";
 import type {
@@ -20,7 +20,11 @@ import type {
   SpeechSource,
 } from "./conversation.js";
 import { LiveConversation, type SessionSource } from "./live-conversation.js";
-import { RealtimeSession, type NativeListState, type SessionState, type ToolCatalog } from "./session.js";
+import { RealtimeSession, type NativeListState, type SessionState } from "./session.js";
+import { Speakers } from "./speakers.js";
+import { EngineToolCatalog, type FailoverTarget } from "./tool-catalog.js";
+
+export type { FailoverTarget } from "./tool-catalog.js";
 import type { TranscriptTurn, TurnMode } from "./session-config.js";
 import { realtimeUrl, type RealtimeTransportFactory } from "./transport.js";
 import { createWsTransport } from "./ws-transport.js";
@@ -57,10 +61,6 @@ export const DEFAULT_LIMITS: RealtimeLimits = {
 };
 
 /** What the client MCP manager offers beyond `ToolProvider`: adding a server at runtime (failover). */
-export interface FailoverTarget {
-  addServer(cfg: McpServerConfig): Promise<unknown>;
-}
-
 export interface RealtimeEngineOptions {
   config: Config;
   tools: ToolProvider & Partial<FailoverTarget>;
@@ -114,9 +114,6 @@ const MAX_RETRY_MS = 10_000;
 /** Out-of-band speech serves Wyoming's text-to-speech, which names no device. */
 const SPEECH_DEVICE = { id: "wyoming", route: "wyoming" } as const;
 
-/** Voices with a speaker session at a time; the oldest is closed beyond it. */
-const MAX_SPEAKERS = 3;
-
 export class RealtimeEngine implements ConversationSource, SessionSource, SpeechSource {
   readonly #o: RealtimeEngineOptions;
   readonly #limits: RealtimeLimits;
@@ -131,18 +128,15 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
   readonly #carried = new Map<string, { turns: readonly TranscriptTurn[]; at: number }>();
   /** Starts that hold a place under the conversation cap but have no session yet. */
   #starting = 0;
-  #native: McpServerConfig[];
-  readonly #enabled = new Map<string, boolean>();
-  readonly #failovers = new Map<string, Promise<boolean>>();
   #warming = 0;
   #poolFailures = 0;
   /** One session per voice for out-of-band speech, oldest first. */
-  readonly #speakers = new Map<string, Promise<RealtimeSession>>();
+  readonly #speakers: Speakers<RealtimeSession>;
   #poolRetry: NodeJS.Timeout | undefined;
   #upstream: UpstreamHealth = { state: "idle" };
   #closed = false;
   readonly #unsubscribe: () => void;
-  readonly #catalog: ToolCatalog;
+  readonly #catalog: EngineToolCatalog;
 
   constructor(opts: RealtimeEngineOptions) {
     this.#o = opts;
@@ -150,14 +144,20 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
     this.#log = opts.logger.child({ component: "realtime" });
     this.#now = opts.now ?? Date.now;
     this.#factory = opts.transportFactory ?? createWsTransport;
-    this.#native = (opts.nativeServers ?? opts.config.mcp_servers).filter((s) => s.mode === "native");
-    for (const s of this.#native) this.#enabled.set(s.name, s.enabled);
-    this.#catalog = {
-      nativeServers: () => this.#native.filter((s) => this.#enabled.get(s.name) ?? s.enabled),
-      functionTools: (failedOver) => this.#functionTools(failedOver),
-      policyOf: (server) => this.#policyOf(server),
-      failover: (server) => this.#failover(server),
-    };
+    this.#catalog = new EngineToolCatalog({
+      servers: opts.nativeServers ?? opts.config.mcp_servers,
+      config: opts.config,
+      tools: opts.tools,
+      failoverRoutes: opts.failoverRoutes,
+      readyTimeoutMs: this.#limits.readyTimeoutMs,
+      logger: this.#log,
+    });
+    this.#speakers = new Speakers({
+      acquire: () => this.acquire({ turn: "client" }),
+      account: (session) => this.#o.cost?.account(`speech-${session.id}`, SPEECH_DEVICE),
+      closed: () => this.#closed,
+      defaultVoice: opts.config.openai.voice,
+    });
     this.#unsubscribe = opts.tools.onToolsChanged(() => this.#refreshAll());
   }
 
@@ -300,60 +300,13 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
    * Speaks `text` verbatim through an out-of-band response of this voice's speaker session (a warm
    * session kept for speech, turn detection off). See `SpeechSource.speak`.
    */
-  async speak(text: string, opts: SpeechOptions): Promise<void> {
-    const voice = opts.voice ?? this.#o.config.openai.voice;
-    let heard = false;
-    const onAudio = (pcm: Buffer): void => {
-      heard = true;
-      opts.onAudio(pcm);
-    };
-    try {
-      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
-    } catch (err) {
-      // A speaker session that went away (expiry, network) before any audio: once more on a new one.
-      if (
-        heard ||
-        opts.signal?.aborted ||
-        this.#closed ||
-        (err instanceof Error && err.message.startsWith("speech "))
-      )
-        throw err;
-      await (await this.#speaker(voice)).speak(text, { ...opts, voice, onAudio });
-    }
+  speak(text: string, opts: SpeechOptions): Promise<void> {
+    return this.#speakers.speak(text, opts);
   }
 
   /** Opens (or takes from the pool) the speaker session of `voice` ahead of the first `speak`. */
   async prepareSpeech(voice = this.#o.config.openai.voice): Promise<void> {
-    await this.#speaker(voice);
-  }
-
-  #speaker(voice: string): Promise<RealtimeSession> {
-    if (this.#closed) return Promise.reject(new Error("the realtime engine is closed"));
-    const existing = this.#speakers.get(voice);
-    if (existing) return existing;
-    const opening = this.acquire({ turn: "client" }).then((session) => {
-      if (session.state === "closed") throw new Error("the speaker session closed");
-      session.activate();
-      session.usage = this.#o.cost?.account(`speech-${session.id}`, SPEECH_DEVICE);
-      session.prepareSpeaker(voice);
-      session.once("closed", () => {
-        if (this.#speakers.get(voice) === opening) this.#speakers.delete(voice);
-      });
-      return session;
-    });
-    this.#speakers.set(voice, opening);
-    opening.catch(() => {
-      if (this.#speakers.get(voice) === opening) this.#speakers.delete(voice);
-    });
-    if (this.#speakers.size > MAX_SPEAKERS) {
-      const [oldest, old] = this.#speakers.entries().next().value as [string, Promise<RealtimeSession>];
-      this.#speakers.delete(oldest);
-      void old.then(
-        (s) => s.close(1000, "speaker evicted"),
-        () => undefined,
-      );
-    }
-    return opening;
+    await this.#speakers.speaker(voice);
   }
 
   /**
@@ -361,17 +314,14 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
    * Returns false when no native server has that name (client servers are the manager's).
    */
   setServerEnabled(name: string, enabled: boolean): boolean {
-    if (!this.#native.some((s) => s.name === name)) return false;
-    if (this.#enabled.get(name) === enabled) return true;
-    this.#enabled.set(name, enabled);
-    this.#refreshAll();
-    return true;
+    const outcome = this.#catalog.setEnabled(name, enabled);
+    if (outcome === "changed") this.#refreshAll();
+    return outcome !== "unknown";
   }
 
   /** Replaces the native server list (config reload); live sessions get a new `session.update`. */
   setNativeServers(servers: McpServerConfig[]): void {
-    this.#native = servers.filter((s) => s.mode === "native");
-    for (const s of this.#native) if (!this.#enabled.has(s.name)) this.#enabled.set(s.name, s.enabled);
+    this.#catalog.setServers(servers);
     this.#refreshAll();
   }
 
@@ -384,7 +334,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       closed: 0,
     };
     for (const s of this.#sessions) sessions[s.state]++;
-    const native = this.#native.map((cfg) => {
+    const native = this.#catalog.configured().map((cfg) => {
       const per: Partial<Record<NativeListState, number>> = {};
       for (const s of this.#sessions) {
         const st = s.nativeStates().get(cfg.name);
@@ -392,9 +342,9 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       }
       return {
         name: cfg.name,
-        enabled: this.#enabled.get(cfg.name) ?? cfg.enabled,
+        enabled: this.#catalog.isEnabled(cfg),
         sessions: per,
-        failedOver: this.#failovers.has(cfg.name),
+        failedOver: this.#catalog.hasFailedOver(cfg.name),
       };
     });
     return {
@@ -602,63 +552,5 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
 
   #refreshAll(): void {
     for (const s of this.#sessions) s.refreshTools();
-  }
-
-  // ── tool catalog ──────────────────────────────────────────────────────────────────────────────
-
-  #functionTools(failedOver: ReadonlySet<string>): readonly RoutedTool[] {
-    const all = this.#o.tools.tools();
-    if (this.#failovers.size === 0) return all;
-    return all.filter((t) => !this.#failovers.has(t.server) || failedOver.has(t.server));
-  }
-
-  #policyOf(server: string): RequireApproval {
-    return (
-      this.#native.find((s) => s.name === server)?.require_approval ??
-      this.#o.config.mcp_servers.find((s) => s.name === server)?.require_approval ??
-      this.#o.failoverRoutes?.get(server)?.require_approval ??
-      "always"
-    );
-  }
-
-  #routeOf(server: string): McpServerConfig | undefined {
-    const route = this.#o.failoverRoutes?.get(server);
-    if (route) return { ...route, name: server, mode: "client" };
-    const native = this.#native.find((s) => s.name === server);
-    if (!native?.fallback_url) return undefined;
-    const { fallback_url: url, ...rest } = native;
-    return { ...rest, mode: "client", transport: "http", server_url: url };
-  }
-
-  #failover(server: string): Promise<boolean> {
-    const existing = this.#failovers.get(server);
-    if (existing) return existing;
-    const route = this.#routeOf(server);
-    const add = this.#o.tools.addServer?.bind(this.#o.tools);
-    if (!route || !add) {
-      this.#log.warn({ server }, "native MCP server has no client route; its tools stay unavailable");
-      return Promise.resolve(false);
-    }
-    this.#log.info({ server, transport: route.transport }, "moving native MCP server to client mode");
-    const timeoutMs = Math.min(this.#limits.readyTimeoutMs, route.timeout * 1000);
-    let settle!: (moved: boolean) => void;
-    const p = new Promise<boolean>((resolve) => (settle = resolve));
-    // Registered before the manager hears of the route, so its tools never show in other sessions.
-    this.#failovers.set(server, p);
-    const timer = setTimeout(() => settle(true), timeoutMs);
-    timer.unref();
-    add(route).then(
-      () => settle(true),
-      (err: unknown) => {
-        this.#log.warn(
-          { server, err: err instanceof Error ? err.message : String(err) },
-          "failover route failed",
-        );
-        this.#failovers.delete(server);
-        settle(false);
-      },
-    );
-    void p.finally(() => clearTimeout(timer));
-    return p;
   }
 }

@@ -17,7 +17,8 @@ import type {
   TurnEvents,
 } from "./conversation.js";
 import { HeldTurn } from "./held-turn.js";
-import { summariseTurns, type TranscriptTurn } from "./session-config.js";
+import type { TranscriptTurn } from "./session-config.js";
+import { TranscriptMemory } from "./transcript-memory.js";
 import type { OrphanedCallOutput, RealtimeSession, SessionClose } from "./session.js";
 import { UPSTREAM_MESSAGES, toUpstreamUnavailable, type UpstreamFailureKind } from "./upstream-error.js";
 import { subscribe } from "../subscribe.js";
@@ -44,22 +45,10 @@ type Link =
   | { status: "reconnecting"; gen: number }
   | { status: "ended" };
 
-const HISTORY_TURNS = 12;
-/** Reply items whose audio length is remembered (for barge-in trimming and retirement). */
-const TRACKED_ITEMS = 8;
 /** Longest a rotated-out session is kept for a barge-in into its last reply. */
 const RETIRE_MAX_MS = 30_000;
-const PCM_BYTES_PER_MS = 48; // PCM16 mono at 24 kHz
 /** Reconnect failures that retrying soon cannot mend: the listener is told at once. */
 const REFUSALS: ReadonlySet<UpstreamFailureKind> = new Set(["auth", "quota", "config"]);
-
-/** Audio received for one reply item: how long it is, when it began, and its transcript turn. */
-interface ReplyItem {
-  readonly session: RealtimeSession;
-  readonly firstAt: number;
-  ms: number;
-  turn?: TranscriptTurn;
-}
 
 export class LiveConversation extends EventEmitter<ConversationEvents> implements AssistConversation {
   readonly id: string;
@@ -74,9 +63,10 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   readonly #usage: CostAccount | undefined;
   /** Whether the current client turn held speech. */
   readonly #gate = new SpeechGate();
+  /** Recent transcripts and reply items, carried into the next session. */
+  readonly #memory: TranscriptMemory<RealtimeSession>;
   #link: Link = { status: "reconnecting", gen: 0 };
   #gen = 0;
-  readonly #history: TranscriptTurn[] = [];
   #openResponse: string | null = null;
   #rotateTimer: NodeJS.Timeout | undefined;
   #rotation: Promise<RealtimeSession | null> | null = null;
@@ -86,9 +76,6 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   readonly #orphans = new Map<RealtimeSession, () => void>();
   /** Outputs of such calls waiting for the next session. */
   readonly #pendingOutputs: OrphanedCallOutput[] = [];
-  /** Recent reply items by id, oldest first. */
-  readonly #items = new Map<string, ReplyItem>();
-  #lastAudioItem: string | null = null;
   /** The session rotated out while its last reply may still be playing: barge-in truncates there. */
   #retired: { session: RealtimeSession; timer: NodeJS.Timeout } | null = null;
   /** What the listener said while reconnecting, for the next session. */
@@ -117,6 +104,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     this.#now = deps.now;
     this.#onEnd = deps.onEnd;
     this.#usage = deps.usage;
+    this.#memory = new TranscriptMemory(deps.now);
     this.#log = deps.logger.child({ conversation: this.id });
     this.#attach(deps.session);
   }
@@ -128,7 +116,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
 
   /** Final transcripts kept for carry-over, oldest first. */
   get history(): readonly TranscriptTurn[] {
-    return this.#history;
+    return this.#memory.history;
   }
 
   /**
@@ -180,20 +168,20 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   interrupt(itemId: string, audioEndMs: number): void {
     if (this.#link.status !== "attached") return;
     const current = this.#link.session;
-    const owner = this.#items.get(itemId)?.session;
+    const owner = this.#memory.ownerOf(itemId);
     if (owner && owner !== current) {
       // Never truncate an item in a session that does not have it.
       if (this.#retired?.session === owner) owner.interrupt(itemId, audioEndMs);
       // The summary the current session was given may hold the whole reply: send what was heard.
-      if (this.#trimHeard(itemId, audioEndMs)) {
-        const context = this.#context();
+      if (this.#memory.trimHeard(itemId, audioEndMs)) {
+        const context = this.#memory.context();
         if (context) current.configure({ turn: current.turn, context });
       }
       this.#closeRetired();
       return;
     }
     current.interrupt(itemId, audioEndMs);
-    this.#trimHeard(itemId, audioEndMs);
+    this.#memory.trimHeard(itemId, audioEndMs);
   }
 
   end(reason: string): Promise<void> {
@@ -246,7 +234,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       },
       audio: (e: ConversationEvents["audio"][0]) => {
         if (!live()) return;
-        this.#noteAudio(session, e.itemId, e.pcm.length);
+        this.#memory.noteAudio(session, e.itemId, e.pcm.length);
         this.emit("audio", e);
       },
       responseEnd: (e: ConversationEvents["response.end"][0]) => {
@@ -256,7 +244,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
       },
       transcript: (e: ConversationEvents["transcript"][0]) => {
         if (!live()) return;
-        if (e.final) this.#remember(e.role, e.text, e.role === "assistant" ? this.#lastAudioItem : null);
+        if (e.final) this.#memory.remember(e.role, e.text);
         this.emit("transcript", e);
       },
       tool: (e: ConversationEvents["tool"][0]) => live() && this.emit("tool", e),
@@ -329,41 +317,10 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     this.#orphans.set(session, stop);
   }
 
-  #noteAudio(session: RealtimeSession, itemId: string, bytes: number): void {
-    let item = this.#items.get(itemId);
-    if (!item) {
-      item = { session, firstAt: this.#now(), ms: 0 };
-      this.#items.set(itemId, item);
-      for (const old of this.#items.keys()) {
-        if (this.#items.size <= TRACKED_ITEMS) break;
-        this.#items.delete(old);
-      }
-    }
-    item.ms += bytes / PCM_BYTES_PER_MS;
-    this.#lastAudioItem = itemId;
-  }
-
-  /** Cuts the item's transcript in the history to the share that was played. True when it changed. */
-  #trimHeard(itemId: string, audioEndMs: number): boolean {
-    const item = this.#items.get(itemId);
-    const turn = item?.turn;
-    if (!item || !turn || item.ms <= 0) return false;
-    const i = this.#history.indexOf(turn);
-    if (i < 0) return false;
-    const heard = heardPart(turn.text, Math.min(1, Math.max(0, audioEndMs / item.ms)));
-    if (heard === turn.text) return false;
-    const cut: TranscriptTurn = { role: turn.role, text: heard };
-    if (heard) this.#history.splice(i, 1, cut);
-    else this.#history.splice(i, 1);
-    item.turn = cut;
-    return true;
-  }
-
   /** Keeps a rotated-out session until its last reply can have finished playing (at most 30 s). */
   #retire(session: RealtimeSession): void {
     this.#closeRetired();
-    const last = this.#lastAudioItem !== null ? this.#items.get(this.#lastAudioItem) : undefined;
-    const playing = last?.session === session ? last.firstAt + last.ms - this.#now() : 0;
+    const playing = this.#memory.playingFor(session);
     if (playing <= 0) return void session.close(1000, "rotated");
     const timer = setTimeout(() => this.#closeRetired(), Math.min(RETIRE_MAX_MS, playing + 1500));
     timer.unref();
@@ -378,27 +335,13 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
     r.session.close(1000, "rotated");
   }
 
-  #remember(role: TranscriptTurn["role"], text: string, itemId: string | null = null): void {
-    if (!text.trim()) return;
-    const turn: TranscriptTurn = { role, text };
-    const item = itemId !== null ? this.#items.get(itemId) : undefined;
-    if (item && !item.turn) item.turn = turn;
-    this.#history.push(turn);
-    if (this.#history.length > HISTORY_TURNS) this.#history.splice(0, this.#history.length - HISTORY_TURNS);
-  }
-
-  #context(): string | undefined {
-    const s = summariseTurns(this.#history);
-    return s || undefined;
-  }
-
   #acquireOpts(): {
     turn: ConversationOptions["turn"];
     context?: string;
     satelliteId?: string;
     createResponse?: boolean;
   } {
-    const context = this.#context();
+    const context = this.#memory.context();
     return {
       ...(this.#opts.createResponse !== undefined ? { createResponse: this.#opts.createResponse } : {}),
       turn: this.#opts.turn,
@@ -555,7 +498,7 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
 
   sendText(text: string): void {
     if (this.#link.status === "ended") return;
-    this.#remember("user", text);
+    this.#memory.remember("user", text);
     this.#command((s) => s.sendText(text));
   }
 
@@ -592,10 +535,9 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
 
   prependHistory(turns: readonly TranscriptTurn[]): void {
     if (turns.length === 0) return;
-    this.#history.unshift(...turns);
-    if (this.#history.length > HISTORY_TURNS) this.#history.splice(0, this.#history.length - HISTORY_TURNS);
+    this.#memory.prepend(turns);
     if (this.#link.status !== "attached") return;
-    const context = this.#context();
+    const context = this.#memory.context();
     this.#link.session.configure({
       turn: this.#opts.turn,
       createResponse: this.#opts.createResponse ?? true,
@@ -611,13 +553,4 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
   get endReason(): string | null {
     return this.#endReason;
   }
-}
-
-/** The first `share` of `text`'s words, with an ellipsis when cut; "" when nothing was heard. */
-export function heardPart(text: string, share: number): string {
-  const words = text.trim().split(/\s+/);
-  const n = Math.floor(words.length * share);
-  if (n >= words.length) return text;
-  if (n === 0) return "";
-  return `${words.slice(0, n).join(" ")}…`;
 }

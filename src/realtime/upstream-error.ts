@@ -142,3 +142,24 @@ export function toUpstreamUnavailable(err: unknown): UpstreamUnavailableError {
   const message = err instanceof Error ? err.message : String(err);
   return new UpstreamUnavailableError("error", `${M.failed}: ${message}`, { cause: err });
 }
+
+/** Spoken-friendly words for a response that failed before saying anything (DOCS.md lists them). */
+export const FAILED_RESPONSE_MESSAGES = {
+  busy: "Sorry, the assistant is busy right now. Please try again in a moment.",
+  filtered: "Sorry, I can't answer that.",
+  tooLong: "Sorry, that answer got too long. Please ask again.",
+  other: "Sorry, something went wrong while answering. Please try again.",
+} as const;
+
+/** The words for a failed or incomplete `response.done` from its status, reason and error code. */
+export function failedResponseMessage(
+  status: string | undefined,
+  reason: string | undefined,
+  code: string | undefined,
+): string {
+  const m = FAILED_RESPONSE_MESSAGES;
+  if (code === "rate_limit_exceeded") return m.busy;
+  if (status === "incomplete" && reason === "content_filter") return m.filtered;
+  if (status === "incomplete" && reason === "max_output_tokens") return m.tooLong;
+  return m.other;
+}
