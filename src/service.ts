@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ApprovalQueue } from "./approvals/queue.js";
 import type { App } from "./app.js";
+import type { McpServerConfig } from "./config/model.js";
 import { createCostMeter } from "./cost/wire.js";
 import type { CostMeter } from "./cost/meter.js";
 import type { EsphomeRuntimeOverrides } from "./esphome/runtime.js";
@@ -19,9 +20,9 @@ import { initialiseServerSeries, observeApprovals } from "./metrics.js";
 import { RealtimeEngine, type RealtimeEngineOptions } from "./realtime/engine.js";
 import { SatelliteAuth } from "./satellite/auth.js";
 import { FirmwareAccess } from "./satellite/firmware/access.js";
-import { FirmwareListener, type FirmwareListenerOptions } from "./satellite/firmware/listener.js";
+import { FirmwareListener } from "./satellite/firmware/listener.js";
 import { resolveLimits, type SatelliteLimits } from "./satellite/limits.js";
-import { SatelliteRegistry, satelliteRoute } from "./satellite/route.js";
+import { SatelliteRegistry, satelliteRoute, type SatelliteRouteOptions } from "./satellite/route.js";
 import { RuntimeState } from "./state/runtime-state.js";
 import { PersistentServerAdmin } from "./state/server-admin.js";
 import { WyomingActivity } from "./wyoming/activity.js";
@@ -66,37 +67,121 @@ export const VERSION: string = (
  * `/readyz` and the status API instead).
  */
 export async function wireService(app: App, opts: ServiceOptions = {}): Promise<Service> {
+  const { state, servers, failover, tools } = await wireTools(app);
+  const approvals = wireApprovals(app);
+  const cost = createCostMeter(app, opts.costClock);
+  const engine = wireEngine(app, { cost, tools, approvals, servers, failover, overrides: opts.realtime });
+  const routes = await wireSatellites(app, { engine, approvals, limits: opts.satelliteLimits });
+  const wyoming = wireWyoming(app, { engine, approvals });
+  const firmware = await wireFirmware(app, { state, routes, limits: opts.satelliteLimits });
+  const esphome = await wireEsphome(app, {
+    engine,
+    state,
+    auth: routes.auth,
+    version: VERSION,
+    ...(opts.esphome ? { overrides: opts.esphome } : {}),
+  });
+  await wireIngress(app, { tools, engine, cost, approvals, state, routes, wyoming, firmware, esphome });
+  startInBackground(app, { tools, engine });
+  return {
+    tools,
+    engine,
+    cost,
+    approvals,
+    auth: routes.auth,
+    satellites: routes.satellites,
+    wyoming: wyoming.server,
+    wyomingActivity: wyoming.activity,
+    firmwarePort: firmware.port,
+    esphome,
+  };
+}
+
+/**
+ * Home Assistant's derived MCP servers reconciled with the saved runtime toggles, and the client MCP
+ * manager over them (not connected yet: see {@link startInBackground}). Closes the manager with the app.
+ */
+async function wireTools(app: App): Promise<{
+  state: RuntimeState;
+  servers: McpServerConfig[];
+  failover: RealtimeEngineOptions["failoverRoutes"];
+  tools: ClientMcpManager;
+}> {
   const { config, logger, metrics } = app;
   const derived = deriveMcpServers(config, app.env);
   for (const w of derived.warnings) logger.warn(w);
   logger.info({ source: derived.source }, "Home Assistant tools");
-
   const state = await RuntimeState.load(app.dataDir, logger);
   const servers = await state.reconcile(derived.servers);
   for (const s of servers) if (s.enabled) initialiseServerSeries(metrics, s.name, s.mode);
-
-  const approvals = new ApprovalQueue({ timeoutS: config.approvals.timeout_s });
-  const stopApprovalMetrics = observeApprovals(metrics, approvals);
-
   const tools = new ClientMcpManager({
     servers,
     logger: logger.child({ part: "mcp" }),
     metrics,
     clientInfo: { name: "openvoice-mcp", version: VERSION },
   });
-  const cost = createCostMeter(app, opts.costClock);
-  const engine = new RealtimeEngine({
-    cost,
-    config,
-    tools,
-    approvals,
-    logger: logger.child({ part: "realtime" }),
-    metrics,
-    nativeServers: servers,
-    failoverRoutes: derived.failover,
-    ...opts.realtime,
-  });
+  app.addClosable("client MCP servers", () => tools.close());
+  return { state, servers, failover: derived.failover, tools };
+}
 
+/** The approval queue with its metrics; on close every pending approval is denied. */
+function wireApprovals(app: App): ApprovalQueue {
+  const approvals = new ApprovalQueue({ timeoutS: app.config.approvals.timeout_s });
+  app.addClosable("approval metrics", observeApprovals(app.metrics, approvals));
+  app.addClosable("approvals", () => approvals.cancel(() => true, "The service is shutting down."));
+  return approvals;
+}
+
+/**
+ * The realtime engine (every route's conversations), closed with the app. Ready only once the
+ * upstream accepted a session with this key.
+ */
+function wireEngine(
+  app: App,
+  parts: {
+    cost: CostMeter;
+    tools: ClientMcpManager;
+    approvals: ApprovalQueue;
+    servers: McpServerConfig[];
+    failover: RealtimeEngineOptions["failoverRoutes"];
+    overrides: ServiceOptions["realtime"];
+  },
+): RealtimeEngine {
+  const engine = new RealtimeEngine({
+    cost: parts.cost,
+    config: app.config,
+    tools: parts.tools,
+    approvals: parts.approvals,
+    logger: app.logger.child({ part: "realtime" }),
+    metrics: app.metrics,
+    nativeServers: parts.servers,
+    failoverRoutes: parts.failover,
+    ...parts.overrides,
+  });
+  app.addReadinessCheck("upstream", () => engine.upstreamProblem() ?? true);
+  app.addClosable("realtime engine", () => engine.close());
+  return engine;
+}
+
+/** What the satellite routes share with the firmware port and the ingress UI. */
+interface SatelliteRoutes {
+  readonly auth: SatelliteAuth;
+  readonly satellites: SatelliteRegistry;
+  readonly options: Omit<SatelliteRouteOptions, "auth"> & { conversationIdleS: number };
+  /** The talk page's per-process token (handed out by the ingress UI only). */
+  readonly talkToken: string;
+}
+
+/**
+ * The satellite route on the satellite port (configured tokens) and on ingress for the talk page:
+ * ingress has already authenticated the Home Assistant user, so it takes a per-process token that
+ * only the ingress UI hands out.
+ */
+async function wireSatellites(
+  app: App,
+  parts: { engine: RealtimeEngine; approvals: ApprovalQueue; limits: Partial<SatelliteLimits> | undefined },
+): Promise<SatelliteRoutes> {
+  const { config, logger, metrics } = app;
   const auth = await SatelliteAuth.load({
     token: config.satellites.token,
     devices: config.satellites.devices.flatMap((d) =>
@@ -105,176 +190,186 @@ export async function wireService(app: App, opts: ServiceOptions = {}): Promise<
     dataDir: app.dataDir,
   });
   const satellites = new SatelliteRegistry();
-  const routeOptions = {
-    conversations: engine,
-    approvals,
+  const options = {
+    conversations: parts.engine,
+    approvals: parts.approvals,
     logger: logger.child({ part: "satellite" }),
     metrics,
     conversationIdleS: config.satellites.conversation_idle_s,
     registry: satellites,
-    ...(opts.satelliteLimits ? { limits: opts.satelliteLimits } : {}),
+    ...(parts.limits ? { limits: parts.limits } : {}),
   };
-  await app.satellite.register(satelliteRoute, { ...routeOptions, auth });
-
-  // The talk page reaches the same route through ingress with a per-process token that only the
-  // ingress UI hands out: ingress has already authenticated the Home Assistant user.
+  await app.satellite.register(satelliteRoute, { ...options, auth });
   const talkToken = randomBytes(32).toString("base64url");
   await app.ingress.register(satelliteRoute, {
-    ...routeOptions,
+    ...options,
     auth: new SatelliteAuth({ token: talkToken }),
     talkPage: true,
   });
+  return { auth, satellites, options, talkToken };
+}
 
-  const wyomingActivity = new WyomingActivity({ metrics, enabled: config.wyoming.enabled });
-  // The speech-to-text, conversation and text-to-speech programs over the engine's conversations. The
-  // speaker session for text-to-speech opens on the first call that needs it, not at start-up.
-  const assist = config.wyoming.enabled
-    ? createAssistPrograms({ engine, config, approvals, logger: logger.child({ part: "wyoming" }) })
-    : undefined;
-  const wyoming = assist
-    ? new WyomingServer({
-        config,
-        version: VERSION,
-        logger: logger.child({ part: "wyoming-server" }),
-        activity: wyomingActivity,
-        programs: assist.programs,
-        allowedPeers: wyomingPeers(config, app.addon),
-      })
-    : undefined;
-  if (wyoming && assist) {
-    app.addClosable("wyoming programs", () => assist.close());
-    const wyomingLogger = logger.child({ part: "wyoming" });
-    let discovery: WyomingDiscovery | undefined;
-    app.addListener("wyoming", async () => {
-      const port = await wyoming.listen();
-      if (app.addon) {
-        discovery = new WyomingDiscovery({ env: app.env, port, logger: wyomingLogger });
-        void discovery.start();
-      }
-      return port;
-    });
-    app.addReadinessCheck("wyoming", () => wyoming.port !== undefined || "not listening");
-    app.addClosable("wyoming discovery", () => discovery?.stop());
-    app.addClosable("wyoming", () => wyoming.close());
-  }
+/**
+ * The Wyoming service when `wyoming.enabled`: the speech-to-text, conversation and text-to-speech
+ * programs over the engine's conversations (the speaker session opens on the first call that needs
+ * it), its listener, discovery in the add-on, readiness and closing. The activity exists either way
+ * (the status page says when it is disabled).
+ */
+function wireWyoming(
+  app: App,
+  parts: { engine: RealtimeEngine; approvals: ApprovalQueue },
+): { server: WyomingServer | undefined; activity: WyomingActivity } {
+  const { config, logger } = app;
+  const activity = new WyomingActivity({ metrics: app.metrics, enabled: config.wyoming.enabled });
+  if (!config.wyoming.enabled) return { server: undefined, activity };
+  const wyomingLogger = logger.child({ part: "wyoming" });
+  const assist = createAssistPrograms({ ...parts, config, logger: wyomingLogger });
+  const server = new WyomingServer({
+    config,
+    version: VERSION,
+    logger: logger.child({ part: "wyoming-server" }),
+    activity,
+    programs: assist.programs,
+    allowedPeers: wyomingPeers(config, app.addon),
+  });
+  app.addClosable("wyoming programs", () => assist.close());
+  let discovery: WyomingDiscovery | undefined;
+  app.addListener("wyoming", async () => {
+    const port = await server.listen();
+    if (app.addon) {
+      discovery = new WyomingDiscovery({ env: app.env, port, logger: wyomingLogger });
+      void discovery.start();
+    }
+    return port;
+  });
+  app.addReadinessCheck("wyoming", () => server.port !== undefined || "not listening");
+  app.addClosable("wyoming discovery", () => discovery?.stop());
+  app.addClosable("wyoming", () => server.close());
+  return { server, activity };
+}
 
-  const firmwareAccess = new FirmwareAccess({
+/**
+ * The firmware port when `satellites.dialects` enables a dialect (else nothing listens; `port` is
+ * null), closed with the app. Its connections share the satellite registry, so the satellite port's
+ * shutdown ends them like every other satellite.
+ */
+async function wireFirmware(
+  app: App,
+  parts: { state: RuntimeState; routes: SatelliteRoutes; limits: Partial<SatelliteLimits> | undefined },
+): Promise<{ port: number | null; access: FirmwareAccess }> {
+  const { config, logger } = app;
+  const access = new FirmwareAccess({
     devices: config.satellites.devices,
-    state,
+    state: parts.state,
     logger: logger.child({ part: "firmware" }),
   });
-  const firmware = await startFirmwarePort(app, {
+  if (config.satellites.dialects.length === 0) return { port: null, access };
+  const listener = new FirmwareListener({
     dialects: config.satellites.dialects,
-    access: firmwareAccess,
-    registry: satellites,
+    access,
+    registry: parts.routes.satellites,
     deps: {
-      ...routeOptions,
-      auth,
-      limits: resolveLimits(opts.satelliteLimits),
+      ...parts.routes.options,
+      auth: parts.routes.auth,
+      limits: resolveLimits(parts.limits),
       logger: logger.child({ part: "firmware" }),
     },
   });
+  const port = await listener.listen(config.listen.host, config.listen.firmware_port);
+  app.addClosable("firmware port", () => listener.close());
+  return { port, access };
+}
 
-  const esphome = await wireEsphome(app, {
-    engine,
-    state,
-    auth,
-    version: VERSION,
-    ...(opts.esphome ? { overrides: opts.esphome } : {}),
-  });
-
-  const status = (): StatusSnapshot => {
-    const s = engine.status();
-    const sessions = Object.fromEntries(
-      Object.entries(s.sessions).filter(([k, n]) => n > 0 && k !== "closed"),
-    );
-    return {
-      upstream: {
-        state: s.upstream.state,
-        ...(s.upstream.lastError ? { lastError: s.upstream.lastError } : {}),
-        ...(s.upstream.hint ? { hint: s.upstream.hint } : {}),
-      },
-      sessions,
-      satellites: {
-        connected: satellites.size,
-        conversations: s.conversations,
-        list: satellites.devices().map((c) => ({
-          id: c.clientId,
-          ...(c.name === undefined ? {} : { name: c.name }),
-          dialect: c.dialect,
-        })),
-      },
-      ...(firmware === null
-        ? {}
-        : {
-            firmware: {
-              port: firmware.port,
-              dialects: config.satellites.dialects,
-              refused: firmwareAccess.refused(),
-            },
-          }),
-      version: VERSION,
-      wyoming: wyomingActivity.snapshot(),
-    };
-  };
+/** The ingress admin UI and API: server toggles, approvals, the status page, tokens, spend, ESPHome devices. */
+async function wireIngress(
+  app: App,
+  parts: {
+    tools: ClientMcpManager;
+    engine: RealtimeEngine;
+    cost: CostMeter;
+    approvals: ApprovalQueue;
+    state: RuntimeState;
+    routes: SatelliteRoutes;
+    wyoming: { activity: WyomingActivity };
+    firmware: { port: number | null; access: FirmwareAccess };
+    esphome: EsphomeWiring;
+  },
+): Promise<void> {
+  const { config, logger } = app;
+  const { engine, routes, firmware } = parts;
   await app.ingress.register(ingressPlugin, {
-    servers: new PersistentServerAdmin({ targets: [tools, engine.serverTarget], state, logger }),
-    approvals,
-    status,
-    satelliteToken: () => auth.sharedToken,
-    talkToken: () => talkToken,
-    cost,
-    allowFirmwareDevice: (address: string) => firmwareAccess.allow(address),
+    servers: new PersistentServerAdmin({
+      targets: [parts.tools, engine.serverTarget],
+      state: parts.state,
+      logger,
+    }),
+    approvals: parts.approvals,
+    status: () => statusSnapshot(config, parts),
+    satelliteToken: () => routes.auth.sharedToken,
+    talkToken: () => routes.talkToken,
+    cost: parts.cost,
+    allowFirmwareDevice: (address: string) => firmware.access.allow(address),
     satellitePort: () => {
       const bound = app.satellite.server.address();
       return bound !== null && typeof bound === "object" ? bound.port : config.listen.satellite_port;
     },
     logger: logger.child({ part: "ingress" }),
-    esphome: esphome.admin,
+    esphome: parts.esphome.admin,
   });
+}
 
-  // Ready only once the upstream accepted a session with this key (the listeners are the app's own check).
-  app.addReadinessCheck("upstream", () => engine.upstreamProblem() ?? true);
-
-  // Closables run concurrently; each part bounds its own close.
-  app.addClosable("approval metrics", stopApprovalMetrics);
-  app.addClosable("approvals", () => approvals.cancel(() => true, "The service is shutting down."));
-  app.addClosable("realtime engine", () => engine.close());
-  app.addClosable("client MCP servers", () => tools.close());
-
-  // Background start once every port listens, so loading the MCP client code, spawning servers and
-  // opening upstream sessions stay off the path to listening.
-  app.afterListen(() => {
-    void tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
-    void engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
-  });
-
+/** What the status page shows: upstream, sessions, satellites, the firmware port, Wyoming. */
+function statusSnapshot(
+  config: App["config"],
+  parts: {
+    engine: RealtimeEngine;
+    routes: SatelliteRoutes;
+    wyoming: { activity: WyomingActivity };
+    firmware: { port: number | null; access: FirmwareAccess };
+  },
+): StatusSnapshot {
+  const { routes, firmware } = parts;
+  const s = parts.engine.status();
+  const sessions = Object.fromEntries(Object.entries(s.sessions).filter(([k, n]) => n > 0 && k !== "closed"));
   return {
-    tools,
-    engine,
-    cost,
-    approvals,
-    auth,
-    satellites,
-    wyoming,
-    wyomingActivity,
-    firmwarePort: firmware?.port ?? null,
-    esphome,
+    upstream: {
+      state: s.upstream.state,
+      ...(s.upstream.lastError ? { lastError: s.upstream.lastError } : {}),
+      ...(s.upstream.hint ? { hint: s.upstream.hint } : {}),
+    },
+    sessions,
+    satellites: {
+      connected: routes.satellites.size,
+      conversations: s.conversations,
+      list: routes.satellites.devices().map((c) => ({
+        id: c.clientId,
+        ...(c.name === undefined ? {} : { name: c.name }),
+        dialect: c.dialect,
+      })),
+    },
+    ...(firmware.port === null
+      ? {}
+      : {
+          firmware: {
+            port: firmware.port,
+            dialects: config.satellites.dialects,
+            refused: firmware.access.refused(),
+          },
+        }),
+    version: VERSION,
+    wyoming: parts.wyoming.activity.snapshot(),
   };
 }
 
 /**
- * Binds the firmware port when `satellites.dialects` enables a dialect (else nothing listens) and
- * closes it with the app. Its connections share the satellite registry, so the satellite port's
- * shutdown ends them like every other satellite.
+ * Once every port listens: the client MCP servers connect and the warm pool fills, so loading the
+ * MCP client code, spawning servers and opening upstream sessions stay off the path to listening.
+ * Failures are logged, never thrown.
  */
-async function startFirmwarePort(
-  app: App,
-  opts: FirmwareListenerOptions,
-): Promise<{ port: number; listener: FirmwareListener } | null> {
-  if (opts.dialects.length === 0) return null;
-  const listener = new FirmwareListener(opts);
-  const port = await listener.listen(app.config.listen.host, app.config.listen.firmware_port);
-  app.addClosable("firmware port", () => listener.close());
-  return { port, listener };
+function startInBackground(app: App, parts: { tools: ClientMcpManager; engine: RealtimeEngine }): void {
+  const { logger } = app;
+  app.afterListen(() => {
+    void parts.tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
+    void parts.engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
+  });
 }

@@ -6,14 +6,13 @@
  * the substrings `"type":"interrupt"` (stop the speaker) and `"type":"disconnect"` (stop, close,
  * and do not reconnect).
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { RuntimeState, STATE_FILE } from "../src/state/runtime-state.js";
 import { FirmwareAccess } from "../src/satellite/firmware/access.js";
 import { metricValue, silentLogger } from "./fake-realtime/helpers.js";
 import { tone } from "./fake-realtime/server.js";
 import {
   DeviceSocket,
-  Mic,
   RefusedUpgrade,
   fixture,
   framesFit,
@@ -21,8 +20,9 @@ import {
   maxLeadMs,
   pcmOf,
   sleep,
-  startFirmware,
+  useFirmwareRig,
   type FirmwareHarness,
+  type Mic,
 } from "./firmware-helpers.js";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -30,16 +30,8 @@ import { join } from "node:path";
 /** 512 stereo 32-bit samples at 16 kHz, resampled by the firmware to 768 samples at 24 kHz. */
 const FRAME_BYTES = 1536;
 
+const rig = useFirmwareRig();
 let h: FirmwareHarness | null = null;
-const devices: DeviceSocket[] = [];
-const mics: Mic[] = [];
-
-afterEach(async () => {
-  for (const m of mics.splice(0)) m.stop();
-  for (const d of devices.splice(0)) d.close();
-  await h?.close();
-  h = null;
-});
 
 /** The firmware's reaction to what it receives. */
 interface Firmware {
@@ -50,10 +42,8 @@ interface Firmware {
 }
 
 async function wake(harness: FirmwareHarness): Promise<Firmware> {
-  const dev = await DeviceSocket.connect(harness.url("/"));
-  devices.push(dev);
-  const mic = new Mic(dev, 24_000, FRAME_BYTES);
-  mics.push(mic);
+  const dev = await rig.device(harness.url("/"));
+  const mic = rig.mic(dev, 24_000, FRAME_BYTES);
   const fw: Firmware = { dev, mic, speakerStops: 0, explicitDisconnect: false };
   dev.onFrame = (f) => {
     if (f.text === undefined) return;
@@ -70,7 +60,7 @@ async function wake(harness: FirmwareHarness): Promise<Firmware> {
 
 describe("fjfricke: connect and refusals", () => {
   it("refuses an unlisted address with 403 before the upgrade, shows it, and lets it in once allowed (persisted)", async () => {
-    h = await startFirmware({ dialects: ["fjfricke"], devices: [{ id: "other", address: "::1" }] });
+    h = await rig.start({ dialects: ["fjfricke"], devices: [{ id: "other", address: "::1" }] });
     const refused = await DeviceSocket.connect(h.url("/")).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(RefusedUpgrade);
     expect((refused as RefusedUpgrade).status).toBe(403);
@@ -106,7 +96,7 @@ describe("fjfricke: connect and refusals", () => {
   });
 
   it("answers 404 on its paths while only another dialect is enabled", async () => {
-    h = await startFirmware({ dialects: ["underzenith"] });
+    h = await rig.start({ dialects: ["underzenith"] });
     const refused = await DeviceSocket.connect(h.url("/")).catch((e: unknown) => e);
     expect((refused as RefusedUpgrade).status).toBe(404);
   });
@@ -114,7 +104,7 @@ describe("fjfricke: connect and refusals", () => {
 
 describe("fjfricke: conversations", () => {
   it("a full turn: fixture speech up at 24 kHz unchanged, the reply down paced at real time in small frames", async () => {
-    h = await startFirmware({ dialects: ["fjfricke"], fake: { replyAudio: tone(1500), audioSpeed: 8 } });
+    h = await rig.start({ dialects: ["fjfricke"], fake: { replyAudio: tone(1500), audioSpeed: 8 } });
     const fw = await wake(h);
     const speech = pcmOf(await fixture("kitchen_light_24k_sox_vhq.wav"));
     await fw.mic.say(speech);
@@ -142,7 +132,7 @@ describe("fjfricke: conversations", () => {
   });
 
   it("a tool call: the model's function call runs on the MCP side and the answer is spoken", async () => {
-    h = await startFirmware({ dialects: ["fjfricke"], fake: { replyAudio: tone(400) } });
+    h = await rig.start({ dialects: ["fjfricke"], fake: { replyAudio: tone(400) } });
     h.fake.script({ kind: "function_call", name: "HassTurnOn", arguments: '{"name":"kitchen light"}' });
     const fw = await wake(h);
     await fw.mic.say(pcmOf(await fixture("kitchen_light_24k_sox_vhq.wav")));
@@ -151,7 +141,7 @@ describe("fjfricke: conversations", () => {
   });
 
   it("barge-in: speech during the reply sends the compact interrupt, and no reply audio follows it", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["fjfricke"],
       fake: { replyAudio: tone(4000), audioSpeed: 8, vad: { speechMs: 60, silenceMs: 300 } },
     });
@@ -174,7 +164,7 @@ describe("fjfricke: conversations", () => {
   });
 
   it("an interrupt from the device cancels the reply; the device hanging up ends the conversation", async () => {
-    h = await startFirmware({ dialects: ["fjfricke"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
+    h = await rig.start({ dialects: ["fjfricke"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
     const fw = await wake(h);
     await fw.mic.say(pcmOf(await fixture("kitchen_light_24k_sox_vhq.wav")));
     await fw.dev.waitFor((f) => f.binary !== undefined, 10_000);
@@ -200,7 +190,7 @@ describe("fjfricke: conversations", () => {
   });
 
   it("an upstream that refuses every session after a drop: disconnect with the reason in words, so the firmware stays idle", async () => {
-    h = await startFirmware({ dialects: ["fjfricke"], fake: { replyAudio: tone(300) } });
+    h = await rig.start({ dialects: ["fjfricke"], fake: { replyAudio: tone(300) } });
     const fw = await wake(h);
     await fw.mic.say(pcmOf(await fixture("kitchen_light_24k_sox_vhq.wav")));
     await fw.dev.waitFor((f) => f.binary !== undefined, 10_000);
@@ -217,7 +207,7 @@ describe("fjfricke: conversations", () => {
   });
 
   it("the end of a conversation: disconnect (compact) before the add-on closes, so the firmware stays idle", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["fjfricke"],
       conversationIdleS: 3,
       fake: { replyAudio: tone(300) },

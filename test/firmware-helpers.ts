@@ -7,7 +7,10 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { WebSocket, type ClientOptions } from "ws";
+import type { ClientOptions } from "ws";
+import { afterEach } from "vitest";
+import { sine } from "./fake-realtime/audio.js";
+import { RecordingSocket } from "./helpers/recording-socket.js";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { parseWav } from "../src/audio/wav.js";
 import type { Dialect, SatelliteDevice } from "../src/config/model.js";
@@ -130,6 +133,45 @@ export async function startFirmware(opts: HarnessOptions): Promise<FirmwareHarne
   };
 }
 
+/** Per-test clean-up of the firmware tests: what is made through it is stopped after each test. */
+export interface FirmwareRig {
+  /** Starts the harness (closed after the test, after its devices and microphones). */
+  start(opts: HarnessOptions): Promise<FirmwareHarness>;
+  /** Connects a device (terminated after the test); rejects like {@link DeviceSocket.connect}. */
+  device(url: string, opts?: ClientOptions): Promise<DeviceSocket>;
+  /** A microphone on `dev` (stopped after the test). */
+  mic(dev: DeviceSocket, rate: number, frameBytes: number): Mic;
+}
+
+/** Call at module or `describe` level: registers the `afterEach` that stops what the rig made. */
+export function useFirmwareRig(): FirmwareRig {
+  const harnesses: FirmwareHarness[] = [];
+  const devices: DeviceSocket[] = [];
+  const mics: Mic[] = [];
+  afterEach(async () => {
+    for (const m of mics.splice(0)) m.stop();
+    for (const d of devices.splice(0)) d.close();
+    for (const h of harnesses.splice(0)) await h.close();
+  });
+  return {
+    async start(opts) {
+      const h = await startFirmware(opts);
+      harnesses.push(h);
+      return h;
+    },
+    async device(url, opts) {
+      const dev = await DeviceSocket.connect(url, opts);
+      devices.push(dev);
+      return dev;
+    },
+    mic(dev, rate, frameBytes) {
+      const mic = new Mic(dev, rate, frameBytes);
+      mics.push(mic);
+      return mic;
+    },
+  };
+}
+
 export interface Frame {
   at: number;
   text?: string;
@@ -137,46 +179,30 @@ export interface Frame {
 }
 
 /** A device's socket: records frames; `connect` rejects with the HTTP status of a refused upgrade. */
-export class DeviceSocket {
-  readonly ws: WebSocket;
-  readonly frames: Frame[] = [];
-  closed: { code: number; reason: string } | null = null;
-  readonly #closedP: Promise<{ code: number; reason: string }>;
-  #notify: (() => void)[] = [];
+export class DeviceSocket extends RecordingSocket<Frame> {
   /** Called on every frame (the firmware's reaction). */
   onFrame: (f: Frame) => void = () => undefined;
 
   private constructor(url: string, opts: ClientOptions) {
-    this.ws = new WebSocket(url, { perMessageDeflate: false, ...opts });
-    this.#closedP = new Promise((resolve) => {
-      this.ws.once("close", (code, reason) => {
-        this.closed = { code, reason: reason.toString() };
-        this.#wake();
-        resolve(this.closed);
-      });
-    });
-    this.ws.on("message", (data, isBinary) => {
-      const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
-      const f: Frame = isBinary
-        ? { at: performance.now(), binary: buf }
-        : { at: performance.now(), text: buf.toString() };
-      this.frames.push(f);
-      this.onFrame(f);
-      this.#wake();
-    });
+    super(url, { perMessageDeflate: false, ...opts }, 5000);
   }
 
-  static connect(url: string, opts: ClientOptions = {}): Promise<DeviceSocket> {
+  static async connect(url: string, opts: ClientOptions = {}): Promise<DeviceSocket> {
     const s = new DeviceSocket(url, opts);
-    return new Promise((resolve, reject) => {
-      s.ws.once("open", () => resolve(s));
-      s.ws.once("unexpected-response", (_req, res) => reject(new RefusedUpgrade(res.statusCode ?? 0)));
-      s.ws.once("error", reject);
-    });
+    await s.opened((status) => new RefusedUpgrade(status));
+    return s;
   }
 
-  #wake(): void {
-    for (const n of this.#notify.splice(0)) n();
+  protected override record(buf: Buffer, isBinary: boolean, at: number): Frame {
+    return isBinary ? { at, binary: buf } : { at, text: buf.toString() };
+  }
+
+  protected override recorded(f: Frame): void {
+    this.onFrame(f);
+  }
+
+  protected override seen(): unknown {
+    return this.texts();
   }
 
   sendText(text: string): void {
@@ -191,48 +217,9 @@ export class DeviceSocket {
     return this.frames.flatMap((f) => (f.text === undefined ? [] : [f.text]));
   }
 
-  audio(): Frame[] {
-    return this.frames.filter((f) => f.binary !== undefined);
-  }
-
   /** Waits for a text frame containing `needle` (the firmwares match substrings), after index `from`. */
   async waitText(needle: string, timeoutMs = 5000, from = 0): Promise<Frame> {
     return this.waitFor((f) => f.text?.includes(needle) === true, timeoutMs, from);
-  }
-
-  async waitFor(pred: (f: Frame) => boolean, timeoutMs = 5000, from = 0): Promise<Frame> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const hit = this.frames.slice(from).find(pred);
-      if (hit) return hit;
-      if (this.closed)
-        throw new Error(`closed (${this.closed.code}) before the frame; got ${JSON.stringify(this.texts())}`);
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`timed out; got ${JSON.stringify(this.texts())}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.#notify.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  async waitClose(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
-    let t: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error("socket did not close in time")), timeoutMs);
-    });
-    try {
-      return await Promise.race([this.#closedP, timeout]);
-    } finally {
-      clearTimeout(t);
-    }
-  }
-
-  close(): void {
-    if (this.ws.readyState !== this.ws.CLOSED) this.ws.terminate();
   }
 }
 
@@ -289,11 +276,7 @@ export function framesFit(frames: Frame[]): boolean {
 
 /** Frames of reply audio: a loud tone (the fake's VAD hears it as speech). */
 export function loud(ms: number, rate: number): Buffer {
-  const n = Math.round((rate * ms) / 1000);
-  const out = Buffer.alloc(n * 2);
-  for (let i = 0; i < n; i++)
-    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * 500 * i) / rate) * 0.5 * 32767), i * 2);
-  return out;
+  return sine(ms, rate, 500, 0.5);
 }
 
 /**

@@ -5,12 +5,11 @@
  * substrings exactly as the firmware does; a turn is `ptt_start`, PCM16 24 kHz while listening, and
  * `ptt_stop` once its own VAD (mean magnitude > 600) has heard speech followed by 900 ms of quiet.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { metricValue } from "./fake-realtime/helpers.js";
 import { tone } from "./fake-realtime/server.js";
 import {
   DeviceSocket,
-  Mic,
   RefusedUpgrade,
   SHARED_TOKEN,
   UZ_ID,
@@ -21,24 +20,17 @@ import {
   maxLeadMs,
   pcmOf,
   sleep,
-  startFirmware,
+  useFirmwareRig,
   type FirmwareHarness,
+  type Mic,
 } from "./firmware-helpers.js";
 
 const PATH = "/device/ws";
 const HELLO = `{"type":"hello","protocol":1,"client_type":"voice_pe","client_id":"${UZ_ID}","name":"Kitchen Voice PE"}`;
 const FRAME_BYTES = 960;
 
+const rig = useFirmwareRig();
 let h: FirmwareHarness | null = null;
-const devices: DeviceSocket[] = [];
-const mics: Mic[] = [];
-
-afterEach(async () => {
-  for (const m of mics.splice(0)) m.stop();
-  for (const d of devices.splice(0)) d.close();
-  await h?.close();
-  h = null;
-});
 
 /** The firmware's state, driven only by what it matches in the frames it receives. */
 class Firmware {
@@ -110,12 +102,10 @@ class Firmware {
 }
 
 async function boot(harness: FirmwareHarness, token = UZ_TOKEN): Promise<Firmware> {
-  const dev = await DeviceSocket.connect(harness.url(PATH), {
+  const dev = await rig.device(harness.url(PATH), {
     headers: { Authorization: `Bearer ${token}` },
   });
-  devices.push(dev);
-  const mic = new Mic(dev, 24_000, FRAME_BYTES);
-  mics.push(mic);
+  const mic = rig.mic(dev, 24_000, FRAME_BYTES);
   const fw = new Firmware(dev, mic);
   await dev.waitText('"type":"session_ready"');
   return fw;
@@ -131,7 +121,7 @@ async function turn(fw: Firmware): Promise<void> {
 
 describe("underzenith: connect and auth", () => {
   it("401 before the upgrade without a bearer token or with a wrong one", async () => {
-    h = await startFirmware({ dialects: ["underzenith"] });
+    h = await rig.start({ dialects: ["underzenith"] });
     const attempts: Record<string, string>[] = [{}, { Authorization: "Bearer not-the-token-0123456789" }];
     for (const headers of attempts) {
       const err = await DeviceSocket.connect(h.url(PATH), { headers }).catch((e: unknown) => e);
@@ -147,7 +137,7 @@ describe("underzenith: connect and auth", () => {
   });
 
   it("hello → session_ready (compact); a hello for another device closes 1008; a bad first frame 1002", async () => {
-    h = await startFirmware({ dialects: ["underzenith"] });
+    h = await rig.start({ dialects: ["underzenith"] });
     const fw = await boot(h);
     expect(fw.dev.texts()[0]).toBe(`{"type":"session_ready","client_id":"${UZ_ID}"}`);
     expect(fw.phase).toBe("ready");
@@ -155,27 +145,24 @@ describe("underzenith: connect and auth", () => {
       { clientId: UZ_ID, name: "Kitchen Voice PE", dialect: "underzenith", state: "idle" },
     ]);
 
-    const other = await DeviceSocket.connect(h.url(PATH), {
+    const other = await rig.device(h.url(PATH), {
       headers: { Authorization: `Bearer ${UZ_TOKEN}` },
     });
-    devices.push(other);
     other.sendText(HELLO.replace(UZ_ID, "living-room"));
     expect((await other.waitClose()).code).toBe(1008);
     expect(other.texts().some((t) => t.includes('"type":"error"'))).toBe(true);
 
-    const bad = await DeviceSocket.connect(h.url(PATH), { headers: { Authorization: `Bearer ${UZ_TOKEN}` } });
-    devices.push(bad);
+    const bad = await rig.device(h.url(PATH), { headers: { Authorization: `Bearer ${UZ_TOKEN}` } });
     bad.sendText('{"type":"ptt_start"}');
     expect((await bad.waitClose()).code).toBe(1002);
   });
 
   it("with the shared token any client_id of up to 128 characters names the device; a device token binds its own", async () => {
-    h = await startFirmware({ dialects: ["underzenith"], devices: [{ id: "hall", address: "127.0.0.1" }] });
+    h = await rig.start({ dialects: ["underzenith"], devices: [{ id: "hall", address: "127.0.0.1" }] });
     const hello = (id: string) =>
       `{"type":"hello","protocol":1,"client_type":"voice_pe","client_id":${JSON.stringify(id)},"name":"Voice PE"}`;
     const connect = async (id: string, token = SHARED_TOKEN) => {
-      const dev = await DeviceSocket.connect(h!.url(PATH), { headers: { Authorization: `Bearer ${token}` } });
-      devices.push(dev);
+      const dev = await rig.device(h!.url(PATH), { headers: { Authorization: `Bearer ${token}` } });
       dev.sendText(hello(id));
       return dev;
     };
@@ -191,7 +178,7 @@ describe("underzenith: connect and auth", () => {
     await h.close();
 
     // A device token: its own id, spaces and all; another client_id is refused.
-    h = await startFirmware({ dialects: ["underzenith"], devices: [{ id: "Kitchen PE", token: UZ_TOKEN }] });
+    h = await rig.start({ dialects: ["underzenith"], devices: [{ id: "Kitchen PE", token: UZ_TOKEN }] });
     const own = await connect("Kitchen PE", UZ_TOKEN);
     await own.waitText('"type":"session_ready"');
     const other = await connect("Hall PE", UZ_TOKEN);
@@ -201,7 +188,7 @@ describe("underzenith: connect and auth", () => {
 
 describe("underzenith: turns", () => {
   it("a full turn: ptt_start before the upstream is ready is kept, the reply is paced, the events it watches arrive", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["underzenith"],
       fake: {
         replyAudio: tone(1500),
@@ -250,7 +237,7 @@ describe("underzenith: turns", () => {
   });
 
   it("a tool call shows as response.function_call… (the firmware's tool phase), then the answer is spoken", async () => {
-    h = await startFirmware({ dialects: ["underzenith"], fake: { replyAudio: tone(300) } });
+    h = await rig.start({ dialects: ["underzenith"], fake: { replyAudio: tone(300) } });
     h.fake.script({ kind: "function_call", name: "HassTurnOn", arguments: "{}" });
     const fw = await boot(h);
     await turn(fw);
@@ -263,7 +250,7 @@ describe("underzenith: turns", () => {
   });
 
   it("cancel from the device stops the reply upstream and the audio stops", async () => {
-    h = await startFirmware({ dialects: ["underzenith"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
+    h = await rig.start({ dialects: ["underzenith"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
     const fw = await boot(h);
     await turn(fw);
     await fw.dev.waitFor((f) => f.binary !== undefined, 10_000);
@@ -281,7 +268,7 @@ describe("underzenith: turns", () => {
   });
 
   it("barge-in: a ptt_start during the reply interrupts it and the new turn is heard", async () => {
-    h = await startFirmware({ dialects: ["underzenith"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
+    h = await rig.start({ dialects: ["underzenith"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
     const fw = await boot(h);
     await turn(fw);
     await fw.dev.waitFor((f) => f.binary !== undefined, 10_000);
@@ -307,7 +294,7 @@ describe("underzenith: turns", () => {
   });
 
   it("the end of a conversation keeps the device connected; its next turn starts a new conversation", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["underzenith"],
       conversationIdleS: 5,
       fake: { replyAudio: tone(300) },
@@ -325,7 +312,7 @@ describe("underzenith: turns", () => {
 
   it("cancel drops the half-sentence: 1 s spoken, cancel, a 2.3 s question → one committed turn of the question alone", async () => {
     const committed: number[] = [];
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["underzenith"],
       fake: {
         replyAudio: tone(300),
@@ -352,7 +339,7 @@ describe("underzenith: turns", () => {
   });
 
   it("a new push-to-talk while the answer is still being asked for: that answer is cancelled and never plays", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["underzenith"],
       // A busy upstream: response.created comes 300 ms after response.create, after the new press.
       fake: { replyAudio: tone(800), audioSpeed: 8, responseCreatedDelayMs: 300 },

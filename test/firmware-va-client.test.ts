@@ -13,15 +13,15 @@ import { tone } from "./fake-realtime/server.js";
 import type { RefusedUpgrade } from "./firmware-helpers.js";
 import {
   DeviceSocket,
-  Mic,
   fixture,
   framesFit,
   loud,
   maxLeadMs,
   pcmOf,
   sleep,
-  startFirmware,
+  useFirmwareRig,
   type FirmwareHarness,
+  type Mic,
 } from "./firmware-helpers.js";
 
 const HELLO =
@@ -31,16 +31,8 @@ const FRAME_BYTES = 1024;
 const NO_SPEECH_MS = 7000;
 const HALL_TOKEN = "hall-device-token-0123456789";
 
+const rig = useFirmwareRig();
 let h: FirmwareHarness | null = null;
-const devices: DeviceSocket[] = [];
-const mics: Mic[] = [];
-
-afterEach(async () => {
-  for (const m of mics.splice(0)) m.stop();
-  for (const d of devices.splice(0)) d.close();
-  await h?.close();
-  h = null;
-});
 
 class Firmware {
   phase = "idle";
@@ -120,12 +112,10 @@ async function boot(
   harness: FirmwareHarness,
   opts: { token?: string; bargeIn?: boolean } = {},
 ): Promise<Firmware> {
-  const dev = await DeviceSocket.connect(harness.url("/"), {
+  const dev = await rig.device(harness.url("/"), {
     headers: { Authorization: `Bearer ${opts.token ?? ""}` },
   });
-  devices.push(dev);
-  const mic = new Mic(dev, 16_000, FRAME_BYTES);
-  mics.push(mic);
+  const mic = rig.mic(dev, 16_000, FRAME_BYTES);
   const fw = new Firmware(dev, mic, opts.bargeIn);
   firmwares.push(fw);
   await dev.waitText('"type":"hello"');
@@ -142,7 +132,7 @@ async function ask(fw: Firmware): Promise<void> {
 
 describe("va_client: connect and refusals", () => {
   it("start → the compact hello it expects; an unlisted address gets 403 and shows as va_client", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["fjfricke", "va_client"],
       devices: [{ id: "other", address: "::1" }],
     });
@@ -163,14 +153,14 @@ describe("va_client: connect and refusals", () => {
   });
 
   it("a firmware built with a token is accepted by that token wherever it is", async () => {
-    h = await startFirmware({ dialects: ["va_client"], devices: [{ id: "hall", token: HALL_TOKEN }] });
+    h = await rig.start({ dialects: ["va_client"], devices: [{ id: "hall", token: HALL_TOKEN }] });
     const fw = await boot(h, { token: HALL_TOKEN });
     expect(fw.dev.texts()).toEqual([HELLO]);
     expect(h.registry.devices()).toMatchObject([{ clientId: "hall", dialect: "va_client" }]);
   });
 
   it("a configured IPv6 address matches the peer in any spelling (0:0:0:0:0:0:0:1 is ::1)", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["va_client"],
       host: "::1",
       devices: [{ id: "loft", address: "0:0:0:0:0:0:0:1" }],
@@ -182,9 +172,8 @@ describe("va_client: connect and refusals", () => {
   });
 
   it("closes 1008 when its first frame names a dialect that is not enabled", async () => {
-    h = await startFirmware({ dialects: ["fjfricke"] });
-    const dev = await DeviceSocket.connect(h.url("/"), { headers: { Authorization: "Bearer " } });
-    devices.push(dev);
+    h = await rig.start({ dialects: ["fjfricke"] });
+    const dev = await rig.device(h.url("/"), { headers: { Authorization: "Bearer " } });
     dev.sendText('{"type":"start"}');
     expect((await dev.waitClose()).code).toBe(1008);
   });
@@ -192,7 +181,7 @@ describe("va_client: connect and refusals", () => {
 
 describe("va_client: turns", () => {
   it("a full turn: listening within its 7 s, thinking closes the mic, a paced reply, then idle", async () => {
-    h = await startFirmware({ dialects: ["va_client"], fake: { replyAudio: tone(1500), audioSpeed: 8 } });
+    h = await rig.start({ dialects: ["va_client"], fake: { replyAudio: tone(1500), audioSpeed: 8 } });
     const fw = await boot(h);
     await ask(fw);
     await fw.dev.waitText('"value":"idle"', 10_000);
@@ -224,7 +213,7 @@ describe("va_client: turns", () => {
   });
 
   it("a tool call, then the spoken answer and idle", async () => {
-    h = await startFirmware({ dialects: ["va_client"], fake: { replyAudio: tone(300) } });
+    h = await rig.start({ dialects: ["va_client"], fake: { replyAudio: tone(300) } });
     h.fake.script({ kind: "function_call", name: "HassTurnOn", arguments: "{}" });
     const fw = await boot(h);
     await ask(fw);
@@ -234,7 +223,7 @@ describe("va_client: turns", () => {
   });
 
   it("interrupt from the device stops the reply upstream and on the wire, then idle", async () => {
-    h = await startFirmware({ dialects: ["va_client"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
+    h = await rig.start({ dialects: ["va_client"], fake: { replyAudio: tone(4000), audioSpeed: 8 } });
     const fw = await boot(h);
     await ask(fw);
     await fw.dev.waitFor((f) => f.binary !== undefined, 10_000);
@@ -254,7 +243,7 @@ describe("va_client: turns", () => {
 
   it("interrupt while thinking: the answer the upstream starts afterwards is cancelled and never plays", async () => {
     // A busy upstream: server VAD's response starts 400 ms after the end of the turn.
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["va_client"],
       fake: { replyAudio: tone(800), responseCreatedDelayMs: 400 },
     });
@@ -275,7 +264,7 @@ describe("va_client: turns", () => {
   });
 
   it("barge-in (firmware built with barge-in): speech during the reply → listening, and the audio stops", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["va_client"],
       fake: { replyAudio: tone(4000), audioSpeed: 8, vad: { speechMs: 60, silenceMs: 300 } },
     });
@@ -298,7 +287,7 @@ describe("va_client: turns", () => {
   });
 
   it("an upstream that refuses every session after a drop: the error chime and idle at once, the reason in words", async () => {
-    h = await startFirmware({ dialects: ["va_client"], fake: { replyAudio: tone(300) } });
+    h = await rig.start({ dialects: ["va_client"], fake: { replyAudio: tone(300) } });
     const fw = await boot(h);
     await ask(fw);
     await fw.dev.waitText('"value":"idle"', 10_000);
@@ -320,7 +309,7 @@ describe("va_client: turns", () => {
   });
 
   it("the end of a conversation: idle, the upstream released, the device stays connected for its next wake", async () => {
-    h = await startFirmware({
+    h = await rig.start({
       dialects: ["va_client"],
       conversationIdleS: 5,
       fake: { replyAudio: tone(300) },

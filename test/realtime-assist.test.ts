@@ -4,18 +4,18 @@
  * the user transcript as its own event in every order the upstream may send it, and out-of-band speech
  * that runs beside other responses and enters no conversation.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import type { AssistConversation, TurnEvents } from "../src/realtime/conversation.js";
-import { RealtimeEngine } from "../src/realtime/engine.js";
+import type { RealtimeEngine } from "../src/realtime/engine.js";
 import { LiveConversation } from "../src/realtime/live-conversation.js";
 import {
-  startFakeRealtime,
   tone,
   type FakeConnection,
   type FakeRealtimeOptions,
   type FakeRealtimeServer,
 } from "./fake-realtime/server.js";
+import { useFakeUpstream } from "./fake-realtime/fixture.js";
 import {
   ConversationRecorder,
   RecordingTools,
@@ -27,20 +27,14 @@ import {
   until,
 } from "./fake-realtime/helpers.js";
 
+const upstream = useFakeUpstream();
 let fake: FakeRealtimeServer | undefined;
 let engine: RealtimeEngine | undefined;
 
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-  await fake?.close();
-  fake = undefined;
-});
-
 async function setup(fakeOpts: FakeRealtimeOptions = {}, poolSize = 0) {
-  fake = await startFakeRealtime({ audioSpeed: 20, ...fakeOpts });
+  fake = await upstream.start({ audioSpeed: 20, ...fakeOpts });
   const tools = new RecordingTools([tool("everything", "echo")]);
-  engine = new RealtimeEngine({
+  engine = upstream.engine({
     config: makeConfig(
       fake.url,
       {

@@ -3,25 +3,27 @@
  * warm pool, client function calls with approvals, native approvals, failover, reconnect with context,
  * expiry, proactive rotation, tolerated and fatal errors, runtime tool changes.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import type { ConfigInput, McpServerConfig } from "../src/config/model.js";
 import { McpServerSchema } from "../src/config/model.js";
 import { LimitError } from "../src/errors.js";
 import type { Conversation } from "../src/realtime/conversation.js";
-import { RealtimeEngine, type RealtimeEngineOptions } from "../src/realtime/engine.js";
+import type { RealtimeEngine } from "../src/realtime/engine.js";
+import { type RealtimeEngineOptions } from "../src/realtime/engine.js";
 import { UpstreamConnectError } from "../src/realtime/transport.js";
 import { UpstreamUnavailableError } from "../src/realtime/upstream-error.js";
 import {
-  startFakeRealtime,
   tone,
   type FakeConnection,
   type FakeRealtimeOptions,
   type FakeRealtimeServer,
 } from "./fake-realtime/server.js";
+import { useFakeUpstream } from "./fake-realtime/fixture.js";
 import {
   ConversationRecorder,
   RecordingTools,
+  clientEverything,
   freshMetrics,
   makeConfig,
   metricValue,
@@ -31,23 +33,11 @@ import {
   until,
 } from "./fake-realtime/helpers.js";
 
+const upstream = useFakeUpstream();
 let fake: FakeRealtimeServer | undefined;
 let engine: RealtimeEngine | undefined;
 
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-  await fake?.close();
-  fake = undefined;
-});
-
-const CLIENT_EVERYTHING = {
-  name: "everything",
-  mode: "client",
-  transport: "stdio",
-  command: "mcp-server-everything",
-  require_approval: { echo: "never" },
-} as const;
+const CLIENT_EVERYTHING = clientEverything({ echo: "never" });
 
 interface Setup {
   fakeOpts?: FakeRealtimeOptions;
@@ -59,12 +49,12 @@ interface Setup {
 }
 
 async function setup(s: Setup = {}) {
-  fake = await startFakeRealtime({ audioSpeed: 20, ...s.fakeOpts });
+  fake = await upstream.start({ audioSpeed: 20, ...s.fakeOpts });
   const tools = s.tools ?? new RecordingTools([tool("everything", "echo"), tool("everything", "add")]);
   const approvals = new ApprovalQueue({ timeoutS: s.approvalTimeoutS ?? 5 });
   const metrics = freshMetrics();
   const config = makeConfig(fake.url, { mcp_servers: [CLIENT_EVERYTHING], ...s.config }, s.openai);
-  engine = new RealtimeEngine({ config, tools, approvals, logger: silentLogger(), metrics, ...s.engine });
+  engine = upstream.engine({ config, tools, approvals, logger: silentLogger(), metrics, ...s.engine });
   return { fake, engine, tools, approvals, metrics, config };
 }
 

@@ -5,15 +5,15 @@
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { RealtimeServerEvent } from "openai/resources/realtime/realtime";
-import { startFakeRealtime, tone, type FakeRealtimeServer } from "./fake-realtime/server.js";
+import { tone, type FakeRealtimeServer } from "./fake-realtime/server.js";
+import { useFakeUpstream } from "./fake-realtime/fixture.js";
 
+const upstream = useFakeUpstream();
 let fake: FakeRealtimeServer | undefined;
 const clients: WebSocket[] = [];
 
-afterEach(async () => {
+afterEach(() => {
   for (const c of clients.splice(0)) c.terminate();
-  await fake?.close();
-  fake = undefined;
 });
 
 interface Client {
@@ -73,7 +73,7 @@ function refusal(url: string, headers: Record<string, string>): Promise<number> 
 
 describe("fake realtime server", () => {
   it("refuses a wrong key and a beta header, accepts a bearer key", async () => {
-    fake = await startFakeRealtime({ apiKey: "sk-right" });
+    fake = await upstream.start({ apiKey: "sk-right" });
     expect(await refusal(fake.url, { Authorization: "Bearer sk-wrong" })).toBe(401);
     expect(await refusal(fake.url, { Authorization: "Bearer sk-right", "OpenAI-Beta": "realtime=v1" })).toBe(
       400,
@@ -87,7 +87,7 @@ describe("fake realtime server", () => {
   });
 
   it("delays session.created by sessionSetupDelayMs", async () => {
-    fake = await startFakeRealtime({ sessionSetupDelayMs: 150 });
+    fake = await upstream.start({ sessionSetupDelayMs: 150 });
     const t0 = performance.now();
     const c = await connect(fake.url);
     await c.waitFor("session.created");
@@ -95,7 +95,7 @@ describe("fake realtime server", () => {
   });
 
   it("holds a spoken reply's output for replyDelayMs after response.created; a cancel in between silences it", async () => {
-    fake = await startFakeRealtime({ replyDelayMs: 150 });
+    fake = await upstream.start({ replyDelayMs: 150 });
     const c = await connect(fake.url);
     await c.waitFor("session.created");
     c.send({ type: "response.create" });
@@ -119,7 +119,7 @@ describe("fake realtime server", () => {
   });
 
   it("answers session.update and lists mcp tools per server_label as scripted", async () => {
-    fake = await startFakeRealtime({
+    fake = await upstream.start({
       mcp: {
         bad: { outcome: "failed", delayMs: 20 },
         good: { outcome: "completed", tools: [{ name: "x", input_schema: {} }] },
@@ -158,7 +158,7 @@ describe("fake realtime server", () => {
   });
 
   it("rejects a seed-form per-tool approval map", async () => {
-    fake = await startFakeRealtime();
+    fake = await upstream.start();
     const c = await connect(fake.url);
     c.send({
       type: "session.update",
@@ -179,7 +179,7 @@ describe("fake realtime server", () => {
   });
 
   it("simulates server VAD from appended audio and replies with audio", async () => {
-    fake = await startFakeRealtime({ audioSpeed: Infinity, replyAudio: tone(300) });
+    fake = await upstream.start({ audioSpeed: Infinity, replyAudio: tone(300) });
     const c = await connect(fake.url);
     c.send({ type: "input_audio_buffer.append", audio: Buffer.alloc(4800 * 2).toString("base64") }); // 200 ms silence
     c.send({ type: "input_audio_buffer.append", audio: tone(400).toString("base64") });
@@ -205,7 +205,7 @@ describe("fake realtime server", () => {
   });
 
   it("plays a function call, then speaks the output; flags a second active response", async () => {
-    fake = await startFakeRealtime();
+    fake = await upstream.start();
     fake.script({ kind: "function_call", name: "echo", arguments: '{"message":"hi"}', callId: "call_1" });
     const c = await connect(fake.url);
     c.send({ type: "response.create" });
@@ -229,7 +229,7 @@ describe("fake realtime server", () => {
   });
 
   it("runs an approved mcp_call after an approval request", async () => {
-    fake = await startFakeRealtime({ audioSpeed: Infinity });
+    fake = await upstream.start({ audioSpeed: Infinity });
     fake.script({
       kind: "mcp_approval",
       serverLabel: "ha",
@@ -257,7 +257,7 @@ describe("fake realtime server", () => {
   });
 
   it("drops and expires sockets on command", async () => {
-    fake = await startFakeRealtime();
+    fake = await upstream.start();
     const a = await connect(fake.url);
     const b = await connect(fake.url);
     const ca = await fake.nextConnection();

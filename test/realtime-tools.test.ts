@@ -2,12 +2,13 @@
  * Function-call round trips through the real client MCP manager and a real stdio
  * `mcp-server-everything` child, with the fake Realtime server as the model.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { McpServerSchema } from "../src/config/model.js";
 import { ClientMcpManager } from "../src/mcp/manager.js";
-import { RealtimeEngine } from "../src/realtime/engine.js";
-import { startFakeRealtime, tone, type FakeRealtimeServer } from "./fake-realtime/server.js";
+import type { RealtimeEngine } from "../src/realtime/engine.js";
+import { tone, type FakeRealtimeServer } from "./fake-realtime/server.js";
+import { useFakeUpstream } from "./fake-realtime/fixture.js";
 import {
   ConversationRecorder,
   freshMetrics,
@@ -30,6 +31,7 @@ const everything = McpServerSchema.parse({
 });
 
 let manager: ClientMcpManager;
+const upstream = useFakeUpstream();
 let fake: FakeRealtimeServer | undefined;
 let engine: RealtimeEngine | undefined;
 const metrics = freshMetrics();
@@ -54,17 +56,10 @@ afterAll(async () => {
   expect(alive).toEqual([]);
 });
 
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-  await fake?.close();
-  fake = undefined;
-});
-
 async function conversation(approvals = new ApprovalQueue({ timeoutS: 5 })) {
-  fake = await startFakeRealtime({ audioSpeed: Infinity });
+  fake = await upstream.start({ audioSpeed: Infinity });
   const config = makeConfig(fake.url, { mcp_servers: [everything] });
-  engine = new RealtimeEngine({ config, tools: manager, approvals, logger: silentLogger(), metrics });
+  engine = upstream.engine({ config, tools: manager, approvals, logger: silentLogger(), metrics });
   const conv = await engine.start({ turn: "client" });
   const rec = new ConversationRecorder(conv);
   const conn = await fake.nextConnection();

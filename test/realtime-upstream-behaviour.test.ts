@@ -5,23 +5,21 @@
  * `response.create`, failed responses, and client tool calls that outlive an upstream drop. Each runs
  * the engine against the fake Realtime server over loopback WebSockets.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import type { ConfigInput } from "../src/config/model.js";
 import type { ToolCallOutcome } from "../src/mcp/types.js";
 import type { Conversation } from "../src/realtime/conversation.js";
-import { RealtimeEngine, type RealtimeLimits } from "../src/realtime/engine.js";
+import type { RealtimeEngine } from "../src/realtime/engine.js";
+import { type RealtimeLimits } from "../src/realtime/engine.js";
 import type { LiveConversation } from "../src/realtime/live-conversation.js";
 import { UpstreamUnavailableError } from "../src/realtime/upstream-error.js";
-import {
-  startFakeRealtime,
-  tone,
-  type FakeRealtimeOptions,
-  type FakeRealtimeServer,
-} from "./fake-realtime/server.js";
+import { tone, type FakeRealtimeOptions, type FakeRealtimeServer } from "./fake-realtime/server.js";
+import { useFakeUpstream } from "./fake-realtime/fixture.js";
 import {
   ConversationRecorder,
   RecordingTools,
+  clientEverything,
   freshMetrics,
   makeConfig,
   metricValue,
@@ -30,15 +28,9 @@ import {
   until,
 } from "./fake-realtime/helpers.js";
 
+const upstream = useFakeUpstream();
 let fake: FakeRealtimeServer | undefined;
 let engine: RealtimeEngine | undefined;
-
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-  await fake?.close();
-  fake = undefined;
-});
 
 interface Setup {
   fakeOpts?: FakeRealtimeOptions;
@@ -49,26 +41,18 @@ interface Setup {
 }
 
 async function setup(s: Setup = {}) {
-  fake = await startFakeRealtime({ audioSpeed: 20, ...s.fakeOpts });
+  fake = await upstream.start({ audioSpeed: 20, ...s.fakeOpts });
   const tools = s.tools ?? new RecordingTools([tool("everything", "echo")]);
   const metrics = freshMetrics();
   const config = makeConfig(
     fake.url,
     {
-      mcp_servers: [
-        {
-          name: "everything",
-          mode: "client",
-          transport: "stdio",
-          command: "mcp-server-everything",
-          require_approval: "never",
-        },
-      ],
+      mcp_servers: [clientEverything("never")],
       ...s.config,
     },
     s.openai,
   );
-  engine = new RealtimeEngine({
+  engine = upstream.engine({
     config,
     tools,
     approvals: new ApprovalQueue({ timeoutS: 5 }),

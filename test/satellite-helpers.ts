@@ -5,7 +5,7 @@
 import { EventEmitter } from "node:events";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
-import { WebSocket, type ClientOptions } from "ws";
+import type { ClientOptions } from "ws";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { createLogger, type Logger } from "../src/log.js";
 import { createMetrics, type Metrics } from "../src/metrics.js";
@@ -19,6 +19,8 @@ import { SatelliteAuth } from "../src/satellite/auth.js";
 import type { SatelliteLimits } from "../src/satellite/limits.js";
 import { ServerMessageSchema, type ServerMessage } from "../src/satellite/wires/v1-protocol.js";
 import { SatelliteRegistry, satelliteRoute } from "../src/satellite/route.js";
+import { sine } from "./fake-realtime/audio.js";
+import { RecordingSocket } from "./helpers/recording-socket.js";
 
 export const SHARED_TOKEN = "shared-token-0123456789abcdef";
 export const DEVICE = { id: "kitchen", token: "kitchen-token-0123456789" };
@@ -154,39 +156,13 @@ export interface Received {
 }
 
 /** A satellite: a real `ws` client that records every frame with its arrival time. */
-export class TestSatellite {
-  readonly ws: WebSocket;
-  readonly frames: Received[] = [];
-  closed: { code: number; reason: string } | null = null;
+export class TestSatellite extends RecordingSocket<Received> {
   readonly #opened: Promise<void>;
-  readonly #closedP: Promise<{ code: number; reason: string }>;
-  #notify: (() => void)[] = [];
 
   constructor(url: string, opts: ClientOptions = {}) {
-    this.ws = new WebSocket(url, opts);
-    this.#opened = new Promise((resolve, reject) => {
-      this.ws.once("open", () => resolve());
-      this.ws.once("error", reject);
-    });
-    this.#closedP = new Promise((resolve) => {
-      this.ws.once("close", (code, reason) => {
-        this.closed = { code, reason: reason.toString() };
-        this.#wake();
-        resolve(this.closed);
-      });
-    });
+    super(url, opts, 3000);
+    this.#opened = this.opened();
     this.ws.on("error", () => undefined);
-    this.ws.on("message", (data, isBinary) => {
-      const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
-      const at = performance.now();
-      if (isBinary) this.frames.push({ at, binary: buf });
-      else {
-        const parsed = ServerMessageSchema.safeParse(JSON.parse(buf.toString("utf8")));
-        if (!parsed.success) throw new Error(`server sent an invalid message: ${buf.toString("utf8")}`);
-        this.frames.push({ at, json: parsed.data });
-      }
-      this.#wake();
-    });
   }
 
   static async connect(url: string, opts: ClientOptions = {}): Promise<TestSatellite> {
@@ -195,8 +171,15 @@ export class TestSatellite {
     return s;
   }
 
-  #wake(): void {
-    for (const n of this.#notify.splice(0)) n();
+  protected override record(buf: Buffer, isBinary: boolean, at: number): Received {
+    if (isBinary) return { at, binary: buf };
+    const parsed = ServerMessageSchema.safeParse(JSON.parse(buf.toString("utf8")));
+    if (!parsed.success) throw new Error(`server sent an invalid message: ${buf.toString("utf8")}`);
+    return { at, json: parsed.data };
+  }
+
+  protected override seen(): unknown {
+    return this.messages();
   }
 
   send(msg: unknown): void {
@@ -224,29 +207,6 @@ export class TestSatellite {
     return this.frames.flatMap((f) => (f.json ? [f.json] : []));
   }
 
-  audio(): Received[] {
-    return this.frames.filter((f) => f.binary !== undefined);
-  }
-
-  /** Waits until `pred` holds for some frame at or after index `from`. */
-  async waitFor(pred: (f: Received) => boolean, timeoutMs = 3000, from = 0): Promise<Received> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const hit = this.frames.slice(from).find(pred);
-      if (hit) return hit;
-      if (this.closed) throw new Error(`closed (${this.closed.code}) before the expected frame arrived`);
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`timed out; got ${JSON.stringify(this.messages())}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.#notify.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
   async waitJson<T extends ServerMessage["type"]>(
     type: T,
     pred: (m: Extract<ServerMessage, { type: T }>) => boolean = () => true,
@@ -258,32 +218,11 @@ export class TestSatellite {
     );
     return f.json as Extract<ServerMessage, { type: T }>;
   }
-
-  /** Waits for the close (bounded). */
-  async waitClose(timeoutMs = 3000): Promise<{ code: number; reason: string }> {
-    let t: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error("socket did not close in time")), timeoutMs);
-    });
-    try {
-      return await Promise.race([this.#closedP, timeout]);
-    } finally {
-      clearTimeout(t);
-    }
-  }
-
-  close(): void {
-    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.terminate();
-  }
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A sine tone as PCM16 mono. */
 export function tonePcm(ms: number, rate: number, hz = 440, amplitude = 0.3): Buffer {
-  const n = Math.round((rate * ms) / 1000);
-  const out = Buffer.alloc(n * 2);
-  for (let i = 0; i < n; i++)
-    out.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * amplitude * 32767), i * 2);
-  return out;
+  return sine(ms, rate, hz, amplitude);
 }

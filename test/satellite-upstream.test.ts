@@ -14,7 +14,14 @@ import { ApprovalQueue } from "../src/approvals/queue.js";
 import type { ToolCallOutcome } from "../src/mcp/types.js";
 import { RealtimeEngine, type RealtimeLimits } from "../src/realtime/engine.js";
 import { UPSTREAM_MESSAGES, UpstreamUnavailableError } from "../src/realtime/upstream-error.js";
-import { RecordingTools, freshMetrics, makeConfig, silentLogger, tool } from "./fake-realtime/helpers.js";
+import {
+  RecordingTools,
+  clientEverything,
+  freshMetrics,
+  makeConfig,
+  silentLogger,
+  tool,
+} from "./fake-realtime/helpers.js";
 import type { ServerMessage } from "../src/satellite/wires/v1-protocol.js";
 import { startFakeRealtime, type FakeFault, type FakeRealtimeServer } from "./fake-realtime/server.js";
 import { TestSatellite, sleep, startApp, tonePcm, type TestApp } from "./satellite-helpers.js";
@@ -139,15 +146,7 @@ describe("case 6: the idle timer and running tools", () => {
     const tools = new SlowTools(900);
     engine = new RealtimeEngine({
       config: makeConfig(fake.url, {
-        mcp_servers: [
-          {
-            name: "everything",
-            mode: "client",
-            transport: "stdio",
-            command: "mcp-server-everything",
-            require_approval: "never",
-          },
-        ],
+        mcp_servers: [clientEverything("never")],
       }),
       tools,
       approvals: new ApprovalQueue({ timeoutS: 5 }),
@@ -231,7 +230,7 @@ async function talk(
   return next(s, "response.end", () => true, timeoutMs, from);
 }
 
-const REASONS: [Exclude<FakeFault, "silent">, string][] = [
+const REASONS: [Exclude<FakeFault, "silent" | "unavailable">, string][] = [
   ["quota", "OpenAI quota exceeded"],
   ["bad_key", "OpenAI rejected the API key"],
 ];
@@ -296,11 +295,24 @@ describe("an upstream that refuses every session in the middle of a conversation
     await next(s, "state", (m) => m.value === "idle", 1000, from);
   });
 
+  it("a silent socket counts as refused for an idle device too: told after the handshake deadline, not the whole backoff", async () => {
+    const s = await outageSetup({ handshakeTimeoutMs: 300, reconnectDelaysMs: [0, 10_000] });
+    expect((await talk(s)).reason).toBe("done");
+    const from = s.frames.length;
+    const t0 = performance.now();
+    fake!.fault("silent", { dropOpen: true });
+    // Nobody talks: the first reconnect meets the silent socket; a refusal is told without the 10 s wait.
+    const told = await next(s, "error", () => true, 3000, from);
+    expect(told.message).toMatch(/^OpenAI did not answer/);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    await next(s, "state", (m) => m.value === "idle", 1000, from);
+  });
+
   it("a turn started while reconnecting cuts the backoff short and is answered once OpenAI accepts again", async () => {
     const s = await outageSetup({ handshakeTimeoutMs: 300, reconnectDelaysMs: [0, 10_000] });
     expect((await talk(s)).reason).toBe("done");
-    fake!.fault("silent", { dropOpen: true });
-    // The first reconnect attempt meets the silent socket and fails after 300 ms; the next waits 10 s.
+    fake!.fault("unavailable", { dropOpen: true });
+    // The first reconnect attempt is refused with 503 (a passing failure); the next waits 10 s.
     await expect.poll(() => fake!.faultAttempts, { timeout: 2000 }).toBe(1);
     await sleep(500);
     fake!.fault(null);

@@ -48,7 +48,7 @@ type Link =
 /** Longest a rotated-out session is kept for a barge-in into its last reply. */
 const RETIRE_MAX_MS = 30_000;
 /** Reconnect failures that retrying soon cannot mend: the listener is told at once. */
-const REFUSALS: ReadonlySet<UpstreamFailureKind> = new Set(["auth", "quota", "config"]);
+const REFUSALS: ReadonlySet<UpstreamFailureKind> = new Set(["auth", "quota", "config", "silent"]);
 
 export class LiveConversation extends EventEmitter<ConversationEvents> implements AssistConversation {
   readonly id: string;

@@ -58,7 +58,7 @@ export class ReadyGate {
       if (!this.#answered)
         this.reject(
           new UpstreamUnavailableError(
-            "timeout",
+            "silent",
             `${UPSTREAM_MESSAGES.noAnswer} (nothing within ${handshakeTimeoutMs} ms of connecting)`,
           ),
         );

@@ -8,11 +8,12 @@ import { UpstreamConnectError } from "./transport.js";
 
 /**
  * `auth`: the key was refused; `quota`: the account is out of quota; `config`: the upstream rejected our
- * configuration (model, session.update); `network`, `timeout`, `refused`, `closed`: the connection; `error`:
- * any other fatal upstream error.
+ * configuration (model, session.update); `silent`: the connection opened and the upstream said nothing
+ * within the handshake deadline (a refusal in effect); `network`, `timeout`, `refused`, `closed`: the
+ * connection; `error`: any other fatal upstream error.
  */
 export type UpstreamFailureKind =
-  "auth" | "quota" | "config" | "refused" | "network" | "timeout" | "closed" | "error";
+  "auth" | "quota" | "config" | "silent" | "refused" | "network" | "timeout" | "closed" | "error";
 
 export class UpstreamUnavailableError extends Error {
   readonly code = "upstream_unavailable" as const;

@@ -13,105 +13,29 @@
  */
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
-import type { ApprovalDecision, ApprovalQueue, PendingApproval } from "../approvals/queue.js";
-import type { PcmRate } from "../audio/resampler.js";
+import type { PendingApproval } from "../approvals/queue.js";
 import { PlaybackPacer } from "../audio/pacer.js";
-import type { DeviceRef } from "../cost/budget.js";
 import { LimitError, type SatelliteErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Metrics } from "../metrics.js";
-import type {
-  Conversation,
-  ConversationEvents,
-  ConversationSource,
-  ResponseEndReason,
-} from "../realtime/conversation.js";
+import type { Conversation, ConversationEvents, ResponseEndReason } from "../realtime/conversation.js";
+import { subscribe } from "../subscribe.js";
+import { ShownApprovals } from "./approvals-shown.js";
+import type { CoreDeps, CoreEvents, CoreSession, SatelliteState, TurnMode } from "./events.js";
+import { IdleClock } from "./idle-clock.js";
 import type { SatelliteLimits } from "./limits.js";
 import { AudioPipe, PCM_RATE_UPSTREAM } from "./media.js";
-import { subscribe } from "../subscribe.js";
+import { ReplyBook, type Reply } from "./replies.js";
 
-/** What the device is doing, as every wire reports it in its own words. */
-export type SatelliteState = "idle" | "listening" | "thinking" | "speaking" | "error";
-
-/** Who ends a turn: the upstream's VAD, or the device (`endTurn`). */
-export type TurnMode = "server_vad" | "client";
-
-/**
- * How a reply ended, as a satellite sees it. `failed`: the upstream could not finish the answer (an
- * `error` `response_failed` came first).
- */
-export type ReplyEndReason = "done" | "cancelled" | "interrupted" | "failed";
-
-/** How an approval ended: a person's answer (on any device or the UI), no answer in time, or withdrawn. */
-export type ApprovalOutcome = "approved" | "denied" | "timeout" | "cancelled";
-
-/** An approval to show on the device; answer it with `answerApproval`. */
-export interface ApprovalPrompt {
-  id: string;
-  server: string;
-  tool: string;
-  /** The raw JSON arguments string as the model produced it. */
-  arguments: string;
-  /** Whole seconds left before no answer counts as a denial. */
-  timeoutS: number;
-}
-
-export interface CoreEvents {
-  /** The device's state changed (never emitted twice in a row with the same value). */
-  state: [SatelliteState];
-  /** The upstream heard the user start speaking; emitted before the barge-in it may cause. */
-  "speech.start": [];
-  /** A reply begins; its audio follows once every earlier reply has been sent. */
-  "response.start": [{ id: string }];
-  /** A reply ended; emitted once per `response.start`, after its last audio frame. */
-  "response.end": [{ id: string; reason: ReplyEndReason }];
-  /** One paced frame of reply audio: PCM16 LE at the output rate, even length, a fresh Buffer. */
-  audio: [Buffer];
-  /** Stop playing and drop queued audio now (barge-in, cancel, or the upstream stopped the reply). */
-  clear: [];
-  transcript: [{ role: "user" | "assistant"; text: string; final: boolean }];
-  tool: [{ name: string; server: string; status: "started" | "completed" | "failed" }];
-  approval: [ApprovalPrompt];
-  /**
-   * An approval this device was shown has ended, wherever it was answered (this device, another,
-   * the web UI), or it timed out or was withdrawn: take the prompt down. Exactly once per `approval`.
-   */
-  "approval.done": [{ id: string; outcome: ApprovalOutcome }];
-  /**
-   * Something the device should be told. With `close` the connection cannot go on (an internal
-   * failure, a satellite that does not read): the wire sends it and closes with the code's status.
-   */
-  error: [{ code: SatelliteErrorCode; message: string; close: boolean }];
-  /** The conversation ended (idle timeout, upstream gone); the connection stays and may start another. */
-  end: [{ reason: string }];
-}
-
-/** What the core needs from the service; the same for every wire. */
-export interface CoreDeps {
-  conversations: ConversationSource;
-  approvals: ApprovalQueue;
-  logger: Logger;
-  metrics: Metrics;
-  limits: SatelliteLimits;
-  /** `satellites.conversation_idle_s`: a conversation ends after this long without speech. */
-  conversationIdleS: number;
-  /** Monotonic milliseconds; injectable for tests. */
-  now?: () => number;
-}
-
-/** What the wire negotiated with the device. */
-export interface CoreSession {
-  /** The device's id (hello `client_id`, configured device id, or address). */
-  satelliteId: string;
-  /** Whose spend and budget the conversations are (default: `satelliteId` on v1). */
-  device?: DeviceRef;
-  turn: TurnMode;
-  audio: { inRate: PcmRate; outRate: PcmRate };
-  /** Reply audio kept buffered on the device ahead of its play head (default 200 ms). */
-  leadMs?: number;
-  /** Bytes the wire has accepted but not yet written to the OS (reply audio backs off on it). */
-  sendBuffer: () => number;
-}
+export type {
+  ApprovalOutcome,
+  ApprovalPrompt,
+  CoreDeps,
+  CoreEvents,
+  CoreSession,
+  ReplyEndReason,
+  SatelliteState,
+  TurnMode,
+} from "./events.js";
 
 type ConversationSlot =
   | { status: "none"; endedAt: number }
@@ -125,26 +49,6 @@ type ConversationSlot =
     }
   | { status: "active"; generation: number; conversation: Conversation; detach: () => void };
 
-interface Reply {
-  readonly id: string;
-  /** This reply's audio is being pushed to the pacer (it is the head of the queue). */
-  playing: boolean;
-  /** Milliseconds of this reply pushed to the pacer so far. */
-  pushedMs: number;
-  /** Audio items of this reply and where each starts in the reply (ms), for `played`. */
-  readonly itemStarts: Map<string, number>;
-  /** Upstream said the response ended; with `done` the reply ends once its audio is sent. */
-  upstreamEnd: ResponseEndReason | null;
-  /** `end()` was called on the pacer for this reply; the next drain ends it. */
-  finishing: boolean;
-  /** 24 kHz audio received before this reply's turn to play (a previous reply is still playing). */
-  waiting: { itemId: string; pcm: Buffer }[];
-  waitingBytes: number;
-}
-
-/** Replies whose audio is ignored (stopped by barge-in/cancel); bounded. */
-const STOPPED_MEMORY = 16;
-
 export class SatelliteCore extends EventEmitter<CoreEvents> {
   readonly #deps: CoreDeps;
   readonly #session: CoreSession;
@@ -157,19 +61,16 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   #generation = 0;
   #state: SatelliteState = "idle";
   /** Replies in playback order; the head is the one playing. */
-  #replies: Reply[] = [];
-  readonly #stopped: string[] = [];
+  readonly #replies = new ReplyBook();
   /** End of the user's turn (speech stopped / `endTurn`), for turn_first_audio_seconds. */
   #turnEndAt: number | null = null;
   /** When microphone audio last arrived (monotonic ms): a client turn that streams is not idle. */
   #lastMicAt = Number.NEGATIVE_INFINITY;
-  #idleTimer: NodeJS.Timeout | null = null;
+  readonly #idle: IdleClock;
   /** Tool calls of the current conversation between `started` and `completed`/`failed`. */
   #toolsRunning = 0;
   /** Approvals shown on this satellite and still pending; each leaves with an `approval.done`. */
-  readonly #approvalIds = new Set<string>();
-  /** Listens to the queue only while this satellite shows an approval. */
-  #watchingApprovals = false;
+  readonly #approvals: ShownApprovals;
   /** The satellite has reported `played` at least once, so a barge-in waits briefly for it. */
   #reportsPlayback = false;
   #playbackDone: ((playedMs: number) => void) | null = null;
@@ -190,6 +91,12 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       ...(session.leadMs === undefined ? {} : { leadMs: session.leadMs }),
     });
     this.#pacer.on("drain", () => this.#onDrain());
+    this.#approvals = new ShownApprovals(deps.approvals, (done) => this.#emit("approval.done", done));
+    this.#idle = new IdleClock({
+      delayMs: deps.conversationIdleS * 1000,
+      busy: () => this.#busy(),
+      onIdle: () => this.#onIdle(),
+    });
   }
 
   /** Starts `idle`; every change is emitted as `state`. */
@@ -203,7 +110,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
   /** A reply is playing or queued (a `response.start` has not had its `response.end` yet). */
   get replying(): boolean {
-    return this.#replies.length > 0;
+    return this.#replies.size > 0;
   }
 
   /** A conversation is starting or running. */
@@ -222,7 +129,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     if (this.#closed) return;
     if (this.#slot.status === "none") void this.#startConversation();
     else if (this.#session.turn === "client") {
-      if (this.#replies.length > 0) this.#stopPlayback("cancelled");
+      if (this.#replies.size > 0) this.#stopPlayback("cancelled");
       this.#abandonTurn();
     }
     this.#setState("listening");
@@ -289,7 +196,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   /** A person answered an approval on the device; an unknown id emits `error` `approval_unknown`. */
   answerApproval(id: string, approve: boolean): void {
     if (this.#closed) return;
-    if (!this.#approvalIds.has(id) || !this.#deps.approvals.answer(id, approve, "satellite")) {
+    if (!this.#approvals.answer(id, approve)) {
       this.#error(
         "approval_unknown",
         `no pending approval ${JSON.stringify(id.slice(0, 64))} for this satellite`,
@@ -303,10 +210,10 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   async close(reason: string): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#unwatchApprovals();
+    this.#approvals.close();
     this.#playbackDone = null;
     this.#pacer.close();
-    this.#replies = [];
+    this.#replies.drop();
     const conversation = this.#releaseConversation();
     this.#generation++;
     if (this.#droppedOut > 0)
@@ -345,7 +252,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
       if (this.#slot.status !== "starting" || this.#slot.generation !== generation) return;
       // endedAt = now: streamed audio does not retry before restartGuardMs (startTurn does).
       this.#slot = { status: "none", endedAt: this.#now() };
-      this.#clearIdle();
+      this.#idle.clear();
       this.#log.warn({ err }, "could not start a conversation");
       if (err instanceof LimitError) this.#error(err.code, err.message);
       // An UpstreamUnavailableError's message is already the reason in words ("OpenAI quota exceeded").
@@ -428,38 +335,10 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   }
 
   #onApprovalRequest(p: PendingApproval): void {
-    if (this.#deps.approvals.get(p.id) === undefined) return; // already settled
-    this.#approvalIds.add(p.id);
-    this.#watchApprovals();
-    const timeoutS = Math.max(0, Math.ceil((p.expiresAt - Date.now()) / 1000));
-    this.#emit("approval", { id: p.id, server: p.server, tool: p.tool, arguments: p.arguments, timeoutS });
+    const prompt = this.#approvals.show(p);
+    if (prompt === undefined) return; // already settled
+    this.#emit("approval", prompt);
     this.#armIdle();
-  }
-
-  readonly #onApprovalResolved = (p: PendingApproval, d: ApprovalDecision): void => {
-    if (!this.#approvalIds.delete(p.id)) return;
-    if (this.#approvalIds.size === 0) this.#unwatchApprovals();
-    const outcome: ApprovalOutcome =
-      d.source === "timeout"
-        ? "timeout"
-        : d.source === "cancelled"
-          ? "cancelled"
-          : d.approve
-            ? "approved"
-            : "denied";
-    this.#emit("approval.done", { id: p.id, outcome });
-  };
-
-  #watchApprovals(): void {
-    if (this.#watchingApprovals) return;
-    this.#watchingApprovals = true;
-    this.#deps.approvals.on("resolved", this.#onApprovalResolved);
-  }
-
-  #unwatchApprovals(): void {
-    if (!this.#watchingApprovals) return;
-    this.#watchingApprovals = false;
-    this.#deps.approvals.off("resolved", this.#onApprovalResolved);
   }
 
   /** The conversation ended by itself (upstream gone, session expired). */
@@ -474,7 +353,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
   #releaseConversation(): Conversation | null {
     const slot = this.#slot;
-    this.#clearIdle();
+    this.#idle.clear();
     this.#toolsRunning = 0;
     this.#slot = { status: "none", endedAt: this.#now() };
     if (slot.status !== "active") return null;
@@ -484,33 +363,27 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
   /** (Re)starts the idle clock; it fires only when no reply plays, no tool runs and no approval is pending. */
   #armIdle(): void {
-    this.#clearIdle();
-    if (this.#slot.status === "none") return;
-    this.#idleTimer = setTimeout(() => {
-      this.#idleTimer = null;
-      for (const id of this.#approvalIds)
-        if (this.#deps.approvals.get(id) === undefined) this.#approvalIds.delete(id);
-      if (this.#replies.length > 0 || this.#approvalIds.size > 0 || this.#toolsRunning > 0)
-        return this.#armIdle();
-      // Push-to-talk held open: the device streams its microphone, with no upstream VAD to say so.
-      const idleMs = this.#deps.conversationIdleS * 1000;
-      if (
-        this.#session.turn === "client" &&
-        this.#state === "listening" &&
-        this.#now() - this.#lastMicAt < idleMs
-      )
-        return this.#armIdle();
-      const c = this.#releaseConversation();
-      this.#log.info("conversation ended after idle timeout");
-      this.#setState("idle");
-      this.#emit("end", { reason: "idle" });
-      if (c !== null) void c.end("idle");
-    }, this.#deps.conversationIdleS * 1000);
+    this.#idle.clear();
+    if (this.#slot.status !== "none") this.#idle.arm();
   }
 
-  #clearIdle(): void {
-    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
-    this.#idleTimer = null;
+  #busy(): boolean {
+    this.#approvals.prune();
+    if (this.#replies.size > 0 || this.#approvals.size > 0 || this.#toolsRunning > 0) return true;
+    // Push-to-talk held open: the device streams its microphone, with no upstream VAD to say so.
+    return (
+      this.#session.turn === "client" &&
+      this.#state === "listening" &&
+      this.#now() - this.#lastMicAt < this.#deps.conversationIdleS * 1000
+    );
+  }
+
+  #onIdle(): void {
+    const c = this.#releaseConversation();
+    this.#log.info("conversation ended after idle timeout");
+    this.#setState("idle");
+    this.#emit("end", { reason: "idle" });
+    if (c !== null) void c.end("idle");
   }
 
   // ── replies & playback ─────────────────────────────────────────────────────────────────────
@@ -518,40 +391,21 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   // Replies play one after another through the connection's pacer: a reply's audio is pushed only
   // once the previous reply has been sent completely (its `response.end` goes out at that moment).
 
-  #onResponseStart(id: string): void {
-    if (this.#replyOf(id) !== undefined || this.#stopped.includes(id)) return;
-    this.#replies.push({
-      id,
-      playing: this.#replies.length === 0,
-      pushedMs: 0,
-      itemStarts: new Map(),
-      upstreamEnd: null,
-      finishing: false,
-      waiting: [],
-      waitingBytes: 0,
-    });
+  #onResponseStart(id: string): Reply | undefined {
+    const reply = this.#replies.start(id);
+    if (reply === undefined) return undefined;
     this.#emit("response.start", { id });
     if (this.#state !== "speaking") this.#setState("thinking");
-    this.#clearIdle();
-  }
-
-  #replyOf(id: string): Reply | undefined {
-    return this.#replies.find((r) => r.id === id);
+    this.#idle.clear();
+    return reply;
   }
 
   #onReplyAudio(responseId: string, itemId: string, pcm: Buffer): void {
-    if (this.#stopped.includes(responseId)) return;
-    let reply = this.#replyOf(responseId);
-    if (reply === undefined) {
-      this.#onResponseStart(responseId);
-      reply = this.#replyOf(responseId);
-      if (reply === undefined) return;
-    }
+    if (this.#replies.ended(responseId)) return;
+    const reply = this.#replies.get(responseId) ?? this.#onResponseStart(responseId);
+    if (reply === undefined) return;
     if (reply.playing) return this.#push(reply, itemId, pcm);
-    const maxBytes = (this.#limits.maxQueuedReplyMs / 1000) * PCM_RATE_UPSTREAM * 2;
-    if (reply.waitingBytes + pcm.byteLength > maxBytes) return;
-    reply.waiting.push({ itemId, pcm });
-    reply.waitingBytes += pcm.byteLength;
+    this.#replies.hold(reply, itemId, pcm, (this.#limits.maxQueuedReplyMs / 1000) * PCM_RATE_UPSTREAM * 2);
   }
 
   /** Resamples 24 kHz audio of the playing reply and queues it on the pacer. */
@@ -588,12 +442,9 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   }
 
   #onResponseEnd(id: string, reason: ResponseEndReason): void {
-    let reply = this.#replyOf(id);
-    if (reply === undefined && reason === "failed" && !this.#stopped.includes(id)) {
-      // Failed before saying anything: the device still gets the reply's start and end, then idle.
-      this.#onResponseStart(id);
-      reply = this.#replyOf(id);
-    }
+    let reply = this.#replies.get(id);
+    // Failed before saying anything: the device still gets the reply's start and end, then idle.
+    if (reply === undefined && reason === "failed") reply = this.#onResponseStart(id);
     if (reply === undefined) return; // already ended locally (barge-in/cancel) or never started
     reply.upstreamEnd = reason;
     if (reason === "done" || reason === "failed") {
@@ -622,38 +473,27 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   }
 
   #onDrain(): void {
-    const head = this.#replies[0];
+    const head = this.#replies.head;
     if (head?.finishing) this.#endReply(head, head.upstreamEnd ?? "done");
   }
 
   /** Emits `response.end` once, forgets the reply and starts the next one's playback. */
   #endReply(reply: Reply, reason: ResponseEndReason): void {
-    const idx = this.#replies.indexOf(reply);
-    if (idx < 0) return;
-    this.#replies.splice(idx, 1);
-    this.#remember(reply.id);
+    if (!this.#replies.end(reply)) return;
     this.#emit("response.end", { id: reply.id, reason });
-    const next = this.#replies[0];
-    if (next !== undefined && !next.playing) {
-      next.playing = true;
-      const queued = next.waiting.splice(0);
-      next.waitingBytes = 0;
-      for (const w of queued) this.#push(next, w.itemId, w.pcm);
-      if (next.upstreamEnd === "done" || next.upstreamEnd === "failed") this.#finish(next);
+    const next = this.#replies.promote();
+    if (next !== undefined) {
+      for (const w of next.held) this.#push(next.reply, w.itemId, w.pcm);
+      if (next.reply.upstreamEnd === "done" || next.reply.upstreamEnd === "failed") this.#finish(next.reply);
       return;
     }
-    if (this.#replies.length === 0 && this.#slot.status === "active") {
+    if (this.#replies.size === 0 && this.#slot.status === "active") {
       if (reason === "failed") {
         this.#setState("error");
         this.#setState("idle");
       } else if (this.#state === "speaking" || this.#state === "thinking") this.#setState("listening");
       this.#armIdle();
     }
-  }
-
-  #remember(id: string): void {
-    this.#stopped.push(id);
-    if (this.#stopped.length > STOPPED_MEMORY) this.#stopped.shift();
   }
 
   #onSpeechStarted(): void {
@@ -676,16 +516,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     this.#pipe.resetSpeaker();
     const slot = this.#slot;
     const conversation = slot.status === "active" ? slot.conversation : null;
-    let headStartMs: number | null = null;
-    const unheard: string[] = [];
-    let responseInFlight = false;
-    for (const reply of this.#replies) {
-      for (const [itemId, startMs] of reply.itemStarts)
-        if (itemId === position.itemId) headStartMs = startMs;
-        else unheard.push(itemId);
-      for (const w of reply.waiting) if (!unheard.includes(w.itemId)) unheard.push(w.itemId);
-      if (reply.upstreamEnd === null) responseInFlight = true;
-    }
+    const { headStartMs, unheard, responseInFlight } = this.#replies.snapshot(position.itemId);
     this.#endAll(reason);
     this.#setState("listening");
     if (conversation === null) return;
@@ -719,7 +550,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
   /** Drops every reply without touching the upstream (the conversation is gone). */
   #dropAllReplies(): void {
-    if (this.#replies.length === 0) return;
+    if (this.#replies.size === 0) return;
     if (this.#pacer.active) this.#emit("clear");
     this.#pacer.clear();
     this.#pipe.resetSpeaker();
@@ -728,12 +559,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
 
   /** `response.end` for every reply, none of them played further. */
   #endAll(reason: "interrupted" | "cancelled"): void {
-    const replies = this.#replies;
-    this.#replies = [];
-    for (const reply of replies) {
-      this.#remember(reply.id);
-      this.#emit("response.end", { id: reply.id, reason });
-    }
+    for (const reply of this.#replies.endAll()) this.#emit("response.end", { id: reply.id, reason });
     this.#armIdle();
   }
 

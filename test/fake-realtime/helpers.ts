@@ -10,6 +10,23 @@ import type { RoutedTool, ServerStatus, ToolCallOutcome, ToolProvider } from "..
 import { createMetrics, type Metrics } from "../../src/metrics.js";
 import type { Conversation, ConversationEvents } from "../../src/realtime/conversation.js";
 
+/**
+ * The `everything` MCP server as a client (stdio) server entry of the config, with its approval
+ * policy. `command` defaults to the name the engine tests use (it is not spawned by the engine).
+ */
+export function clientEverything(
+  requireApproval: McpServerConfig["require_approval"],
+  command = "mcp-server-everything",
+) {
+  return {
+    name: "everything",
+    mode: "client",
+    transport: "stdio",
+    command,
+    require_approval: requireApproval,
+  } as const;
+}
+
 export const silentLogger = (): Logger => pino({ level: "silent" });
 
 export const freshMetrics = (): Metrics => createMetrics(new Registry(), { defaults: false });
