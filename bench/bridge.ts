@@ -365,7 +365,8 @@ function round({ latencies, cpuPerFrameUs }: Measured): Round {
 /**
  * Knobs for a focused run (all optional): `BENCH_BRIDGE_PATHS=v1,underzenith`, `BENCH_BRIDGE_SIZES=100`,
  * `BENCH_BRIDGE_ROUNDS=7` (at every size), `BENCH_CPU_PROF=DIR`, which runs the service and the
- * relay with `--cpu-prof` and leaves their profiles in DIR and DIR/relay when they stop, and
+ * relay with `--cpu-prof` and leaves their profiles in DIR and DIR/relay (DIR/before for the
+ * build below) when they stop, and
  * `BENCH_BRIDGE_BEFORE=FILE`, another build's `dist/main.js` (say, main's, in a second checkout),
  * run as a third process in the same alternation (relay, before, ours…) and reported in rows of its
  * own, named after `BENCH_BRIDGE_BEFORE_LABEL` (default "before").
@@ -405,7 +406,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       startService(
         fake,
         port,
-        i === 0 ? opts.profileDir : undefined,
+        i === 0 || opts.profileDir === undefined ? opts.profileDir : join(opts.profileDir, "before"),
         i === 0 ? undefined : opts.before?.mainJs,
       ),
     ),
