@@ -32,15 +32,23 @@ export class SpeechGate {
   push(pcm: Buffer): void {
     this.#bytes += pcm.length;
     if (this.#loudFrames >= this.#minFrames) return;
-    const samples = pcm16View(pcm.subarray(0, pcm.length & ~1));
+    const even = pcm.length & ~1;
+    const samples = pcm16View(even === pcm.length ? pcm : pcm.subarray(0, even));
+    // Locals in the loop, fields written back once: this runs on every microphone frame.
+    let sumSquares = this.#sumSquares;
+    let count = this.#samples;
+    let loud = this.#loudFrames;
     for (let i = 0; i < samples.length; i++) {
       const s = samples[i]!;
-      this.#sumSquares += s * s;
-      if (++this.#samples < FRAME_SAMPLES) continue;
-      if (this.#sumSquares / FRAME_SAMPLES >= this.#threshold) this.#loudFrames++;
-      this.#samples = 0;
-      this.#sumSquares = 0;
+      sumSquares += s * s;
+      if (++count < FRAME_SAMPLES) continue;
+      if (sumSquares / FRAME_SAMPLES >= this.#threshold) loud++;
+      count = 0;
+      sumSquares = 0;
     }
+    this.#sumSquares = sumSquares;
+    this.#samples = count;
+    this.#loudFrames = loud;
   }
 
   /**
