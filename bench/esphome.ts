@@ -1,7 +1,9 @@
 /**
  * ESPHome benchmark: the whole service (device manager, turn, reply stream over HTTP) with an emulated
  * Voice PE on loopback and the fake Realtime server, whose model takes a fixed 250 ms to answer and
- * streams its audio 4× faster than real time. Per reply format (MP3, WAV):
+ * streams its audio 4× faster than real time; the device's paused decoder is the current firmware's
+ * (`audio_decoder.cpp`: an MP3 decoder holds its first fill and one frame). Per reply format (MP3 at the
+ * speech bitrate, WAV):
  * - end of speech (the upstream VAD's `speech_stopped`) → the first sound by the device's start rule,
  *   against end of speech → the upstream's first audio delta, in the same turn;
  * - what the product adds beyond the start rule: first sound − the moment the upstream had sent as much
@@ -32,6 +34,8 @@ interface FormatTimings {
   added: number[];
   /** Audio (ms) the device had received at its first sound: what its start rule needed. */
   needed: number[];
+  /** Of that, what its paused decoder had taken out of the count (ms). */
+  held: number[];
 }
 
 /** Milliseconds of 24 kHz reply audio in `bytes` of the stream as served. */
@@ -56,16 +60,21 @@ async function measure(format: ReplyFormat, turns: number): Promise<FormatTiming
   };
   h.fake.connections.forEach(hook);
   h.fake.on("connection", hook);
-  const out: FormatTimings = { firstSound: [], firstDelta: [], added: [], needed: [] };
+  const out: FormatTimings = { firstSound: [], firstDelta: [], added: [], needed: [], held: [] };
   try {
     const dev = h.devices[0]!;
     let receivedAtSound = NaN;
-    dev.mediaPlayer.on("sound", (s) => (receivedAtSound = s.receivedBytes));
+    let heldAtSound = NaN;
+    dev.mediaPlayer.on("sound", (s) => {
+      receivedAtSound = s.receivedBytes;
+      heldAtSound = s.heldByDecoder;
+    });
     await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
     const speech = await fixturePcm("kitchen_light_16k.wav");
     for (let i = 0; i < turns; i++) {
       sent.length = 0;
       receivedAtSound = NaN;
+      heldAtSound = NaN;
       const run = await dev.wake(speech);
       const need = streamMs(format, receivedAtSound);
       if (run.error || run.firstSoundAt === null) throw new Error(`run failed: ${JSON.stringify(run.error)}`);
@@ -88,6 +97,7 @@ async function measure(format: ReplyFormat, turns: number): Promise<FormatTiming
       out.firstDelta.push(first.t - speechEndAt);
       out.added.push(run.firstSoundAt - ready);
       out.needed.push(need);
+      out.held.push(format === "wav" ? heldAtSound / 48 : (heldAtSound * 8) / MP3_SPEECH_BITRATE_KBPS);
     }
   } finally {
     await h.close();
@@ -111,7 +121,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       baseline: delta,
       baselineName: `upstream's first audio delta (${REPLY_DELAY_MS} ms model delay)`,
       ratio: sound / delta,
-      note: `the device's start rule needed ${Math.round(median(t.needed))} ms of audio first; p90 ${percentile(t.firstSound, 90).toFixed(0)} ms`,
+      note: `the device's start rule needed ${Math.round(median(t.needed))} ms of audio first (its paused decoder held ${Math.round(median(t.held))} ms of it); p90 ${percentile(t.firstSound, 90).toFixed(0)} ms`,
     });
     rows.push({
       group: GROUP,

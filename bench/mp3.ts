@@ -1,6 +1,6 @@
 /**
  * MP3 reply encoding (ESPHome route): the CPU time LAME (WebAssembly) needs per second of speech, as the
- * reply stream feeds it — 24 kHz mono PCM16 in 40 ms chunks, 128 kbit/s — and the first-use load time.
+ * reply stream feeds it — 24 kHz mono PCM16 in 40 ms chunks, at the speech bitrate — and the first-use load time.
  *
  * CPU time is the process's user + system time around the encoding (`process.cpuUsage`), median over runs
  * of a 30 s signal built from the speech fixtures; the baseline is real time (1000 ms of CPU per second of

@@ -79,6 +79,9 @@ export const ESPHOME_VOICE_ERRORS = {
   upstream_unavailable: { message: "the Realtime upstream cannot be reached" },
   response_failed: { message: "the assistant could not finish its answer" },
   no_reply_url: { message: "the device cannot be given an address to fetch the reply from" },
+  budget_exceeded: {
+    message: "today's voice budget is used up (cost.daily_budget_usd); it resets at midnight",
+  },
   timeout: { message: "the assistant did not answer in time" },
   internal: { message: "internal error" },
 } as const satisfies Record<string, { message: string }>;

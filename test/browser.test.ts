@@ -41,6 +41,7 @@ import {
 } from "./fake-realtime/server.js";
 import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
 import { CHROMIUM_ARGS, findChromium, type FoundChromium } from "./helpers/chromium.js";
+import { startHarness, type Harness } from "./esphome-helpers.js";
 
 const AUDIO = (name: string) => fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
@@ -662,5 +663,73 @@ describe("cost in a real browser", () => {
     expect((await cost.report()).budget_usd).toBe(2.001);
     await admin.screenshot({ path: join(ARTIFACTS, "ingress-cost.png"), fullPage: true });
     await admin.close();
+  }, 60_000);
+});
+
+describe("ESPHome voice devices in a real browser", () => {
+  let h: Harness;
+  let proxy: IngressProxy;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    h = await startHarness({ devices: [{}], overrides: { ownershipRetryMs: 300 } });
+    proxy = await startIngressProxy({ target: h.ingress });
+    browser = await chromium.launch({
+      executablePath: (await findChromium()).executablePath,
+      args: [...CHROMIUM_ARGS],
+      timeout: 20_000,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await proxy?.close();
+    await h?.close();
+  }, 30_000);
+
+  it("the card lists the emulated Voice PE with its owner in words; the switch takes it over from Home Assistant and gives it back", async () => {
+    const dev = h.devices[0]!;
+    await h.waitDevice(dev.name, (d) => d.connected);
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    page.setDefaultTimeout(15_000);
+    await page.goto(`${proxy.url}/`);
+    const row = page.locator(`#esphome-card:not([hidden]) .esphome-device[data-device="${dev.name}"]`);
+    await row.locator(".secondary", { hasText: "left to Home Assistant" }).waitFor();
+    await expect(row.textContent()).resolves.toContain(`127.0.0.1:${dev.port} · listed in the options`);
+    const toggle = row.getByRole("switch", { name: `Answer ${dev.name} with OpenVoice` });
+    expect(await toggle.isChecked()).toBe(false);
+
+    // On: OpenVoice answers the device.
+    await toggle.check({ force: true });
+    await row.locator(".secondary", { hasText: "answered by OpenVoice" }).waitFor();
+    expect(dev.voiceOwner).toMatch(/^OpenVoice MCP /);
+    // Off: given back.
+    await toggle.uncheck({ force: true });
+    await row.locator(".secondary", { hasText: "left to Home Assistant" }).waitFor();
+    await until("the voice assistant given back", () => (dev.voiceOwner === null ? true : undefined));
+    expect(await toggle.isChecked()).toBe(false);
+
+    // Home Assistant answers it now: switched on, nothing is stolen, and the row says so in words.
+    const homeAssistant = await dev.connectAsOtherClient();
+    await toggle.check({ force: true });
+    await row.locator(".secondary", { hasText: "answered by Home Assistant (or another client)" }).waitFor();
+    await row
+      .locator(".error", { hasText: `Home Assistant still owns the voice assistant of ${dev.name}` })
+      .waitFor();
+    expect(dev.voiceOwner).toBe("Home Assistant 2026.9.0");
+    await page.screenshot({ path: join(ARTIFACTS, "ingress-esphome-owned-elsewhere.png"), fullPage: true });
+    // Home Assistant lets go (its entity disabled): OpenVoice answers the device, the words go.
+    homeAssistant.subscribe(false);
+    await row.locator(".secondary", { hasText: "answered by OpenVoice" }).waitFor();
+    await row.locator(".error:empty").waitFor({ state: "attached" });
+    expect(dev.voiceOwner).toMatch(/^OpenVoice MCP /);
+    expect(await toggle.isChecked()).toBe(true);
+    await page.screenshot({ path: join(ARTIFACTS, "ingress-esphome.png"), fullPage: true });
+    // The choice is kept in /data.
+    const saved = await readFile(join(h.dataDir, STATE_FILE), "utf8");
+    expect(saved).toContain(dev.name);
+    homeAssistant.close();
+    await page.close();
   }, 60_000);
 });

@@ -3,7 +3,10 @@
  * loopback: a wrong key and an unreachable device in words, a device that comes back, another client
  * owning the voice assistant, and taking over / giving back from the UI with the choice kept in /data.
  */
+import { execFile } from "node:child_process";
 import net from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { startEmulatedDevice, type EmulatedDevice } from "./esphome/emulator/index.js";
 import { startHarness, utterance, type Harness } from "./esphome-helpers.js";
@@ -130,17 +133,48 @@ describe("ESPHome devices", () => {
       esphome: { devices: [{ host: dev.host, port: dev.port }] },
     });
     await again.waitDevice(dev.name, (x) => x.take_over && x.owner === "openvoice");
+    // The UI gives it back: kept against the option as it is now (unset, false).
+    await again.post(`/api/esphome/${dev.name}`, { take_over: false });
     await again.app.close();
+    const restart = (take_over?: boolean): Promise<Harness> =>
+      harness({
+        dataDir,
+        devices: [],
+        esphome: {
+          devices: [{ host: dev.host, port: dev.port, ...(take_over !== undefined ? { take_over } : {}) }],
+        },
+      });
 
-    // The option now says false explicitly where it was unset: the option changed, it decides.
-    const third = await harness({
-      dataDir,
-      devices: [],
-      esphome: { devices: [{ host: dev.host, port: dev.port, take_over: true }] },
-    });
-    await third.waitDevice(dev.name, (x) => x.take_over);
+    // The option changes to true: it wins over the UI's older "off".
+    const third = await restart(true);
+    await third.waitDevice(dev.name, (x) => x.take_over && x.owner === "openvoice");
+    // The UI turns it off again while the option says true: the UI wins from now on...
     await third.post(`/api/esphome/${dev.name}`, { take_over: false });
-    expect((await third.list())[0]!.take_over).toBe(false);
+    await third.app.close();
+    const fourth = await restart(true);
+    await fourth.waitDevice(dev.name, (x) => x.connected);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await fourth.list())[0]).toMatchObject({ take_over: false });
+    expect(dev.voiceOwner).toBeNull();
+    await fourth.app.close();
+    // ...until the option changes again.
+    const fifth = await restart(false);
+    await fifth.waitDevice(dev.name, (x) => x.connected);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await fifth.list())[0]).toMatchObject({ take_over: false });
+    await fifth.post(`/api/esphome/${dev.name}`, { take_over: true });
+    await fifth.app.close();
+    const sixth = await restart(false);
+    await sixth.waitDevice(dev.name, (x) => x.take_over && x.owner === "openvoice");
+  });
+
+  it("start-up stays lean: the device manager, the turn and the API client load only once the service listens", async () => {
+    const script = fileURLToPath(new URL("./esphome/lazy-service.mjs", import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", script]);
+    expect(JSON.parse(stdout)).toEqual({
+      before: [],
+      after: ["runtime", "devices", "turn", "esphome-client"],
+    });
   });
 
   it("announce: 404 for an unknown device, 409 with words when not taken over", async () => {

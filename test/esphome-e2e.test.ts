@@ -5,7 +5,11 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { VoiceEvent } from "../src/esphome/api/index.js";
-import { LINUX_VOICE_ASSISTANT_FLAGS } from "./esphome/emulator/index.js";
+import {
+  LINUX_VOICE_ASSISTANT_FLAGS,
+  type EmulatedDevice,
+  type RunRecord,
+} from "./esphome/emulator/index.js";
 import { metricValue } from "./fake-realtime/helpers.js";
 import { tone } from "./fake-realtime/server.js";
 import { FULL_RUN, startHarness, utterance, type Harness } from "./esphome-helpers.js";
@@ -81,7 +85,12 @@ describe("ESPHome voice satellite end to end", () => {
     expect(withAudio).toHaveLength(1);
   });
 
-  it("the stop word during the reply: truncated at what the device played, no error, and the next wake continues", async () => {
+  /**
+   * A long reply is stopped on the device by `stop` once some of it played: truncated at what the
+   * device played, no error, no TTS_END (DESIGN §11's trap), the device idle, and the next wake
+   * continues the same upstream conversation.
+   */
+  async function stoppedDuringReply(stop: (dev: EmulatedDevice) => Promise<RunRecord | void>): Promise<void> {
     h = await startHarness({
       entries: [{ take_over: true }],
       fake: { replyAudio: tone(8000), audioSpeed: 1 },
@@ -92,12 +101,14 @@ describe("ESPHome voice satellite end to end", () => {
     const running = dev.wake(await utterance());
     await expect.poll(() => dev.state, { timeout: 10_000 }).toBe("STREAMING_RESPONSE");
     await new Promise((r) => setTimeout(r, 2200)); // past the WAV start rule: some of it plays
-    dev.stopWord();
+    const stopped = await stop(dev);
     const run = await running;
+    if (stopped) expect(stopped).toBe(run); // a wake word during a run starts no run of its own
     expect(run.error).toBeNull();
+    expect(run.followUps).toHaveLength(0);
     const types = run.events.map((e) => e.type);
     expect(types).not.toContain(E.ERROR);
-    expect(types).not.toContain(E.TTS_END); // DESIGN §11's trap: never after a stop
+    expect(types).not.toContain(E.TTS_END);
     expect(dev.state).toBe("IDLE");
     const conn = h.fake.connections.find((c) =>
       c.received.some((e) => e.type === "input_audio_buffer.append"),
@@ -106,10 +117,78 @@ describe("ESPHome voice satellite end to end", () => {
     const t = conn.received.find((e) => e.type === "conversation.item.truncate") as { audio_end_ms: number };
     expect(t.audio_end_ms).toBeGreaterThan(0);
     expect(t.audio_end_ms).toBeLessThan(run.playedMs + 400);
-    // The next wake continues the same upstream conversation.
     const id = run.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id;
     const next = await dev.wake(await utterance());
-    expect(next.events.find((e) => e.type === E.INTENT_END)?.data.conversation_id).toBe(id);
+    expect(next.events.map((e) => e.type)).toEqual(FULL_RUN);
+    expect(next.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id).toBe(id);
+    // One upstream conversation heard both questions.
+    const withAudio = h.fake.connections.filter((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    );
+    expect(withAudio).toEqual([conn]);
+  }
+
+  it("the stop word during the reply: truncated at what the device played, no error, and the next wake continues", async () => {
+    await stoppedDuringReply((dev) => Promise.resolve(dev.stopWord()));
+  });
+
+  it("barge-in: a wake word during the reply stops it as the Voice PE does (voice_assistant.stop), truncated, no error, and the next wake continues", async () => {
+    await stoppedDuringReply(async (dev) => dev.wake(await utterance()));
+  });
+
+  it("a wake word while the device awaits the answer: the run ends (RUN_END), no error, the device idle, and the next wake continues", async () => {
+    h = await startHarness({
+      entries: [{ take_over: true }],
+      fake: { replyAudio: tone(300), replyDelayMs: 2500 },
+    });
+    const dev = h.devices[0]!;
+    await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
+    const running = dev.wake(await utterance());
+    await expect.poll(() => dev.state, { timeout: 10_000 }).toBe("AWAITING_RESPONSE");
+    await dev.wake(await utterance()); // voice_assistant.stop: start=false, then it waits for RUN_END
+    const run = await running;
+    expect(dev.state).toBe("IDLE");
+    expect(run.error).toBeNull();
+    const types = run.events.map((e) => e.type);
+    expect(types.slice(-2)).toEqual([E.INTENT_END, E.RUN_END]);
+    expect(types).not.toContain(E.TTS_END);
+    const id = run.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id;
+    const next = await dev.wake(await utterance());
+    expect(next.events.map((e) => e.type)).toEqual(FULL_RUN);
+    expect(next.events.find((e) => e.type === E.INTENT_END)!.data.conversation_id).toBe(id);
+  });
+
+  it("failover: the upstream drops between runs; the next wake is answered in the same conversation, its turns carried over", async () => {
+    h = await startHarness({
+      entries: [{ take_over: true }],
+      fake: { replyAudio: tone(300), userTranscript: "turn on the kitchen light", replyTranscript: "Done." },
+    });
+    const dev = h.devices[0]!;
+    await h.waitDevice(dev.name, (d) => d.owner === "openvoice");
+    const first = await dev.wake(await utterance());
+    expect(first.error).toBeNull();
+    const conn = h.fake.connections.find((c) =>
+      c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
+    const before = h.fake.connections.length;
+    conn.drop();
+    await expect.poll(() => h!.fake.connections.length, { timeout: 10_000 }).toBeGreaterThan(before);
+    const next = await dev.wake(await utterance());
+    expect(next.error).toBeNull();
+    expect(next.events.map((e) => e.type)).toEqual(FULL_RUN);
+    const id = (r: RunRecord): string | undefined =>
+      r.events.find((e) => e.type === E.INTENT_END)?.data.conversation_id;
+    expect(id(next)).toBe(id(first));
+    const heard = h.fake.connections.find(
+      (c) => c !== conn && c.received.some((e) => e.type === "input_audio_buffer.append"),
+    )!;
+    const instructions = heard.received
+      .flatMap((e) =>
+        e.type === "session.update" && e.session.type === "realtime" ? [e.session.instructions ?? ""] : [],
+      )
+      .join("\n");
+    expect(instructions).toContain("User: turn on the kitchen light");
+    expect(instructions).toContain("Assistant: Done.");
   });
 
   it("linux-voice-assistant's feature flags are served like a Voice PE", async () => {

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { createLogger } from "../src/log.js";
 import { startHarness, utterance, type Harness } from "./esphome-helpers.js";
 import { startEmulatedDevice, type EmulatedDevice } from "./esphome/emulator/index.js";
 import { startFakeHa, type FakeHa } from "./esphome/fake-ha.js";
@@ -109,6 +110,37 @@ describe("ESPHome devices Home Assistant knows", () => {
     } finally {
       clearInterval(letGo);
       ha.close();
+    }
+  });
+
+  it("keys are never logged (trace level) nor shown by the admin API, discovered or listed", async () => {
+    dev = await startEmulatedDevice({ encryptionKey: KEY });
+    const listed = Buffer.alloc(32, 9).toString("base64");
+    dir = await haConfigFolder(dev);
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: "trace",
+      destination: { write: (line: string) => void lines.push(line) },
+      format: "line",
+    });
+    h = await startHarness({
+      devices: [{ encryptionKey: listed, name: "listed-voice" }],
+      entries: [{ encryption_key: listed, take_over: true }],
+      esphome: { discover: true, ha_config_dir: dir },
+      logger,
+    });
+    await h.waitDevice(dev.name, (d) => d.connected);
+    await h.waitDevice("listed-voice", (d) => d.owner === "openvoice");
+    expect((await h.devices[0]!.wake(await utterance())).error).toBeNull();
+    const shown: string[] = [];
+    for (const path of ["/api/esphome", "/api/status", "/api/servers", "/api/satellite", "/api/cost"])
+      shown.push(await (await fetch(`${h.ingress}${path}`)).text());
+    shown.push(await (await fetch(`${h.ingress}/metrics`)).text());
+    expect(lines.length).toBeGreaterThan(20);
+    const forms = (k: string): string[] => [k, Buffer.from(k, "base64").toString("hex")];
+    for (const key of [...forms(KEY), ...forms(listed)]) {
+      expect(lines.join("\n")).not.toContain(key);
+      expect(shown.join("\n")).not.toContain(key);
     }
   });
 

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createApp, type App } from "../src/app.js";
 import { parseWav } from "../src/audio/wav.js";
 import { VoiceEvent } from "../src/esphome/api/index.js";
+import type { Logger } from "../src/log.js";
 import { ConfigSchema, type ConfigInput } from "../src/config/model.js";
 import type { EsphomeDeviceView } from "../src/esphome/admin.js";
 import type { EsphomeRuntimeOverrides } from "../src/esphome/runtime.js";
@@ -78,6 +79,8 @@ export async function startHarness(o: {
   overrides?: EsphomeRuntimeOverrides;
   config?: Partial<ConfigInput>;
   dataDir?: string;
+  /** Default silent. */
+  logger?: Logger;
 }): Promise<Harness> {
   const fake = await startFakeRealtime(o.fake ?? {});
   const devices = await Promise.all((o.devices ?? [{}]).map((d) => startEmulatedDevice(d)));
@@ -100,7 +103,7 @@ export async function startHarness(o: {
       },
     }),
     env: {},
-    logger: silentLogger(),
+    logger: o.logger ?? silentLogger(),
     dataDir,
   });
   const service = await wireService(app, {

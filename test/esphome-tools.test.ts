@@ -97,6 +97,22 @@ describe("ESPHome tools, approvals and announcements", () => {
     expect(await (await fetch(`${hh.ingress}/api/approvals`)).json()).toMatchObject({ approvals: [] });
   });
 
+  it("timers survive a reconnect of the device: shown again at once (UPDATED), then FINISHED on time", async () => {
+    const hh = await takenOver({ fake: { replyAudio: tone(300) } });
+    const dev = hh.devices[0]!;
+    hh.fake.script({ kind: "function_call", name: "start_timer", arguments: '{"seconds":4,"name":"pasta"}' });
+    await dev.wake(await utterance());
+    expect(dev.timerEvents.map((e) => e.type)).toEqual([0]);
+    const id = dev.timerEvents[0]!.timerId;
+    dev.dropConnections();
+    await hh.waitDevice(dev.name, (d) => !d.connected);
+    await hh.waitDevice(dev.name, (d) => d.connected && d.owner === "openvoice");
+    await expect.poll(() => dev.timerEvents.map((e) => e.type), { timeout: 8000 }).toEqual([0, 1, 3]);
+    expect(dev.timerEvents[1]).toMatchObject({ timerId: id, name: "pasta", totalSeconds: 4, isActive: true });
+    expect(dev.timerEvents[1]!.secondsLeft).toBeLessThanOrEqual(4);
+    expect(dev.timerEvents[2]).toMatchObject({ timerId: id, name: "pasta", secondsLeft: 0 });
+  });
+
   it("an announcement is spoken on the device and answered once it played", async () => {
     const speech = tone(700, 330);
     const hh = await takenOver({ fake: { speechAudio: () => speech } });

@@ -266,7 +266,7 @@ describe("ESPHome voice run", () => {
     expect(truncate.audio_end_ms).toBeLessThan(1200);
   });
 
-  it("the device ends the run itself (start: false, e.g. voice_assistant.stop): no event follows, the reply is cut upstream", async () => {
+  it("the device ends the run itself (start: false, e.g. voice_assistant.stop): only INTENT_END with the conversation and RUN_END follow, the reply is cut upstream", async () => {
     const { device, fake, metrics } = await setup({ replyAudio: tone(6000), audioSpeed: 1, chunkMs: 100 });
     device.wake();
     device.speak(await speech());
@@ -283,7 +283,11 @@ describe("ESPHome voice run", () => {
     const conn = fake.connections[0]!;
     await conn.waitFor("conversation.item.truncate");
     await new Promise((r) => setTimeout(r, 300));
-    expect(device.events.length).toBe(sentBefore); // no TTS_END (DESIGN §11's trap), no RUN_END
+    // No TTS_END (DESIGN §11's trap); the conversation id, so the next wake continues it.
+    const after = device.events.slice(sentBefore);
+    expect(typesOf(after)).toEqual([E.INTENT_END, E.RUN_END]);
+    expect(after[0]!.data).toEqual({ conversation_id: expect.any(String), continue_conversation: "0" });
+    expect(after[0]!.data.conversation_id).not.toBe("");
     expect(await metricValue(metrics, "openvoice_esphome_turns_total", { outcome: "aborted" })).toBe(1);
   });
 

@@ -13,6 +13,7 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { VoiceFeature, type DeviceConnection, type VoiceOwner } from "./api/index.js";
 import type { AnnounceOutcome, EsphomeAdmin, EsphomeDeviceView } from "./admin.js";
+import { DeviceTimers } from "./timers.js";
 import { VoiceHost, type VoiceHostDeps } from "./voice-host.js";
 
 /** A device to connect to, from the options or from Home Assistant's configuration. */
@@ -88,6 +89,8 @@ class ManagedDevice {
   /** Serialises take-over changes of this device. */
   change: Promise<void> = Promise.resolve();
   wake: (() => void) | null = null;
+  /** The device's timers while it is taken over: they outlive a connection (a reconnect keeps them). */
+  timers: DeviceTimers | null = null;
 
   constructor(spec: EsphomeDeviceSpec) {
     this.spec = spec;
@@ -176,6 +179,7 @@ export class EsphomeDevices implements EsphomeAdmin {
     await Promise.all(
       this.#devices.map(async (d) => {
         d.wake?.();
+        d.timers?.dispose();
         const link = d.link;
         if (link.status !== "connected") return;
         await link.host?.close();
@@ -313,10 +317,12 @@ export class EsphomeDevices implements EsphomeAdmin {
     if (error !== null && error !== d.error) this.#log.warn({ device: d.name, owner }, error);
     d.error = error;
     if (owner !== "other")
-      link.host ??= new VoiceHost(d.name, link.conn, {
-        ...this.#o.voice,
-        logger: this.#log.child({ device: d.name }),
-      });
+      link.host ??= new VoiceHost(
+        d.name,
+        link.conn,
+        { ...this.#o.voice, logger: this.#log.child({ device: d.name }) },
+        this.#timersOf(d),
+      );
     if (owner === "openvoice") return;
     // Keep asking, slowly: the other client may let go later (Home Assistant reloading the entry).
     const timer = setTimeout(() => {
@@ -325,11 +331,28 @@ export class EsphomeDevices implements EsphomeAdmin {
     timer.unref();
   }
 
+  /** The device's timers, created once; their events go to whatever connection the device has now. */
+  #timersOf(d: ManagedDevice): DeviceTimers {
+    d.timers ??= new DeviceTimers({
+      onEvent: (e) => {
+        const link = d.link;
+        if (link.status === "connected") return link.conn.sendTimerEvent(e);
+        this.#log.warn(
+          { device: d.name, timer: e.timerId, type: e.type },
+          "timer event lost: the device is offline",
+        );
+      },
+    });
+    return d.timers;
+  }
+
   async #giveBack(d: ManagedDevice, link: Extract<Link, { status: "connected" }>): Promise<void> {
     link.conn.subscribeVoice(false);
     d.entityDisabled = false;
     await link.host?.close();
     link.host = null;
+    d.timers?.dispose();
+    d.timers = null;
     d.error = null;
     this.#setOwner(d, "unknown");
     const entity = d.spec.satelliteEntityId;

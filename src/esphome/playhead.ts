@@ -1,9 +1,10 @@
 /**
  * Where an ESPHome media player is in a reply stream, modelled from what the server sees: the device
- * fetches the stream as fast as it is written, starts playing once its still-encoded buffer holds what
- * its start rule needs (DESIGN §11: `INITIAL_BUFFER_MS` of decoded audio, /8 for MP3, plus what the
- * paused decoder holds), or when the stream ends, and then plays in real time. Pure: the caller feeds
- * the served amount and the clock.
+ * fetches the stream as fast as it is written, and its paused decoder takes what has arrived by its first
+ * pass out of the still-encoded buffer (DESIGN §11; `audio_decoder.cpp`: an MP3 decoder then stops after
+ * one decoded frame, a WAV one fills its 24 KiB output). It starts playing once that buffer holds
+ * `INITIAL_BUFFER_MS` of decoded audio (/8 for MP3) on top, or when the stream ends, and then plays in real
+ * time. Pure: the caller feeds the served amount and the clock.
  */
 
 import { MP3_SPEECH_BITRATE_KBPS } from "../audio/mp3.js";
@@ -11,21 +12,46 @@ import type { ReplyFormat } from "./reply-stream.js";
 
 /** The firmware's `INITIAL_BUFFER_MS` (`audio_pipeline.cpp`). */
 const INITIAL_BUFFER_MS = 1000;
-/** The paused decoder's transfer buffer (`audio_decoder.cpp`), bytes. */
-const DECODER_BUFFER_BYTES = 24 * 1024;
+/** The decoder's input and output transfer buffers (`audio_pipeline.cpp`: `DEFAULT_TRANSFER_BUFFER_SIZE`), bytes. */
+const TRANSFER_BUFFER_BYTES = 24 * 1024;
+/** 24 kHz, 16-bit, mono. */
+const PCM_BYTES_PER_MS = 48;
 /** One MPEG-2 layer III frame at 24 kHz: 576 samples. */
 const MP3_FRAME_MS = 24;
 
+/** The device's start rule in stream time (ms of reply audio). */
+export interface StartRule {
+  /** What must arrive after the decoder's first fill: `INITIAL_BUFFER_MS` of decoded bytes (/8 for MP3). */
+  readonly ringMs: number;
+  /** What the paused decoder holds out of that count: its first fill, clamped to [min, max]. */
+  readonly heldMinMs: number;
+  readonly heldMaxMs: number;
+}
+
 /**
- * Milliseconds of reply audio (24 kHz mono PCM16) the device must have received before its first sound:
- * WAV counts every byte and its decoder holds 24 KiB more; MP3 counts 1/8 of the decoded size in encoded
- * bytes plus one frame.
+ * The start rule of a 24 kHz mono reply. WAV: 1 s in the ring, and the decoder fills its 24 KiB output
+ * (plus up to 24 KiB of input when the audio came in a burst). MP3: 1/8 of a second's decoded bytes in
+ * encoded bytes, and the decoder holds its first fill (at least one frame, at most its 24 KiB input).
  */
+export function startRule(format: ReplyFormat, mp3BitrateKbps = MP3_SPEECH_BITRATE_KBPS): StartRule {
+  if (format === "wav")
+    return {
+      ringMs: INITIAL_BUFFER_MS,
+      heldMinMs: TRANSFER_BUFFER_BYTES / PCM_BYTES_PER_MS,
+      heldMaxMs: (2 * TRANSFER_BUFFER_BYTES) / PCM_BYTES_PER_MS,
+    };
+  const encodedBytesPerMs = mp3BitrateKbps / 8;
+  return {
+    ringMs: (INITIAL_BUFFER_MS * PCM_BYTES_PER_MS) / 8 / encodedBytesPerMs,
+    heldMinMs: MP3_FRAME_MS,
+    heldMaxMs: TRANSFER_BUFFER_BYTES / encodedBytesPerMs,
+  };
+}
+
+/** The least reply audio (ms) the device receives before its first sound: audio that arrives at once. */
 export function startRuleMs(format: ReplyFormat, mp3BitrateKbps = MP3_SPEECH_BITRATE_KBPS): number {
-  const pcmBytesPerMs = 48; // 24 kHz, 16-bit, mono
-  if (format === "wav") return INITIAL_BUFFER_MS + DECODER_BUFFER_BYTES / pcmBytesPerMs;
-  const encodedBytes = (INITIAL_BUFFER_MS * pcmBytesPerMs) / 8;
-  return encodedBytes / (mp3BitrateKbps / 8) + MP3_FRAME_MS;
+  const r = startRule(format, mp3BitrateKbps);
+  return r.ringMs + r.heldMinMs;
 }
 
 /** A stretch of the stream that belongs to one upstream item (null: keep-alive silence). */
@@ -36,15 +62,18 @@ interface Segment {
 }
 
 export class DevicePlayhead {
-  readonly #startMs: number;
+  readonly #rule: StartRule;
+  /** What the decoder's first fill took (ms), once the device has taken anything. */
+  #heldMs: number | null = null;
   readonly #segments: Segment[] = [];
   #writtenMs = 0;
   #ended = false;
   /** Clock time the device started playing, once the start rule is met. */
   #playStart: number | null = null;
 
-  constructor(startMs: number) {
-    this.#startMs = startMs;
+  /** `rule`: the device's start rule, or a fixed amount of audio (ms) before the first sound. */
+  constructor(rule: StartRule | number) {
+    this.#rule = typeof rule === "number" ? { ringMs: rule, heldMinMs: 0, heldMaxMs: 0 } : rule;
   }
 
   get writtenMs(): number {
@@ -70,11 +99,17 @@ export class DevicePlayhead {
     this.#ended = true;
   }
 
-  /** The device has taken `servedMs` of the stream by clock time `at`. */
+  /**
+   * The device has taken `servedMs` of the stream by clock time `at`. The first sample that finds anything
+   * taken stands for the decoder's first fill.
+   */
   served(servedMs: number, at: number): void {
-    if (this.#playStart !== null) return;
-    const need = this.#ended ? Math.min(this.#startMs, this.#writtenMs) : this.#startMs;
-    if (servedMs >= need && servedMs > 0) this.#playStart = at;
+    if (this.#playStart !== null || servedMs <= 0) return;
+    const r = this.#rule;
+    this.#heldMs ??= Math.min(r.heldMaxMs, Math.max(r.heldMinMs, servedMs));
+    const startMs = this.#heldMs + r.ringMs;
+    const need = this.#ended ? Math.min(startMs, this.#writtenMs) : startMs;
+    if (servedMs >= need) this.#playStart = at;
   }
 
   /** Milliseconds of the stream played by clock time `at` (never more than was written). */

@@ -155,6 +155,11 @@ export class DeviceTimers {
     return [...this.#timers.values()].map((t) => this.#view(t));
   }
 
+  /** Tells the device every timer again (UPDATED, as it is now): a device that reconnected shows them. */
+  resend(): void {
+    for (const t of this.#timers.values()) this.#emit(TimerEvent.UPDATED, t);
+  }
+
   /** Drops every timer without events (the device is gone or given back). */
   dispose(): void {
     for (const t of this.#timers.values()) this.#clock.clearTimeout(t.handle);

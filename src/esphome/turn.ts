@@ -23,7 +23,7 @@ import type { Conversation, ConversationEvents, TurnEvents } from "../realtime/c
 import { AudioPipe } from "../satellite/media.js";
 import { subscribe } from "../subscribe.js";
 import { VoiceEvent, type DeviceConnection, type VoiceEventType } from "./api/index.js";
-import { DevicePlayhead } from "./playhead.js";
+import { DevicePlayhead, type StartRule } from "./playhead.js";
 import type { ReplyStream } from "./reply-stream.js";
 
 /** The part of a reply stream a turn uses. */
@@ -62,8 +62,8 @@ export interface TurnOptions {
   /** The id the device gets in `INTENT_END` and names on its next request. */
   conversationId: string;
   stream: TurnStream;
-  /** `startRuleMs` of the stream's format: how much audio the device buffers before its first sound. */
-  startRuleMs: number;
+  /** The device's start rule for the stream's format (`startRule`), or a fixed amount of audio (ms). */
+  startRuleMs: StartRule | number;
   logger: Logger;
   limits?: Partial<TurnLimits>;
   now?: () => number;
@@ -173,12 +173,24 @@ export class VoiceTurn {
     if (this.#playhead.cutShort(at)) this.#stop(at, "announce finished early");
   }
 
-  /** The device gave up the run (`VoiceAssistantRequest{start:false}`): no event follows. */
-  abort(reason: string): void {
+  /**
+   * The run is over without an answer. `tellDevice`: the device stopped it itself
+   * (`VoiceAssistantRequest{start:false}`: its stop or wake word, `voice_assistant.stop`): it is told
+   * `INTENT_END{conversation_id}` (so its next request continues this conversation) and `RUN_END` (a
+   * device awaiting the response waits for it), never `TTS_END` (DESIGN §11's trap). Otherwise (a new
+   * run started) nothing is sent.
+   */
+  abort(reason: string, tellDevice = false): void {
     if (this.#finished) return;
     this.#log.info({ reason }, "the device ended the run");
     this.#truncateAt(this.#now());
     this.#complete("aborted", null);
+    if (!tellDevice) return;
+    this.#send(VoiceEvent.INTENT_END, {
+      conversation_id: this.#o.conversationId,
+      continue_conversation: "0",
+    });
+    this.#send(VoiceEvent.RUN_END);
   }
 
   /** Where the run is, as the status page shows it. */
@@ -229,7 +241,11 @@ export class VoiceTurn {
         if (e.fatal) this.#fail(e.code, e.message);
         else if (e.code === "response_failed") this.#fail("response_failed", e.message);
       },
-      closed: ({ reason }) => this.#fail("upstream_unavailable", `the conversation ended (${reason})`),
+      // The budget ends a conversation after its answer: a run that began on it meanwhile says why.
+      closed: ({ reason }) =>
+        reason === "budget_exceeded"
+          ? this.#fail(reason, ESPHOME_VOICE_ERRORS.budget_exceeded.message)
+          : this.#fail("upstream_unavailable", `the conversation ended (${reason})`),
     };
     const detachConv = subscribe(c, on);
     const detachTurns = c.turns

@@ -16,7 +16,7 @@ import {
   type DeviceConnectionEvents,
   type VoiceRequest,
 } from "./api/index.js";
-import { startRuleMs } from "./playhead.js";
+import { startRule } from "./playhead.js";
 import { DeviceTimers, DeviceTimerTools } from "./timers.js";
 import type { ReplyFormat } from "./reply-stream.js";
 import {
@@ -76,17 +76,23 @@ export class VoiceHost {
   #lastTurn: LastTurn | null = null;
   readonly #detach: () => void;
   /** The device's timers (devices with the TIMERS feature): tools of its conversations, events to it. */
-  readonly #timers: { timers: DeviceTimers; tools: DeviceTimerTools } | null = null;
+  readonly #timers: { timers: DeviceTimers; tools: DeviceTimerTools; own: boolean } | null = null;
   #closed = false;
 
-  constructor(name: string, conn: DeviceConnection, deps: VoiceHostDeps) {
+  /**
+   * `timers`: the device's timers when they outlive this connection (kept by the device manager, so a
+   * kitchen timer survives a reconnect); they are shown to the device again at once (UPDATED each) and
+   * left running on close. Without it the host keeps its own, dropped on close.
+   */
+  constructor(name: string, conn: DeviceConnection, deps: VoiceHostDeps, timers?: DeviceTimers) {
     this.#name = name;
     this.#conn = conn;
     this.#d = deps;
     this.#log = deps.logger;
     if ((conn.info.voiceFeatures & VoiceFeature.TIMERS) !== 0) {
-      const timers = new DeviceTimers({ onEvent: (e) => conn.sendTimerEvent(e) });
-      this.#timers = { timers, tools: new DeviceTimerTools(timers) };
+      const t = timers ?? new DeviceTimers({ onEvent: (e) => conn.sendTimerEvent(e) });
+      this.#timers = { timers: t, tools: new DeviceTimerTools(t), own: timers === undefined };
+      if (timers) timers.resend();
     }
     this.#detach = subscribe<DeviceConnectionEvents>(conn, {
       "voice.request": (r: VoiceRequest) => this.#onRequest(r),
@@ -145,7 +151,7 @@ export class VoiceHost {
     if (this.#closed) return;
     this.#closed = true;
     this.#detach();
-    this.#timers?.timers.dispose();
+    if (this.#timers?.own) this.#timers.timers.dispose();
     this.#turn?.abort("device gone");
     this.#turn = null;
     const held = this.#held;
@@ -164,7 +170,7 @@ export class VoiceHost {
   #onRequest(r: VoiceRequest): void {
     if (this.#closed) return;
     if (!r.start) {
-      this.#turn?.abort("the device stopped the run");
+      this.#turn?.abort("the device stopped the run", true);
       // What the device streamed of the stopped run never reaches the next question.
       this.#held?.conversation?.cancelTurn();
       return;
@@ -192,7 +198,7 @@ export class VoiceHost {
       conversation: held.ready,
       conversationId: held.id,
       stream,
-      startRuleMs: startRuleMs(this.#d.format),
+      startRuleMs: startRule(this.#d.format),
       logger: this.#log,
       ...(this.#d.turnLimits ? { limits: this.#d.turnLimits } : {}),
     });

@@ -244,7 +244,7 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
       onEnd: (c) => {
         if (this.#conversations.delete(c)) this.#o.metrics.conversationsActive.dec();
         if (c.endReason === "upstream_unavailable" && opts.satelliteId && c.history.length > 0)
-          this.#carried.set(opts.satelliteId, { turns: [...c.history], at: this.#now() });
+          this.#carry(opts.satelliteId, c.history);
       },
     });
     this.#resume(conv, opts.satelliteId);
@@ -252,6 +252,16 @@ export class RealtimeEngine implements ConversationSource, SessionSource, Speech
     this.#conversations.add(conv);
     this.#o.metrics.conversationsActive.inc();
     return conv;
+  }
+
+  /**
+   * Keeps the turns of a device's conversation that an outage ended. Bounded: what is older than the
+   * carry-over window is dropped here, so devices that never come back leave nothing behind.
+   */
+  #carry(satelliteId: string, turns: readonly TranscriptTurn[]): void {
+    const now = this.#now();
+    for (const [id, kept] of this.#carried) if (now - kept.at >= CARRY_OVER_MS) this.#carried.delete(id);
+    this.#carried.set(satelliteId, { turns: [...turns], at: now });
   }
 
   /** A device's conversation that an outage ended (within 5 min) goes on in its next one, with its turns. */

@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { MP3_SPEECH_BITRATE_KBPS } from "../../src/audio/mp3.js";
 import { parseWav } from "../../src/audio/wav.js";
 import {
   REPLY_PATH_PREFIX,
@@ -112,7 +113,9 @@ describe("ReplyStreams", () => {
     expect(m.res.headers["content-type"]).toBe("audio/mpeg");
     const frames = mp3Frames(await m.body);
     expect(frames.length).toBeGreaterThan(40);
-    expect(frames.every((f) => f.sampleRate === 24000 && f.bitrateKbps === 128)).toBe(true);
+    expect(frames.every((f) => f.sampleRate === 24000 && f.bitrateKbps === MP3_SPEECH_BITRATE_KBPS)).toBe(
+      true,
+    );
     expect(await mp3.done).toBe("complete");
 
     const wav = streams.open({ device: "kitchen", format: "wav" });
@@ -172,7 +175,7 @@ describe("ReplyStreams", () => {
     const s = streams.open({ device: "kitchen", format: "mp3" });
     s.write(speechBytes.subarray(0, 96_000)); // 2 s, right after open
     const f = await fetchStream(s.url);
-    await f.bytes(16_000); // a second of 128 kbit/s
+    await f.bytes(16_000); // most of a second at 160 kbit/s
     expect(f.res.complete).toBe(false);
     s.end();
     const frames = mp3Frames(await f.body);

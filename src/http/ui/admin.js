@@ -1,6 +1,6 @@
 // Status, servers, approvals and the satellite token. Polls the admin API; rows are keyed and
 // updated in place so a click never lands on a row that was just replaced.
-import { api, badgeRow, el, toast, copyText } from "./common.js";
+import { api, badgeRow, el, switchRow, toast, copyText } from "./common.js";
 import { renderEsphome } from "./esphome.js";
 
 const POLL_MS = 1500;
@@ -131,46 +131,23 @@ function refusedRow(r) {
 }
 
 function serverRow(name) {
-  const input = el("input", { type: "checkbox", role: "switch", "aria-label": `Enable ${name}` });
-  const sw = el(
-    "label",
-    { class: "switch" },
-    input,
-    el("span", { class: "track" }),
-    el("span", { class: "thumb" }),
-  );
-  const dot = el("span", { class: "dot" });
-  const state = el("span", { class: "badge" });
   const secondary = el("div", { class: "secondary" });
   const error = el("div", { class: "error" });
-  const row = el(
-    "div",
-    { class: "row server", "data-server": name },
-    dot,
-    el("div", { class: "main" }, el("div", { class: "name" }, name, " ", state), secondary, error),
-    sw,
-  );
-  const entry = { row, input, dot, state, secondary, error, busy: false };
-  input.addEventListener("change", async () => {
-    const enabled = input.checked;
-    entry.busy = true;
-    input.disabled = true;
-    try {
+  const entry = switchRow({
+    attrs: { class: "row server", "data-server": name },
+    name,
+    label: `Enable ${name}`,
+    lines: [secondary, error],
+    change: async (enabled) => {
       const { server } = await api(`./api/servers/${encodeURIComponent(name)}`, {
         method: "POST",
         body: { enabled },
       });
       updateServer(entry, server, true);
-      toast(`${name} ${enabled ? "enabled" : "disabled"}`);
-    } catch (err) {
-      input.checked = !enabled;
-      toast(`Could not change ${name}: ${err.message}`);
-    } finally {
-      entry.busy = false;
-      input.disabled = false;
-    }
+      return `${name} ${enabled ? "enabled" : "disabled"}`;
+    },
   });
-  return entry;
+  return Object.assign(entry, { state: entry.badge, secondary, error });
 }
 
 function updateServer(entry, s, force = false) {

@@ -51,6 +51,47 @@ export function badgeRow(attrs, name, badge, secondary, ...controls) {
   );
 }
 
+/**
+ * A list row with a status dot, a name and badge, lines under it and an on/off switch. Flipping the
+ * switch calls `change(on)`, which returns the toast's words; while it runs the switch is disabled and
+ * `entry.busy` is true (so polling leaves the row alone); on failure the switch flips back.
+ */
+export function switchRow({ attrs, name, label, title, lines, change }) {
+  const input = el("input", { type: "checkbox", role: "switch", "aria-label": label });
+  const sw = el(
+    "label",
+    { class: "switch", ...(title ? { title } : {}) },
+    input,
+    el("span", { class: "track" }),
+    el("span", { class: "thumb" }),
+  );
+  const dot = el("span", { class: "dot" });
+  const badge = el("span", { class: "badge" });
+  const row = el(
+    "div",
+    attrs,
+    dot,
+    el("div", { class: "main" }, el("div", { class: "name" }, name, " ", badge), ...lines),
+    sw,
+  );
+  const entry = { row, input, dot, badge, busy: false };
+  input.addEventListener("change", async () => {
+    const on = input.checked;
+    entry.busy = true;
+    input.disabled = true;
+    try {
+      toast(await change(on, entry));
+    } catch (err) {
+      input.checked = !on;
+      toast(`Could not change ${name}: ${err.message}`);
+    } finally {
+      entry.busy = false;
+      input.disabled = false;
+    }
+  });
+  return entry;
+}
+
 let toastTimer;
 /** A short message at the bottom of the page. */
 export function toast(text) {

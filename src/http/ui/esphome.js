@@ -1,7 +1,7 @@
 // The ESPHome voice devices card: each device's connection, who answers its voice assistant, what it
 // is doing and its last run's timings, with the "Answer with OpenVoice" switch. Rows are keyed by name
 // and updated in place.
-import { api, el, toast } from "./common.js";
+import { api, el, switchRow } from "./common.js";
 
 const rows = new Map();
 
@@ -23,53 +23,27 @@ function timings(t) {
 }
 
 function deviceRow(name) {
-  const input = el("input", {
-    type: "checkbox",
-    role: "switch",
-    "aria-label": `Answer ${name} with OpenVoice`,
-  });
-  const sw = el(
-    "label",
-    { class: "switch", title: "Answer with OpenVoice" },
-    input,
-    el("span", { class: "track" }),
-    el("span", { class: "thumb" }),
-  );
-  const dot = el("span", { class: "dot" });
-  const phase = el("span", { class: "badge" });
   const secondary = el("div", { class: "secondary" });
   const last = el("div", { class: "secondary" });
   const error = el("div", { class: "error" });
-  const row = el(
-    "div",
-    { class: "row esphome-device", "data-device": name },
-    dot,
-    el("div", { class: "main" }, el("div", { class: "name" }, name, " ", phase), secondary, last, error),
-    sw,
-  );
-  const entry = { row, input, dot, phase, secondary, last, error, busy: false };
-  input.addEventListener("change", async () => {
-    const takeOver = input.checked;
-    entry.busy = true;
-    input.disabled = true;
-    try {
+  const entry = switchRow({
+    attrs: { class: "row esphome-device", "data-device": name },
+    name,
+    label: `Answer ${name} with OpenVoice`,
+    title: "Answer with OpenVoice",
+    lines: [secondary, last, error],
+    change: async (takeOver) => {
       const { device } = await api(`./api/esphome/${encodeURIComponent(name)}`, {
         method: "POST",
         body: { take_over: takeOver },
       });
       update(entry, device, true);
-      toast(
-        device.error ?? `${name}: ${takeOver ? "answered by OpenVoice" : "given back to Home Assistant"}`,
+      return (
+        device.error ?? `${name}: ${takeOver ? "answered by OpenVoice" : "given back to Home Assistant"}`
       );
-    } catch (err) {
-      input.checked = !takeOver;
-      toast(`Could not change ${name}: ${err.message}`);
-    } finally {
-      entry.busy = false;
-      input.disabled = false;
-    }
+    },
   });
-  return entry;
+  return Object.assign(entry, { phase: entry.badge, secondary, last, error });
 }
 
 function update(entry, d, force = false) {

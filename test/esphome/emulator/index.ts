@@ -32,7 +32,7 @@ import {
 } from "./messages.js";
 
 export type { RunRecord, RecordedEvent, TimerRecord } from "./voice-assistant.js";
-import type { EmulatedMediaPlayer } from "./media-player.js";
+import type { DecoderGeneration, EmulatedMediaPlayer } from "./media-player.js";
 export { fileTypeOf, INITIAL_BUFFER_MS, READ_TIMEOUT_MS, TRANSFER_BUFFER_BYTES } from "./media-player.js";
 
 /** VOICE_ASSISTANT | API_AUDIO | TIMERS | ANNOUNCE | START_CONVERSATION: what a Voice PE reports. */
@@ -53,6 +53,8 @@ export interface EmulatorOptions {
   maxListenMs?: number;
   /** The media player's read timeout (default 5 s, `CONNECTION_TIMEOUT_MS` of audio_reader.cpp). */
   readTimeoutMs?: number;
+  /** Which firmware's paused decoder the media player models (default `current`). */
+  decoderGeneration?: DecoderGeneration;
 }
 
 export interface OtherClient {
@@ -65,9 +67,12 @@ export interface EmulatedDevice {
   readonly host: "127.0.0.1";
   readonly port: number;
   readonly name: string;
-  /** Starts a run as the wake word does; resolves when the device is idle again. See voice-assistant.ts. */
+  /**
+   * The wake word: from idle starts a run; during a run (a reply playing) stops it as the Voice PE does
+   * (`voice_assistant.stop`) and resolves with that run's record. Resolves when the device is idle again.
+   */
   wake(speech: Buffer, opts?: { followUp?: Buffer; conversationId?: string }): Promise<RunRecord>;
-  /** The stop word: stops the media player (closes the HTTP stream); AnnounceFinished follows. */
+  /** The stop word: `voice_assistant.stop` during a run (the media player closes the HTTP stream). */
   stopWord(): void;
   /** Events the owner sent, in order, with receive time (performance.now()). */
   readonly events: RecordedEvent[];
@@ -84,6 +89,8 @@ export interface EmulatedDevice {
   readonly mediaPlayer: EmulatedMediaPlayer;
   /** Resolves when the voice assistant is idle. */
   idle(): Promise<void>;
+  /** Drops every API connection (a Wi-Fi blip); the device keeps listening, clients may reconnect. */
+  dropConnections(): void;
   /** A minimal second API client (Home Assistant) that subscribes to the voice assistant. */
   connectAsOtherClient(clientInfo?: string): Promise<OtherClient>;
   close(): Promise<void>;
@@ -106,6 +113,7 @@ export async function startEmulatedDevice(o: EmulatorOptions = {}): Promise<Emul
     wakeWords[0]?.wakeWord ?? "",
     o.maxListenMs ?? 30_000,
     o.readTimeoutMs,
+    o.decoderGeneration,
   );
   const sockets = new Set<net.Socket>();
 
@@ -210,6 +218,9 @@ export async function startEmulatedDevice(o: EmulatorOptions = {}): Promise<Emul
     },
     mediaPlayer: va.media,
     idle: () => va.idle(),
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
     connectAsOtherClient: (clientInfo = "Home Assistant 2026.9.0") => otherClient(port, psk, clientInfo),
     close: async () => {
       va.close();

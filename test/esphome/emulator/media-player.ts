@@ -9,10 +9,11 @@
  * - the decoder starts paused and begins output once the raw ring buffer holds
  *   `ms_to_bytes(INITIAL_BUFFER_MS = 1000)` of the decoded format (÷ 8 for MP3, capped at ¾ of the
  *   buffer) or the reader has finished. The paused decoder keeps working (`AudioDecoder::decode`: only
- *   the output to the speaker is paused): each pass refills its 24 KiB input transfer buffer from the
- *   ring and decodes into its 24 KiB output buffer until that has less room than one more step needs
- *   (1 KiB for WAV, one 1152-sample stereo frame for MP3). What it took no longer counts as buffered:
- *   see `PausedDecoder`;
+ *   the output to the speaker is paused) while its output buffer has room for one more step (1 KiB for
+ *   WAV, one 1152-sample stereo frame, 4608 bytes, for MP3): each pass refills its 24 KiB input transfer
+ *   buffer from the ring, then decodes. What it took no longer counts as buffered: see `PausedDecoder`.
+ *   The current firmware shrinks an MP3 decoder's output buffer to that one frame, so it stops after the
+ *   first frame; the 2024 one kept 24 KiB and decoded ~18 frames first (`DecoderGeneration`);
  * - playback then runs at real time, stalling when the data runs out.
  * FLAC is recognised but not decoded here (the pipeline fails, as a decoder error would).
  */
@@ -24,10 +25,20 @@ export const READ_TIMEOUT_MS = 5000;
 export const TRANSFER_BUFFER_BYTES = 24 * 1024;
 export const PIPELINE_BUFFER_BYTES = 1_000_000;
 const TICK_MS = 10;
-/** The decoder's paused wait (`READ_WRITE_TIMEOUT_MS`). */
-const DECODER_PASS_MS = 20;
+/** The decoder's paused wait (`READ_WRITE_TIMEOUT_MS`): one decode-task turn. */
+export const DECODER_PASS_MS = 20;
 
 export type FileType = "wav" | "mp3" | "flac";
+
+/**
+ * Which `audio_decoder.cpp` the paused decoder follows. `current`: `AudioDecoder::start` reallocates an
+ * MP3 decoder's output transfer buffer to one frame (4608 bytes), so a paused MP3 decoder holds its first
+ * fill and one decoded frame. `2024` (commit 64758d8): every output buffer is 24 KiB, so a paused MP3
+ * decoder keeps refilling and decodes ~18 frames, and its passes run two per 60 ms. Later firmware
+ * (microMP3, esphome#16236, #17106, #17279) sizes that buffer to the stream's own frame or keeps the
+ * 4608-byte worst case: one decoded frame either way, as `current` models it.
+ */
+export type DecoderGeneration = "2024" | "current";
 
 /** The reader's file-type rule: the whole Content-Type compared without case, else the lower-cased url's ending. */
 export function fileTypeOf(contentType: string | undefined, url: string): FileType | null {
@@ -169,21 +180,30 @@ export function mp3Info(b: Buffer): StreamInfo | { error: string } | null {
  * each `pass()` is one decoder pass while the output is paused: refill the input transfer buffer with
  * what the ring has (up to 24 KiB), then one step: the WAV header, a WAV copy into the output, or one
  * MP3 frame. Passes take nothing once the output buffer has less room than a step needs. What the
- * start rule sees is `ringBytes`. Positions are offsets into the stream received so far.
+ * start rule sees is `ringBytes`; `turn()` is one decode-task turn with the rule. Positions are offsets
+ * into the stream received so far. Pure: the caller drives it with the stream and the turns.
  */
 export class PausedDecoder {
   /** Stream bytes moved from the ring into the input buffer. */
   private pulled = 0;
   /** Stream offset of the first input byte not yet decoded. */
   private next = 0;
+  private turns = 0;
   /** Decoded bytes waiting in the output buffer. */
   output = 0;
   bytesPerSecond = 0;
   error: string | null = null;
+  /** Free output space a decoding step needs (`free_buffer_required_`). */
   private readonly required: number;
+  /** The output transfer buffer's size. */
+  readonly outputCapacity: number;
 
-  constructor(private readonly type: "wav" | "mp3") {
+  constructor(
+    private readonly type: "wav" | "mp3",
+    readonly generation: DecoderGeneration = "current",
+  ) {
     this.required = type === "wav" ? 1024 : 1152 * 2 * 2;
+    this.outputCapacity = type === "mp3" && generation === "current" ? this.required : TRANSFER_BUFFER_BYTES;
   }
 
   get hasStreamInfo(): boolean {
@@ -200,8 +220,29 @@ export class PausedDecoder {
     return received - this.pulled;
   }
 
+  /** What the ring must hold before the first sound (`initial_bytes_to_buffer`); 0 before the stream info. */
+  get initialBytes(): number {
+    const initial = Math.min(
+      this.bytesPerSecond * (INITIAL_BUFFER_MS / 1000),
+      (PIPELINE_BUFFER_BYTES * 3) / 4,
+    );
+    return this.type === "mp3" ? Math.floor(initial / 8) : initial;
+  }
+
+  /**
+   * One decode-task turn (every {@link DECODER_PASS_MS}) over the stream received so far: a decoder pass,
+   * then the start rule. True once playback starts: the stream info is known and the ring holds
+   * `initialBytes`, or the reader has finished.
+   */
+  turn(stream: Buffer, readerDone: boolean): boolean {
+    this.turns++;
+    if (this.type === "wav" || this.generation === "current" || this.turns % 3 !== 0) this.pass(stream);
+    if (this.error || (!this.hasStreamInfo && !readerDone)) return false;
+    return readerDone || this.ringBytes(stream.length) >= this.initialBytes;
+  }
+
   pass(stream: Buffer): void {
-    if (this.error || TRANSFER_BUFFER_BYTES - this.output < this.required) return;
+    if (this.error || this.outputCapacity - this.output < this.required) return;
     this.pulled += Math.min(TRANSFER_BUFFER_BYTES - (this.pulled - this.next), stream.length - this.pulled);
     const input = stream.subarray(0, this.pulled);
     if (this.type === "wav") {
@@ -214,7 +255,7 @@ export class PausedDecoder {
         }
         return;
       }
-      const n = Math.min(this.pulled - this.next, TRANSFER_BUFFER_BYTES - this.output);
+      const n = Math.min(this.pulled - this.next, this.outputCapacity - this.output);
       this.next += n;
       this.output += n;
       return;
@@ -259,7 +300,10 @@ export interface MediaPlayerEvents {
 export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
   private current: { stop: () => void } | null = null;
 
-  constructor(private readonly readTimeoutMs = READ_TIMEOUT_MS) {
+  constructor(
+    private readonly readTimeoutMs = READ_TIMEOUT_MS,
+    private readonly generation: DecoderGeneration = "current",
+  ) {
     super();
   }
 
@@ -317,7 +361,6 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
         readTimer = setTimeout(() => finish("read timeout"), this.readTimeoutMs);
       };
       let decoder: PausedDecoder | null = null;
-      let passes = 0;
       let decodeTask: NodeJS.Timeout | null = null;
       const update = (): void => {
         if (!fileType || fileType === "flac") return;
@@ -325,19 +368,11 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
         if (parsed && "error" in parsed) return finish(parsed.error);
         info = parsed;
       };
-      /** One decode-task turn: a WAV pass returns at once; MP3 passes run two per 60 ms. */
       const decodeTurn = (): void => {
         if (!decoder || firstSoundAt !== null || settled) return;
-        passes++;
-        if (fileType === "wav" || passes % 3 !== 0) decoder.pass(received);
+        const start = decoder.turn(received, readerDone);
         if (decoder.error) return finish(decoder.error);
-        if (!info || (!decoder.hasStreamInfo && !readerDone)) return;
-        let initial = Math.min(
-          decoder.bytesPerSecond * (INITIAL_BUFFER_MS / 1000),
-          (PIPELINE_BUFFER_BYTES * 3) / 4,
-        );
-        if (fileType === "mp3") initial = Math.floor(initial / 8);
-        if (!readerDone && decoder.ringBytes(received.length) < initial) return;
+        if (!info || !start) return;
         firstSoundAt = performance.now();
         lastTick = firstSoundAt;
         if (decodeTask) clearInterval(decodeTask);
@@ -365,7 +400,7 @@ export class EmulatedMediaPlayer extends EventEmitter<MediaPlayerEvents> {
         fileType = fileTypeOf(res.headers["content-type"], url);
         if (!fileType) return finish("unknown file type");
         if (fileType === "flac") return finish("the emulator does not decode FLAC");
-        decoder = new PausedDecoder(fileType);
+        decoder = new PausedDecoder(fileType, this.generation);
         decodeTask = setInterval(decodeTurn, DECODER_PASS_MS);
         armReadTimeout();
         res.on("data", (d: Buffer) => {

@@ -13,9 +13,12 @@
  * - STREAMING_RESPONSE ends when the media player leaves its announcement (or after 2 s if it never
  *   starts): `VoiceAssistantAnnounceFinished{success: true}`, then a new run with the same
  *   conversation id when `continue_conversation`, else IDLE;
- * - timers are recorded; an announcement plays `media_id` (after `preannounce_media_id`).
+ * - timers are recorded; an announcement plays `media_id` (after `preannounce_media_id`);
+ * - the wake word and the stop word during a run are `voice_assistant.stop` (the Voice PE's
+ *   `on_wake_word_detected`): `request_stop()` — no follow-up run, and `start: false` from a run still
+ *   listening, awaiting the response, or playing a reply whose TTS_END has not come.
  */
-import { EmulatedMediaPlayer, type PlaybackResult } from "./media-player.js";
+import { EmulatedMediaPlayer, type DecoderGeneration, type PlaybackResult } from "./media-player.js";
 import { Msg, announceFinished, voiceAssistantRequest, voiceAudio, type TimerRecord } from "./messages.js";
 
 export type { TimerRecord } from "./messages.js";
@@ -116,8 +119,9 @@ export class EmulatedVoiceAssistant {
     private readonly wakeWord: string,
     private readonly maxListenMs: number,
     readTimeoutMs?: number,
+    decoderGeneration?: DecoderGeneration,
   ) {
-    this.media = new EmulatedMediaPlayer(readTimeoutMs);
+    this.media = new EmulatedMediaPlayer(readTimeoutMs, decoderGeneration);
     this.media.on("state", (s) => {
       if (s === "announcing" && this.mpState === "URL_SENT") this.mpState = "PLAYING";
       else if (s === "idle" && this.mpState === "PLAYING") this.mpState = "FINISHED";
@@ -145,11 +149,18 @@ export class EmulatedVoiceAssistant {
     }
   }
 
-  /** The wake word: starts a run from IDLE; resolves when the device is idle again. */
+  /**
+   * The wake word, as the Voice PE's `on_wake_word_detected` handles it: from IDLE it starts a run;
+   * while a run is going (`voice_assistant.is_running`) it only stops it (`voice_assistant.stop`), and
+   * the promise resolves with the running run's record. Resolves when the device is idle again.
+   */
   wake(speech: Buffer, opts: { followUp?: Buffer; conversationId?: string } = {}): Promise<RunRecord> {
     if (!this.owner) return Promise.reject(new Error("no API client owns the voice assistant"));
-    if (this.state !== "IDLE")
-      return Promise.reject(new Error(`the voice assistant is not idle (${this.state})`));
+    if (this.state !== "IDLE") {
+      const running = this.root ?? newRecord();
+      this.requestStop();
+      return this.idle().then(() => running);
+    }
     if (opts.conversationId !== undefined) this.conversationId = opts.conversationId;
     this.followUp = opts.followUp ?? null;
     const root = newRecord();
@@ -158,9 +169,37 @@ export class EmulatedVoiceAssistant {
     return new Promise((resolve) => this.idleWaiters.push(() => resolve(root)));
   }
 
-  /** The Voice PE's stop word: stops the media player's announcement, sends nothing itself. */
+  /** The Voice PE's stop word: a wake word model too, so `voice_assistant.stop` while a run is going. */
   stopWord(): void {
-    this.media.stop();
+    if (this.state === "IDLE") this.media.stop();
+    else this.requestStop();
+  }
+
+  /**
+   * `request_stop()`: no follow-up run; a run still listening sends `start: false` and idles; one
+   * awaiting the response sends `start: false` and waits for the client's RUN_END; one playing its
+   * reply stops the media player, and sends `start: false` only while TTS_END has not come yet.
+   */
+  private requestStop(): void {
+    this.continueConversation = false;
+    this.followUp = null;
+    switch (this.state) {
+      case "STARTING_PIPELINE":
+      case "STREAMING_MICROPHONE":
+        this.signalStop();
+        this.stopMic();
+        this.setState("IDLE");
+        break;
+      case "AWAITING_RESPONSE":
+        this.signalStop();
+        break;
+      case "STREAMING_RESPONSE":
+        this.media.stop();
+        if (this.startedStreamingTts) this.signalStop();
+        break;
+      default:
+        break;
+    }
   }
 
   onResponse(r: { port: number; error: boolean }): void {
