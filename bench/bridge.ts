@@ -41,9 +41,13 @@ const RELAY = `
 import { WebSocket, WebSocketServer } from "ws";
 import { writeFileSync } from "node:fs";
 const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
-wss.on("connection", (client) => {
+wss.on("connection", (client, req) => {
   const up = new WebSocket(process.env.UPSTREAM, { headers: { Authorization: "Bearer " + process.env.API_KEY } });
   up.on("error", () => {});
+  // Turn detection as the compared path configures it, so the upstream does the same work for both.
+  const turn = new URL(req.url, "http://relay").searchParams.get("turn");
+  up.on("open", () => up.send(JSON.stringify({ type: "session.update", session: { type: "realtime",
+    audio: { input: { turn_detection: turn === "client" ? null : { type: "server_vad" } } } } })));
   client.on("message", (data, isBinary) => {
     if (isBinary && up.readyState === up.OPEN)
       up.send(JSON.stringify({ type: "input_audio_buffer.append", audio: data.toString("base64") }));
@@ -154,6 +158,8 @@ function textFrame(ws: WebSocket, needle: string, timeoutMs = 10_000): Promise<v
 /** How one satellite of a path connects; its upstream connection is the fake's next one. */
 interface Path {
   rate: number;
+  /** Who ends turns on the path's upstream session: server VAD, or the client (no VAD). */
+  turn: "server_vad" | "client";
   /** Upstream samples per input sample, and samples the resampler may hold back. */
   ratio: number;
   slack: number;
@@ -207,6 +213,7 @@ function v1Path(svc: ServiceChild): Path {
   return {
     pid: svc.pid,
     rate: 16_000,
+    turn: "server_vad",
     ratio: 1.5,
     slack: 3,
     async connect(s) {
@@ -232,6 +239,7 @@ function underzenithPath(svc: ServiceChild, port: number): Path {
   return {
     pid: svc.pid,
     rate: 24_000,
+    turn: "client",
     ratio: 1,
     slack: 0,
     async connect(s) {
@@ -247,8 +255,19 @@ function underzenithPath(svc: ServiceChild, port: number): Path {
   };
 }
 
-function relayPath(relay: { port: number; pid: number }, rate: number): Path {
-  return { pid: relay.pid, rate, ratio: 1, slack: 0, connect: () => openWs(`ws://127.0.0.1:${relay.port}`) };
+/**
+ * The relay fed like `path`: same rate, and its upstream session set to the same turn detection
+ * (the fake upstream runs its VAD on every append of a server-VAD session, on neither side otherwise).
+ */
+function relayPath(relay: { port: number; pid: number }, path: Path): Path {
+  return {
+    pid: relay.pid,
+    rate: path.rate,
+    turn: path.turn,
+    ratio: 1,
+    slack: 0,
+    connect: () => openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}`),
+  };
 }
 
 async function freePort(): Promise<number> {
@@ -266,6 +285,7 @@ async function startService(
   fake: FakeRealtimeServer,
   firmwarePort: number,
   profileDir: string | undefined,
+  mainJs?: string,
 ): Promise<ServiceChild> {
   const nodeArgs = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`];
   return spawnService(
@@ -282,7 +302,7 @@ async function startService(
       wyoming: { port: 0 },
       log_level: "warning",
     },
-    { nodeArgs },
+    { nodeArgs, ...(mainJs === undefined ? {} : { mainJs }) },
   );
 }
 
@@ -344,14 +364,19 @@ function round({ latencies, cpuPerFrameUs }: Measured): Round {
 
 /**
  * Knobs for a focused run (all optional): `BENCH_BRIDGE_PATHS=v1,underzenith`, `BENCH_BRIDGE_SIZES=100`,
- * `BENCH_BRIDGE_ROUNDS=7` (at every size), and `BENCH_CPU_PROF=DIR`, which runs the service and the
- * relay with `--cpu-prof` and leaves their profiles in DIR and DIR/relay when they stop.
+ * `BENCH_BRIDGE_ROUNDS=7` (at every size), `BENCH_CPU_PROF=DIR`, which runs the service and the
+ * relay with `--cpu-prof` and leaves their profiles in DIR and DIR/relay (DIR/before for the
+ * build below) when they stop, and
+ * `BENCH_BRIDGE_BEFORE=FILE`, another build's `dist/main.js` (say, main's, in a second checkout),
+ * run as a third process in the same alternation (relay, before, ours…) and reported in rows of its
+ * own, named after `BENCH_BRIDGE_BEFORE_LABEL` (default "before").
  */
 function knobs(ctx: BenchContext): {
   paths: string[];
   sizes: number[];
   rounds: (n: number) => number;
   profileDir: string | undefined;
+  before: { mainJs: string; label: string } | undefined;
 } {
   const list = (v: string | undefined): string[] | undefined => v?.split(",").filter(Boolean);
   const fixedRounds = Number(process.env.BENCH_BRIDGE_ROUNDS ?? "") || undefined;
@@ -362,6 +387,9 @@ function knobs(ctx: BenchContext): {
     // several ms between runs on a shared machine.
     rounds: (n) => fixedRounds ?? (ctx.quick ? 1 : n >= 100 ? 5 : 3),
     profileDir: process.env.BENCH_CPU_PROF || undefined,
+    before: process.env.BENCH_BRIDGE_BEFORE
+      ? { mainJs: process.env.BENCH_BRIDGE_BEFORE, label: process.env.BENCH_BRIDGE_BEFORE_LABEL || "before" }
+      : undefined,
   };
 }
 
@@ -372,86 +400,115 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const fake = await startFakeRealtime({ apiKey: API_KEY, vad: { threshold: 0.5 } });
   const firmwarePort = await freePort();
-  const svc = await startService(fake, firmwarePort, opts.profileDir);
-  // Readiness needs one upstream session (with pool_size 0 a probe opens and closes one): once
-  // ready, every upstream connection made so far is the probe's, and each satellite's is the next.
-  await waitFor(
-    () =>
-      fetch(`${svc.baseUrl}/readyz`).then(
-        (r) => r.status === 200,
-        () => false,
+  const firmwarePorts = [firmwarePort, ...(opts.before === undefined ? [] : [await freePort()])];
+  const [svc, before] = await Promise.all(
+    firmwarePorts.map((port, i) =>
+      startService(
+        fake,
+        port,
+        i === 0 || opts.profileDir === undefined ? opts.profileDir : join(opts.profileDir, "before"),
+        i === 0 ? undefined : opts.before?.mainJs,
       ),
-    20_000,
-    "the service's /readyz",
+    ),
   );
+  if (svc === undefined) throw new Error("bench: the service did not start");
+  // Readiness needs one upstream session (with pool_size 0 a probe opens and closes one): once
+  // ready, every upstream connection made so far is a probe's, and each satellite's is the next.
+  for (const s of [svc, before])
+    if (s !== undefined)
+      await waitFor(
+        () =>
+          fetch(`${s.baseUrl}/readyz`).then(
+            (r) => r.status === 200,
+            () => false,
+          ),
+        20_000,
+        "the service's /readyz",
+      );
   for (let i = fake.connections.length; i > 0; i--) await fake.nextConnection();
   const relay = await startRelay(fake, opts.profileDir);
+  const paths = (s: ServiceChild, port: number): Record<string, Path> => ({
+    v1: v1Path(s),
+    underzenith: underzenithPath(s, port),
+  });
   const compared = [
-    { key: "v1", label: "protocol v1", ours: v1Path(svc), base: relayPath(relay, 16_000) },
-    {
-      key: "underzenith",
-      label: "dialect underzenith",
-      ours: underzenithPath(svc, firmwarePort),
-      base: relayPath(relay, 24_000),
-    },
-  ].filter((c) => opts.paths.includes(c.key));
+    { key: "v1", label: "protocol v1" },
+    { key: "underzenith", label: "dialect underzenith" },
+  ]
+    .filter((c) => opts.paths.includes(c.key))
+    .map((c) => {
+      const ours = paths(svc, firmwarePort)[c.key]!;
+      const prior = before && paths(before, firmwarePorts[1]!)[c.key];
+      return { ...c, ours, before: prior, base: relayPath(relay, ours) };
+    });
   try {
-    for (const { label, ours: oursPath, base: basePath } of compared)
+    for (const { label, ours: oursPath, base: basePath, before: beforePath } of compared)
       for (const n of opts.sizes) {
         // Alternating rounds (relay, ours, relay, ours…): load from outside these processes hits
         // both sides alike. Each round gives one p50/p99 per side; the rows are medians over rounds.
         const rounds = opts.rounds(n);
         const base: Round[] = [];
         const ours: Round[] = [];
+        const prior: Round[] = [];
         for (let r = 0; r < rounds; r++) {
           base.push(round(await measure(fake, basePath, n, frames)));
+          if (beforePath) prior.push(round(await measure(fake, beforePath, n, frames)));
           ours.push(round(await measure(fake, oursPath, n, frames)));
         }
         const expected = rounds * n * (frames - WARMUP_FRAMES);
         const measured = (rs: Round[]): number => rs.reduce((sum, r) => sum + r.frames, 0);
-        for (const p of [50, 99] as const) {
-          const pick = (r: Round): number => (p === 50 ? r.p50 : r.p99);
-          const o = median(ours.map(pick));
-          const b = median(base.map(pick));
-          const target =
-            n !== 100
-              ? {}
-              : p === 50
-                ? { target: "p50 added ≤ 0.5 ms at 100", met: o - b <= 0.5 }
-                : { target: "p99 ≤ 1.15 × relay at 100", met: o / b <= 1.15 };
-          rows.push({
-            group: "bridge",
-            name: `mic frame → upstream append p${p}, ${label}, ${n} satellite${n > 1 ? "s" : ""} (service process, 20 ms frames, median of ${rounds} alternating rounds × ${seconds} s)`,
-            unit: "ms",
-            ours: o,
-            baseline: b,
-            baselineName: "plain ws relay process",
-            ratio: o / b,
-            ...target,
-            note:
-              `ours adds ${(o - b).toFixed(2)} ms; rounds ours ${ours.map((r) => pick(r).toFixed(1)).join("/")}, ` +
-              `relay ${base.map((r) => pick(r).toFixed(1)).join("/")}; ${measured(ours)}/${expected} frames measured (relay ${measured(base)})`,
-          });
-        }
+        const sides = [
+          { rs: ours, who: "service process" },
+          ...(beforePath ? [{ rs: prior, who: `service process, ${opts.before!.label}` }] : []),
+        ];
+        for (const { rs, who } of sides)
+          for (const p of [50, 99] as const) {
+            const pick = (r: Round): number => (p === 50 ? r.p50 : r.p99);
+            const o = median(rs.map(pick));
+            const b = median(base.map(pick));
+            // Targets are judged for this build only; the other build's rows are for comparison.
+            const target =
+              n !== 100 || rs !== ours
+                ? {}
+                : p === 50
+                  ? { target: "p50 added ≤ 0.5 ms at 100", met: o - b <= 0.5 }
+                  : { target: "p99 ≤ 1.15 × relay at 100", met: o / b <= 1.15 };
+            rows.push({
+              group: "bridge",
+              name: `mic frame → upstream append p${p}, ${label}, ${n} satellite${n > 1 ? "s" : ""} (${who}, 20 ms frames, median of ${rounds} alternating rounds × ${seconds} s)`,
+              unit: "ms",
+              ours: o,
+              baseline: b,
+              baselineName: "plain ws relay process",
+              ratio: o / b,
+              ...target,
+              note:
+                `ours adds ${(o - b).toFixed(2)} ms; rounds ours ${rs.map((r) => pick(r).toFixed(1)).join("/")}, ` +
+                `relay ${base.map((r) => pick(r).toFixed(1)).join("/")}; ${measured(rs)}/${expected} frames measured (relay ${measured(base)})`,
+            });
+          }
         const cpu = (rs: Round[]): number | null =>
           rs.some((r) => r.cpuPerFrameUs === null) ? null : median(rs.map((r) => r.cpuPerFrameUs!));
-        const oc = cpu(ours);
         const bc = cpu(base);
-        // One satellite streams 200 frames a round: too few for /proc's 10 ms ticks to say anything.
-        if (oc !== null && bc !== null && n * frames >= 2000)
+        for (const { rs, who } of sides) {
+          const oc = cpu(rs);
+          // One satellite streams 200 frames a round: too few for /proc's 10 ms ticks to say anything.
+          if (oc === null || bc === null || n * frames < 2000) continue;
           rows.push({
             group: "bridge",
-            name: `CPU time per mic frame, ${label}, ${n} satellite${n > 1 ? "s" : ""} (user + system of the process, while streaming)`,
+            name: `CPU time per mic frame, ${label}, ${n} satellite${n > 1 ? "s" : ""} (${who === "service process" ? "" : `${who}; `}user + system of the process, while streaming)`,
             unit: "µs",
             ours: oc,
             baseline: bc,
             baselineName: "plain ws relay process",
             ratio: oc / bc,
-            note: `median of ${rounds} rounds; /proc clock ticks (10 ms) over ${n * frames} frames a round`,
+            note: `median of ${rounds} rounds (ours ${rs.map((r) => r.cpuPerFrameUs!.toFixed(0)).join("/")}, relay ${base.map((r) => r.cpuPerFrameUs!.toFixed(0)).join("/")}); /proc clock ticks (10 ms) over ${n * frames} frames a round`,
           });
+        }
       }
   } finally {
     await relay.stop();
+    await before?.stop();
     await svc.stop();
     await fake.close();
   }

@@ -33,6 +33,16 @@ export type TokenKind = (typeof TOKEN_KINDS)[number];
 
 /** `audio_seconds_total{direction}`: `in` microphone → upstream, `out` reply → satellite. */
 export const AUDIO_DIRECTIONS = ["in", "out"] as const;
+export type AudioDirection = (typeof AUDIO_DIRECTIONS)[number];
+
+/**
+ * One labelled series of a counter, for a per-frame path: `inc` adds to a plain number that the
+ * counter takes in whenever it is read (a scrape, `get()`), so a frame hashes no labels (prom-client's
+ * own `labels()` child hashes them again on every `inc`). Bind it once, where the path is set up.
+ */
+export interface FrameCounter {
+  inc(value: number): void;
+}
 
 /** `satellites_by_dialect{dialect}`: protocol v1 and every firmware dialect. */
 export const WIRE_DIALECTS = ["v1", ...DIALECTS] as const;
@@ -70,6 +80,8 @@ export interface MetricsOptions {
 export function createMetrics(registry: Registry = new Registry(), opts: MetricsOptions = {}) {
   if (opts.defaults ?? true) collectProcessMetrics(registry);
   const r = [registry];
+  /** Audio seconds counted by the frame counters and not yet taken into `audio_seconds_total`. */
+  const audioPending: Record<AudioDirection, number> = { in: 0, out: 0 };
   const metrics = {
     registry,
     buildInfo: new Gauge({
@@ -200,7 +212,20 @@ export function createMetrics(registry: Registry = new Registry(), opts: Metrics
       help: "Seconds of audio by direction (in: microphone to upstream, out: reply to satellite).",
       labelNames: ["direction"] as const,
       registers: r,
+      collect() {
+        for (const direction of AUDIO_DIRECTIONS) {
+          const seconds = audioPending[direction];
+          if (seconds === 0) continue;
+          audioPending[direction] = 0;
+          this.inc({ direction }, seconds);
+        }
+      },
     }),
+    /** `audio_seconds_total{direction}` for the frame paths (see {@link FrameCounter}). */
+    audioSecondsBy: {
+      in: { inc: (seconds) => void (audioPending.in += seconds) },
+      out: { inc: (seconds) => void (audioPending.out += seconds) },
+    } satisfies Record<AudioDirection, FrameCounter>,
     tokens: new Counter({
       name: `${P}tokens_total`,
       help: "Tokens used, from response.done usage, by kind (input_* uncached, input_cached, output_*).",

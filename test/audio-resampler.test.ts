@@ -1,5 +1,8 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { assembleResamplerKernel } from "../scripts/assemble-wasm.js";
+import { RESAMPLER_KERNEL_BASE64 } from "../src/audio/resampler-kernel.js";
 import { Resampler, type PcmRate } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
 
@@ -251,5 +254,77 @@ describe("Resampler streaming", () => {
     expect(r.flush().length).toBe(0);
     expect(() => new Resampler({ inRate: 44100 as PcmRate, outRate: 24000 })).toThrow(RangeError);
     expect(() => new Resampler({ inRate: 16000, outRate: 8000 as PcmRate })).toThrow(RangeError);
+  });
+});
+
+describe("Resampler WebAssembly kernel", () => {
+  it("is the committed assembly of src/audio/resampler.wat", async () => {
+    const assembled = Buffer.from(await assembleResamplerKernel());
+    expect(assembled.toString("base64")).toBe(RESAMPLER_KERNEL_BASE64);
+  });
+
+  // SHA-256 of the samples (20 ms frames, then flush) from the scalar JavaScript loops the kernel
+  // replaced (main at 303d58f): the same filter, sums in the same order, so the same samples.
+  it.each([
+    ["living_room_16k.wav", 16000, 24000, "82515cb86ce9ab1bcab6a329029be1dba2d3bc78dbc8686096e4dab5f4ca61e8"],
+    [
+      "kitchen_light_16k.wav",
+      16000,
+      24000,
+      "0d53fa3a44a6a36b0895303b477c260b5577672f72c2f875dcbdbae9d542b95b",
+    ],
+    ["sweep_16k.wav", 16000, 24000, "cbc4558922e144f62d6a91d65652057e61af67ccde0a0fe94faf208ecedb68f0"],
+    ["yes_16k.wav", 16000, 24000, "29307500502ea75a34539ec5fa56e59fee207ef728dcefaba12a20a5d4aaba89"],
+    [
+      "living_room_24k_sox_vhq.wav",
+      24000,
+      16000,
+      "c1e83e70859d358c37b7149509d312038e3cf68ab044dac50a99cb722124a56a",
+    ],
+    [
+      "kitchen_light_24k_sox_vhq.wav",
+      24000,
+      16000,
+      "57cc97950ccb0cf592288f2929f30c25ca6376265142e88aa9c32da502fc32d3",
+    ],
+    [
+      "sweep_24k_sox_vhq.wav",
+      24000,
+      16000,
+      "505bedbf6fa8fe615d4731298950a22ab9a99ee7ef683d7574c4b9c3dcd7cd73",
+    ],
+  ] as const)("%s %i → %i: bit-identical to the scalar loops", (name, inRate, outRate, digest) => {
+    const x = fixture(name).samples;
+    const out = stream(inRate, outRate, x, [inRate / 50]);
+    expect(createHash("sha256").update(new Uint8Array(out.buffer)).digest("hex")).toBe(digest);
+  });
+
+  it("keeps streams apart: resamplers of both directions interleaved give what each gives alone", () => {
+    const speech16 = fixture("living_room_16k.wav").samples;
+    const sweep16 = fixture("sweep_16k.wav").samples;
+    const speech24 = fixture("living_room_24k_sox_vhq.wav").samples;
+    const alone = [
+      stream(16000, 24000, speech16, [320]),
+      stream(16000, 24000, sweep16, [333]),
+      stream(24000, 16000, speech24, [480]),
+    ];
+    const inputs = [speech16, sweep16, speech24];
+    const sizes = [320, 333, 480];
+    const rs = [
+      new Resampler({ inRate: 16000, outRate: 24000 }),
+      new Resampler({ inRate: 16000, outRate: 24000 }),
+      new Resampler({ inRate: 24000, outRate: 16000 }),
+    ];
+    const parts: Int16Array[][] = [[], [], []];
+    for (let i = 0; inputs.some((x, s) => i * sizes[s]! < x.length); i++)
+      rs.forEach((r, s) => {
+        const at = i * sizes[s]!;
+        if (at < inputs[s]!.length)
+          parts[s]!.push(r.process(inputs[s]!.subarray(at, at + sizes[s]!)).slice());
+      });
+    rs.forEach((r, s) => parts[s]!.push(r.flush().slice()));
+    parts.forEach((p, s) =>
+      expect(Buffer.from(concat(p).buffer).equals(Buffer.from(alone[s]!.buffer))).toBe(true),
+    );
   });
 });

@@ -41,6 +41,25 @@ describe("speech gate", () => {
     gate.push(tone(40));
     expect(gate.take()).toBe("silent");
   });
+
+  it("reads audio at an odd byte offset of its buffer, an odd trailing byte ignored", () => {
+    /** `bytes` copied to an odd offset of a larger buffer, as `ws` may hand frames out. */
+    const atOddOffset = (bytes: Buffer): Buffer => {
+      const shifted = Buffer.alloc(bytes.length + 2).subarray(1, bytes.length + 1);
+      bytes.copy(shifted);
+      return shifted;
+    };
+    const gate = new SpeechGate();
+    const speech = atOddOffset(Buffer.concat([silence(300), tone(100), silence(300)]));
+    for (let at = 0; at < speech.length; at += 960) gate.push(speech.subarray(at, at + 960));
+    expect(gate.take()).toBe("heard");
+    const click = atOddOffset(tone(40));
+    for (let at = 0; at < click.length; at += 960) gate.push(click.subarray(at, at + 960));
+    expect(gate.take()).toBe("silent");
+    // A lone loud byte is no sample.
+    gate.push(Buffer.concat([silence(100), Buffer.from([0x7f])]));
+    expect(gate.take()).toBe("silent");
+  });
 });
 
 describe("cost meter", () => {

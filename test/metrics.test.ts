@@ -158,6 +158,21 @@ describe("metric declarations", () => {
     for (const code of Object.keys(SATELLITE_ERRORS)) expect(await valueOf(m.errors, { code }), code).toBe(0);
   });
 
+  it("takes the frame counters' audio seconds into audio_seconds_total on every read, once", async () => {
+    const m = createMetrics(new Registry(), { defaults: false });
+    const mic = m.audioSecondsBy.in;
+    for (let i = 0; i < 50; i++) mic.inc(0.02);
+    m.audioSecondsBy.out.inc(0.5);
+    m.audioSeconds.inc({ direction: "out" }, 0.25);
+    expect(await valueOf(m.audioSeconds, { direction: "in" })).toBeCloseTo(1, 12);
+    expect(await valueOf(m.audioSeconds, { direction: "out" })).toBe(0.75);
+    // Read again with nothing new: the same totals; a scrape sees what came since.
+    expect(await valueOf(m.audioSeconds, { direction: "in" })).toBeCloseTo(1, 12);
+    mic.inc(0.5);
+    expect(await m.registry.metrics()).toMatch(/^openvoice_audio_seconds_total\{direction="in"\} 1\.5\d*$/m);
+    expect(await valueOf(m.audioSeconds, { direction: "out" })).toBe(0.75);
+  });
+
   it("exposes build_info only when a version is given", async () => {
     const without = await createMetrics(new Registry(), { defaults: false }).registry.metrics();
     expect(without).not.toMatch(/^openvoice_build_info\{/m);

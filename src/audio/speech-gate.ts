@@ -3,6 +3,8 @@
  * when at least `minLoudMs` of it came in 20 ms frames louder than `thresholdDbfs` (RMS). Silence and
  * a quiet room's hiss stay below -50 dBFS; speech at a satellite is around -35 to -15 dBFS.
  */
+import { pcm16View } from "./pcm.js";
+
 const FRAME_SAMPLES = 480; // 20 ms at 24 kHz
 
 export interface SpeechGateOptions {
@@ -30,14 +32,23 @@ export class SpeechGate {
   push(pcm: Buffer): void {
     this.#bytes += pcm.length;
     if (this.#loudFrames >= this.#minFrames) return;
-    for (let i = 0; i + 1 < pcm.length; i += 2) {
-      const s = pcm.readInt16LE(i);
-      this.#sumSquares += s * s;
-      if (++this.#samples < FRAME_SAMPLES) continue;
-      if (this.#sumSquares / FRAME_SAMPLES >= this.#threshold) this.#loudFrames++;
-      this.#samples = 0;
-      this.#sumSquares = 0;
+    const even = pcm.length & ~1;
+    const samples = pcm16View(even === pcm.length ? pcm : pcm.subarray(0, even));
+    // Locals in the loop, fields written back once: this runs on every microphone frame.
+    let sumSquares = this.#sumSquares;
+    let count = this.#samples;
+    let loud = this.#loudFrames;
+    for (let i = 0; i < samples.length; i++) {
+      const s = samples[i]!;
+      sumSquares += s * s;
+      if (++count < FRAME_SAMPLES) continue;
+      if (sumSquares / FRAME_SAMPLES >= this.#threshold) loud++;
+      count = 0;
+      sumSquares = 0;
     }
+    this.#sumSquares = sumSquares;
+    this.#samples = count;
+    this.#loudFrames = loud;
   }
 
   /**

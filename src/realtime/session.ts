@@ -300,7 +300,8 @@ export class RealtimeSession extends EventEmitter<SessionEvents> {
 
   appendAudio(pcm: Buffer): void {
     if (pcm.length === 0) return;
-    this.#send({ type: "input_audio_buffer.append", audio: pcm.toString("base64") });
+    if (!this.#o.transport.appendAudio(pcm))
+      this.#log.debug({ type: "input_audio_buffer.append" }, "event dropped: upstream not open");
   }
 
   commitAndRespond(): void {

@@ -20,6 +20,12 @@ export interface RealtimeTransport {
   connect(): Promise<void>;
   /** Sends one client event. Dropped (returns false) unless the connection is open. */
   send(event: RealtimeClientEvent): boolean;
+  /**
+   * Sends `input_audio_buffer.append` carrying `pcm` (PCM16 LE) as base64, no `event_id`: the event
+   * `send` would send, on the hot path (the `ws` adapter writes its JSON text without a stringify).
+   * Dropped (returns false) unless the connection is open.
+   */
+  appendAudio(pcm: Buffer): boolean;
   /** Closes the connection. Idempotent; `onclose` fires exactly once per opened transport. */
   close(code?: number, reason?: string): void;
   /** Validated server events, in arrival order. Events of no interest are not delivered. */

@@ -56,6 +56,8 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #pipe: AudioPipe;
+  /** `audio_seconds_total` by direction, bound once: a frame adds to it without hashing labels. */
+  readonly #audioSeconds: CoreDeps["metrics"]["audioSecondsBy"];
   readonly #pacer: PlaybackPacer;
   #slot: ConversationSlot = { status: "none", endedAt: -Infinity };
   #generation = 0;
@@ -85,6 +87,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     this.#now = deps.now ?? (() => performance.now());
     this.#log = logger;
     this.#pipe = new AudioPipe(session.audio.inRate, session.audio.outRate);
+    this.#audioSeconds = deps.metrics.audioSecondsBy;
     this.#pacer = new PlaybackPacer((frame) => this.#sendAudio(frame), {
       sampleRate: session.audio.outRate,
       maxQueueMs: this.#limits.maxQueuedReplyMs,
@@ -176,7 +179,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     this.#lastMicAt = this.#now();
     const pcm24 = this.#pipe.micToUpstream(pcm);
     if (pcm24.byteLength === 0) return;
-    this.#deps.metrics.audioSeconds.inc({ direction: "in" }, pcm.byteLength / 2 / this.#pipe.inRate);
+    this.#audioSeconds.in.inc(pcm.byteLength / 2 / this.#pipe.inRate);
     const cur = this.#slot;
     if (cur.status === "active") cur.conversation.appendAudio(pcm24);
     else if (cur.status === "starting") {
@@ -439,7 +442,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
     }
     if (this.#state !== "speaking") this.#setState("speaking");
     this.#emit("audio", frame);
-    this.#deps.metrics.audioSeconds.inc({ direction: "out" }, frame.byteLength / 2 / this.#pipe.outRate);
+    this.#audioSeconds.out.inc(frame.byteLength / 2 / this.#pipe.outRate);
   }
 
   #onResponseEnd(id: string, reason: ResponseEndReason): void {

@@ -33,6 +33,10 @@ export class MemoryTransport implements RealtimeTransport {
     return true;
   }
 
+  appendAudio(pcm: Buffer): boolean {
+    return this.send({ type: "input_audio_buffer.append", audio: pcm.toString("base64") });
+  }
+
   close(code = 1000, reason = ""): void {
     if (this.state === "closed") return;
     this.serverClose(code, reason);

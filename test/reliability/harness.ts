@@ -249,9 +249,16 @@ export interface ServiceChild {
 /** Starts `node dist/main.js` with `config` (YAML in a temp dir) and waits for its port file. */
 export async function spawnService(
   config: ConfigInput,
-  opts: { env?: Record<string, string>; startTimeoutMs?: number; nodeArgs?: string[] } = {},
+  opts: {
+    env?: Record<string, string>;
+    startTimeoutMs?: number;
+    nodeArgs?: string[];
+    /** Another build's entry point (a benchmark comparing two builds); this checkout's by default. */
+    mainJs?: string;
+  } = {},
 ): Promise<ServiceChild> {
-  if (!existsSync(MAIN_JS)) throw new Error("dist/main.js is missing: run `npm run build` first");
+  const mainJs = opts.mainJs ?? MAIN_JS;
+  if (!existsSync(mainJs)) throw new Error(`${mainJs} is missing: run \`npm run build\` first`);
   const dir = await mkdtemp(join(tmpdir(), "openvoice-rel-proc-"));
   const configFile = join(dir, "openvoice.yaml");
   const portFile = join(dir, "ports.json");
@@ -261,7 +268,7 @@ export async function spawnService(
     process.execPath,
     [
       ...(opts.nodeArgs ?? []),
-      MAIN_JS,
+      mainJs,
       "--config",
       configFile,
       "--port-file",

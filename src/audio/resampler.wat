@@ -1,0 +1,112 @@
+;; Inner loops of src/audio/resampler.ts, assembled by scripts/assemble-wasm.ts into
+;; src/audio/resampler-kernel.ts (test/audio-resampler.test.ts checks the two agree).
+;;
+;; Each export runs `passes` passes of four polyphase cycles over a history of f64 samples at $h,
+;; with a coefficient table at $c laid out as in the resampler (tap d of branch k at d * L + k),
+;; and stores L PCM16 samples per cycle at $o. Lanes hold cycles: $a* cycles c and c+1, $b* c+2
+;; and c+3. Every lane adds its products one tap at a time, in tap order, with a separate multiply
+;; and add (no fused multiply-add), so each sample is bit-identical to the scalar sum in JavaScript.
+;; A last pass may run past the cycles the caller needs: it reads up to 3 cycles of stale history
+;; and writes their samples, which the caller does not copy out.
+(module
+  (memory (export "memory") 4)
+
+  ;; Rounds half away from zero, saturates to PCM16 and stores at $o.
+  (func $pcm (param $o i32) (param $v f64)
+    (i32.store16 (local.get $o)
+      (i32.trunc_sat_f64_s
+        (f64.min
+          (f64.max
+            (f64.add (local.get $v) (f64.copysign (f64.const 0.5) (local.get $v)))
+            (f64.const -32768))
+          (f64.const 32767)))))
+
+  ;; 16 -> 24 kHz: L = 3 outputs per cycle, M = 2 input samples (16 bytes) between cycles.
+  (func (export "up3") (param $h i32) (param $c i32) (param $taps i32) (param $passes i32) (param $o i32)
+    (local $p i32) (local $q i32) (local $end i32) (local $x v128) (local $y v128) (local $k v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $b0 v128) (local $b1 v128) (local $b2 v128)
+    (block $done
+      (br_if $done (i32.eqz (local.get $passes)))
+      (loop $pass
+        (local.set $a0 (v128.const i64x2 0 0))
+        (local.set $a1 (v128.const i64x2 0 0))
+        (local.set $a2 (v128.const i64x2 0 0))
+        (local.set $b0 (v128.const i64x2 0 0))
+        (local.set $b1 (v128.const i64x2 0 0))
+        (local.set $b2 (v128.const i64x2 0 0))
+        (local.set $p (local.get $h))
+        (local.set $q (local.get $c))
+        (local.set $end (i32.add (local.get $h) (i32.shl (local.get $taps) (i32.const 3))))
+        (loop $tap
+          (local.set $x
+            (v128.load64_lane offset=16 1 (local.get $p) (v128.load64_splat (local.get $p))))
+          (local.set $y
+            (v128.load64_lane offset=48 1 (local.get $p) (v128.load64_splat offset=32 (local.get $p))))
+          (local.set $k (v128.load64_splat (local.get $q)))
+          (local.set $a0 (f64x2.add (local.get $a0) (f64x2.mul (local.get $x) (local.get $k))))
+          (local.set $b0 (f64x2.add (local.get $b0) (f64x2.mul (local.get $y) (local.get $k))))
+          (local.set $k (v128.load64_splat offset=8 (local.get $q)))
+          (local.set $a1 (f64x2.add (local.get $a1) (f64x2.mul (local.get $x) (local.get $k))))
+          (local.set $b1 (f64x2.add (local.get $b1) (f64x2.mul (local.get $y) (local.get $k))))
+          (local.set $k (v128.load64_splat offset=16 (local.get $q)))
+          (local.set $a2 (f64x2.add (local.get $a2) (f64x2.mul (local.get $x) (local.get $k))))
+          (local.set $b2 (f64x2.add (local.get $b2) (f64x2.mul (local.get $y) (local.get $k))))
+          (local.set $q (i32.add (local.get $q) (i32.const 24)))
+          (local.set $p (i32.add (local.get $p) (i32.const 8)))
+          (br_if $tap (i32.lt_u (local.get $p) (local.get $end))))
+        (call $pcm (local.get $o) (f64x2.extract_lane 0 (local.get $a0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 2)) (f64x2.extract_lane 0 (local.get $a1)))
+        (call $pcm (i32.add (local.get $o) (i32.const 4)) (f64x2.extract_lane 0 (local.get $a2)))
+        (call $pcm (i32.add (local.get $o) (i32.const 6)) (f64x2.extract_lane 1 (local.get $a0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 8)) (f64x2.extract_lane 1 (local.get $a1)))
+        (call $pcm (i32.add (local.get $o) (i32.const 10)) (f64x2.extract_lane 1 (local.get $a2)))
+        (call $pcm (i32.add (local.get $o) (i32.const 12)) (f64x2.extract_lane 0 (local.get $b0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 14)) (f64x2.extract_lane 0 (local.get $b1)))
+        (call $pcm (i32.add (local.get $o) (i32.const 16)) (f64x2.extract_lane 0 (local.get $b2)))
+        (call $pcm (i32.add (local.get $o) (i32.const 18)) (f64x2.extract_lane 1 (local.get $b0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 20)) (f64x2.extract_lane 1 (local.get $b1)))
+        (call $pcm (i32.add (local.get $o) (i32.const 22)) (f64x2.extract_lane 1 (local.get $b2)))
+        (local.set $o (i32.add (local.get $o) (i32.const 24)))
+        (local.set $h (i32.add (local.get $h) (i32.const 64)))
+        (br_if $pass (local.tee $passes (i32.sub (local.get $passes) (i32.const 1)))))))
+
+  ;; 24 -> 16 kHz: L = 2 outputs per cycle, M = 3 input samples (24 bytes) between cycles.
+  (func (export "down2") (param $h i32) (param $c i32) (param $taps i32) (param $passes i32) (param $o i32)
+    (local $p i32) (local $q i32) (local $end i32) (local $x v128) (local $y v128) (local $k v128)
+    (local $a0 v128) (local $a1 v128) (local $b0 v128) (local $b1 v128)
+    (block $done
+      (br_if $done (i32.eqz (local.get $passes)))
+      (loop $pass
+        (local.set $a0 (v128.const i64x2 0 0))
+        (local.set $a1 (v128.const i64x2 0 0))
+        (local.set $b0 (v128.const i64x2 0 0))
+        (local.set $b1 (v128.const i64x2 0 0))
+        (local.set $p (local.get $h))
+        (local.set $q (local.get $c))
+        (local.set $end (i32.add (local.get $h) (i32.shl (local.get $taps) (i32.const 3))))
+        (loop $tap
+          (local.set $x
+            (v128.load64_lane offset=24 1 (local.get $p) (v128.load64_splat (local.get $p))))
+          (local.set $y
+            (v128.load64_lane offset=72 1 (local.get $p) (v128.load64_splat offset=48 (local.get $p))))
+          (local.set $k (v128.load64_splat (local.get $q)))
+          (local.set $a0 (f64x2.add (local.get $a0) (f64x2.mul (local.get $x) (local.get $k))))
+          (local.set $b0 (f64x2.add (local.get $b0) (f64x2.mul (local.get $y) (local.get $k))))
+          (local.set $k (v128.load64_splat offset=8 (local.get $q)))
+          (local.set $a1 (f64x2.add (local.get $a1) (f64x2.mul (local.get $x) (local.get $k))))
+          (local.set $b1 (f64x2.add (local.get $b1) (f64x2.mul (local.get $y) (local.get $k))))
+          (local.set $q (i32.add (local.get $q) (i32.const 16)))
+          (local.set $p (i32.add (local.get $p) (i32.const 8)))
+          (br_if $tap (i32.lt_u (local.get $p) (local.get $end))))
+        (call $pcm (local.get $o) (f64x2.extract_lane 0 (local.get $a0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 2)) (f64x2.extract_lane 0 (local.get $a1)))
+        (call $pcm (i32.add (local.get $o) (i32.const 4)) (f64x2.extract_lane 1 (local.get $a0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 6)) (f64x2.extract_lane 1 (local.get $a1)))
+        (call $pcm (i32.add (local.get $o) (i32.const 8)) (f64x2.extract_lane 0 (local.get $b0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 10)) (f64x2.extract_lane 0 (local.get $b1)))
+        (call $pcm (i32.add (local.get $o) (i32.const 12)) (f64x2.extract_lane 1 (local.get $b0)))
+        (call $pcm (i32.add (local.get $o) (i32.const 14)) (f64x2.extract_lane 1 (local.get $b1)))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (local.set $h (i32.add (local.get $h) (i32.const 96)))
+        (br_if $pass (local.tee $passes (i32.sub (local.get $passes) (i32.const 1)))))))
+)

@@ -1,0 +1,89 @@
+/**
+ * The `ws` transport's audio append: the text on the wire, against a plain `ws` server on loopback.
+ */
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
+import { WsRealtimeTransport } from "../src/realtime/ws-transport.js";
+
+let server: WebSocketServer | undefined;
+let transport: WsRealtimeTransport | undefined;
+
+afterEach(async () => {
+  transport?.close();
+  transport = undefined;
+  if (server) {
+    for (const c of server.clients) c.terminate();
+    await new Promise<void>((r) => server!.close(() => r()));
+  }
+  server = undefined;
+});
+
+/** A transport connected to a server that records every text frame it receives. */
+async function connected(): Promise<{
+  t: WsRealtimeTransport;
+  frames: string[];
+  arrived: (n: number) => Promise<void>;
+}> {
+  server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await once(server, "listening");
+  const frames: string[] = [];
+  let waiting: { n: number; resolve: () => void } | null = null;
+  server.on("connection", (ws) =>
+    ws.on("message", (data) => {
+      frames.push((data as Buffer).toString("utf8"));
+      if (waiting && frames.length >= waiting.n) waiting.resolve();
+    }),
+  );
+  const { port } = server.address() as AddressInfo;
+  const t = new WsRealtimeTransport({
+    url: `ws://127.0.0.1:${port}/v1/realtime`,
+    apiKey: "sk-test",
+    connectTimeoutMs: 5000,
+  });
+  transport = t;
+  await t.connect();
+  return {
+    t,
+    frames,
+    arrived: (n) =>
+      frames.length >= n ? Promise.resolve() : new Promise<void>((resolve) => (waiting = { n, resolve })),
+  };
+}
+
+describe("WsRealtimeTransport.appendAudio", () => {
+  it("writes the same text as send() of the same append, audio as base64 of the PCM", async () => {
+    const { t, frames, arrived } = await connected();
+    const pcm = Buffer.alloc(960);
+    for (let i = 0; i < 480; i++) pcm.writeInt16LE(Math.round(12000 * Math.sin(i / 7)), i * 2);
+    const event = { type: "input_audio_buffer.append" as const, audio: pcm.toString("base64") };
+    expect(t.appendAudio(pcm)).toBe(true);
+    expect(t.send(event)).toBe(true);
+    // An odd-length chunk of a larger buffer: base64 of exactly these bytes, padding included.
+    const odd = Buffer.from([0, 1, 2, 3, 4, 255, 254]).subarray(1, 6);
+    expect(t.appendAudio(odd)).toBe(true);
+    await arrived(3);
+    expect(frames[0]).toBe(JSON.stringify(event));
+    expect(frames[1]).toBe(frames[0]);
+    expect(JSON.parse(frames[2]!)).toEqual({
+      type: "input_audio_buffer.append",
+      audio: odd.toString("base64"),
+    });
+    expect(Buffer.from((JSON.parse(frames[2]!) as { audio: string }).audio, "base64").equals(odd)).toBe(true);
+  });
+
+  it("drops the append (false) unless the connection is open", async () => {
+    const unopened = new WsRealtimeTransport({
+      url: "ws://127.0.0.1:1/v1/realtime",
+      apiKey: "sk-test",
+      connectTimeoutMs: 5000,
+    });
+    expect(unopened.appendAudio(Buffer.alloc(4))).toBe(false);
+    const { t } = await connected();
+    const closed = new Promise<void>((resolve) => (t.onclose = () => resolve()));
+    for (const c of server!.clients) c.close(1000, "bye");
+    await closed;
+    expect(t.appendAudio(Buffer.alloc(4))).toBe(false);
+  });
+});
