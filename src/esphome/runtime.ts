@@ -96,8 +96,12 @@ export async function startEsphome(o: {
     ...(o.overrides?.ownershipRetryMs ? { ownershipRetryMs: o.overrides.ownershipRetryMs } : {}),
     ...(entities ? { entities } : {}),
   });
-  devices.start(mergeDeviceSpecs(listed, discovered));
-  if (config.esphome.reply_format === "mp3") void o.streams.prepare("mp3").catch(() => undefined);
+  const specs = mergeDeviceSpecs(listed, discovered);
+  devices.start(specs);
+  // The encoder is compiled ahead of the first reply only when there is a device to answer: an
+  // install without ESPHome voice devices never loads it.
+  if (specs.length > 0 && config.esphome.reply_format === "mp3")
+    void o.streams.prepare("mp3").catch(() => undefined);
   return { admin: devices, baseUrl: base.url, close: () => devices.close() };
 }
 
