@@ -1,6 +1,6 @@
 // Status, servers, approvals and the satellite token. Polls the admin API; rows are keyed and
 // updated in place so a click never lands on a row that was just replaced.
-import { api, badgeRow, el, switchRow, toast, copyText } from "./common.js";
+import { api, badgeRow, el, switchRow, syncRows, toast, copyText } from "./common.js";
 import { renderEsphome } from "./esphome.js";
 
 const POLL_MS = 1500;
@@ -171,22 +171,8 @@ function updateServer(entry, s, force = false) {
 
 function renderServers(list) {
   const box = byId("servers");
-  const seen = new Set();
-  for (const s of list) {
-    seen.add(s.name);
-    let entry = serverRows.get(s.name);
-    if (!entry) {
-      entry = serverRow(s.name);
-      serverRows.set(s.name, entry);
-    }
-    updateServer(entry, s);
-    box.append(entry.row); // keeps API order (sorted by name); moving an attached node is cheap
-  }
-  for (const [name, entry] of serverRows)
-    if (!seen.has(name)) {
-      entry.row.remove();
-      serverRows.delete(name);
-    }
+  // Keeps the API's order (sorted by name).
+  syncRows(box, serverRows, list, serverRow, updateServer);
   box.querySelector(".empty")?.remove();
   if (list.length === 0) box.append(el("div", { class: "empty" }, "No MCP servers are configured."));
 }

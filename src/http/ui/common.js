@@ -92,6 +92,30 @@ export function switchRow({ attrs, name, label, title, lines, change }) {
   return entry;
 }
 
+/**
+ * Shows `items` in `box` as rows kept in `rows` (a Map by `item.name`): a new name gets `create(name)`,
+ * every row is refreshed with `update(entry, item)` and appended in the items' order (moving an attached
+ * node is cheap), and rows whose name is gone are removed.
+ */
+export function syncRows(box, rows, items, create, update) {
+  const seen = new Set();
+  for (const item of items) {
+    seen.add(item.name);
+    let entry = rows.get(item.name);
+    if (!entry) {
+      entry = create(item.name);
+      rows.set(item.name, entry);
+    }
+    update(entry, item);
+    box.append(entry.row);
+  }
+  for (const [name, entry] of rows)
+    if (!seen.has(name)) {
+      entry.row.remove();
+      rows.delete(name);
+    }
+}
+
 let toastTimer;
 /** A short message at the bottom of the page. */
 export function toast(text) {

@@ -1,7 +1,7 @@
 // The ESPHome voice devices card: each device's connection, who answers its voice assistant, what it
 // is doing and its last run's timings, with the "Answer with OpenVoice" switch. Rows are keyed by name
 // and updated in place.
-import { api, el, switchRow } from "./common.js";
+import { api, el, switchRow, syncRows } from "./common.js";
 
 const rows = new Map();
 
@@ -62,21 +62,5 @@ function update(entry, d, force = false) {
 export function renderEsphome(devices) {
   const card = document.getElementById("esphome-card");
   card.hidden = devices.length === 0;
-  const box = document.getElementById("esphome-devices");
-  const seen = new Set();
-  for (const d of devices) {
-    seen.add(d.name);
-    let entry = rows.get(d.name);
-    if (!entry) {
-      entry = deviceRow(d.name);
-      rows.set(d.name, entry);
-    }
-    update(entry, d);
-    box.append(entry.row);
-  }
-  for (const [name, entry] of rows)
-    if (!seen.has(name)) {
-      entry.row.remove();
-      rows.delete(name);
-    }
+  syncRows(document.getElementById("esphome-devices"), rows, devices, deviceRow, update);
 }
