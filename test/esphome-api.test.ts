@@ -29,6 +29,7 @@ import {
   startEmulatedDevice,
   type EmulatedDevice,
 } from "./esphome/emulator/index.js";
+import { streamingWavHeader, wavHeader } from "../src/audio/wav.js";
 import { fileTypeOf, mp3Frames, wavInfo, type DecoderGeneration } from "./esphome/emulator/media-player.js";
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
@@ -254,23 +255,6 @@ async function replyServer(contentType: string | null): Promise<ReplyServer> {
     fetched: new Promise((r) => (fetched = r)),
     closedEarly: new Promise((r) => (closedEarly = r)),
   };
-}
-
-function wavHeader(sampleRate: number, dataBytes = 0x7fffffff): Buffer {
-  const h = Buffer.alloc(44);
-  h.write("RIFF", 0, "ascii");
-  h.writeUInt32LE(Math.min(36 + dataBytes, 0xffffffff), 4);
-  h.write("WAVEfmt ", 8, "ascii");
-  h.writeUInt32LE(16, 16);
-  h.writeUInt16LE(1, 20);
-  h.writeUInt16LE(1, 22);
-  h.writeUInt32LE(sampleRate, 24);
-  h.writeUInt32LE(sampleRate * 2, 28);
-  h.writeUInt16LE(2, 32);
-  h.writeUInt16LE(16, 34);
-  h.write("data", 36, "ascii");
-  h.writeUInt32LE(dataBytes, 40);
-  return h;
 }
 
 /** A recognisable PCM16 ramp: sample i is i (mod 2^16), so any frame says where it came from. */
@@ -533,7 +517,7 @@ describe("voice assistant", () => {
     const c = await owned(d);
     const reply = await replyServer("audio/wav");
     streamAtOnce(c, reply, () => {
-      reply.write(wavHeader(16000));
+      reply.write(streamingWavHeader(16000));
       reply.write(Buffer.alloc(32000 * 3)); // 3 s, and the stream stays open
     });
     d.mediaPlayer.once("sound", () => setTimeout(() => d.stopWord(), 200));
@@ -666,7 +650,7 @@ describe("media player start rule", () => {
 
   it("WAV (24 kHz mono): the first sound needs 1 s of audio plus the decoder's 24 KiB", async () => {
     const { reply, sounds } = await announceAndStream("audio/wav", "/r?x=1");
-    const header = wavHeader(24000);
+    const header = streamingWavHeader(24000);
     const needed = header.length + 48000 + 24 * 1024;
     reply.write(header);
     reply.write(Buffer.alloc(needed - header.length - 512));
@@ -726,7 +710,7 @@ describe("media player start rule", () => {
   it("gives up after 5 s without data and drops what it buffered", async () => {
     const { d, c, reply, sounds } = await announceAndStream("audio/wav", "/r");
     const finished = once(c, "voice.announce_finished");
-    reply.write(wavHeader(16000));
+    reply.write(streamingWavHeader(16000));
     reply.write(Buffer.alloc(8000));
     const lastWrite = performance.now();
     await finished;
