@@ -40,7 +40,7 @@ import {
   type FakeRealtimeServer,
 } from "./fake-realtime/server.js";
 import { startIngressProxy, type IngressProxy } from "./fixtures/supervisor/ingress-proxy.js";
-import { CHROMIUM_ARGS, findChromium, type FoundChromium } from "./helpers/chromium.js";
+import { CHROMIUM_ARGS, findChromium, talkPageArgs, type FoundChromium } from "./helpers/chromium.js";
 import { startHarness, type Harness } from "./esphome-helpers.js";
 
 const AUDIO = (name: string) => fileURLToPath(new URL(`./fixtures/audio/${name}`, import.meta.url));
@@ -174,13 +174,7 @@ describe("ingress UI in a real browser", () => {
     found = await findChromium();
     browser = await chromium.launch({
       executablePath: found.executablePath,
-      args: [
-        ...CHROMIUM_ARGS,
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        `--use-file-for-fake-audio-capture=${AUDIO("kitchen_light_16k.wav")}`,
-        "--autoplay-policy=no-user-gesture-required",
-      ],
+      args: talkPageArgs(AUDIO("kitchen_light_16k.wav")),
       timeout: 20_000,
     });
   }, 60_000);
@@ -596,13 +590,7 @@ describe("cost in a real browser", () => {
     proxy = await startIngressProxy({ target: `http://127.0.0.1:${port}` });
     browser = await chromium.launch({
       executablePath: (await findChromium()).executablePath,
-      args: [
-        ...CHROMIUM_ARGS,
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        `--use-file-for-fake-audio-capture=${AUDIO("kitchen_light_16k.wav")}`,
-        "--autoplay-policy=no-user-gesture-required",
-      ],
+      args: talkPageArgs(AUDIO("kitchen_light_16k.wav")),
       timeout: 20_000,
     });
   }, 60_000);

@@ -126,7 +126,8 @@ export class LiveConversation extends EventEmitter<ConversationEvents> implement
    */
   appendAudio(pcm: Buffer): void {
     if (this.#link.status === "ended") return;
-    this.#gate.push(pcm);
+    // Only a client turn asks whether it held speech (`commitAndRespond`); the upstream's VAD judges the rest.
+    if (this.#opts.turn === "client") this.#gate.push(pcm);
     if (this.#link.status === "attached") return this.#link.session.appendAudio(pcm);
     this.#held.audio(pcm);
     this.#wake?.();

@@ -49,3 +49,17 @@ export const CHROMIUM_ARGS: readonly string[] = [
   "--disable-sync",
   "--no-first-run",
 ];
+
+/**
+ * The flags of a browser that talks on the talk page: a fake microphone playing `micWav` (PCM16 WAV)
+ * with no permission prompt, and audio that plays without a click.
+ */
+export function talkPageArgs(micWav: string): string[] {
+  return [
+    ...CHROMIUM_ARGS,
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-audio-capture=${micWav}`,
+    "--autoplay-policy=no-user-gesture-required",
+  ];
+}
