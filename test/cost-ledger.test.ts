@@ -37,9 +37,18 @@ describe("cost ledger", () => {
     a.add({ device: kitchen, conversation: "c1", usd: 0.05, model: "gpt-4o-mini-transcribe" });
     a.add({ device: office, conversation: "c2", usd: 0.1, model: "gpt-realtime" });
     a.add({ device: office, conversation: "c2", usd: null, model: "my-model" });
-    // Written by the timer (100 ms) without anyone asking.
+    // Written by the timer (100 ms) without anyone asking, within the half second DOCS promise.
     const file = join(dir!, LEDGER_FILE);
-    await new Promise((r) => setTimeout(r, 300));
+    await expect
+      .poll(
+        () =>
+          readFile(file, "utf8").then(
+            () => true,
+            () => false,
+          ),
+        { timeout: 500, interval: 20 },
+      )
+      .toBe(true);
     const onDisk = JSON.parse(await readFile(file, "utf8")) as { days: Record<string, unknown> };
     expect(Object.keys(onDisk.days)).toEqual(["2026-06-10"]);
     expect((await readdir(dir!)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
