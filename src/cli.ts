@@ -10,7 +10,7 @@
  * Exit codes: 0 clean exit (or `--check-config` passed); 1 runtime failure or unclean shutdown;
  * 2 invalid configuration or usage. Once the logger exists, every exit is preceded by a "stopped" line.
  */
-import { rename, writeFile } from "node:fs/promises";
+import { renameSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { createApp, isAddon, type App, type Env } from "./app.js";
 import type { CompileCacheResult } from "./compile-cache.js";
@@ -176,16 +176,18 @@ export async function main(argv: readonly string[], env: Env, notes: StartupNote
 
     running
       .listen()
-      .then(async (ports) => {
+      .then((ports) => {
         if (portFile !== undefined) {
-          // Written beside and renamed into place: a reader never sees a partly written file.
+          // Written beside and renamed into place: a reader never sees a partly written file. Written
+          // synchronously, before the start-up work that follows listening takes its turns: a file
+          // written in steps would wait for each of them.
           const partial = `${portFile}.${process.pid}.tmp`;
-          await writeFile(
+          writeFileSync(
             partial,
             // Extra listeners (e.g. `wyoming`) by name beside the two fixed ports.
             JSON.stringify({ ...ports.extra, satellite: ports.satellitePort, ingress: ports.ingressPort }),
           );
-          await rename(partial, portFile);
+          renameSync(partial, portFile);
         }
         running.setReady(true);
         logger.info({ dataDir: running.dataDir, addon: running.addon }, "ready");

@@ -362,14 +362,19 @@ function statusSnapshot(
 }
 
 /**
- * Once every port listens: the client MCP servers connect and the warm pool fills, so loading the
+ * Once every port listens: the warm pool fills and the client MCP servers connect, so loading the
  * MCP client code, spawning servers and opening upstream sessions stay off the path to listening.
- * Failures are logged, never thrown.
+ * The upstream goes first (a conversation needs it most); the MCP client code, the largest piece of
+ * CPU work (its SDK's schemas and Ajv: about 15 ms), loads one event-loop turn later, so that I/O
+ * already waiting (a health probe, a device connecting) is served in between. Failures are logged,
+ * never thrown.
  */
 function startInBackground(app: App, parts: { tools: ClientMcpManager; engine: RealtimeEngine }): void {
   const { logger } = app;
   app.afterListen(() => {
-    void parts.tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
     void parts.engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
+    setImmediate(() => {
+      void parts.tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
+    });
   });
 }

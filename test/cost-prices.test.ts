@@ -260,3 +260,24 @@ describe("budgets and days", () => {
     expect(dayBefore("2026-03-01", 1)).toBe("2026-02-28");
   });
 });
+
+describe("dayOf in UTC", () => {
+  it("is the calendar date in UTC, the same as a formatter for the zone gives", () => {
+    const formatter = new Intl.DateTimeFormat("en-CA", {
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      timeZone: "UTC",
+    });
+    for (const iso of [
+      "2026-03-01T23:59:59.999Z",
+      "2026-03-02T00:00:00.000Z",
+      "2024-02-29T12:00:00Z",
+      "1999-12-31T23:00:00Z",
+    ]) {
+      const t = Date.parse(iso);
+      expect(dayOf(t, "UTC")).toBe(formatter.format(new Date(t)));
+    }
+    expect(dayOf(Date.parse("2026-03-01T23:59:59.999Z"), "UTC")).toBe("2026-03-01");
+  });
+});

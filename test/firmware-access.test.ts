@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApprovalQueue } from "../src/approvals/queue.js";
 import { ConfigSchema } from "../src/config/model.js";
 import { ingressPlugin } from "../src/http/ingress.js";
-import { normalizeAddress } from "../src/net/address.js";
+import { AddressAllowList, normalizeAddress, parseAddressOrSubnet } from "../src/net/address.js";
 import { FirmwareAccess } from "../src/satellite/firmware/access.js";
 import { RuntimeState, STATE_FILE } from "../src/state/runtime-state.js";
 import { PersistentServerAdmin } from "../src/state/server-admin.js";
@@ -41,6 +41,36 @@ describe("satellites.devices with an address", () => {
       satellites: { dialects: ["xiaozhi"] },
     });
     expect(dialect.success).toBe(false);
+  });
+
+  it("parses addresses and subnets of both families, and nothing else", () => {
+    expect(parseAddressOrSubnet("192.168.1.20")).toEqual({ address: "192.168.1.20", family: "ipv4" });
+    expect(parseAddressOrSubnet(" 192.168.1.0/24 ")).toEqual({
+      address: "192.168.1.0",
+      prefix: 24,
+      family: "ipv4",
+    });
+    expect(parseAddressOrSubnet("::1")).toEqual({ address: "::1", family: "ipv6" });
+    expect(parseAddressOrSubnet("fd00::/8")).toEqual({ address: "fd00::", prefix: 8, family: "ipv6" });
+    expect(parseAddressOrSubnet("FD00:0000:0:0:0:0:0:0005")?.family).toBe("ipv6");
+    expect(parseAddressOrSubnet("::ffff:192.168.1.50")?.family).toBe("ipv6");
+    for (const bad of [
+      "fd00::zz",
+      "1:2:3:4:5:6:7:8:9",
+      ":::1",
+      "192.168.1.256",
+      "homeassistant.local",
+      "",
+      "fd00::/129",
+      "10.0.0.0/33",
+      "10.0.0.0/8/8",
+    ])
+      expect(parseAddressOrSubnet(bad), bad).toBeNull();
+    const list = new AddressAllowList(["127.0.0.0/8", "::1", "fd00::/8"]);
+    expect(list.allows("::1")).toBe(true);
+    expect(list.allows("fd12::3")).toBe(true);
+    expect(list.allows("::ffff:127.0.0.1")).toBe(true);
+    expect(list.allows("fe80::1")).toBe(false);
   });
 
   it("reads IPv4-mapped peers as plain IPv4", () => {

@@ -152,7 +152,7 @@ export function parseConfig(text: string, form: ConfigForm, env: Env, name = "co
     fs.map((f) => ({ path: displayPath(f.path, value), message: f.message }));
   const warnings = [...show(normalized.warnings), ...show(keys.unknown)];
 
-  const result = ConfigSchema.safeParse(value, { error: messages });
+  const result = ConfigSchema.safeParse(value, { error: messages, jitless: true });
   const problems = [...show(findings), ...show(keys.misplaced)];
   if (!result.success) {
     for (const issue of result.error.issues)

@@ -15,6 +15,7 @@ import {
   usd,
   type BudgetSettings,
   type BudgetView,
+  type DaySpend,
   type DeviceRef,
   type DeviceRoute,
 } from "./budget.js";
@@ -94,6 +95,7 @@ const PLAYBACK_MARGIN_MS = 1500;
 /** A conversation past its time that never goes quiet ends anyway after this long. */
 const HARD_END_AFTER_MS = 2 * 60_000;
 const RECENT_ITEMS = 50;
+const NOTHING_SPENT: DaySpend = { totalUsd: 0, allowanceUsd: 0, device: () => undefined };
 
 export class CostMeter {
   readonly #o: CostMeterOptions;
@@ -114,7 +116,9 @@ export class CostMeter {
     this.#loaded = new Promise((resolve) => (this.#resolveLoaded = resolve));
     this.#refresh = setInterval(() => this.#updateGauges(), 60_000);
     this.#refresh.unref();
-    this.#updateGauges();
+    // Nothing is spent before the ledger is read; asking the ledger for "today" would build a time-zone
+    // formatter (ICU's zone data, about 10 ms) on the path to listening.
+    this.#setGauges(NOTHING_SPENT);
   }
 
   /** Reads the ledger; new conversations wait for it. Never rejects. */
@@ -329,7 +333,11 @@ export class CostMeter {
   }
 
   #updateGauges(): void {
-    const v = dailyView(this.#o.budget, this.#o.ledger.spend());
+    this.#setGauges(this.#o.ledger.spend());
+  }
+
+  #setGauges(spend: DaySpend): void {
+    const v = dailyView(this.#o.budget, spend);
     this.#o.metrics.budgetUsd.set(v.budgetUsd ?? 0);
     this.#o.metrics.budgetSpentRatio.set(v.ratio);
     this.#o.metrics.budgetWarn.set(v.warn ? 1 : 0);

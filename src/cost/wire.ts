@@ -12,10 +12,11 @@ import { PriceTable } from "./prices.js";
 export function createCostMeter(app: App, now?: () => number): CostMeter {
   const { config, logger, metrics } = app;
   const log = logger.child({ part: "cost" });
-  let zone = localTimeZone(app.env);
+  // Looked up on first use, after listening: checking `TZ` builds a date formatter (about 10 ms).
+  let zone: string | undefined;
   const ledger = new CostLedger({
     dataDir: app.dataDir,
-    timeZone: () => zone,
+    timeZone: () => (zone ??= localTimeZone(app.env)),
     logger: log,
     ...(now ? { now } : {}),
   });
@@ -38,7 +39,7 @@ export function createCostMeter(app: App, now?: () => number): CostMeter {
       // Starts wait for the ledger, not for Home Assistant's answer (which only moves midnight).
       void meter.load();
       void homeAssistantTimeZone(app.env, log).then((answer) => {
-        zone = answer ?? zone;
+        zone = answer ?? zone ?? localTimeZone(app.env);
         log.debug({ time_zone: zone }, "days of the cost ledger end at local midnight");
       });
     });

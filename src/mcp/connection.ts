@@ -12,6 +12,7 @@ import {
   closeBounded,
   errorText,
   isSessionNotFound,
+  LazyOutputValidator,
   listAllTools,
   stripMcpPrefix,
 } from "./client-session.js";
@@ -297,7 +298,7 @@ export class ServerConnection {
     const opened = createTransport(this.config, { ...this.#opts.transportOptions, logger: this.#log });
     const client = new Client(
       { name: this.#opts.clientInfo.name, version: this.#opts.clientInfo.version },
-      { capabilities: {} },
+      { capabilities: {}, jsonSchemaValidator: new LazyOutputValidator() },
     );
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       this.#scheduleRefresh(gen);
