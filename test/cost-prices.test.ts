@@ -261,7 +261,7 @@ describe("budgets and days", () => {
   });
 });
 
-describe("dayOf in UTC", () => {
+describe("dayOf without a formatter", () => {
   it("is the calendar date in UTC, the same as a formatter for the zone gives", () => {
     const formatter = new Intl.DateTimeFormat("en-CA", {
       year: "numeric",
@@ -279,5 +279,39 @@ describe("dayOf in UTC", () => {
       expect(dayOf(t, "UTC")).toBe(formatter.format(new Date(t)));
     }
     expect(dayOf(Date.parse("2026-03-01T23:59:59.999Z"), "UTC")).toBe("2026-03-01");
+  });
+
+  it("reads a day in the process's own zone from the clock, as a formatter for the zone does", () => {
+    const formatter = new Intl.DateTimeFormat("en-CA", {
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      timeZone: "Europe/Berlin",
+    });
+    const saved = process.env.TZ;
+    process.env.TZ = "Europe/Berlin";
+    try {
+      // Around both of 2026's clock changes in Berlin, and around midnight on either side of them.
+      const instants = [
+        "2026-03-28T22:59:59Z",
+        "2026-03-28T23:00:00Z",
+        "2026-03-29T00:59:59Z",
+        "2026-03-29T01:00:00Z",
+        "2026-03-29T21:59:59Z",
+        "2026-03-29T22:00:00Z",
+        "2026-10-24T21:59:59Z",
+        "2026-10-24T22:00:00Z",
+        "2026-10-25T22:59:59Z",
+        "2026-10-25T23:00:00Z",
+      ];
+      for (const iso of instants) {
+        const t = Date.parse(iso);
+        expect(dayOf(t, "Europe/Berlin"), iso).toBe(formatter.format(new Date(t)));
+      }
+      expect(dayOf(Date.parse("2026-03-29T22:00:00Z"), "Europe/Berlin")).toBe("2026-03-30");
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
   });
 });

@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { homeAssistantTimeZone, localTimeZone } from "../src/ha/time-zone.js";
+import { homeAssistantTimeZone, isTimeZone, localTimeZone } from "../src/ha/time-zone.js";
 import { silentLogger } from "./fake-realtime/helpers.js";
 
 let server: Server | undefined;
@@ -47,5 +47,11 @@ describe("Home Assistant's time zone", () => {
     expect(localTimeZone({ TZ: "America/New_York" })).toBe("America/New_York");
     expect(localTimeZone({ TZ: "nowhere" })).toBe("UTC");
     expect(localTimeZone({})).toBe("UTC");
+  });
+
+  it("knows canonical zones, aliases and UTC, and nothing else", () => {
+    for (const zone of ["UTC", "Europe/Berlin", "America/New_York", "US/Eastern", "Etc/UTC", "Europe/Kyiv"])
+      expect(isTimeZone(zone), zone).toBe(true);
+    for (const bad of ["nowhere", "Mars/Olympus_Mons", ""]) expect(isTimeZone(bad), bad).toBe(false);
   });
 });

@@ -14,7 +14,13 @@ export function localTimeZone(env: { TZ?: string | undefined }): string {
   return tz && isTimeZone(tz) ? tz : "UTC";
 }
 
+/** The zones the runtime lists (canonical names only): cheap to ask, unlike a formatter. */
+let listed: ReadonlySet<string> | undefined;
+
 export function isTimeZone(tz: string): boolean {
+  // A formatter would answer for every name, aliases included, but the first one a process builds
+  // loads ICU's date data (about 9 MiB); the list answers for the usual names without it.
+  if (tz === "UTC" || (listed ??= new Set(Intl.supportedValuesOf("timeZone"))).has(tz)) return true;
   try {
     new Intl.DateTimeFormat("en", { timeZone: tz });
     return true;
