@@ -12,8 +12,9 @@
  * Every chunk sits directly in dist/: `import.meta.url` gives the same folder in all of them.
  */
 import { build, type Plugin } from "esbuild";
-import { chmod, cp, rm } from "node:fs/promises";
+import { chmod, cp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { eagerWrappers } from "./scripts/eager-wrappers.js";
 
 const root = new URL("./", import.meta.url);
 
@@ -63,5 +64,12 @@ await build({
     js: 'import { createRequire as __createRequire } from "node:module";\nconst require = __createRequire(import.meta.url);',
   },
 });
+// Module wrappers compiled with their chunk, so the compile cache keeps them (scripts/eager-wrappers.ts).
+for (const name of await readdir(dist)) {
+  if (!name.endsWith(".js")) continue;
+  const file = new URL(name, dist);
+  const { text, count } = eagerWrappers(await readFile(file, "utf8"));
+  if (count > 0) await writeFile(file, text);
+}
 await cp(new URL("src/http/ui/", root), new URL("ui/", dist), { recursive: true });
 await chmod(new URL("main.js", dist), 0o755);

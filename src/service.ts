@@ -21,6 +21,7 @@ import { RealtimeEngine, type RealtimeEngineOptions } from "./realtime/engine.js
 import { SatelliteAuth } from "./satellite/auth.js";
 import { FirmwareAccess } from "./satellite/firmware/access.js";
 import { FirmwareListener } from "./satellite/firmware/listener.js";
+import { afterWaitingIo } from "./turns.js";
 import { resolveLimits, type SatelliteLimits } from "./satellite/limits.js";
 import { SatelliteRegistry, satelliteRoute, type SatelliteRouteOptions } from "./satellite/route.js";
 import { RuntimeState } from "./state/runtime-state.js";
@@ -365,16 +366,15 @@ function statusSnapshot(
  * Once every port listens: the warm pool fills and the client MCP servers connect, so loading the
  * MCP client code, spawning servers and opening upstream sessions stay off the path to listening.
  * The upstream goes first (a conversation needs it most); the MCP client code, the largest piece of
- * CPU work (its SDK's schemas and Ajv: about 15 ms), loads one event-loop turn later, so that I/O
- * already waiting (a health probe, a device connecting) is served in between. Failures are logged,
- * never thrown.
+ * CPU work (its SDK's schemas and Ajv: about 15 ms), loads after the I/O waiting by then is served
+ * (`afterWaitingIo`). Failures are logged, never thrown.
  */
 function startInBackground(app: App, parts: { tools: ClientMcpManager; engine: RealtimeEngine }): void {
   const { logger } = app;
   app.afterListen(() => {
     void parts.engine.warmUp().catch((err: unknown) => logger.warn({ err }, "warm pool could not fill yet"));
-    setImmediate(() => {
-      void parts.tools.connectAll().catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
-    });
+    void afterWaitingIo()
+      .then(() => parts.tools.connectAll())
+      .catch((err: unknown) => logger.error({ err }, "client MCP start failed"));
   });
 }

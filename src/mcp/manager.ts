@@ -13,6 +13,7 @@ import type { CallResult, ServerConnection } from "./connection.js";
 import { ToolRegistry } from "./registry.js";
 import type { TransportOptions } from "./transport.js";
 import type { RoutedTool, ServerStatus, ToolCallOutcome, ToolProvider } from "./types.js";
+import { afterWaitingIo } from "../turns.js";
 
 export interface ClientMcpManagerOptions {
   /** Every configured server; only `mode: "client"` ones are managed, native ones are ignored. */
@@ -133,6 +134,8 @@ export class ClientMcpManager implements ToolProvider {
   async connectAll(): Promise<void> {
     if (this.#configured?.length === 0) return;
     await this.#load();
+    // Loading the connection code was one piece of work; the connections are the next.
+    await afterWaitingIo();
     if (this.#closed) return;
     await Promise.all([...this.#servers.values()].filter((c) => c.config.enabled).map((c) => c.start()));
   }
