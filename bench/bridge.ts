@@ -10,7 +10,7 @@
  * process: a plain `ws` relay that wraps each binary frame into an append as it is (no protocol, no
  * resampling), fed the same frames as the path it is compared with.
  * A frame counts as arrived when the upstream has received as many samples as the satellite had
- * sent up to and including it (rate-adjusted). Rounds alternate (relay, ours, relay, ours…, five at
+ * sent up to and including it (rate-adjusted). Rounds alternate (relay, ours, relay, ours…, nine at
  * 100 satellites); each round gives one p50 and one p99 per side, and the rows are the medians over
  * rounds. Beside the latencies: each process's CPU time per streamed frame (Linux /proc), which
  * load from outside moves far less than the latency tail.
@@ -383,9 +383,10 @@ function knobs(ctx: BenchContext): {
   return {
     paths: list(process.env.BENCH_BRIDGE_PATHS) ?? ["v1", "underzenith"],
     sizes: list(process.env.BENCH_BRIDGE_SIZES)?.map(Number) ?? [1, 20, 100],
-    // Five alternating rounds at least where the target is judged; the relay's p99 alone moves by
-    // several ms between runs on a shared machine.
-    rounds: (n) => fixedRounds ?? (ctx.quick ? 1 : n >= 100 ? 5 : 3),
+    // Nine alternating rounds where the target is judged (the issue asks for five at least): the
+    // relay's own p99 moves from 0.5 to 12 ms between rounds on a shared machine, and a median of
+    // five still follows a single noisy round.
+    rounds: (n) => fixedRounds ?? (ctx.quick ? 1 : n >= 100 ? 9 : 3),
     profileDir: process.env.BENCH_CPU_PROF || undefined,
     before: process.env.BENCH_BRIDGE_BEFORE
       ? { mainJs: process.env.BENCH_BRIDGE_BEFORE, label: process.env.BENCH_BRIDGE_BEFORE_LABEL || "before" }
