@@ -21,10 +21,10 @@ import { RealtimeEngine, type RealtimeEngineOptions } from "./realtime/engine.js
 import { SatelliteAuth } from "./satellite/auth.js";
 import { FirmwareAccess } from "./satellite/firmware/access.js";
 import { FirmwareListener } from "./satellite/firmware/listener.js";
-import { afterWaitingIo } from "./turns.js";
 import { resolveLimits, type SatelliteLimits } from "./satellite/limits.js";
 import { SatelliteRegistry, satelliteRoute, type SatelliteRouteOptions } from "./satellite/route.js";
 import { RuntimeState } from "./state/runtime-state.js";
+import { afterWaitingIo } from "./turns.js";
 import { PersistentServerAdmin } from "./state/server-admin.js";
 import { WyomingActivity } from "./wyoming/activity.js";
 import { WyomingDiscovery } from "./wyoming/discovery.js";

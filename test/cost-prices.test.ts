@@ -262,13 +262,12 @@ describe("budgets and days", () => {
 });
 
 describe("dayOf without a formatter", () => {
+  /** What a formatter says the day is in `timeZone`: the reference the fast paths must agree with. */
+  const dayFormatter = (timeZone: string): Intl.DateTimeFormat =>
+    new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit", timeZone });
+
   it("is the calendar date in UTC, the same as a formatter for the zone gives", () => {
-    const formatter = new Intl.DateTimeFormat("en-CA", {
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      timeZone: "UTC",
-    });
+    const formatter = dayFormatter("UTC");
     for (const iso of [
       "2026-03-01T23:59:59.999Z",
       "2026-03-02T00:00:00.000Z",
@@ -282,12 +281,7 @@ describe("dayOf without a formatter", () => {
   });
 
   it("reads a day in the process's own zone from the clock, as a formatter for the zone does", () => {
-    const formatter = new Intl.DateTimeFormat("en-CA", {
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      timeZone: "Europe/Berlin",
-    });
+    const formatter = dayFormatter("Europe/Berlin");
     const saved = process.env.TZ;
     process.env.TZ = "Europe/Berlin";
     try {

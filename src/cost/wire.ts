@@ -12,7 +12,7 @@ import { PriceTable } from "./prices.js";
 export function createCostMeter(app: App, now?: () => number): CostMeter {
   const { config, logger, metrics } = app;
   const log = logger.child({ part: "cost" });
-  // Looked up on first use, after listening: checking `TZ` builds a date formatter (about 10 ms).
+  // Looked up on first use, after listening: checking `TZ` may build a date formatter (about 10 ms).
   let zone: string | undefined;
   const ledger = new CostLedger({
     dataDir: app.dataDir,

@@ -16,11 +16,11 @@ import {
   listAllTools,
   stripMcpPrefix,
 } from "./client-session.js";
+import { afterWaitingIo } from "../turns.js";
 import { missingCommands } from "./command.js";
 import type { ListedTool } from "./registry.js";
 import { resultText } from "./result.js";
 import { createTransport, type OpenedTransport, type TransportOptions } from "./transport.js";
-import { afterWaitingIo } from "../turns.js";
 import type { ServerStatus, ToolCallOutcome } from "./types.js";
 
 const DEFAULT_HEALTH_CHECK_MS = 30_000;

@@ -7,13 +7,13 @@ import type { McpServerConfig } from "../config/model.js";
 import { ApiError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { initialiseServerSeries, initialiseToolSeries, type Metrics } from "../metrics.js";
+import { afterWaitingIo } from "../turns.js";
 import { DEFAULT_BACKOFF, type Backoff } from "./backoff.js";
 import type * as Connections from "./connection.js";
 import type { CallResult, ServerConnection } from "./connection.js";
 import { ToolRegistry } from "./registry.js";
 import type { TransportOptions } from "./transport.js";
 import type { RoutedTool, ServerStatus, ToolCallOutcome, ToolProvider } from "./types.js";
-import { afterWaitingIo } from "../turns.js";
 
 export interface ClientMcpManagerOptions {
   /** Every configured server; only `mode: "client"` ones are managed, native ones are ignored. */
