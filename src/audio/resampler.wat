@@ -1,15 +1,42 @@
 ;; Inner loops of src/audio/resampler.ts, assembled by scripts/assemble-wasm.ts into
 ;; src/audio/resampler-kernel.ts (test/audio-resampler.test.ts checks the two agree).
 ;;
-;; Each export runs `passes` passes of four polyphase cycles over a history of f64 samples at $h,
+;; Each resampler keeps its history (f64 samples) resident in this memory, in a region of its own;
+;; `feed` appends a chunk of PCM16 input to it and `up3`/`down2` run the cycles and drop the input
+;; they consumed, so no history crosses the boundary.
+;;
+;; `up3`/`down2` run `cycles` polyphase cycles, four per pass, over the `len` history samples at $h,
 ;; with a coefficient table at $c laid out as in the resampler (tap d of branch k at d * L + k),
-;; and stores L PCM16 samples per cycle at $o. Lanes hold cycles: $a* cycles c and c+1, $b* c+2
+;; and store L PCM16 samples per cycle at $o. Lanes hold cycles: $a* cycles c and c+1, $b* c+2
 ;; and c+3. Every lane adds its products one tap at a time, in tap order, with a separate multiply
 ;; and add (no fused multiply-add), so each sample is bit-identical to the scalar sum in JavaScript.
 ;; A last pass may run past the cycles the caller needs: it reads up to 3 cycles of stale history
-;; and writes their samples, which the caller does not copy out.
+;; (past `len`) and writes their samples past the caller's, which the caller does not copy out.
+;; Then the history's first cycles * M samples are dropped: the rest moves to $h.
 (module
-  (memory (export "memory") 4)
+  (memory (export "memory") 1)
+
+  ;; Appends $n PCM16 samples at $src to the history as f64, at $dst; for an odd $n it also writes
+  ;; one f64 past the end (the caller leaves room).
+  (func (export "feed") (param $dst i32) (param $src i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $src) (i32.shl (local.get $n) (i32.const 1))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+      (loop $pair
+        (v128.store (local.get $dst)
+          (f64x2.convert_low_i32x4_s
+            (i32x4.extend_low_i16x8_s (v128.load32_zero (local.get $src)))))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br_if $pair
+          (i32.lt_u (local.tee $src (i32.add (local.get $src) (i32.const 4))) (local.get $end))))))
+
+  ;; Drops the first $drop of the $len history samples at $h.
+  (func $shift (param $h i32) (param $drop i32) (param $len i32)
+    (memory.copy
+      (local.get $h)
+      (i32.add (local.get $h) (i32.shl (local.get $drop) (i32.const 3)))
+      (i32.shl (i32.sub (local.get $len) (local.get $drop)) (i32.const 3))))
 
   ;; Rounds half away from zero, saturates to PCM16 and stores at $o.
   (func $pcm (param $o i32) (param $v f64)
@@ -22,9 +49,12 @@
           (f64.const 32767)))))
 
   ;; 16 -> 24 kHz: L = 3 outputs per cycle, M = 2 input samples (16 bytes) between cycles.
-  (func (export "up3") (param $h i32) (param $c i32) (param $taps i32) (param $passes i32) (param $o i32)
-    (local $p i32) (local $q i32) (local $end i32) (local $x v128) (local $y v128) (local $k v128)
+  (func (export "up3") (param $h i32) (param $c i32) (param $taps i32) (param $cycles i32) (param $o i32)
+    (param $len i32)
+    (local $passes i32) (local $h0 i32) (local $p i32) (local $q i32) (local $end i32) (local $x v128) (local $y v128) (local $k v128)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $b0 v128) (local $b1 v128) (local $b2 v128)
+    (local.set $h0 (local.get $h))
+    (local.set $passes (i32.shr_u (i32.add (local.get $cycles) (i32.const 3)) (i32.const 2)))
     (block $done
       (br_if $done (i32.eqz (local.get $passes)))
       (loop $pass
@@ -68,12 +98,16 @@
         (call $pcm (i32.add (local.get $o) (i32.const 22)) (f64x2.extract_lane 1 (local.get $b2)))
         (local.set $o (i32.add (local.get $o) (i32.const 24)))
         (local.set $h (i32.add (local.get $h) (i32.const 64)))
-        (br_if $pass (local.tee $passes (i32.sub (local.get $passes) (i32.const 1)))))))
+        (br_if $pass (local.tee $passes (i32.sub (local.get $passes) (i32.const 1))))))
+    (call $shift (local.get $h0) (i32.shl (local.get $cycles) (i32.const 1)) (local.get $len)))
 
   ;; 24 -> 16 kHz: L = 2 outputs per cycle, M = 3 input samples (24 bytes) between cycles.
-  (func (export "down2") (param $h i32) (param $c i32) (param $taps i32) (param $passes i32) (param $o i32)
-    (local $p i32) (local $q i32) (local $end i32) (local $x v128) (local $y v128) (local $k v128)
+  (func (export "down2") (param $h i32) (param $c i32) (param $taps i32) (param $cycles i32) (param $o i32)
+    (param $len i32)
+    (local $passes i32) (local $h0 i32) (local $p i32) (local $q i32) (local $end i32) (local $x v128) (local $y v128) (local $k v128)
     (local $a0 v128) (local $a1 v128) (local $b0 v128) (local $b1 v128)
+    (local.set $h0 (local.get $h))
+    (local.set $passes (i32.shr_u (i32.add (local.get $cycles) (i32.const 3)) (i32.const 2)))
     (block $done
       (br_if $done (i32.eqz (local.get $passes)))
       (loop $pass
@@ -108,5 +142,6 @@
         (call $pcm (i32.add (local.get $o) (i32.const 14)) (f64x2.extract_lane 1 (local.get $b1)))
         (local.set $o (i32.add (local.get $o) (i32.const 16)))
         (local.set $h (i32.add (local.get $h) (i32.const 96)))
-        (br_if $pass (local.tee $passes (i32.sub (local.get $passes) (i32.const 1)))))))
+        (br_if $pass (local.tee $passes (i32.sub (local.get $passes) (i32.const 1))))))
+    (call $shift (local.get $h0) (i32.mul (local.get $cycles) (i32.const 3)) (local.get $len)))
 )
