@@ -38,6 +38,7 @@ const SUPPORTED_RATES: readonly number[] = [16000, 24000];
 /**
  * One run of the kernel: `cycles` cycles over the `length` history samples at `history`, samples
  * out at `out`, then the consumed input dropped from the history; byte offsets into its memory.
+ * `half`: where the odd samples of a 16→24 kHz history start (its layout; 24→16 ignores it).
  */
 type KernelRun = (
   history: number,
@@ -46,7 +47,10 @@ type KernelRun = (
   cycles: number,
   out: number,
   length: number,
+  half: number,
 ) => void;
+/** Appends `samples` PCM16 samples at `stage` to the `length` history samples at `history`. */
+type KernelFeed = (history: number, length: number, stage: number, samples: number, half: number) => void;
 
 /**
  * Byte layout of the kernel's memory: the two coefficient tables, a staging area for one chunk of
@@ -56,12 +60,16 @@ type KernelRun = (
  */
 const COEF_AT = { 3: 0, 2: 2048 } as const;
 const STAGE_AT = 4096;
+/** HISTORY_CAPACITY zero samples (PCM16), never written: fed as the zero history and the tail's silence. */
+const ZEROS_AT = 6144;
 /** History samples a region holds: the taps plus a 20 ms frame at 24 kHz, with room to spare. */
 const HISTORY_CAPACITY = 640;
 /** Input samples are staged (PCM16) at STAGE_AT, at most HISTORY_CAPACITY of them per kernel call. */
 const REGIONS_AT = 8192;
 /** The history, plus one f64 `feed` may write past it (odd chunks) and the stale reads of a last pass. */
 const HISTORY_BYTES = (HISTORY_CAPACITY + 16) * 8;
+/** A 16→24 kHz history keeps its even samples first, its odd ones from here on (resampler.wat). */
+const HALF_BYTES = HISTORY_BYTES / 2;
 /** Samples of one chunk at L = 3 (the larger): its cycles and the up to 3 a last pass adds. */
 const OUT_BYTES = (Math.floor(HISTORY_CAPACITY / 2) + 4) * 3 * 2;
 const REGION_BYTES = Math.ceil((HISTORY_BYTES + OUT_BYTES) / 64) * 64;
@@ -69,7 +77,7 @@ const PAGE_BYTES = 65536;
 
 interface Kernel {
   run: Record<2 | 3, KernelRun>;
-  feed: (history: number, stage: number, samples: number) => void;
+  feed: Record<2 | 3, KernelFeed>;
   memory: { buffer: ArrayBuffer; grow: (pages: number) => number };
   f64: Float64Array;
   pcm: Int16Array;
@@ -96,11 +104,12 @@ function loadKernel(): Kernel {
     memory: Kernel["memory"];
     up3: KernelRun;
     down2: KernelRun;
-    feed: Kernel["feed"];
+    feed3: KernelFeed;
+    feed2: KernelFeed;
   };
   kernel = {
     run: { 3: exports.up3, 2: exports.down2 },
-    feed: exports.feed,
+    feed: { 3: exports.feed3, 2: exports.feed2 },
     memory: exports.memory,
     f64: new Float64Array(exports.memory.buffer),
     pcm: new Int16Array(exports.memory.buffer),
@@ -250,10 +259,7 @@ export class Resampler {
     const remaining = total - this.#outputCount;
     const cycles = Math.ceil(remaining / this.#up);
     const needed = (cycles - 1) * this.#down + this.#taps;
-    if (needed > this.#historyLength) {
-      k.f64.fill(0, region / 8 + this.#historyLength, region / 8 + needed);
-      this.#historyLength = needed;
-    }
+    if (needed > this.#historyLength) this.#feed(k, region, ZEROS_AT, needed - this.#historyLength);
     this.#ensureOutput(cycles * this.#up);
     this.#run(region, cycles, 0);
     const out = this.#viewOf(remaining);
@@ -263,8 +269,9 @@ export class Resampler {
 
   /** Drops all state (history, counters) so the next `process` starts a new stream. */
   reset(): void {
-    if (this.#region >= 0) this.#kernel!.f64.fill(0, this.#region / 8, this.#region / 8 + this.#prefill);
-    this.#historyLength = this.#prefill;
+    this.#historyLength = 0;
+    if (this.#region >= 0) this.#feed(this.#kernel!, this.#region, ZEROS_AT, this.#prefill);
+    else this.#historyLength = this.#prefill;
     this.#inputCount = 0;
     this.#outputCount = 0;
   }
@@ -299,8 +306,7 @@ export class Resampler {
       } else {
         k.bytes.set(2 * take === input.length ? input : input.subarray(2 * at, 2 * (at + take)), STAGE_AT);
       }
-      k.feed(region + this.#historyLength * 8, STAGE_AT, take);
-      this.#historyLength += take;
+      this.#feed(k, region, STAGE_AT, take);
       at += take;
       const h = this.#historyLength;
       produced += this.#run(region, h >= taps ? Math.floor((h - taps) / M) + 1 : 0, produced);
@@ -314,7 +320,7 @@ export class Resampler {
     const L = this.#up as 2 | 3;
     const k = this.#kernel!;
     const out = region + HISTORY_BYTES;
-    k.run[L](region, COEF_AT[L], this.#taps, cycles, out, this.#historyLength);
+    k.run[L](region, COEF_AT[L], this.#taps, cycles, out, this.#historyLength, HALF_BYTES);
     this.#historyLength -= cycles * this.#down;
     const produced = cycles * L;
     let samples = this.#kernelOut;
@@ -325,12 +331,18 @@ export class Resampler {
     return produced;
   }
 
+  /** Appends `samples` PCM16 samples at `from` (the stage or the zeros) to the history. */
+  #feed(k: Kernel, region: number, from: number, samples: number): void {
+    k.feed[this.#up as 2 | 3](region, this.#historyLength, from, samples, HALF_BYTES);
+    this.#historyLength += samples;
+  }
+
   /** This stream's region, taken (its zero history written) on first use. */
   #regionOf(k: Kernel): number {
     if (this.#region >= 0) return this.#region;
     this.#region = takeRegion(k);
     collected.register(this, this.#region, this);
-    k.f64.fill(0, this.#region / 8, this.#region / 8 + this.#historyLength);
+    this.reset();
     return this.#region;
   }
 
