@@ -38,7 +38,7 @@ const SUPPORTED_RATES: readonly number[] = [16000, 24000];
 /**
  * One run of the kernel: `cycles` cycles over the `length` history samples at `history`, samples
  * out at `out`, then the consumed input dropped from the history; byte offsets into its memory.
- * `half`: where the odd samples of a 16→24 kHz history start (its layout; 24→16 ignores it).
+ * `split`: the history's layout, {@link SPLIT_BYTES}.
  */
 type KernelRun = (
   history: number,
@@ -47,10 +47,10 @@ type KernelRun = (
   cycles: number,
   out: number,
   length: number,
-  half: number,
+  split: number,
 ) => void;
 /** Appends `samples` PCM16 samples at `stage` to the `length` history samples at `history`. */
-type KernelFeed = (history: number, length: number, stage: number, samples: number, half: number) => void;
+type KernelFeed = (history: number, length: number, stage: number, samples: number, split: number) => void;
 
 /**
  * Byte layout of the kernel's memory: the two coefficient tables, a staging area for one chunk of
@@ -66,10 +66,13 @@ const ZEROS_AT = 6144;
 const HISTORY_CAPACITY = 640;
 /** Input samples are staged (PCM16) at STAGE_AT, at most HISTORY_CAPACITY of them per kernel call. */
 const REGIONS_AT = 8192;
-/** The history, plus one f64 `feed` may write past it (odd chunks) and the stale reads of a last pass. */
-const HISTORY_BYTES = (HISTORY_CAPACITY + 16) * 8;
-/** A 16→24 kHz history keeps its even samples first, its odd ones from here on (resampler.wat). */
-const HALF_BYTES = HISTORY_BYTES / 2;
+/** The history, with room in each part of its layout for the stale reads of a last pass. */
+const HISTORY_BYTES = (HISTORY_CAPACITY + 32) * 8;
+/**
+ * The history's layout (resampler.wat): split by sample index mod M, so that the samples two
+ * neighbouring cycles read are neighbours. Sample M·i + r is at byte `r · SPLIT_BYTES[L] + 8i`.
+ */
+const SPLIT_BYTES = { 3: HISTORY_BYTES / 2, 2: HISTORY_BYTES / 3 } as const;
 /** Samples of one chunk at L = 3 (the larger): its cycles and the up to 3 a last pass adds. */
 const OUT_BYTES = (Math.floor(HISTORY_CAPACITY / 2) + 4) * 3 * 2;
 const REGION_BYTES = Math.ceil((HISTORY_BYTES + OUT_BYTES) / 64) * 64;
@@ -320,7 +323,7 @@ export class Resampler {
     const L = this.#up as 2 | 3;
     const k = this.#kernel!;
     const out = region + HISTORY_BYTES;
-    k.run[L](region, COEF_AT[L], this.#taps, cycles, out, this.#historyLength, HALF_BYTES);
+    k.run[L](region, COEF_AT[L], this.#taps, cycles, out, this.#historyLength, SPLIT_BYTES[L]);
     this.#historyLength -= cycles * this.#down;
     const produced = cycles * L;
     let samples = this.#kernelOut;
@@ -333,7 +336,8 @@ export class Resampler {
 
   /** Appends `samples` PCM16 samples at `from` (the stage or the zeros) to the history. */
   #feed(k: Kernel, region: number, from: number, samples: number): void {
-    k.feed[this.#up as 2 | 3](region, this.#historyLength, from, samples, HALF_BYTES);
+    const L = this.#up as 2 | 3;
+    k.feed[L](region, this.#historyLength, from, samples, SPLIT_BYTES[L]);
     this.#historyLength += samples;
   }
 
