@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { assembleResamplerKernel } from "../scripts/assemble-wasm.js";
 import { RESAMPLER_KERNEL_BASE64 } from "../src/audio/resampler-kernel.js";
@@ -347,6 +349,20 @@ describe("Resampler memory", () => {
     expect(before).toBeGreaterThan(0);
     for (let i = 0; i < 10_000; i++) use();
     expect(resamplerMemoryBytes()).toBe(before);
+  });
+
+  it("gets the memory of resamplers dropped without dispose back once they are collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const frame = speech16.subarray(0, 320);
+    const start = resamplerMemoryBytes();
+    // 40 rounds of 500 dropped streams: 20 000 regions (≈ 140 MB) if none came back.
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 500; i++) new Resampler({ inRate: 16000, outRate: 24000 }).process(frame);
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(resamplerMemoryBytes() - start).toBeLessThan(32 * 2 ** 20);
   });
 
   it("keeps every stream's samples while the memory grows under it (views re-taken)", () => {

@@ -10,6 +10,8 @@
  * multiply-adds per output sample. The cycles run in WebAssembly (resampler.wat): four per pass in
  * SIMD f64x2 lanes, each sum added tap by tap in the order a scalar loop would, so the samples are
  * the ones plain JavaScript computes, about three times faster. Nothing is allocated per chunk.
+ * Each stream's history stays in the module's memory between chunks (see {@link Resampler.dispose}):
+ * a chunk crosses as PCM16 in and out, its conversion to f64 and the history's shift run there too.
  *
  * The filter is linear phase: the output lags the input by exactly {@link Resampler.delaySamples}
  * output samples (2 ms at either rate), an integer so callers can align without interpolation.
