@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { Resampler, resamplerMemoryBytes } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
 import { AudioPipe } from "../src/satellite/media.js";
+import { TestSatellite, startApp, tonePcm, type TestApp } from "./satellite-helpers.js";
 
 const speech16 = parseWav(
   readFileSync(new URL("./fixtures/audio/living_room_16k.wav", import.meta.url)),
@@ -39,5 +40,36 @@ describe("AudioPipe", () => {
     const pipe = new AudioPipe(24000, 24000);
     const frame = Buffer.alloc(960, 7);
     expect(pipe.micToUpstream(frame)).toBe(frame);
+  });
+});
+
+describe("satellite connections and resampler memory", () => {
+  let app: TestApp | null = null;
+  afterEach(async () => {
+    await app?.close();
+    app = null;
+  });
+
+  it("a closed connection hands its resamplers' memory back: connections in turn reuse it", async () => {
+    app = await startApp();
+    const connection = async (n: number): Promise<void> => {
+      const sat = await TestSatellite.connect(app!.url);
+      await sat.hello();
+      sat.send({ type: "turn.start" });
+      await sat.waitJson("state", (m) => m.value === "listening");
+      const conv = await app!.source.nth(n);
+      sat.sendAudio(tonePcm(100, 16000));
+      await expect.poll(() => conv.appendedBytes()).toBeGreaterThan(0);
+      conv.emit("response.start", { id: `r${String(n)}` });
+      conv.emit("audio", { responseId: `r${String(n)}`, itemId: "i1", pcm: tonePcm(100, 24000) });
+      await sat.waitFor((f) => f.binary !== undefined);
+      sat.close();
+      await expect.poll(() => app!.registry.size).toBe(0);
+    };
+    await connection(0);
+    const before = resamplerMemoryBytes();
+    // 24 connections holding two regions each would need more memory than the first one left.
+    for (let n = 1; n <= 24; n++) await connection(n);
+    expect(resamplerMemoryBytes()).toBe(before);
   });
 });
