@@ -13,12 +13,13 @@ import wabt from "wabt";
 const SOURCE = new URL("../src/audio/resampler.wat", import.meta.url);
 const TARGET = new URL("../src/audio/resampler-kernel.ts", import.meta.url);
 
-/** The module's bytes: the text assembled with SIMD and saturating conversions, no names section. */
+/** The module's bytes: the text assembled with SIMD, saturating conversions and bulk memory, no names section. */
 export async function assembleResamplerKernel(): Promise<Uint8Array> {
   const tools = await wabt();
   const module = tools.parseWat("resampler.wat", await readFile(SOURCE, "utf8"), {
     simd: true,
     sat_float_to_int: true,
+    bulk_memory: true,
   });
   try {
     module.validate();

@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { assembleResamplerKernel } from "../scripts/assemble-wasm.js";
 import { RESAMPLER_KERNEL_BASE64 } from "../src/audio/resampler-kernel.js";
-import { Resampler, type PcmRate } from "../src/audio/resampler.js";
+import { Resampler, resamplerMemoryBytes, type PcmRate } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
 
 const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
@@ -326,5 +328,88 @@ describe("Resampler WebAssembly kernel", () => {
     parts.forEach((p, s) =>
       expect(Buffer.from(concat(p).buffer).equals(Buffer.from(alone[s]!.buffer))).toBe(true),
     );
+  });
+});
+
+describe("Resampler memory", () => {
+  const speech16 = fixture("living_room_16k.wav").samples;
+  const speech24 = fixture("living_room_24k_sox_vhq.wav").samples;
+
+  it("gives its memory back on dispose: 10 000 create/use/dispose cycles do not grow it", () => {
+    const use = (): void => {
+      const up = new Resampler({ inRate: 16000, outRate: 24000 });
+      const down = new Resampler({ inRate: 24000, outRate: 16000 });
+      up.process(speech16.subarray(0, 320));
+      down.process(speech24.subarray(0, 480));
+      up.dispose();
+      down.dispose();
+    };
+    for (let i = 0; i < 10; i++) use();
+    const before = resamplerMemoryBytes();
+    expect(before).toBeGreaterThan(0);
+    for (let i = 0; i < 10_000; i++) use();
+    expect(resamplerMemoryBytes()).toBe(before);
+  });
+
+  it("gets the memory of resamplers dropped without dispose back once they are collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const frame = speech16.subarray(0, 320);
+    const start = resamplerMemoryBytes();
+    // 40 rounds of 500 dropped streams: 20 000 regions (≈ 140 MB) if none came back.
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 500; i++) new Resampler({ inRate: 16000, outRate: 24000 }).process(frame);
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(resamplerMemoryBytes() - start).toBeLessThan(32 * 2 ** 20);
+  });
+
+  it("keeps every stream's samples while the memory grows under it (views re-taken)", () => {
+    const expected = stream(16000, 24000, speech16, [320]);
+    const r = new Resampler({ inRate: 16000, outRate: 24000 });
+    const parts: Int16Array[] = [];
+    const others: Resampler[] = [];
+    const start = resamplerMemoryBytes();
+    for (let at = 0; at < speech16.length; at += 320) {
+      parts.push(r.process(speech16.subarray(at, at + 320)).slice());
+      // Forty more streams open per frame: the memory grows several times mid-stream.
+      for (let i = 0; i < 40; i++) {
+        const other = new Resampler({ inRate: 24000, outRate: 16000 });
+        other.process(speech24.subarray(at, at + 480));
+        others.push(other);
+      }
+    }
+    parts.push(r.flush().slice());
+    expect(resamplerMemoryBytes()).toBeGreaterThan(start);
+    expect(Buffer.from(concat(parts).buffer).equals(Buffer.from(expected.buffer))).toBe(true);
+    for (const other of others) other.dispose();
+  });
+
+  it("starts a new stream after dispose, the same as a fresh resampler", () => {
+    const input = speech16.subarray(4000, 9000);
+    const expected = stream(16000, 24000, input, [320]);
+    const r = new Resampler({ inRate: 16000, outRate: 24000 });
+    r.process(speech16.subarray(20000, 23333));
+    r.dispose();
+    r.dispose();
+    const parts: Int16Array[] = [];
+    for (let at = 0; at < input.length; at += 320)
+      parts.push(r.process(input.subarray(at, at + 320)).slice());
+    parts.push(r.flush().slice());
+    expect(Buffer.from(concat(parts).buffer).equals(Buffer.from(expected.buffer))).toBe(true);
+  });
+
+  it("processPcm gives the samples process gives, from bytes at any offset", () => {
+    const input = speech16.subarray(0, 16000);
+    const expected = stream(16000, 24000, input, [320]);
+    const bytes = Buffer.alloc(input.byteLength + 1);
+    Buffer.from(input.buffer, input.byteOffset, input.byteLength).copy(bytes, 1);
+    const r = new Resampler({ inRate: 16000, outRate: 24000 });
+    const parts: Int16Array[] = [];
+    for (let at = 1; at < bytes.length; at += 640)
+      parts.push(r.processPcm(bytes.subarray(at, at + 640)).slice());
+    parts.push(r.flush().slice());
+    expect(Buffer.from(concat(parts).buffer).equals(Buffer.from(expected.buffer))).toBe(true);
   });
 });

@@ -10,6 +10,8 @@
  * multiply-adds per output sample. The cycles run in WebAssembly (resampler.wat): four per pass in
  * SIMD f64x2 lanes, each sum added tap by tap in the order a scalar loop would, so the samples are
  * the ones plain JavaScript computes, about three times faster. Nothing is allocated per chunk.
+ * Each stream's history stays in the module's memory between chunks (see {@link Resampler.dispose}):
+ * a chunk crosses as PCM16 in and out, its conversion to f64 and the history's shift run there too.
  *
  * The filter is linear phase: the output lags the input by exactly {@link Resampler.delaySamples}
  * output samples (2 ms at either rate), an integer so callers can align without interpolation.
@@ -35,24 +37,60 @@ const INITIAL_FRAME_CAPACITY = 2048;
 
 const SUPPORTED_RATES: readonly number[] = [16000, 24000];
 
-/** One run of the kernel: `passes` passes of four cycles; byte offsets into its memory. */
-type KernelRun = (history: number, coef: number, taps: number, passes: number, out: number) => void;
+/**
+ * One run of the kernel: `cycles` cycles over the `length` history samples at `history`, samples
+ * out at `out`, then the consumed input dropped from the history; byte offsets into its memory.
+ * `split`: the history's layout, {@link SPLIT_BYTES}.
+ */
+type KernelRun = (
+  history: number,
+  coef: number,
+  taps: number,
+  cycles: number,
+  out: number,
+  length: number,
+  split: number,
+) => void;
+/** Appends `samples` PCM16 samples at `stage` to the `length` history samples at `history`. */
+type KernelFeed = (history: number, length: number, stage: number, samples: number, split: number) => void;
 
 /**
- * Byte layout of the kernel's memory (4 pages, fixed: views on it stay valid), shared by every
- * resampler of the process; a call copies its history in and its samples out.
+ * Byte layout of the kernel's memory: the two coefficient tables, a staging area for one chunk of
+ * PCM16 input, then one region per resampler that has a stream open (its history, then room for
+ * the samples of one chunk). Regions are handed back by `dispose` (or when the resampler is
+ * collected) and reused; the memory grows when none is free, so views on it are re-taken then.
  */
 const COEF_AT = { 3: 0, 2: 2048 } as const;
-const HISTORY_AT = 4096;
-const HISTORY_CAPACITY = 16384;
-const OUT_AT = HISTORY_AT + HISTORY_CAPACITY * 8;
-/** Cycles per kernel call: a multiple of 4 whose history and samples fit the layout at L = 2 or 3. */
-const MAX_CYCLES = 4096;
+const STAGE_AT = 4096;
+/** HISTORY_CAPACITY zero samples (PCM16), never written: fed as the zero history and the tail's silence. */
+const ZEROS_AT = 6144;
+/** History samples a region holds: the taps plus a 20 ms frame at 24 kHz, with room to spare. */
+const HISTORY_CAPACITY = 640;
+/** Input samples are staged (PCM16) at STAGE_AT, at most HISTORY_CAPACITY of them per kernel call. */
+const REGIONS_AT = 8192;
+/** The history, with room in each part of its layout for the stale reads of a last pass. */
+const HISTORY_BYTES = (HISTORY_CAPACITY + 32) * 8;
+/**
+ * The history's layout (resampler.wat): split by sample index mod M, so that the samples two
+ * neighbouring cycles read are neighbours. Sample M·i + r is at byte `r · SPLIT_BYTES[L] + 8i`.
+ */
+const SPLIT_BYTES = { 3: HISTORY_BYTES / 2, 2: HISTORY_BYTES / 3 } as const;
+/** Samples of one chunk at L = 3 (the larger): its cycles and the up to 3 a last pass adds. */
+const OUT_BYTES = (Math.floor(HISTORY_CAPACITY / 2) + 4) * 3 * 2;
+const REGION_BYTES = Math.ceil((HISTORY_BYTES + OUT_BYTES) / 64) * 64;
+const PAGE_BYTES = 65536;
 
 interface Kernel {
   run: Record<2 | 3, KernelRun>;
+  feed: Record<2 | 3, KernelFeed>;
+  memory: { buffer: ArrayBuffer; grow: (pages: number) => number };
   f64: Float64Array;
   pcm: Int16Array;
+  bytes: Uint8Array;
+  /** Regions handed back, reused before the memory grows. */
+  free: number[];
+  /** Start of the memory no region has used yet. */
+  top: number;
 }
 
 let kernel: Kernel | undefined;
@@ -68,21 +106,54 @@ function loadKernel(): Kernel {
   if (kernel) return kernel;
   const bytes = Buffer.from(RESAMPLER_KERNEL_BASE64, "base64");
   const exports = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as {
-    memory: { buffer: ArrayBuffer };
+    memory: Kernel["memory"];
     up3: KernelRun;
     down2: KernelRun;
+    feed3: KernelFeed;
+    feed2: KernelFeed;
   };
   kernel = {
     run: { 3: exports.up3, 2: exports.down2 },
+    feed: { 3: exports.feed3, 2: exports.feed2 },
+    memory: exports.memory,
     f64: new Float64Array(exports.memory.buffer),
     pcm: new Int16Array(exports.memory.buffer),
+    bytes: new Uint8Array(exports.memory.buffer),
+    free: [],
+    top: REGIONS_AT,
   };
   return kernel;
+}
+
+/** A region for one resampler's stream: a free one, else fresh memory (grown by half, at least). */
+function takeRegion(k: Kernel): number {
+  const reused = k.free.pop();
+  if (reused !== undefined) return reused;
+  const at = k.top;
+  if (at + REGION_BYTES > k.memory.buffer.byteLength) {
+    const pages = k.memory.buffer.byteLength / PAGE_BYTES;
+    k.memory.grow(Math.max(1, Math.ceil(pages / 2)));
+    k.f64 = new Float64Array(k.memory.buffer);
+    k.pcm = new Int16Array(k.memory.buffer);
+    k.bytes = new Uint8Array(k.memory.buffer);
+  }
+  k.top = at + REGION_BYTES;
+  return at;
+}
+
+/** Gives back the region of a resampler collected without `dispose`. */
+const collected = new FinalizationRegistry<number>((region) => kernel?.free.push(region));
+
+/** Bytes of WebAssembly memory the resamplers of this process use (it grows, never shrinks). */
+export function resamplerMemoryBytes(): number {
+  return kernel ? kernel.memory.buffer.byteLength : 0;
 }
 
 /**
  * Stateful across calls: feeding a stream whole or in chunks of any length (odd, or one sample)
  * yields the same samples. Not safe to share between streams; use one per direction per connection.
+ * Its history lives in the kernel's memory from the first chunk on; `dispose` hands that back when
+ * the stream's owner is done (a resampler collected without it gives it back then).
  */
 export class Resampler {
   readonly inRate: PcmRate;
@@ -103,10 +174,13 @@ export class Resampler {
   /** The shared WebAssembly cycles (absent for passthrough); this direction's table is in its memory. */
   readonly #kernel: Kernel | undefined;
 
-  #history: Float64Array;
+  /** Byte offset of this stream's region in the kernel's memory; −1 while it holds none. */
+  #region = -1;
   #historyLength = 0;
   #output: Int16Array;
   #view: Int16Array;
+  /** The kernel's samples of the last chunk (a view re-taken when its length or the memory changes). */
+  #kernelOut: Int16Array = new Int16Array(0);
   #inputCount = 0;
   #outputCount = 0;
 
@@ -151,7 +225,6 @@ export class Resampler {
       this.#kernel = loadKernel();
       this.#kernel.f64.set(coef, COEF_AT[L as 2 | 3] / 8);
     }
-    this.#history = new Float64Array(this.#taps + INITIAL_FRAME_CAPACITY);
     this.#output = new Int16Array(Math.ceil((INITIAL_FRAME_CAPACITY * L) / M) + L);
     this.#view = this.#output.subarray(0, 0);
     this.reset();
@@ -159,21 +232,23 @@ export class Resampler {
 
   /**
    * Resamples the next chunk of the stream. The returned array is a view into an internal buffer,
-   * valid until the next `process`/`flush` call; copy it to keep it. Output comes in whole cycles
-   * (3 samples at 16→24, 2 at 24→16), so one call may return a few samples more or less than
-   * `input.length × out/in`; the running total is exact. Passthrough returns `input` itself.
+   * valid until the next `process`/`processPcm`/`flush` call; copy it to keep it. Output comes in
+   * whole cycles (3 samples at 16→24, 2 at 24→16), so one call may return a few samples more or
+   * less than `input.length × out/in`; the running total is exact. Passthrough returns `input` itself.
    */
   process(input: Int16Array): Int16Array {
     if (this.#taps === 0) return input;
-    this.#inputCount += input.length;
-    this.#ensureHistory(this.#historyLength + input.length);
-    const history = this.#history;
-    let at = this.#historyLength;
-    for (let i = 0; i < input.length; i++) history[at++] = input[i]!;
-    this.#historyLength = at;
-    const cycles =
-      this.#historyLength >= this.#taps ? Math.floor((this.#historyLength - this.#taps) / this.#down) + 1 : 0;
-    return this.#run(cycles, cycles * this.#up);
+    return this.#process(input, input.length, 2);
+  }
+
+  /**
+   * `process` for PCM16 little-endian bytes at any offset (a trailing odd byte is ignored): the
+   * same samples and the same view, without an Int16Array over the input. Passthrough returns a copy.
+   */
+  processPcm(pcm: Uint8Array): Int16Array {
+    const n = pcm.byteLength >> 1;
+    if (this.#taps === 0) return new Int16Array(pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + 2 * n));
+    return this.#process(pcm, n, 1);
   }
 
   /**
@@ -183,62 +258,109 @@ export class Resampler {
    */
   flush(): Int16Array {
     if (this.#taps === 0) return this.#output.subarray(0, 0);
+    const k = this.#kernel!;
+    const region = this.#regionOf(k);
     const total = Math.ceil((this.#inputCount * this.#up) / this.#down) + this.delaySamples;
     const remaining = total - this.#outputCount;
     const cycles = Math.ceil(remaining / this.#up);
     const needed = (cycles - 1) * this.#down + this.#taps;
-    if (needed > this.#historyLength) {
-      this.#ensureHistory(needed);
-      this.#history.fill(0, this.#historyLength, needed);
-      this.#historyLength = needed;
-    }
-    const out = this.#run(cycles, remaining);
+    if (needed > this.#historyLength) this.#feed(k, region, ZEROS_AT, needed - this.#historyLength);
+    this.#ensureOutput(cycles * this.#up);
+    this.#run(region, cycles, 0);
+    const out = this.#viewOf(remaining);
     this.reset();
     return out;
   }
 
   /** Drops all state (history, counters) so the next `process` starts a new stream. */
   reset(): void {
-    this.#history.fill(0, 0, this.#prefill);
-    this.#historyLength = this.#prefill;
+    this.#historyLength = 0;
+    if (this.#region >= 0) this.#feed(this.#kernel!, this.#region, ZEROS_AT, this.#prefill);
+    else this.#historyLength = this.#prefill;
     this.#inputCount = 0;
     this.#outputCount = 0;
   }
 
-  /** Runs `cycles` whole cycles over the history, keeps the first `keep` samples, drops consumed input. */
-  #run(cycles: number, keep: number): Int16Array {
-    const L = this.#up as 2 | 3;
-    const M = this.#down;
-    const produced = cycles * L;
-    if (this.#output.length < produced) {
-      this.#output = new Int16Array(produced + L);
+  /**
+   * Ends the stream without its tail and hands its memory back for other resamplers. Idempotent;
+   * the resampler stays usable: a later call starts a new stream, taking memory again.
+   */
+  dispose(): void {
+    if (this.#region >= 0) {
+      collected.unregister(this);
+      this.#kernel!.free.push(this.#region);
+      this.#region = -1;
     }
+    this.reset();
+  }
+
+  /** Feeds `n` samples (`unit`: 2 for Int16Array input, 1 for bytes) in chunks its region holds. */
+  #process(input: Int16Array | Uint8Array, n: number, unit: 1 | 2): Int16Array {
     const k = this.#kernel!;
-    const run = k.run[L];
-    for (let done = 0; done < cycles;) {
-      const n = Math.min(cycles - done, MAX_CYCLES);
-      const from = done * M;
-      // The history the n cycles need; the kernel's last pass may read past it (stale, unused).
-      k.f64.set(this.#history.subarray(from, from + (n - 1) * M + this.#taps), HISTORY_AT / 8);
-      run(HISTORY_AT, COEF_AT[L], this.#taps, Math.ceil(n / 4), OUT_AT);
-      this.#output.set(k.pcm.subarray(OUT_AT / 2, OUT_AT / 2 + n * L), done * L);
-      done += n;
+    const region = this.#regionOf(k);
+    const taps = this.#taps;
+    const M = this.#down;
+    this.#inputCount += n;
+    const length = this.#historyLength + n;
+    this.#ensureOutput(length >= taps ? (Math.floor((length - taps) / M) + 1) * this.#up : 0);
+    let produced = 0;
+    for (let at = 0; at < n;) {
+      const take = Math.min(n - at, HISTORY_CAPACITY - this.#historyLength);
+      if (unit === 2) {
+        k.pcm.set(take === input.length ? input : input.subarray(at, at + take), STAGE_AT / 2);
+      } else {
+        k.bytes.set(2 * take === input.length ? input : input.subarray(2 * at, 2 * (at + take)), STAGE_AT);
+      }
+      this.#feed(k, region, STAGE_AT, take);
+      at += take;
+      const h = this.#historyLength;
+      produced += this.#run(region, h >= taps ? Math.floor((h - taps) / M) + 1 : 0, produced);
     }
-    const consumed = cycles * M;
-    this.#history.copyWithin(0, consumed, this.#historyLength);
-    this.#historyLength -= consumed;
-    this.#outputCount += keep;
+    this.#outputCount += produced;
+    return this.#viewOf(produced);
+  }
+
+  /** Runs `cycles` cycles, copies their samples to `#output` at `at`, drops the consumed input. */
+  #run(region: number, cycles: number, at: number): number {
+    const L = this.#up as 2 | 3;
+    const k = this.#kernel!;
+    const out = region + HISTORY_BYTES;
+    k.run[L](region, COEF_AT[L], this.#taps, cycles, out, this.#historyLength, SPLIT_BYTES[L]);
+    this.#historyLength -= cycles * this.#down;
+    const produced = cycles * L;
+    let samples = this.#kernelOut;
+    if (samples.length !== produced || samples.buffer !== k.pcm.buffer || samples.byteOffset !== out) {
+      samples = this.#kernelOut = k.pcm.subarray(out / 2, out / 2 + produced);
+    }
+    this.#output.set(samples, at);
+    return produced;
+  }
+
+  /** Appends `samples` PCM16 samples at `from` (the stage or the zeros) to the history. */
+  #feed(k: Kernel, region: number, from: number, samples: number): void {
+    const L = this.#up as 2 | 3;
+    k.feed[L](region, this.#historyLength, from, samples, SPLIT_BYTES[L]);
+    this.#historyLength += samples;
+  }
+
+  /** This stream's region, taken (its zero history written) on first use. */
+  #regionOf(k: Kernel): number {
+    if (this.#region >= 0) return this.#region;
+    this.#region = takeRegion(k);
+    collected.register(this, this.#region, this);
+    this.reset();
+    return this.#region;
+  }
+
+  #ensureOutput(samples: number): void {
+    if (this.#output.length < samples) this.#output = new Int16Array(samples + this.#up);
+  }
+
+  #viewOf(keep: number): Int16Array {
     if (this.#view.length !== keep || this.#view.buffer !== this.#output.buffer) {
       this.#view = this.#output.subarray(0, keep);
     }
     return this.#view;
-  }
-
-  #ensureHistory(length: number): void {
-    if (length <= this.#history.length) return;
-    const grown = new Float64Array(Math.max(length, this.#history.length * 2));
-    grown.set(this.#history.subarray(0, this.#historyLength));
-    this.#history = grown;
   }
 }
 

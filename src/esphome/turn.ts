@@ -400,6 +400,7 @@ export class VoiceTurn {
     continueConversation = false,
   ): void {
     this.#finished = true;
+    this.#pipe.dispose();
     clearTimeout(this.#timer);
     clearTimeout(this.#transcriptTimer);
     this.#timings.endAt = this.#now();

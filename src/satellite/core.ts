@@ -213,6 +213,7 @@ export class SatelliteCore extends EventEmitter<CoreEvents> {
   async close(reason: string): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#pipe.dispose();
     this.#approvals.close();
     this.#playbackDone = null;
     this.#pacer.close();

@@ -32,7 +32,7 @@ export class AudioPipe {
    */
   micToUpstream(frame: Buffer): Buffer {
     if (this.inRate === PCM_RATE_UPSTREAM) return frame;
-    const out = this.#up.process(this.#samplesOf(frame));
+    const out = this.#up.processPcm(frame);
     const view = this.#micView;
     if (
       view.buffer !== out.buffer ||
@@ -57,6 +57,12 @@ export class AudioPipe {
   /** Drops the reply resampler's state (after a barge-in). */
   resetSpeaker(): void {
     this.#down.reset();
+  }
+
+  /** The connection is over: the resamplers hand their memory back (a later call would take it again). */
+  dispose(): void {
+    this.#up.dispose();
+    this.#down.dispose();
   }
 
   #samplesOf(buf: Buffer): Int16Array {

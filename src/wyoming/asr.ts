@@ -86,6 +86,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
   }
 
   close(): void {
+    this.#resampler?.dispose();
     this.#clearTimers();
     this.#unsubscribe();
     const phase = this.#phase;
@@ -129,6 +130,7 @@ class AsrCall implements WyomingCall<AsrEvent> {
       return false;
     }
     if (this.#resampler?.inRate !== f.rate || this.#channels !== f.channels) {
+      this.#resampler?.dispose();
       this.#resampler = new Resampler({ inRate: f.rate, outRate: 24000 });
       this.#channels = f.channels;
     }
