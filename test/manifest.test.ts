@@ -309,6 +309,15 @@ describe("Dockerfile and run.sh", () => {
     expect(dockerfile).toMatch(/^COPY tsconfig\.json tsconfig\.build\.json build\.ts \.\/$/m);
   });
 
+  it("copies into the build stage every file of ours that build.ts imports", () => {
+    const build = dockerfile.slice(0, dockerfile.lastIndexOf("\nFROM "));
+    const copied = [...build.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(" "));
+    const imported = [...read("build.ts").matchAll(/from "\.\/([^"]+)\.js"/g)].map((m) => `${m[1]!}.ts`);
+    expect(imported).toContain("scripts/eager-wrappers.ts");
+    const covered = (file: string) => copied.some((c) => c === file || file.startsWith(`${c}/`));
+    expect(imported.filter((f) => !covered(f))).toEqual([]);
+  });
+
   it("fails the image build when Alpine's Node is older than 24", () => {
     const check = /^RUN node -e '(.*)'$/m.exec(runtime)?.[1];
     expect(check).toBeDefined();
