@@ -20,7 +20,7 @@ afterEach(async () => {
   server = undefined;
 });
 
-/** A transport connected to a server that records every text frame it receives. */
+/** A transport connected to a server that records every frame it receives (a binary one as `<binary>`). */
 async function connected(): Promise<{
   t: WsRealtimeTransport;
   frames: string[];
@@ -31,8 +31,9 @@ async function connected(): Promise<{
   const frames: string[] = [];
   let waiting: { n: number; resolve: () => void } | null = null;
   server.on("connection", (ws) =>
-    ws.on("message", (data) => {
-      frames.push((data as Buffer).toString("utf8"));
+    ws.on("message", (data, isBinary) => {
+      // The Realtime API takes events as text frames only.
+      frames.push(isBinary ? "<binary>" : (data as Buffer).toString("utf8"));
       if (waiting && frames.length >= waiting.n) waiting.resolve();
     }),
   );
