@@ -38,9 +38,12 @@ COPY --from=build /build/node_modules ./node_modules
 COPY --from=build /build/dist ./dist
 COPY run.sh /run.sh
 RUN chmod a+x /run.sh
-# A young generation of 2 MiB semi-spaces instead of V8's up to 16 MiB: the service allocates little
-# per second, and every MiB counts on a Raspberry Pi. bench/service.ts runs every process it
-# measures with these options.
+# A young generation of 2 MiB semi-spaces. Node 24 sizes it from the heap limit (64 MiB semi-spaces
+# on a 24 GiB machine): the service allocates little per second, and every MiB counts on a Raspberry
+# Pi. It also keeps the pauses short: once the young generation is larger than the old generation's
+# headroom (about 20 MiB here), V8 follows every scavenge with a full mark-compact (~15 ms of main
+# thread; bench/profile.md). The benchmarks run every process they measure with these options
+# (bench/node-options.ts).
 ENV NODE_OPTIONS="--max-semi-space-size=2"
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

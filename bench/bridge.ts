@@ -14,6 +14,10 @@
  * 100 satellites); each round gives one p50 and one p99 per side, and the rows are the medians over
  * rounds. Beside the latencies: each process's CPU time per streamed frame (Linux /proc), which
  * load from outside moves far less than the latency tail.
+ * Both processes run with the Node options of the add-on's image (bench/node-options.ts;
+ * `BENCH_NODE_OPTIONS` overrides them). The fake upstream keeps no appended audio (`keepAppends:
+ * false`): the load generator's heap stays flat, so its own garbage collector does not stall the
+ * frames of whichever side happens to be running.
  * Runnable alone: `npm run build && npx tsx bench/bridge.ts` (BENCH_QUICK=1 for a short run).
  */
 import { spawn } from "node:child_process";
@@ -28,6 +32,7 @@ import {
   type FakeRealtimeServer,
 } from "../test/fake-realtime/server.js";
 import { REPO_ROOT, spawnService, waitFor, type ServiceChild } from "../test/reliability/harness.js";
+import { benchNodeOptions } from "./node-options.js";
 import { median, percentile, type BenchContext, type BenchRow } from "./types.js";
 
 const FRAME_MS = 20;
@@ -284,6 +289,7 @@ async function freePort(): Promise<number> {
 async function startService(
   fake: FakeRealtimeServer,
   firmwarePort: number,
+  nodeOptions: string,
   profileDir: string | undefined,
   mainJs?: string,
 ): Promise<ServiceChild> {
@@ -302,12 +308,13 @@ async function startService(
       wyoming: { port: 0 },
       log_level: "warning",
     },
-    { nodeArgs, ...(mainJs === undefined ? {} : { mainJs }) },
+    { nodeArgs, env: { NODE_OPTIONS: nodeOptions }, ...(mainJs === undefined ? {} : { mainJs }) },
   );
 }
 
 async function startRelay(
   fake: FakeRealtimeServer,
+  nodeOptions: string,
   profileDir: string | undefined,
 ): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "openvoice-bench-relay-"));
@@ -321,6 +328,7 @@ async function startRelay(
       PORT_FILE: portFile,
       UPSTREAM: `${fake.url}?model=gpt-realtime`,
       API_KEY,
+      NODE_OPTIONS: nodeOptions,
     },
     stdio: "ignore",
   });
@@ -398,8 +406,9 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const seconds = ctx.quick ? 2 : 4;
   const frames = (seconds * 1000) / FRAME_MS;
   const opts = knobs(ctx);
+  const nodeOptions = await benchNodeOptions();
   const rows: BenchRow[] = [];
-  const fake = await startFakeRealtime({ apiKey: API_KEY, vad: { threshold: 0.5 } });
+  const fake = await startFakeRealtime({ apiKey: API_KEY, vad: { threshold: 0.5 }, keepAppends: false });
   const firmwarePort = await freePort();
   const firmwarePorts = [firmwarePort, ...(opts.before === undefined ? [] : [await freePort()])];
   const [svc, before] = await Promise.all(
@@ -407,6 +416,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       startService(
         fake,
         port,
+        nodeOptions.value,
         i === 0 || opts.profileDir === undefined ? opts.profileDir : join(opts.profileDir, "before"),
         i === 0 ? undefined : opts.before?.mainJs,
       ),
@@ -427,7 +437,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         "the service's /readyz",
       );
   for (let i = fake.connections.length; i > 0; i--) await fake.nextConnection();
-  const relay = await startRelay(fake, opts.profileDir);
+  const relay = await startRelay(fake, nodeOptions.value, opts.profileDir);
   const paths = (s: ServiceChild, port: number): Record<string, Path> => ({
     v1: v1Path(s),
     underzenith: underzenithPath(s, port),
@@ -485,7 +495,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
               ...target,
               note:
                 `ours adds ${(o - b).toFixed(2)} ms; rounds ours ${rs.map((r) => pick(r).toFixed(1)).join("/")}, ` +
-                `relay ${base.map((r) => pick(r).toFixed(1)).join("/")}; ${measured(rs)}/${expected} frames measured (relay ${measured(base)})`,
+                `relay ${base.map((r) => pick(r).toFixed(1)).join("/")}; ${measured(rs)}/${expected} frames measured (relay ${measured(base)}); both processes: ${nodeOptions.label}`,
             });
           }
         const cpu = (rs: Round[]): number | null =>

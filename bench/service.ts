@@ -42,6 +42,7 @@ import {
   tone16k,
   type ServiceChild,
 } from "../test/reliability/harness.js";
+import { benchNodeOptions } from "./node-options.js";
 import { median, percentile, type BenchContext, type BenchRow } from "./types.js";
 
 const GROUP = "service";
@@ -119,15 +120,6 @@ async function startFloor(nodeOptions: string): Promise<{ pid: number; stop(): P
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/**
- * The Node options the add-on's image runs the service with (`ENV NODE_OPTIONS` in the Dockerfile).
- * Every process measured here gets them, the baselines included, so the figures are the image's.
- */
-async function imageNodeOptions(): Promise<string> {
-  const dockerfile = await readFile(join(REPO_ROOT, "Dockerfile"), "utf8");
-  return /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(dockerfile)?.[1] ?? "";
 }
 
 interface Bare {
@@ -303,8 +295,7 @@ const REPLY_DELAY_MS = 250;
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const secrets = makeSecrets("bench");
-  const nodeOptions = process.env.BENCH_NODE_OPTIONS ?? (await imageNodeOptions());
-  const flags = nodeOptions === "" ? "no Node options" : `NODE_OPTIONS="${nodeOptions}" as in the image`;
+  const { value: nodeOptions, label: flags } = await benchNodeOptions();
   // Replies of 400 ms sent 4× faster than real time and paced at real time at the satellite.
   const fake = await startFakeRealtime({ apiKey: secrets.apiKey, audioSpeed: 4, replyAudio: tone(400) });
   // One data folder for every start of the service, as the add-on's /data: the first start fills

@@ -204,6 +204,34 @@ describe("fake realtime server", () => {
     ).toBeGreaterThanOrEqual(190);
   });
 
+  it("with keepAppends false, emits and VADs every append but keeps neither the event nor its audio", async () => {
+    let heard: number | undefined;
+    fake = await upstream.start({
+      keepAppends: false,
+      audioSpeed: Infinity,
+      transcribe: (pcm) => ((heard = pcm.length), "heard"),
+    });
+    const c = await connect(fake.url);
+    const conn = await fake.nextConnection();
+    const appends: string[] = [];
+    conn.on("event", (e: { type: string; audio?: string }) => {
+      if (e.type === "input_audio_buffer.append") appends.push(e.audio!);
+    });
+    const loud = tone(400).toString("base64");
+    c.send({ type: "input_audio_buffer.append", audio: loud });
+    await c.waitFor("input_audio_buffer.speech_started");
+    c.send({ type: "input_audio_buffer.append", audio: Buffer.alloc(24000).toString("base64") });
+    await c.waitFor("input_audio_buffer.speech_stopped");
+    await c.waitFor("conversation.item.input_audio_transcription.completed");
+    expect(appends).toHaveLength(2);
+    expect(appends[0]).toBe(loud);
+    expect(conn.received.map((e) => e.type)).not.toContain("input_audio_buffer.append");
+    expect(heard).toBe(0);
+    // Other client events are still kept.
+    c.send({ type: "response.cancel" });
+    await conn.waitFor("response.cancel");
+  });
+
   it("plays a function call, then speaks the output; flags a second active response", async () => {
     fake = await upstream.start();
     fake.script({ kind: "function_call", name: "echo", arguments: '{"message":"hi"}', callId: "call_1" });

@@ -34,7 +34,7 @@ export abstract class FakeInput extends FakeSocket {
         ev.event_id,
       );
     this.buffered += pcm.length;
-    this.turnAudio.push(pcm);
+    if (this.server.opts.keepAppends !== false) this.turnAudio.push(pcm);
     const td = this.session.audio?.input?.turn_detection;
     const vad = this.server.opts.vad ?? {};
     const threshold = vad.threshold ?? 0.02;

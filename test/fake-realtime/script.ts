@@ -129,6 +129,13 @@ export interface FakeRealtimeOptions {
   chunkMs?: number;
   /** Multiple of real time at which reply audio is sent; Infinity sends all at once. Default 4. */
   audioSpeed?: number;
+  /**
+   * False for load runs: each `input_audio_buffer.append` is still emitted (`event`), timed and run through
+   * the VAD, but neither kept in `received` nor its audio kept for the turn's transcription, so a long
+   * run holds no more memory at its end than at its start (and the load generator's own garbage
+   * collector does not pause it for longer and longer). Default true.
+   */
+  keepAppends?: boolean;
   /** Server VAD tuning (audio time). */
   vad?: { threshold?: number; speechMs?: number; silenceMs?: number };
   /** Usage reported in every `response.done`. */

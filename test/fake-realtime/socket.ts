@@ -253,7 +253,8 @@ export abstract class FakeSocket extends EventEmitter<{ event: [RealtimeClientEv
         "The event is not a JSON object with a type.",
       );
     }
-    this.received.push(ev);
+    if (ev.type !== "input_audio_buffer.append" || this.server.opts.keepAppends !== false)
+      this.received.push(ev);
     this.emit("event", ev);
     this.dispatch(ev);
   }
