@@ -8,7 +8,12 @@
  * SatelliteCore, 16 → 24 kHz) → RealtimeEngine → fake upstream. Ours, dialect `underzenith`: the same
  * through the firmware port (24 kHz, client turns). Baseline, same run, same upstream, also its own
  * process: a plain `ws` relay that wraps each binary frame into an append as it is (no protocol, no
- * resampling), fed the same frames as the path it is compared with.
+ * resampling), greeted and fed like the path it is compared with: the same hello, one text reply to
+ * it, the same message after, the same frames. The reply matters below the protocol: a device socket
+ * that has answered the device (the service's session_ready) is sent a TCP ACK for every frame by
+ * Linux from then on, one that never has (a relay that stays silent) an ACK for every second frame;
+ * on loopback each ACK is processed in the sender's system call, about 4 µs a frame at 100
+ * satellites (bench/profile.md).
  * A frame counts as arrived when the upstream has received as many samples as the satellite had
  * sent up to and including it (rate-adjusted). Rounds alternate (relay, ours, relay, ours…, nine at
  * 100 satellites); each round gives one p50 and one p99 per side, and the rows are the medians over
@@ -41,7 +46,10 @@ const API_KEY = "sk-test";
 /** Frames at the start of each stream that are not measured (connection warm-up, JIT). */
 const WARMUP_FRAMES = 25;
 
-/** The plain relay, as its own process: one upstream socket per client, each binary frame an append. */
+/**
+ * The plain relay, as its own process: one upstream socket per client, each binary frame an append,
+ * and one text reply to a device's hello.
+ */
 const RELAY = `
 import { WebSocket, WebSocketServer } from "ws";
 import { writeFileSync } from "node:fs";
@@ -53,8 +61,14 @@ wss.on("connection", (client, req) => {
   const turn = new URL(req.url, "http://relay").searchParams.get("turn");
   up.on("open", () => up.send(JSON.stringify({ type: "session.update", session: { type: "realtime",
     audio: { input: { turn_detection: turn === "client" ? null : { type: "server_vad" } } } } })));
+  // The device opens with a text hello and streams once it has a reply: the relay answers the first
+  // text message with one, as any bridge for these devices must (and as the service does).
+  let greeted = false;
   client.on("message", (data, isBinary) => {
-    if (isBinary && up.readyState === up.OPEN)
+    if (!isBinary) {
+      if (!greeted) client.send('{"type":"session_ready"}');
+      greeted = true;
+    } else if (up.readyState === up.OPEN)
       up.send(JSON.stringify({ type: "input_audio_buffer.append", audio: data.toString("base64") }));
   });
   client.on("close", () => up.terminate());
@@ -170,7 +184,16 @@ interface Path {
   slack: number;
   /** The process that does the path's work, for its CPU time. */
   pid: number;
+  /** What satellite `s` says before it streams (the relay is greeted the same way). */
+  opening: (s: number) => Opening;
   connect(s: number): Promise<WebSocket>;
+}
+
+interface Opening {
+  hello: string;
+  /** A piece of the reply the device waits for. */
+  ready: string;
+  then: string;
 }
 
 /** CPU time (user + system, ms) a process has used so far, from /proc; null where there is none. */
@@ -221,20 +244,19 @@ function v1Path(svc: ServiceChild): Path {
     turn: "server_vad",
     ratio: 1.5,
     slack: 3,
+    opening: (s) => ({
+      hello: JSON.stringify({
+        type: "hello",
+        protocol: 1,
+        client_id: `bench-${s}`,
+        audio: { in: { rate: 16_000 }, out: { rate: 16_000 } },
+      }),
+      ready: '"session_ready"',
+      then: JSON.stringify({ type: "turn.start" }),
+    }),
     async connect(s) {
       const ws = await openWs(svc.satelliteUrl, { Authorization: `Bearer ${TOKEN}` });
-      const ready = textFrame(ws, '"session_ready"');
-      ws.send(
-        JSON.stringify({
-          type: "hello",
-          protocol: 1,
-          client_id: `bench-${s}`,
-          audio: { in: { rate: 16_000 }, out: { rate: 16_000 } },
-        }),
-      );
-      await ready;
-      ws.send(JSON.stringify({ type: "turn.start" }));
-      return ws;
+      return greet(ws, this.opening(s));
     },
   };
 }
@@ -247,22 +269,31 @@ function underzenithPath(svc: ServiceChild, port: number): Path {
     turn: "client",
     ratio: 1,
     slack: 0,
+    opening: (s) => ({
+      hello: `{"type":"hello","protocol":1,"client_type":"voice_pe","client_id":"bench-uz-${s}","name":"Bench ${s}"}`,
+      ready: '"type":"session_ready"',
+      then: '{"type":"ptt_start"}',
+    }),
     async connect(s) {
       const ws = await openWs(`ws://127.0.0.1:${port}/device/ws`, { Authorization: `Bearer ${TOKEN}` });
-      const ready = textFrame(ws, '"type":"session_ready"');
-      ws.send(
-        `{"type":"hello","protocol":1,"client_type":"voice_pe","client_id":"bench-uz-${s}","name":"Bench ${s}"}`,
-      );
-      await ready;
-      ws.send('{"type":"ptt_start"}');
-      return ws;
+      return greet(ws, this.opening(s));
     },
   };
 }
 
+/** A device's opening: its hello, then (once the reply containing `ready` is in) what it sends before streaming. */
+async function greet(ws: WebSocket, opening: Opening): Promise<WebSocket> {
+  const ready = textFrame(ws, opening.ready);
+  ws.send(opening.hello);
+  await ready;
+  ws.send(opening.then);
+  return ws;
+}
+
 /**
- * The relay fed like `path`: same rate, and its upstream session set to the same turn detection
- * (the fake upstream runs its VAD on every append of a server-VAD session, on neither side otherwise).
+ * The relay fed like `path`: same opening, same rate, and its upstream session set to the same turn
+ * detection (the fake upstream runs its VAD on every append of a server-VAD session, on neither side
+ * otherwise).
  */
 function relayPath(relay: { port: number; pid: number }, path: Path): Path {
   return {
@@ -271,7 +302,8 @@ function relayPath(relay: { port: number; pid: number }, path: Path): Path {
     turn: path.turn,
     ratio: 1,
     slack: 0,
-    connect: () => openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}`),
+    opening: path.opening,
+    connect: async (s) => greet(await openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}`), path.opening(s)),
   };
 }
 
