@@ -19,6 +19,22 @@ type Link =
   | { status: "open"; ws: WebSocket }
   | { status: "closed"; info: TransportClose };
 
+const APPEND_HEAD = Buffer.from('{"type":"input_audio_buffer.append","audio":"', "latin1");
+const APPEND_TAIL = Buffer.from('"}', "latin1");
+
+/**
+ * `input_audio_buffer.append` of `pcm` as UTF-8 JSON, the text `JSON.stringify` would make (base64
+ * needs no escaping), in a buffer of its own: no `event_id`, as for every append.
+ */
+function appendText(pcm: Buffer): Buffer {
+  const audio = pcm.toString("base64");
+  const text = Buffer.allocUnsafe(APPEND_HEAD.length + audio.length + APPEND_TAIL.length);
+  APPEND_HEAD.copy(text, 0);
+  text.write(audio, APPEND_HEAD.length, "latin1");
+  APPEND_TAIL.copy(text, APPEND_HEAD.length + audio.length);
+  return text;
+}
+
 export class WsRealtimeTransport implements RealtimeTransport {
   onevent?: RealtimeTransport["onevent"];
   onclose?: RealtimeTransport["onclose"];
@@ -95,8 +111,9 @@ export class WsRealtimeTransport implements RealtimeTransport {
 
   appendAudio(pcm: Buffer): boolean {
     if (this.#link.status !== "open") return false;
-    // Base64 needs no JSON escaping: the text JSON.stringify would make, without scanning ~1.3 KB a frame.
-    this.#link.ws.send(`{"type":"input_audio_buffer.append","audio":"${pcm.toString("base64")}"}`);
+    // A text frame from bytes: `ws` masks them straight into the frame it writes (one write, no
+    // string to flatten, measure and encode again).
+    this.#link.ws.send(appendText(pcm), { binary: false });
     return true;
   }
 
