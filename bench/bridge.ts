@@ -9,10 +9,10 @@
  * through the firmware port (24 kHz, client turns). Baseline, same run, same upstream, also its own
  * process: a plain `ws` relay that wraps each binary frame into an append as it is (no protocol, no
  * resampling), greeted and fed like the path it is compared with: the same hello, one text reply to
- * it, the same message after, the same frames. The reply matters below the protocol: a device socket
- * that has answered the device (the service's session_ready) is sent a TCP ACK for every frame by
- * Linux from then on, one that never has (a relay that stays silent) an ACK for every second frame;
- * on loopback each ACK is processed in the sender's system call, about 4 µs a frame at 100
+ * it, the same message after, the same frames. The reply matters below the protocol: on the Linux
+ * this was measured on, a device socket that has answered the device (the service's session_ready)
+ * went on to acknowledge every frame, one that never had (a relay that stays silent) every second
+ * frame; on loopback each ACK is processed in the sending system call, a few µs a frame at 100
  * satellites (bench/profile.md).
  * A frame counts as arrived when the upstream has received as many samples as the satellite had
  * sent up to and including it (rate-adjusted). Rounds alternate (relay, ours, relay, ours…, nine at
@@ -303,7 +303,8 @@ function relayPath(relay: { port: number; pid: number }, path: Path): Path {
     ratio: 1,
     slack: 0,
     opening: path.opening,
-    connect: async (s) => greet(await openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}`), path.opening(s)),
+    connect: async (s) =>
+      greet(await openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}`), path.opening(s)),
   };
 }
 

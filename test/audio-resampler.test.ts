@@ -5,12 +5,7 @@ import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { assembleResamplerKernel } from "../scripts/assemble-wasm.js";
 import { RESAMPLER_KERNEL_BASE64 } from "../src/audio/resampler-kernel.js";
-import {
-  Resampler,
-  polyphaseTable,
-  resamplerMemoryBytes,
-  type PcmRate,
-} from "../src/audio/resampler.js";
+import { Resampler, polyphaseTable, resamplerMemoryBytes, type PcmRate } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
 
 const FIXTURES = new URL("./fixtures/audio/", import.meta.url);
@@ -53,7 +48,12 @@ function stream(
  * zeros for the tail, cycle after cycle, each output sample summed tap by tap (in `precision`),
  * rounded half away from zero and saturated; as many samples as a stream and its flush give.
  */
-function scalarResample(x: Int16Array, inRate: PcmRate, outRate: PcmRate, precision: "f32" | "f64"): Int16Array {
+function scalarResample(
+  x: Int16Array,
+  inRate: PcmRate,
+  outRate: PcmRate,
+  precision: "f32" | "f64",
+): Int16Array {
   const { L, M, taps, prefill, coef } = polyphaseTable(inRate, outRate);
   const round = precision === "f32" ? Math.fround : (v: number): number => v;
   const k = Float64Array.from(coef, round);
@@ -321,22 +321,16 @@ describe("Resampler WebAssembly kernel", () => {
   ] as const)("%s %i → %i: bit-identical to the scalar loops in %s", (name, inRate, outRate, precision) => {
     const x = fixture(name).samples;
     const out = stream(inRate, outRate, x, [inRate / 50]);
-    expect(Buffer.from(out.buffer).equals(Buffer.from(scalarResample(x, inRate, outRate, precision).buffer))).toBe(
-      true,
-    );
+    expect(
+      Buffer.from(out.buffer).equals(Buffer.from(scalarResample(x, inRate, outRate, precision).buffer)),
+    ).toBe(true);
   });
 
   // The 24→16 kHz samples are still those of the JavaScript loops the kernel replaced (main at
   // 303d58f); 16→24 kHz moved to single precision and is checked against double below.
   it.each([
-    [
-      "living_room_24k_sox_vhq.wav",
-      "c1e83e70859d358c37b7149509d312038e3cf68ab044dac50a99cb722124a56a",
-    ],
-    [
-      "kitchen_light_24k_sox_vhq.wav",
-      "57cc97950ccb0cf592288f2929f30c25ca6376265142e88aa9c32da502fc32d3",
-    ],
+    ["living_room_24k_sox_vhq.wav", "c1e83e70859d358c37b7149509d312038e3cf68ab044dac50a99cb722124a56a"],
+    ["kitchen_light_24k_sox_vhq.wav", "57cc97950ccb0cf592288f2929f30c25ca6376265142e88aa9c32da502fc32d3"],
     ["sweep_24k_sox_vhq.wav", "505bedbf6fa8fe615d4731298950a22ab9a99ee7ef683d7574c4b9c3dcd7cd73"],
   ] as const)("%s 24000 → 16000: the samples of the scalar loops it replaced (SHA-256)", (name, digest) => {
     const out = stream(24000, 16000, fixture(name).samples, [480]);
