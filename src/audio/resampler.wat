@@ -91,6 +91,28 @@
             (f64.const -32768))
           (f64.const 32767)))))
 
+  ;; The samples of four cycles of 16 -> 24 kHz, branch k of cycle j in lane j of $sk, as 12 PCM16
+  ;; samples in cycle order at $o: each rounded half away from zero and saturated, as `$pcm` does
+  ;; (adding 0.5 to an f32 below 2^22 is exact, and larger sums saturate either way).
+  (func $pcm12 (param $o i32) (param $s0 v128) (param $s1 v128) (param $s2 v128)
+    (local $n01 v128) (local $n22 v128)
+    (local.set $n01
+      (i16x8.narrow_i32x4_s (call $round4 (local.get $s0)) (call $round4 (local.get $s1))))
+    (local.set $n22
+      (i16x8.narrow_i32x4_s (call $round4 (local.get $s2)) (call $round4 (local.get $s2))))
+    ;; Samples 0 to 7: lanes 0 4 8 1 5 9 2 6 of ($n01, $n22); 8 to 11: lanes 10 3 7 11.
+    (v128.store (local.get $o)
+      (i8x16.shuffle 0 1 8 9 16 17 2 3 10 11 18 19 4 5 12 13 (local.get $n01) (local.get $n22)))
+    (v128.store64_lane offset=16 0 (local.get $o)
+      (i8x16.shuffle 20 21 6 7 14 15 22 23 0 0 0 0 0 0 0 0 (local.get $n01) (local.get $n22))))
+
+  ;; Four f32 rounded half away from zero to i32 (saturating; NaN gives 0).
+  (func $round4 (param $v v128) (result v128)
+    (i32x4.trunc_sat_f32x4_s
+      (f32x4.add (local.get $v)
+        (v128.or (v128.and (local.get $v) (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000))
+          (v128.const f32x4 0.5 0.5 0.5 0.5)))))
+
   ;; 16 -> 24 kHz: L = 3 outputs per cycle, M = 2 input samples (one f32 of each half) between cycles.
   ;; History split as `feed3` writes it, coefficients f32; $taps is even.
   (func (export "up3") (param $h i32) (param $c i32) (param $taps i32) (param $cycles i32) (param $o i32)
@@ -141,30 +163,8 @@
           (local.set $r (i32.add (local.get $r) (i32.const 4)))
           (local.set $p (i32.add (local.get $p) (i32.const 4)))
           (br_if $tap (i32.lt_u (local.get $p) (local.get $end))))
-        (call $pcm (local.get $o) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $a0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 2)) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $a1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 4)) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $a2))))
-        (call $pcm (i32.add (local.get $o) (i32.const 6)) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $a0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 8)) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $a1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 10)) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $a2))))
-        (call $pcm (i32.add (local.get $o) (i32.const 12)) (f64.promote_f32 (f32x4.extract_lane 2 (local.get $a0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 14)) (f64.promote_f32 (f32x4.extract_lane 2 (local.get $a1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 16)) (f64.promote_f32 (f32x4.extract_lane 2 (local.get $a2))))
-        (call $pcm (i32.add (local.get $o) (i32.const 18)) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $a0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 20)) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $a1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 22)) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $a2))))
-        (call $pcm (i32.add (local.get $o) (i32.const 24)) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $b0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 26)) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $b1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 28)) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $b2))))
-        (call $pcm (i32.add (local.get $o) (i32.const 30)) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $b0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 32)) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $b1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 34)) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $b2))))
-        (call $pcm (i32.add (local.get $o) (i32.const 36)) (f64.promote_f32 (f32x4.extract_lane 2 (local.get $b0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 38)) (f64.promote_f32 (f32x4.extract_lane 2 (local.get $b1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 40)) (f64.promote_f32 (f32x4.extract_lane 2 (local.get $b2))))
-        (call $pcm (i32.add (local.get $o) (i32.const 42)) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $b0))))
-        (call $pcm (i32.add (local.get $o) (i32.const 44)) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $b1))))
-        (call $pcm (i32.add (local.get $o) (i32.const 46)) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $b2))))
+        (call $pcm12 (local.get $o) (local.get $a0) (local.get $a1) (local.get $a2))
+        (call $pcm12 (i32.add (local.get $o) (i32.const 24)) (local.get $b0) (local.get $b1) (local.get $b2))
         (local.set $o (i32.add (local.get $o) (i32.const 48)))
         (local.set $h (i32.add (local.get $h) (i32.const 32)))
         (br_if $pass (local.tee $passes (i32.sub (local.get $passes) (i32.const 1))))))
