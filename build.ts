@@ -59,6 +59,10 @@ await build({
   keepNames: true,
   logLevel: "warning",
   plugins: [builtinsByRequire],
+  // `ws` masks and unmasks frames with `bufferutil` when it loads (before Node 26.12's
+  // `http.websocketMask`); ours is WebAssembly, bundled, so no native build and no module looked up
+  // at run time (src/net/ws-mask.ts).
+  alias: { bufferutil: "./src/net/ws-mask.ts" },
   // CommonJS dependencies call `require` for Node's built-in modules; an ES module has none.
   banner: {
     js: 'import { createRequire as __createRequire } from "node:module";\nconst require = __createRequire(import.meta.url);',

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
-import { assembleResamplerKernel } from "../scripts/assemble-wasm.js";
+import { assemble, RESAMPLER_KERNEL } from "../scripts/assemble-wasm.js";
 import { RESAMPLER_KERNEL_BASE64 } from "../src/audio/resampler-kernel.js";
 import { Resampler, polyphaseTable, resamplerMemoryBytes, type PcmRate } from "../src/audio/resampler.js";
 import { parseWav } from "../src/audio/wav.js";
@@ -303,7 +303,7 @@ describe("Resampler streaming", () => {
 
 describe("Resampler WebAssembly kernel", () => {
   it("is the committed assembly of src/audio/resampler.wat", async () => {
-    const assembled = Buffer.from(await assembleResamplerKernel());
+    const assembled = Buffer.from(await assemble(RESAMPLER_KERNEL));
     expect(assembled.toString("base64")).toBe(RESAMPLER_KERNEL_BASE64);
   });
 
