@@ -7,6 +7,7 @@ import WebSocket from "ws";
 import type { RealtimeServerEvent } from "openai/resources/realtime/realtime";
 import { tone, type FakeRealtimeServer } from "./fake-realtime/server.js";
 import { useFakeUpstream } from "./fake-realtime/fixture.js";
+import { waitFor as until } from "./reliability/harness.js";
 
 const upstream = useFakeUpstream();
 let fake: FakeRealtimeServer | undefined;
@@ -230,6 +231,26 @@ describe("fake realtime server", () => {
     // Other client events are still kept.
     c.send({ type: "response.cancel" });
     await conn.waitFor("response.cancel");
+  });
+
+  it("forgets closed connections it has handed out, and only those", async () => {
+    fake = await upstream.start();
+    const first = await connect(fake.url);
+    const firstConn = await fake.nextConnection();
+    const second = await connect(fake.url);
+    const secondConn = await fake.nextConnection();
+    const third = await connect(fake.url); // not handed out yet
+    await until(() => fake!.connections.length === 3, 3000, "the third connection");
+    first.ws.close();
+    await until(() => firstConn.closed, 3000, "the first connection closed");
+    third.ws.close();
+    await until(() => fake!.connections[2]!.closed, 3000, "the third connection closed");
+    expect(fake.forgetClosed()).toBe(1);
+    expect(fake.connections).toHaveLength(2);
+    expect(fake.connections[0]).toBe(secondConn);
+    // The next one handed out is still the third, closed or not.
+    expect((await fake.nextConnection()).closed).toBe(true);
+    second.ws.close();
   });
 
   it("plays a function call, then speaks the output; flags a second active response", async () => {

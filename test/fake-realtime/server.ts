@@ -113,6 +113,18 @@ export class FakeRealtimeServer extends EventEmitter<{ connection: [FakeConnecti
     if (opts.dropOpen) for (const c of this.connections) if (!c.closed) c.drop();
   }
 
+  /**
+   * Drops the closed connections `nextConnection` has already handed out, so a long run (a benchmark
+   * that opens hundreds a round) holds only what it still uses. Returns how many it dropped.
+   */
+  forgetClosed(): number {
+    const handedOut = this.connections.slice(0, this.#taken);
+    const kept = handedOut.filter((c) => !c.closed);
+    this.connections.splice(0, this.#taken, ...kept);
+    this.#taken = kept.length;
+    return handedOut.length - kept.length;
+  }
+
   /** Connections still open. */
   get open(): FakeConnection[] {
     return this.connections.filter((c) => !c.closed);
