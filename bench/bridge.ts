@@ -7,9 +7,14 @@
  * the service and not the load generator. Ours, protocol v1: satellite → satellite port (V1Wire and
  * SatelliteCore, 16 → 24 kHz) → RealtimeEngine → fake upstream. Ours, dialect `underzenith`: the same
  * through the firmware port (24 kHz, client turns). Baseline, same run, same upstream, also its own
- * process: a plain `ws` relay that wraps each binary frame into an append as it is (no protocol, no
- * resampling), greeted and fed like the path it is compared with: the same hello, one text reply to
- * it, the same message after, the same frames. The reply matters below the protocol: on the Linux
+ * process: a plain `ws` relay that wraps each binary frame into an append (no protocol), greeted and
+ * fed like the path it is compared with: the same hello, one text reply to it, the same message
+ * after, the same frames. The API takes 24 kHz PCM, so the relay sends 16 kHz frames up converted
+ * the cheapest way (each pair of samples (a, b) as (a, a, b)): both sides then send the upstream the
+ * same bytes, and the fake upstream and this process do the same work for either; the service's
+ * resampler, a 198-tap filter, stays its own cost. (`BENCH_RELAY_AS_IS=1` forwards the 16 kHz bytes
+ * unconverted instead, as 0.4.2 and earlier did: two thirds of the bytes, and not audio the API
+ * would take.) The reply matters below the protocol: on the Linux
  * this was measured on, a device socket that has answered the device (the service's session_ready)
  * went on to acknowledge every frame, one that never had (a relay that stays silent) every second
  * frame; on loopback each ACK is processed in the sending system call, a few µs a frame at 100
@@ -21,8 +26,10 @@
  * load from outside moves far less than the latency tail.
  * Both processes run with the Node options of the add-on's image (bench/node-options.ts;
  * `BENCH_NODE_OPTIONS` overrides them). The fake upstream keeps no appended audio (`keepAppends:
- * false`): the load generator's heap stays flat, so its own garbage collector does not stall the
- * frames of whichever side happens to be running.
+ * false`) and forgets each round's closed connections, and this process runs without V8's
+ * pretenuring and with a roomier old generation (see `run`): the load generator's heap stays flat
+ * and it collects the whole heap about twice a run instead of every 0.6 s, so its own pauses do not
+ * stall the frames of whichever side happens to be running.
  * Runnable alone: `npm run build && npx tsx bench/bridge.ts` (BENCH_QUICK=1 for a short run).
  */
 import { spawn } from "node:child_process";
@@ -30,6 +37,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import { WebSocket } from "ws";
 import {
   startFakeRealtime,
@@ -58,7 +66,11 @@ wss.on("connection", (client, req) => {
   const up = new WebSocket(process.env.UPSTREAM, { headers: { Authorization: "Bearer " + process.env.API_KEY } });
   up.on("error", () => {});
   // Turn detection as the compared path configures it, so the upstream does the same work for both.
-  const turn = new URL(req.url, "http://relay").searchParams.get("turn");
+  const query = new URL(req.url, "http://relay").searchParams;
+  const turn = query.get("turn");
+  // The API takes 24 kHz PCM: 16 kHz audio goes up converted the cheapest way there is, each pair of
+  // samples (a, b) as (a, a, b), so both sides send the upstream the same bytes per frame.
+  const to24k = query.get("rate") === "16000";
   up.on("open", () => up.send(JSON.stringify({ type: "session.update", session: { type: "realtime",
     audio: { input: { turn_detection: turn === "client" ? null : { type: "server_vad" } } } } })));
   // The device opens with a text hello and streams once it has a reply: the relay answers the first
@@ -68,11 +80,23 @@ wss.on("connection", (client, req) => {
     if (!isBinary) {
       if (!greeted) client.send('{"type":"session_ready"}');
       greeted = true;
-    } else if (up.readyState === up.OPEN)
-      up.send(JSON.stringify({ type: "input_audio_buffer.append", audio: data.toString("base64") }));
+    } else if (up.readyState === up.OPEN) {
+      const pcm = to24k ? repeat(data) : data;
+      up.send(JSON.stringify({ type: "input_audio_buffer.append", audio: pcm.toString("base64") }));
+    }
   });
   client.on("close", () => up.terminate());
 });
+function repeat(pcm) {
+  const out = Buffer.allocUnsafe((pcm.length >> 2) * 6);
+  for (let i = 0, o = 0; i + 3 < pcm.length; i += 4, o += 6) {
+    out[o] = out[o + 2] = pcm[i];
+    out[o + 1] = out[o + 3] = pcm[i + 1];
+    out[o + 4] = pcm[i + 2];
+    out[o + 5] = pcm[i + 3];
+  }
+  return out;
+}
 wss.on("listening", () => writeFileSync(process.env.PORT_FILE, JSON.stringify({ port: wss.address().port })));
 process.on("SIGTERM", () => process.exit(0));
 `;
@@ -214,6 +238,8 @@ interface Measured {
 async function measure(fake: FakeRealtimeServer, path: Path, n: number, frames: number): Promise<Measured> {
   const sockets: WebSocket[] = [];
   const arrivals: Arrivals[] = [];
+  // The upstream connections of earlier rounds are closed by now: the load generator lets them go.
+  fake.forgetClosed();
   try {
     for (let s = 0; s < n; s++) {
       sockets.push(await path.connect(s));
@@ -295,16 +321,20 @@ async function greet(ws: WebSocket, opening: Opening): Promise<WebSocket> {
  * detection (the fake upstream runs its VAD on every append of a server-VAD session, on neither side
  * otherwise).
  */
-function relayPath(relay: { port: number; pid: number }, path: Path): Path {
+function relayPath(relay: { port: number; pid: number }, path: Path, asIs: boolean): Path {
   return {
     pid: relay.pid,
     rate: path.rate,
     turn: path.turn,
-    ratio: 1,
+    // It repeats samples up to 24 kHz: nothing held back.
+    ratio: asIs ? 1 : 24_000 / path.rate,
     slack: 0,
     opening: path.opening,
     connect: async (s) =>
-      greet(await openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}`), path.opening(s)),
+      greet(
+        await openWs(`ws://127.0.0.1:${relay.port}/?turn=${path.turn}&rate=${asIs ? "as-is" : path.rate}`),
+        path.opening(s),
+      ),
   };
 }
 
@@ -410,7 +440,7 @@ function round({ latencies, cpuPerFrameUs }: Measured): Round {
  * build below) when they stop, and
  * `BENCH_BRIDGE_BEFORE=FILE`, another build's `dist/main.js` (say, main's, in a second checkout),
  * run as a third process in the same alternation (relay, before, ours…) and reported in rows of its
- * own, named after `BENCH_BRIDGE_BEFORE_LABEL` (default "before").
+ * own, named after `BENCH_BRIDGE_BEFORE_LABEL` (default "before"), and `BENCH_RELAY_AS_IS=1` (above).
  */
 function knobs(ctx: BenchContext): {
   paths: string[];
@@ -418,6 +448,7 @@ function knobs(ctx: BenchContext): {
   rounds: (n: number) => number;
   profileDir: string | undefined;
   before: { mainJs: string; label: string } | undefined;
+  relayAsIs: boolean;
 } {
   const list = (v: string | undefined): string[] | undefined => v?.split(",").filter(Boolean);
   const fixedRounds = Number(process.env.BENCH_BRIDGE_ROUNDS ?? "") || undefined;
@@ -432,10 +463,28 @@ function knobs(ctx: BenchContext): {
     before: process.env.BENCH_BRIDGE_BEFORE
       ? { mainJs: process.env.BENCH_BRIDGE_BEFORE, label: process.env.BENCH_BRIDGE_BEFORE_LABEL || "before" }
       : undefined,
+    relayAsIs: process.env.BENCH_RELAY_AS_IS === "1",
   };
 }
 
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
+  // This process is the load generator: it timestamps every frame sent and every append received,
+  // so its own pauses land in whichever side's round they fall. With V8's defaults it collected the
+  // whole heap every ~0.6 s while streaming (old space filling at ~25 MB/s, although what it parses
+  // dies young: V8 had pretenured it), each time 10–18 ms of marking and finalising on this thread,
+  // and the p99 rows followed those pauses. Without pretenuring, and with the old generation allowed
+  // to grow 4× between collections, it collects the whole heap about twice a run (`--trace-gc`).
+  setFlagsFromString("--no-allocation-site-pretenuring");
+  setFlagsFromString("--heap-growing-percent=300");
+  try {
+    return await measureAll(ctx);
+  } finally {
+    setFlagsFromString("--allocation-site-pretenuring");
+    setFlagsFromString("--heap-growing-percent=0");
+  }
+}
+
+async function measureAll(ctx: BenchContext): Promise<BenchRow[]> {
   const seconds = ctx.quick ? 2 : 4;
   const frames = (seconds * 1000) / FRAME_MS;
   const opts = knobs(ctx);
@@ -483,8 +532,11 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     .map((c) => {
       const ours = paths(svc, firmwarePort)[c.key]!;
       const prior = before && paths(before, firmwarePorts[1]!)[c.key];
-      return { ...c, ours, before: prior, base: relayPath(relay, ours) };
+      return { ...c, ours, before: prior, base: relayPath(relay, ours, opts.relayAsIs) };
     });
+  const relayName = opts.relayAsIs
+    ? "plain ws relay process, 16 kHz forwarded as is"
+    : "plain ws relay process";
   try {
     for (const { label, ours: oursPath, base: basePath, before: beforePath } of compared)
       for (const n of opts.sizes) {
@@ -523,7 +575,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
               unit: "ms",
               ours: o,
               baseline: b,
-              baselineName: "plain ws relay process",
+              baselineName: relayName,
               ratio: o / b,
               ...target,
               note:
@@ -544,7 +596,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
             unit: "µs",
             ours: oc,
             baseline: bc,
-            baselineName: "plain ws relay process",
+            baselineName: relayName,
             ratio: oc / bc,
             note: `median of ${rounds} rounds (ours ${rs.map((r) => r.cpuPerFrameUs!.toFixed(0)).join("/")}, relay ${base.map((r) => r.cpuPerFrameUs!.toFixed(0)).join("/")}); /proc clock ticks (10 ms) over ${n * frames} frames a round`,
           });
