@@ -1,7 +1,12 @@
 /**
  * Summary of a V8 CPU profile (`node --cpu-prof`, e.g. from `BENCH_CPU_PROF=DIR` in bench/bridge.ts):
  * the functions with the most self time, as shares of the busy (non-idle) time.
- * `npx tsx bench/cpuprofile.ts FILE.cpuprofile [TOP]`.
+ * `npx tsx bench/cpuprofile.ts FILE.cpuprofile [TOP] [--steady FRAMES_PER_SECOND]`.
+ *
+ * `--steady` keeps only the 100 ms stretches in which the process was busy between 5 % and 40 % of
+ * the time: in a bridge benchmark, those in which its satellites streamed, without the idle rounds
+ * of the other side and the saturated bursts of connection set-up. Given the frames a second (5000
+ * for 100 satellites of 20 ms frames), it prints each function's time per frame in µs.
  *
  * The profiler samples wall-clock time: on a loaded machine a process that is preempted inside a
  * system call has those samples charged to the call, so compare shares within one run, and CPU time
@@ -24,32 +29,55 @@ const ProfileSchema = z.object({
 export interface ProfileSummary {
   busyMs: number;
   idleMs: number;
+  /** Seconds of profile summarized (all of it, or the steady stretches). */
+  spanS: number;
   /** Self time per function (name, file:line), largest first. */
   top: { name: string; sharePct: number }[];
 }
 
-export function summarize(json: string, top = 15): ProfileSummary {
+/** A bin's share of busy time outside which `steady` leaves it out. */
+const STEADY = { binUs: 100_000, minBusy: 0.05, maxBusy: 0.4 };
+
+export function summarize(json: string, top = 15, opts: { steady?: boolean } = {}): ProfileSummary {
   const profile = ProfileSchema.parse(JSON.parse(json));
-  const timeOf = new Map<number, number>();
-  profile.samples.forEach((id, i) => timeOf.set(id, (timeOf.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  // Sample i lasts until the next one; samples are grouped into bins of wall-clock time.
+  const bins = new Map<number, { id: number; us: number }[]>();
+  let at = 0;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    const us = profile.timeDeltas[i + 1] ?? 0;
+    const bin = Math.floor(at / STEADY.binUs);
+    let samples = bins.get(bin);
+    if (samples === undefined) bins.set(bin, (samples = []));
+    samples.push({ id, us });
+  });
   let idle = 0;
   let busy = 0;
+  let kept = 0;
   const self = new Map<string, number>();
-  for (const node of profile.nodes) {
-    const t = timeOf.get(node.id) ?? 0;
-    const { functionName, url, lineNumber } = node.callFrame;
-    if (functionName === "(idle)") {
-      idle += t;
-      continue;
+  for (const samples of bins.values()) {
+    const isIdle = (id: number): boolean => nodes.get(id)?.callFrame.functionName === "(idle)";
+    const binBusy = samples.reduce((sum, s) => sum + (isIdle(s.id) ? 0 : s.us), 0);
+    const share = binBusy / STEADY.binUs;
+    if (opts.steady && (share < STEADY.minBusy || share > STEADY.maxBusy)) continue;
+    kept++;
+    for (const { id, us } of samples) {
+      if (isIdle(id)) {
+        idle += us;
+        continue;
+      }
+      busy += us;
+      const { functionName, url, lineNumber } = nodes.get(id)!.callFrame;
+      const file = url.slice(url.lastIndexOf("/") + 1);
+      const name = `${functionName || "(anonymous)"}${file ? ` ${file}:${lineNumber + 1}` : ""}`;
+      self.set(name, (self.get(name) ?? 0) + us);
     }
-    busy += t;
-    const file = url.slice(url.lastIndexOf("/") + 1);
-    const name = `${functionName || "(anonymous)"}${file ? ` ${file}:${lineNumber + 1}` : ""}`;
-    self.set(name, (self.get(name) ?? 0) + t);
   }
   return {
     busyMs: busy / 1000,
     idleMs: idle / 1000,
+    spanS: opts.steady ? (kept * STEADY.binUs) / 1e6 : (busy + idle) / 1e6,
     top: [...self]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
@@ -57,9 +85,19 @@ export function summarize(json: string, top = 15): ProfileSummary {
   };
 }
 
-const file = process.argv[2];
+const [file, ...rest] = process.argv.slice(2);
 if (file !== undefined && import.meta.url.endsWith("/bench/cpuprofile.ts")) {
-  const s = summarize(readFileSync(file, "utf8"), Number(process.argv[3] ?? 15));
-  console.log(`busy ${(s.busyMs / 1000).toFixed(2)} s, idle ${(s.idleMs / 1000).toFixed(2)} s`);
-  for (const t of s.top) console.log(`${t.sharePct.toFixed(1).padStart(5)} %  ${t.name}`);
+  const steadyAt = rest.indexOf("--steady");
+  const framesPerS = steadyAt >= 0 ? Number(rest[steadyAt + 1]) : undefined;
+  const top = Number(rest.find((a, i) => i !== steadyAt && i !== steadyAt + 1) ?? 15);
+  const s = summarize(readFileSync(file, "utf8"), top, { steady: steadyAt >= 0 });
+  const perFrame = (ms: number): string =>
+    framesPerS ? ` = ${((ms * 1000) / (framesPerS * s.spanS)).toFixed(2)} µs a frame` : "";
+  console.log(
+    `${s.spanS.toFixed(1)} s${steadyAt >= 0 ? " of steady streaming" : ""}: busy ${(s.busyMs / 1000).toFixed(2)} s${perFrame(s.busyMs)}, idle ${(s.idleMs / 1000).toFixed(2)} s`,
+  );
+  for (const t of s.top)
+    console.log(
+      `${t.sharePct.toFixed(1).padStart(5)} %  ${t.name}${perFrame((t.sharePct / 100) * s.busyMs)}`,
+    );
 }
