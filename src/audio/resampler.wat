@@ -93,7 +93,8 @@
 
   ;; The samples of four cycles of 16 -> 24 kHz, branch k of cycle j in lane j of $sk, as 12 PCM16
   ;; samples in cycle order at $o: each rounded half away from zero and saturated, as `$pcm` does
-  ;; (adding 0.5 to an f32 below 2^22 is exact, and larger sums saturate either way).
+  ;; (in single precision, v + 0.5 may round, but below 2^23 never up to the next integer, so the
+  ;; truncation agrees with double precision; larger sums saturate either way).
   (func $pcm12 (param $o i32) (param $s0 v128) (param $s1 v128) (param $s2 v128)
     (local $n01 v128) (local $n22 v128)
     (local.set $n01
