@@ -13,6 +13,7 @@
  * (bench/bridge.ts prints it per frame) across runs.
  */
 import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
 import { z } from "zod";
 
 const ProfileSchema = z.object({
@@ -56,8 +57,8 @@ export function summarize(json: string, top = 15, opts: { steady?: boolean } = {
   let busy = 0;
   let kept = 0;
   const self = new Map<string, number>();
+  const isIdle = (id: number): boolean => nodes.get(id)?.callFrame.functionName === "(idle)";
   for (const samples of bins.values()) {
-    const isIdle = (id: number): boolean => nodes.get(id)?.callFrame.functionName === "(idle)";
     const binBusy = samples.reduce((sum, s) => sum + (isIdle(s.id) ? 0 : s.us), 0);
     const share = binBusy / STEADY.binUs;
     if (opts.steady && (share < STEADY.minBusy || share > STEADY.maxBusy)) continue;
@@ -85,16 +86,33 @@ export function summarize(json: string, top = 15, opts: { steady?: boolean } = {
   };
 }
 
-const [file, ...rest] = process.argv.slice(2);
-if (file !== undefined && import.meta.url.endsWith("/bench/cpuprofile.ts")) {
-  const steadyAt = rest.indexOf("--steady");
-  const framesPerS = steadyAt >= 0 ? Number(rest[steadyAt + 1]) : undefined;
-  const top = Number(rest.find((a, i) => i !== steadyAt && i !== steadyAt + 1) ?? 15);
-  const s = summarize(readFileSync(file, "utf8"), top, { steady: steadyAt >= 0 });
+/** The command line: `FILE [TOP] [--steady FRAMES_PER_SECOND]`, in any order. */
+export function cliArgs(args: string[]): {
+  file?: string;
+  top: number;
+  steady: boolean;
+  framesPerS?: number;
+} {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { steady: { type: "string" } },
+    allowPositionals: true,
+  });
+  return {
+    file: positionals[0],
+    top: Number(positionals[1] ?? 15),
+    steady: values.steady !== undefined,
+    framesPerS: values.steady === undefined ? undefined : Number(values.steady),
+  };
+}
+
+const cli = cliArgs(process.argv.slice(2));
+if (cli.file !== undefined && import.meta.url.endsWith("/bench/cpuprofile.ts")) {
+  const s = summarize(readFileSync(cli.file, "utf8"), cli.top, { steady: cli.steady });
   const perFrame = (ms: number): string =>
-    framesPerS ? ` = ${((ms * 1000) / (framesPerS * s.spanS)).toFixed(2)} µs a frame` : "";
+    cli.framesPerS ? ` = ${((ms * 1000) / (cli.framesPerS * s.spanS)).toFixed(2)} µs a frame` : "";
   console.log(
-    `${s.spanS.toFixed(1)} s${steadyAt >= 0 ? " of steady streaming" : ""}: busy ${(s.busyMs / 1000).toFixed(2)} s${perFrame(s.busyMs)}, idle ${(s.idleMs / 1000).toFixed(2)} s`,
+    `${s.spanS.toFixed(1)} s${cli.steady ? " of steady streaming" : ""}: busy ${(s.busyMs / 1000).toFixed(2)} s${perFrame(s.busyMs)}, idle ${(s.idleMs / 1000).toFixed(2)} s`,
   );
   for (const t of s.top)
     console.log(

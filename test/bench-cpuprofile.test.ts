@@ -3,7 +3,7 @@
  * in which the process was partly busy (streaming), not idle and not saturated (set-up).
  */
 import { describe, expect, it } from "vitest";
-import { summarize } from "../bench/cpuprofile.js";
+import { cliArgs, summarize } from "../bench/cpuprofile.js";
 
 /** A profile of 10 ms samples: `bins` lists, per 100 ms, how many of its ten samples were work. */
 function profile(bins: number[]): string {
@@ -36,5 +36,16 @@ describe("cpuprofile summary", () => {
     // Idle (0 %) and saturated (100 %) stretches go; 20 %, 30 % and 10 % stay: three of five.
     expect(s.spanS).toBeCloseTo(0.3);
     expect(s.busyMs).toBe(60);
+  });
+
+  it("reads TOP and --steady FRAMES_PER_SECOND from the command line, in any order", () => {
+    expect(cliArgs(["p.cpuprofile", "5"])).toEqual({ file: "p.cpuprofile", top: 5, steady: false });
+    expect(cliArgs(["p.cpuprofile", "--steady", "5000", "8"])).toEqual({
+      file: "p.cpuprofile",
+      top: 8,
+      steady: true,
+      framesPerS: 5000,
+    });
+    expect(cliArgs(["--steady", "5000", "p.cpuprofile"])).toMatchObject({ file: "p.cpuprofile", top: 15 });
   });
 });
