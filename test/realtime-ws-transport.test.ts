@@ -1,10 +1,12 @@
 /**
- * The `ws` transport's audio append: the text on the wire, against a plain `ws` server on loopback.
+ * The `ws` transport against servers on loopback: the audio append's text on the wire (a plain `ws`
+ * server), and the connect time limit (a TCP server that never answers the upgrade).
  */
 import { once } from "node:events";
-import type { AddressInfo } from "node:net";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
+import { UpstreamConnectError } from "../src/realtime/transport.js";
 import { WsRealtimeTransport } from "../src/realtime/ws-transport.js";
 
 let server: WebSocketServer | undefined;
@@ -86,5 +88,44 @@ describe("WsRealtimeTransport.appendAudio", () => {
     for (const c of server!.clients) c.close(1000, "bye");
     await closed;
     expect(t.appendAudio(Buffer.alloc(4))).toBe(false);
+  });
+});
+
+describe("WsRealtimeTransport.connect", () => {
+  let silent: Server | undefined;
+  afterEach(async () => {
+    await new Promise<void>((r) => (silent ? silent.close(() => r()) : r()));
+    silent = undefined;
+  });
+
+  it("gives up after connectTimeoutMs when the upgrade is never answered, and closes the socket", async () => {
+    // Accepts the TCP connection and reads the upgrade request, but never replies.
+    const accepted: Socket[] = [];
+    silent = createServer((socket) => {
+      accepted.push(socket);
+      socket.resume();
+    });
+    silent.listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    const { port } = silent.address() as AddressInfo;
+    const t = new WsRealtimeTransport({
+      url: `ws://127.0.0.1:${port}/v1/realtime`,
+      apiKey: "sk-test",
+      connectTimeoutMs: 300,
+    });
+    const started = performance.now();
+    const err = await t.connect().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    const elapsed = performance.now() - started;
+    expect(err).toBeInstanceOf(UpstreamConnectError);
+    expect((err as UpstreamConnectError).outcome).toBe("timeout");
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(5000);
+    expect(t.state).toBe("closed");
+    expect(accepted).toHaveLength(1);
+    // The transport let the socket go: the server side sees it end.
+    if (!accepted[0]!.closed) await once(accepted[0]!, "close");
   });
 });

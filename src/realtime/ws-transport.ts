@@ -52,9 +52,11 @@ export class WsRealtimeTransport implements RealtimeTransport {
   connect(): Promise<void> {
     if (this.#link.status !== "idle") return Promise.reject(new Error("connect() may be called once"));
     const { url, apiKey, connectTimeoutMs, logger } = this.#opts;
+    // No `handshakeTimeout`: the timer below bounds the whole connect. `ws` would set it as the
+    // socket's idle timeout and clear it on open, and Node keeps a cleared socket timeout attached:
+    // every append written afterwards would refresh it (a timer-list call per frame, for nothing).
     const ws = new WebSocket(url, {
       headers: { Authorization: `Bearer ${apiKey}` },
-      handshakeTimeout: connectTimeoutMs,
       maxPayload: 32 * 1024 * 1024,
       // Audio as base64 JSON barely compresses; a deflate context per session costs memory and CPU.
       perMessageDeflate: false,
