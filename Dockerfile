@@ -51,7 +51,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 
 # The Supervisor and the builder pass BUILD_ARCH and BUILD_VERSION.
 ARG BUILD_ARCH=amd64
-ARG BUILD_VERSION=0.4.3
+ARG BUILD_VERSION=0.4.4
 LABEL io.hass.type="addon" \
       io.hass.name="OpenVoice MCP" \
       io.hass.description="Talk to your home through Assist satellites, with the OpenAI Realtime API as the voice and tools from MCP servers" \
